@@ -1,0 +1,34 @@
+"""The msgpack envelope for everything aqueue stores: one version byte, then msgpack.
+
+Bytes stay bytes, str stays str; tuples come back as lists. Nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import MessageError
+
+VERSION = b"\x01"
+
+
+def _refuse(obj: Any) -> Any:
+    raise TypeError(f"cannot encode an object of type {type(obj).__module__}.{type(obj).__qualname__}")
+
+
+def encode(value: Any, what: str = "message") -> bytes:
+    """Encode `value`; a value msgpack cannot carry raises MessageError naming its type."""
+    try:
+        return VERSION + msgpack.packb(value, use_bin_type=True, default=_refuse, datetime=False)
+    except TypeError as exc:
+        raise MessageError(f"{what} is not encodable with msgpack: {exc}") from None
+    except (ValueError, OverflowError) as exc:  # e.g. ints beyond 64 bits, too-deep nesting
+        raise MessageError(f"{what} is not encodable with msgpack: {exc}") from None
+
+
+def decode(data: bytes) -> Any:
+    if data[:1] != VERSION:
+        raise ValueError(f"unknown aqueue envelope version {data[:1]!r}")
+    return msgpack.unpackb(data[1:], raw=False, strict_map_key=False)

@@ -1,0 +1,47 @@
+"""Where Redis is: an explicit URL, else `AQUEUE_REDIS_URL`, else the embedded server."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio.to_thread
+
+from ._server import EmbeddedRedis
+from ._store import Store, connect, redis_errors
+
+log = logging.getLogger(__name__)
+
+
+def embedded_directory() -> Path:
+    return Path(os.environ.get("AQUEUE_HOME", ".aqueue")).resolve() / "redis"
+
+
+@contextlib.asynccontextmanager
+async def open_store(
+    url: str | None, queue: str, max_connections: int, *, check: bool = True
+) -> AsyncIterator[Store]:
+    """A Store on the configured Redis, starting (and later stopping) the embedded one.
+
+    With `check`, a Redis that cannot be reached fails here, at once, rather than later.
+    """
+    url = url or os.environ.get("AQUEUE_REDIS_URL") or None
+    embedded: EmbeddedRedis | None = None
+    if url is None:
+        embedded = EmbeddedRedis(embedded_directory())
+        url = await anyio.to_thread.run_sync(embedded.start)
+        log.info("no Redis configured: using the embedded server at %s", url)
+    redis = connect(url, max_connections)
+    try:
+        if check:
+            with redis_errors(f"connecting to {url}"):
+                await redis.ping()
+        yield Store(redis, queue)
+    finally:
+        with contextlib.suppress(Exception):
+            await redis.aclose()
+        if embedded is not None:
+            await anyio.to_thread.run_sync(embedded.stop)

@@ -1,0 +1,91 @@
+"""The whole keyspace in one place.
+
+Every key and channel of a queue starts with `aq:{<queue>}:`; the braces are a Redis Cluster hash
+tag, so all of one queue's keys live in one slot and each Lua script touches one slot.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+
+
+def check_queue_name(queue: str) -> str:
+    if not isinstance(queue, str) or not _NAME.match(queue):
+        raise ConfigError(
+            f"queue name {queue!r} is invalid: use 1-100 letters, digits, '_', '.' or '-'"
+        )
+    return queue
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    queue: str
+
+    def __post_init__(self) -> None:
+        check_queue_name(self.queue)
+
+    @property
+    def prefix(self) -> str:
+        return f"aq:{{{self.queue}}}:"
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern matching this queue's keys and no other queue's."""
+        return self.prefix + "*"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def data(self, key: str) -> str:
+        return f"{self.prefix}data:{key}"
+
+    @property
+    def lanes(self) -> str:  # set of the signatures with ready jobs
+        return self.prefix + "lanes"
+
+    def lane(self, signature: str) -> str:  # zset of ready job ids by (priority, sequence)
+        return f"{self.prefix}lane:{signature}"
+
+    @property
+    def scheduled(self) -> str:  # zset: job id -> due time (ms, Redis clock)
+        return self.prefix + "scheduled"
+
+    @property
+    def active(self) -> str:  # zset: job id -> lease deadline (ms, Redis clock)
+        return self.prefix + "active"
+
+    @property
+    def dead(self) -> str:  # zset: job id -> when it died (ms)
+        return self.prefix + "dead"
+
+    @property
+    def workers(self) -> str:  # zset: worker id -> liveness deadline (ms)
+        return self.prefix + "workers"
+
+    def worker(self, worker_id: str) -> str:  # hash: what a worker is and serves
+        return f"{self.prefix}worker:{worker_id}"
+
+    @property
+    def outbox(self) -> str:  # list of job ids whose callback is due
+        return self.prefix + "outbox"
+
+    @property
+    def stats(self) -> str:  # hash of counters
+        return self.prefix + "stats"
+
+    @property
+    def events(self) -> str:  # channel: [job id, kind, ...] for status and progress
+        return self.prefix + "events"
+
+    @property
+    def wake(self) -> str:  # channel: new ready work
+        return self.prefix + "wake"
+
+    @property
+    def control(self) -> str:  # channel: cancellations for workers
+        return self.prefix + "control"

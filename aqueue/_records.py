@@ -1,0 +1,130 @@
+"""How a job is laid out in its Redis hash: the fields a post writes, and reading them back."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yarl
+
+from . import _codec
+from .errors import MessageError
+from .job import Job, JobStatus, Progress
+from .retry import RetryPolicy
+
+_LISTENER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$")
+
+
+def check_functions(functions: Sequence[str] | None) -> tuple[str, ...]:
+    if functions is None:
+        return ()
+    if isinstance(functions, str) or not isinstance(functions, Sequence):
+        raise MessageError(f"functions must be a list of listener names, got {functions!r}")
+    for name in functions:
+        if not isinstance(name, str) or not _LISTENER_NAME.match(name):
+            raise MessageError(
+                f"listener name {name!r} is invalid: start with a letter or '_', then letters, "
+                "digits, '_', '.', ':' or '-'"
+            )
+    return tuple(functions)
+
+
+def signature(functions: Sequence[str]) -> str:
+    """The lane a job waits in: the set of listeners it needs, sorted."""
+    return ",".join(sorted(set(functions)))
+
+
+def check_callback(url: str | None) -> str:
+    if url is None:
+        return ""
+    try:
+        parsed = yarl.URL(url)
+    except (TypeError, ValueError) as exc:
+        raise MessageError(f"callback {url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise MessageError(f"callback {url!r} must be an absolute http:// or https:// URL")
+    return url
+
+
+def new_job_fields(
+    *,
+    functions: Sequence[str] | None,
+    callback: str | None,
+    priority: int,
+    timeout: float | None,
+    retry: RetryPolicy,
+    ttl: float,
+) -> tuple[list[str | bytes | int], str]:
+    """The hash fields every job of one post shares, and its lane signature."""
+    names = check_functions(functions)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -100 <= priority <= 100:
+        raise MessageError(f"priority must be an int from -100 to 100, got {priority!r}")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise MessageError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
+        raise MessageError(f"ttl must be a number of seconds > 0, got {ttl!r}")
+    fields: list[str | bytes | int] = [
+        "fns", ",".join(names),
+        "sig", signature(names),
+        "prio", priority,
+        "timeout", 0 if timeout is None else max(1, int(timeout * 1000)),
+        "max_att", retry.max_attempts,
+        "retry", _codec.encode([retry.delay, retry.backoff, retry.max_delay, retry.jitter]),
+        "ttl", max(1, int(ttl)),
+        "cb", check_callback(callback),
+    ]  # fmt: skip
+    return fields, signature(names)
+
+
+def retry_policy(encoded: bytes, max_attempts: int) -> RetryPolicy:
+    delay, backoff, max_delay, jitter = _codec.decode(encoded)
+    return RetryPolicy(max_attempts - 1, delay, backoff, max_delay, jitter)
+
+
+def _s(fields: Mapping[str, bytes], name: str) -> str | None:
+    raw = fields.get(name)
+    return raw.decode(errors="replace") if raw else None
+
+
+def _seconds(fields: Mapping[str, bytes], name: str) -> float | None:
+    raw = fields.get(name)
+    return int(raw) / 1000 if raw and raw != b"0" else None
+
+
+def _value(fields: Mapping[str, bytes], name: str) -> Any:
+    raw = fields.get(name)
+    return None if raw is None else _codec.decode(raw)
+
+
+def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
+    progress = None
+    if "progress" in f:
+        progress = Progress(_value(f, "progress"), _s(f, "progress_msg"))
+    return Job(
+        id=job_id,
+        queue=queue,
+        status=JobStatus(f["status"].decode()),
+        msg=_value(f, "msg"),
+        functions=tuple(n for n in (_s(f, "fns") or "").split(",") if n),
+        priority=int(f.get("prio", b"0")),
+        attempt=int(f.get("attempt", b"0")),
+        max_attempts=int(f.get("max_att", b"1")),
+        timeout=_seconds(f, "timeout"),
+        callback=_s(f, "cb"),
+        key=_s(f, "key"),
+        posted_at=int(f["posted"]) / 1000,
+        started_at=_seconds(f, "started"),
+        finished_at=_seconds(f, "finished"),
+        due_at=_seconds(f, "due"),
+        worker=_s(f, "worker"),
+        progress=progress,
+        short_result=_s(f, "short"),
+        result=_value(f, "result"),
+        error_type=_s(f, "err_type"),
+        error_message=_s(f, "err_msg"),
+        traceback=_s(f, "err_tb"),
+        reason=_s(f, "reason"),
+    )

@@ -1,0 +1,283 @@
+"""Everything aqueue asks of Redis: one typed wrapper per Lua script, and the plain reads.
+
+The only module that imports redis.asyncio. Redis's exceptions never leave it: they become
+`RedisUnavailable`. Values go in and come out as bytes; decoding is the callers' business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+
+from . import _scripts
+from ._keys import Keys
+from .errors import RedisUnavailable
+
+Arg = str | bytes | int | float
+
+
+@contextlib.contextmanager
+def redis_errors(what: str) -> Iterator[None]:
+    """Turn redis-py's exceptions into aqueue's, naming what we were doing."""
+    try:
+        yield
+    except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+        raise RedisUnavailable(f"{what}: Redis unreachable ({exc})") from exc
+    except rexc.RedisError as exc:
+        raise RedisUnavailable(f"{what}: Redis refused the command ({exc})") from exc
+
+
+def connect(url: str, max_connections: int) -> aioredis.Redis:
+    """A client with a bounded pool that retries a dropped connection a few times."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=None,  # wait for a free connection rather than fail under load
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
+        retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
+        health_check_interval=30,
+        socket_keepalive=True,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    id: str
+    key: str
+    signature: str
+    priority: int
+    delay_ms: int
+    at_ms: int
+    fields: Sequence[Arg]  # flat field, value pairs for the job's hash
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: str
+    attempt: int
+    msg: bytes
+    functions: tuple[str, ...]
+    timeout_ms: int
+    max_attempts: int
+    released: int
+    retry: bytes
+    posted_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    now_ms: int
+    next_due_ms: int | None
+    jobs: list[Claimed]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    id: str
+    attempt: int
+    kind: str  # complete | retry | fail | release
+    delay_ms: int
+    fields: Sequence[Arg]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Store:
+    """One queue's view of Redis."""
+
+    def __init__(self, redis: aioredis.Redis, queue: str) -> None:
+        self.redis = redis
+        self.keys = Keys(queue)
+        self._scripts = {name: redis.register_script(_scripts.source(name)) for name in _scripts.NAMES}
+
+    async def _run(self, name: str, args: Sequence[Arg]) -> Any:
+        with redis_errors(f"{name} on queue {self.keys.queue!r}"):
+            return await self._scripts[name](keys=[], args=[self.keys.prefix, *args])
+
+    # -- scripts -------------------------------------------------------------------------
+
+    async def post(self, jobs: Sequence[NewJob], key_ttl_ms: int) -> list[str]:
+        args: list[Arg] = [len(jobs), key_ttl_ms]
+        for job in jobs:
+            args += [job.id, job.key, job.signature, job.priority, job.delay_ms, job.at_ms]
+            args.append(len(job.fields) // 2)
+            args += job.fields
+        return [_text(i) for i in await self._run("post", args)]
+
+    async def claim(
+        self, worker_id: str, lease_ms: int, count: int, functions: Sequence[str]
+    ) -> ClaimResult:
+        raw = await self._run("claim", [worker_id, lease_ms, count, *functions])
+        jobs = []
+        for i in range(3, len(raw), 9):
+            id_, attempt, msg, fns, timeout, max_att, released, retry, posted = raw[i : i + 9]
+            jobs.append(
+                Claimed(
+                    id=_text(id_),
+                    attempt=int(attempt),
+                    msg=msg,
+                    functions=tuple(f for f in _text(fns).split(",") if f),
+                    timeout_ms=int(timeout or 0),
+                    max_attempts=int(max_att),
+                    released=int(released or 0),
+                    retry=retry,
+                    posted_ms=int(posted),
+                )
+            )
+        next_due = int(raw[1])
+        return ClaimResult(int(raw[0]), None if next_due < 0 else next_due, jobs)
+
+    async def heartbeat(
+        self, worker_id: str, lease_ms: int, info: bytes, leases: Sequence[tuple[str, int]]
+    ) -> list[str]:
+        args: list[Arg] = [worker_id, lease_ms, info]
+        for job_id, attempt in leases:
+            args += [job_id, attempt]
+        return [_text(i) for i in await self._run("heartbeat", args)]
+
+    async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
+        args: list[Arg] = [worker_id, len(outcomes)]
+        for o in outcomes:
+            args += [o.id, o.attempt, o.kind, o.delay_ms, len(o.fields) // 2, *o.fields]
+        return [bool(x) for x in await self._run("finish", args)]
+
+    async def progress(
+        self, job_id: str, attempt: int, worker_id: str, value: bytes, message: str
+    ) -> bool:
+        return bool(await self._run("progress", [job_id, attempt, worker_id, value, message]))
+
+    async def reap(self, limit: int) -> tuple[int, int, int]:
+        requeued, dead, promoted = await self._run("reap", [limit])
+        return int(requeued), int(dead), int(promoted)
+
+    async def cancel(self, job_id: str) -> tuple[str, str | None]:
+        return self._verdict(await self._run("cancel", [job_id]))
+
+    async def requeue(self, job_id: str) -> tuple[str, str | None]:
+        return self._verdict(await self._run("requeue", [job_id]))
+
+    @staticmethod
+    def _verdict(raw: list[Any]) -> tuple[str, str | None]:
+        return _text(raw[0]), (_text(raw[1]) if len(raw) > 1 else None)
+
+    async def purge_dead(self, batch: int = 500) -> int:
+        total = 0
+        while n := int(await self._run("purge_dead", [batch])):
+            total += n
+        return total
+
+    # -- plain reads and writes ----------------------------------------------------------
+
+    async def job_fields(self, job_id: str) -> dict[str, bytes]:
+        with redis_errors(f"reading job {job_id!r}"):
+            raw = await self.redis.hgetall(self.keys.job(job_id))
+        return {_text(k): v for k, v in raw.items()}
+
+    async def job_field_values(self, job_id: str, fields: Sequence[str]) -> list[bytes | None]:
+        with redis_errors(f"reading job {job_id!r}"):
+            return cast(list[bytes | None], await self.redis.hmget(self.keys.job(job_id), fields))
+
+    async def statuses(self, job_ids: Sequence[str]) -> list[bytes | None]:
+        """The stored status of each job (None where missing), in one round trip."""
+        with redis_errors("reading job statuses"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.hget(self.keys.job(job_id), "status")
+                return cast(list[bytes | None], await pipe.execute())
+
+    async def set_data(self, key: str, data: bytes, ttl_ms: int | None) -> None:
+        with redis_errors(f"storing data at {key!r}"):
+            await self.redis.set(self.keys.data(key), data, px=ttl_ms)
+
+    async def get_data(self, key: str) -> bytes | None:
+        with redis_errors(f"fetching data at {key!r}"):
+            return cast(bytes | None, await self.redis.get(self.keys.data(key)))
+
+    async def dead_ids(self, offset: int, count: int) -> list[str]:
+        with redis_errors("listing dead letters"):
+            raw = await self.redis.zrange(self.keys.dead, offset, offset + count - 1)
+        return [_text(i) for i in raw]
+
+    async def counts(self) -> dict[str, int]:
+        """Jobs per list: queued (over all lanes), scheduled, active, dead; live workers."""
+        k = self.keys
+        with redis_errors("counting jobs"):
+            lanes = [_text(s) for s in await self.redis.smembers(k.lanes)]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sig in lanes:
+                    pipe.zcard(k.lane(sig))
+                pipe.zcard(k.scheduled).zcard(k.active).zcard(k.dead).zcard(k.workers)
+                raw = await pipe.execute()
+        *lane_counts, scheduled, active, dead, workers = raw
+        return {
+            "queued": sum(lane_counts),
+            "scheduled": scheduled,
+            "active": active,
+            "dead": dead,
+            "workers": workers,
+        }
+
+    async def live_workers(self) -> list[bytes]:
+        """The info of every worker whose liveness has not lapsed."""
+        with redis_errors("listing workers"):
+            ids = await self.redis.zrange(self.keys.workers, 0, -1)
+            if not ids:
+                return []
+            infos = await self.redis.mget([self.keys.worker(_text(i)) for i in ids])
+        return [i for i in infos if i is not None]
+
+    async def purge_queue(self) -> int:
+        """Delete every key of this queue (and no other queue's)."""
+        deleted = 0
+        with redis_errors(f"purging queue {self.keys.queue!r}"):
+            batch: list[bytes] = []
+            async for key in self.redis.scan_iter(match=self.keys.pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += await self.redis.unlink(*batch)
+                    batch = []
+            if batch:
+                deleted += await self.redis.unlink(*batch)
+        return deleted
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
+        pubsub = self.redis.pubsub()
+        try:
+            with redis_errors(f"subscribing to {', '.join(channels)}"):
+                await pubsub.subscribe(*channels)
+            yield Subscription(pubsub)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+
+class Subscription:
+    """Messages from subscribed channels. A `(channel, None)` pair means "(re)subscribed":
+    messages may have been missed before it, so the caller re-reads the stored state."""
+
+    def __init__(self, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+
+    async def get(self, timeout: float | None) -> tuple[str, bytes | None] | None:
+        with redis_errors("reading subscription"):
+            message = await self._pubsub.get_message(timeout=timeout)
+        if message is None:
+            return None
+        channel = _text(message["channel"])
+        if message["type"] == "message":
+            return channel, cast(bytes, message["data"])
+        if message["type"] == "subscribe":
+            return channel, None
+        return None

@@ -1,0 +1,416 @@
+"""The async producer API: post jobs, read them, await their results, cancel, manage dead letters.
+
+    async with Client("app") as client:
+        job_id = await client.post({"x": 1}, functions=["train"])
+        result = await client.block_until_result(job_id, timeout=60)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import msgpack
+from anyio.abc import TaskGroup, TaskStatus
+
+from . import _codec
+from ._connection import open_store
+from ._records import decode_job, new_job_fields
+from ._store import NewJob, Store
+from .config import ClientConfig
+from .errors import (
+    DataNotFound,
+    InvalidTransition,
+    JobFailed,
+    JobNotFound,
+    MessageError,
+    MessageTooLarge,
+    RedisUnavailable,
+    ResultTimeout,
+)
+from .job import TERMINAL, Job, JobStatus, Progress
+from .retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+_TERMINAL_NAMES = frozenset(s.value.encode() for s in TERMINAL)
+
+
+class Client:
+    """A connection to one queue. Use it as an async context manager."""
+
+    def __init__(
+        self,
+        queue: str = "default",
+        *,
+        redis_url: str | None = None,
+        config: ClientConfig | None = None,
+    ) -> None:
+        self.config = config or ClientConfig(queue=queue, redis_url=redis_url)
+        self._store: Store | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+        self._waiters: dict[str, set[anyio.Event]] = {}
+        self._listening = False
+        self._listen_lock = anyio.Lock()
+
+    @classmethod
+    def over(cls, store: Store, config: ClientConfig) -> Client:
+        """A client sharing an open Store (the worker's, for listeners' contexts)."""
+        client = cls(config=config)
+        client._store = store
+        return client
+
+    async def __aenter__(self) -> Self:
+        stack = contextlib.AsyncExitStack()
+        async with stack:
+            if self._store is None:
+                self._store = await stack.enter_async_context(
+                    open_store(self.config.redis_url, self.config.queue, self.config.max_connections)
+                )
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._tg.cancel_scope.cancel)  # stop the subscriber on exit
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("use the client inside `async with Client(...) as client:`")
+        return self._store
+
+    @property
+    def queue(self) -> str:
+        return self.config.queue
+
+    # -- posting -------------------------------------------------------------------------
+
+    async def post(
+        self,
+        msg: Any,
+        *,
+        functions: Sequence[str] | None = None,
+        callback: str | None = None,
+        priority: int = 0,
+        delay: float | None = None,
+        at: datetime | float | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | int | None = None,
+        key: str | None = None,
+        ttl: float | None = None,
+    ) -> str:
+        """Enqueue `msg`; returns the job's id at once.
+
+        `functions`: the listeners to run, in order (None: every listener of the worker);
+        `callback`: a URL called when the job ends; `priority`: -100..100, higher first;
+        `delay` seconds or `at` (an aware datetime or epoch seconds): run no earlier;
+        `timeout`: seconds each attempt may run; `retry`: a RetryPolicy or a number of retries;
+        `key`: idempotency key, a second post with it returns the first job's id;
+        `ttl`: seconds the finished job and its result are kept.
+        """
+        [job_id] = await self.post_many(
+            [msg],
+            functions=functions,
+            callback=callback,
+            priority=priority,
+            delay=delay,
+            at=at,
+            timeout=timeout,
+            retry=retry,
+            keys=None if key is None else [key],
+            ttl=ttl,
+        )
+        return job_id
+
+    async def post_many(
+        self,
+        msgs: Iterable[Any],
+        *,
+        functions: Sequence[str] | None = None,
+        callback: str | None = None,
+        priority: int = 0,
+        delay: float | None = None,
+        at: datetime | float | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | int | None = None,
+        keys: Sequence[str] | None = None,
+        ttl: float | None = None,
+    ) -> list[str]:
+        """Enqueue many messages with the same options in one round trip; their ids in order.
+
+        Every message is encoded and checked before anything is sent: one bad message
+        refuses the whole batch.
+        """
+        messages = list(msgs)
+        if keys is not None and len(keys) != len(messages):
+            raise MessageError(f"keys has {len(keys)} entries for {len(messages)} messages")
+        policy = retry if isinstance(retry, RetryPolicy) else RetryPolicy(
+            retries=3 if retry is None else retry
+        )
+        common, signature = new_job_fields(
+            functions=functions,
+            callback=callback,
+            priority=priority,
+            timeout=timeout,
+            retry=policy,
+            ttl=self.config.result_ttl if ttl is None else ttl,
+        )
+        delay_ms, at_ms = _when(delay, at)
+        jobs = []
+        for i, msg in enumerate(messages):
+            encoded = _codec.encode(msg, "message" if len(messages) == 1 else f"message {i}")
+            if len(encoded) > self.config.max_message_bytes:
+                raise MessageTooLarge(len(encoded), self.config.max_message_bytes)
+            key = "" if keys is None else _check_key(keys[i])
+            jobs.append(
+                NewJob(
+                    id=uuid.uuid4().hex,
+                    key=key,
+                    signature=signature,
+                    priority=priority,
+                    delay_ms=delay_ms,
+                    at_ms=at_ms,
+                    fields=[*common, "msg", encoded, "key", key],
+                )
+            )
+        key_ttl_ms = int(1000 * (self.config.result_ttl if ttl is None else ttl))
+        return await self.store.post(jobs, key_ttl_ms)
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job:
+        """The whole record of a job; JobNotFound if there is none."""
+        fields = await self.store.job_fields(_check_id(job_id))
+        if not fields:
+            raise JobNotFound(job_id, self.queue)
+        job = decode_job(job_id, self.queue, fields)
+        if job.status is JobStatus.QUEUED:
+            job = await self._explain_wait(job)
+        return job
+
+    async def _explain_wait(self, job: Job) -> Job:
+        """Say what a queued job waits for, and whether any live worker can run it."""
+        infos = [msgpack.unpackb(i) for i in await self.store.live_workers()]
+        needed = set(job.functions)
+        able = [i for i in infos if needed <= set(i.get("listeners", ())) and i.get("listeners")]
+        if able:
+            reason = f"waiting for a free slot on one of {len(able)} live worker(s) that can run it"
+        else:
+            wanted = ", ".join(job.functions) or "any listener"
+            reason = f"waiting for a worker with listeners: {wanted} (no live worker has them)"
+        return replace(job, waiting_for=job.functions, reason=job.reason or reason)
+
+    async def get_progress(self, job_id: str) -> Progress | None:
+        """The latest progress a listener reported, or None if none yet."""
+        value, message, status = await self.store.job_field_values(
+            _check_id(job_id), ["progress", "progress_msg", "status"]
+        )
+        if status is None:
+            raise JobNotFound(job_id, self.queue)
+        if value is None:
+            return None
+        return Progress(_codec.decode(value), message.decode() if message else None)
+
+    async def get_result(self, job_id: str) -> Any:
+        """The result of a finished job; JobFailed if it did not complete, InvalidTransition
+        (status still pending) if it has not finished."""
+        status, result, err_type, err_msg, err_tb = await self.store.job_field_values(
+            _check_id(job_id), ["status", "result", "err_type", "err_msg", "err_tb"]
+        )
+        if status is None:
+            raise JobNotFound(job_id, self.queue)
+        name = status.decode()
+        if name == JobStatus.COMPLETE:
+            return None if result is None else _codec.decode(result)
+        if status in _TERMINAL_NAMES:
+            raise JobFailed(job_id, name, _str(err_type), _str(err_msg), _str(err_tb))
+        raise InvalidTransition(job_id, "read the result of", name)
+
+    async def block_until_result(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait for the job to finish and return its result (a value, not a string of it).
+
+        Completion is pushed (one subscription per client, however many jobs are awaited);
+        the stored state is read after subscribing, so a job that already finished returns
+        at once. Raises JobFailed (carrying the remote error), ResultTimeout, JobNotFound.
+        """
+        _check_id(job_id)
+        await self._ensure_listening()
+        done = anyio.Event()
+        self._waiters.setdefault(job_id, set()).add(done)
+        try:
+            [status] = await self.store.statuses([job_id])
+            if status is None:
+                raise JobNotFound(job_id, self.queue)
+            if status not in _TERMINAL_NAMES:
+                with anyio.move_on_after(timeout) as scope:
+                    await done.wait()
+                if scope.cancelled_caught:
+                    [status] = await self.store.statuses([job_id])
+                    if status not in _TERMINAL_NAMES:
+                        now = status.decode() if status else "gone"
+                        raise ResultTimeout(job_id, timeout or 0.0, now)
+        finally:
+            waiters = self._waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard(done)
+                if not waiters:
+                    del self._waiters[job_id]
+        return await self.get_result(job_id)
+
+    async def _ensure_listening(self) -> None:
+        if self._listening:
+            return
+        async with self._listen_lock:
+            if not self._listening:
+                if self._tg is None:
+                    raise RuntimeError("use the client inside `async with Client(...) as client:`")
+                await self._tg.start(self._listen)
+                self._listening = True
+
+    async def _listen(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Deliver terminal status events to waiters; after every (re)subscribe, re-read the
+        stored status of everything awaited, since events during an outage are lost."""
+        started = False
+        backoff = 0.05
+        while True:
+            try:
+                async with self.store.subscribe(self.store.keys.events) as sub:
+                    while True:
+                        item = await sub.get(timeout=None)
+                        if item is None:
+                            continue
+                        _, data = item
+                        if data is None:
+                            await self._recheck_waiters()
+                            backoff = 0.05
+                            if not started:
+                                task_status.started()
+                                started = True
+                            continue
+                        job_id, kind, *rest = msgpack.unpackb(data)
+                        if kind == "status" and rest[0].encode() in _TERMINAL_NAMES:
+                            self._wake(job_id)
+            except RedisUnavailable as exc:
+                log.warning("result subscription lost, retrying in %.2f s: %s", backoff, exc)
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _recheck_waiters(self) -> None:
+        ids = list(self._waiters)
+        if not ids:
+            return
+        for job_id, status in zip(ids, await self.store.statuses(ids), strict=True):
+            if status is None or status in _TERMINAL_NAMES:
+                self._wake(job_id)
+
+    def _wake(self, job_id: str) -> None:
+        for event in self._waiters.get(job_id, ()):
+            event.set()
+
+    # -- changing ------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a job: a queued one never runs, a running one's listener is cancelled.
+        Returns the status it had; InvalidTransition if it already finished."""
+        verdict, before = await self.store.cancel(_check_id(job_id))
+        if verdict == "missing":
+            raise JobNotFound(job_id, self.queue)
+        if verdict == "refused":
+            raise InvalidTransition(job_id, "cancel", before or "?")
+        return JobStatus(before)
+
+    async def dead_letters(self, offset: int = 0, count: int = 100) -> list[Job]:
+        """Jobs in the dead-letter queue, oldest first."""
+        jobs = []
+        for job_id in await self.store.dead_ids(offset, count):
+            with contextlib.suppress(JobNotFound):
+                jobs.append(await self.get_job(job_id))
+        return jobs
+
+    async def requeue(self, job_id: str) -> JobStatus:
+        """Put a dead, failed or cancelled job back in the queue with a fresh retry budget.
+        Returns the status it had."""
+        verdict, before = await self.store.requeue(_check_id(job_id))
+        if verdict == "missing":
+            raise JobNotFound(job_id, self.queue)
+        if verdict == "refused":
+            raise InvalidTransition(job_id, "requeue", before or "?")
+        return JobStatus(before)
+
+    async def purge_dead(self) -> int:
+        """Delete every dead-lettered job of this queue; how many."""
+        return await self.store.purge_dead()
+
+    async def purge(self) -> int:
+        """Delete everything of this queue: jobs, results, data, counters. Other queues stay."""
+        return await self.store.purge_queue()
+
+    async def counts(self) -> dict[str, int]:
+        return await self.store.counts()
+
+    # -- data ----------------------------------------------------------------------------
+
+    async def store_data(self, data: Any, key: str | None = None, expiry: float | None = None) -> str:
+        """Store any msgpack value (bytes stay bytes) under `key` (a new one if None), expiring
+        after `expiry` seconds (the configured default if None). Returns the key."""
+        key = _check_key(key or uuid.uuid4().hex)
+        seconds = self.config.data_ttl if expiry is None else expiry
+        if seconds <= 0:
+            raise MessageError(f"expiry must be > 0 seconds, got {expiry!r}")
+        await self.store.set_data(key, _codec.encode(data, "data"), int(seconds * 1000))
+        return key
+
+    async def fetch_data(self, key: str) -> Any:
+        raw = await self.store.get_data(_check_key(key))
+        if raw is None:
+            raise DataNotFound(key, self.queue)
+        return _codec.decode(raw)
+
+
+
+def _when(delay: float | None, at: datetime | float | None) -> tuple[int, int]:
+    if delay is not None and at is not None:
+        raise MessageError("give delay or at, not both")
+    if delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise MessageError(f"delay must be a number of seconds >= 0, got {delay!r}")
+        return int(delay * 1000), 0
+    if at is None:
+        return 0, 0
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise MessageError("at must be a timezone-aware datetime (naive times are ambiguous)")
+        return 0, int(at.timestamp() * 1000)
+    if isinstance(at, bool) or not isinstance(at, int | float) or at <= 0:
+        raise MessageError(f"at must be an aware datetime or epoch seconds, got {at!r}")
+    return 0, int(at * 1000)
+
+
+def _check_id(job_id: str) -> str:
+    if not isinstance(job_id, str) or not job_id or len(job_id) > 200:
+        raise MessageError(f"job id must be a non-empty string, got {job_id!r}")
+    return job_id
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > 500:
+        raise MessageError(f"key must be a non-empty string of at most 500 characters, got {key!r}")
+    return key
+
+
+def _str(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode(errors="replace")

@@ -1,0 +1,64 @@
+"""Frozen, validated configuration. Every duration is float seconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._keys import check_queue_name
+from .errors import ConfigError
+
+DAY = 86400.0
+
+
+def _positive(name: str, value: object, *, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        what = "a positive integer" if integer else "a positive number of seconds"
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """How a client reaches its queue. `redis_url=None` means the embedded default."""
+
+    queue: str = "default"
+    redis_url: str | None = None
+    max_message_bytes: int = 16 * 1024 * 1024
+    result_ttl: float = 7 * DAY  # how long finished jobs and their results are kept
+    data_ttl: float = 7 * DAY  # default expiry of store_data
+    max_connections: int = 32  # the pool's bound, however many jobs are awaited
+
+    def __post_init__(self) -> None:
+        check_queue_name(self.queue)
+        _positive("max_message_bytes", self.max_message_bytes, integer=True)
+        _positive("result_ttl", self.result_ttl)
+        _positive("data_ttl", self.data_ttl)
+        _positive("max_connections", self.max_connections, integer=True)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How a worker serves its queue."""
+
+    queue: str = "default"
+    concurrency: int = 16  # jobs run at once (async listeners; threads for plain functions)
+    lease: float = 30.0  # a claim lapses this long after the last heartbeat
+    heartbeat: float = 10.0  # how often leases are renewed; at most a third of the lease
+    grace: float = 30.0  # on stop, how long running jobs may take before they are handed back
+    reaper_interval: float = 5.0  # how often this daemon's reaper looks for lapsed leases
+    idle_wait: float = 5.0  # longest block on Redis between claims when nothing is posted
+    claim_batch: int = 64  # most jobs taken in one claim
+    worker_id: str | None = None
+    reaper: bool = True  # run the reaper in this daemon
+
+    def __post_init__(self) -> None:
+        check_queue_name(self.queue)
+        _positive("concurrency", self.concurrency, integer=True)
+        _positive("claim_batch", self.claim_batch, integer=True)
+        for name in ("lease", "heartbeat", "grace", "reaper_interval", "idle_wait"):
+            _positive(name, getattr(self, name))
+        if self.heartbeat > self.lease / 3:
+            raise ConfigError(
+                f"heartbeat must be at most a third of the lease so that one late beat does "
+                f"not lose it: heartbeat={self.heartbeat:g} s, lease={self.lease:g} s"
+            )

@@ -1,0 +1,146 @@
+"""The whole aqueue exception tree.
+
+    AqueueError
+    ├── ConfigError (ValueError)          a setting is invalid; names the setting and the value
+    ├── MessageError (ValueError)         a message or option is refused at post, before Redis
+    │   └── MessageTooLarge               the encoded message is over the configured limit
+    ├── JobNotFound (LookupError)         no job with that id in this queue (or it expired)
+    ├── DataNotFound (LookupError)        nothing stored at that data key (or it expired)
+    ├── InvalidTransition                 the job's state does not allow that (e.g. cancel a
+    │                                     finished job); carries the current status
+    ├── JobFailed                         the job ended failed, dead or cancelled; carries the
+    │                                     remote error as strings, never as an unpickled object
+    ├── ResultTimeout (TimeoutError)      block_until_result gave up waiting
+    ├── JobTimeout (TimeoutError)         a listener ran past the job's timeout (recorded as
+    │                                     the attempt's error; the worker cancelled it)
+    ├── LeaseLost                         a worker's write was refused: its attempt is not current
+    ├── ListenerError (LookupError)       a listener name or import path does not resolve
+    └── RedisUnavailable (ConnectionError) Redis cannot be reached or answered with an error
+
+`Retry` is control flow a listener raises to ask for another attempt; it is not an error.
+"""
+
+from __future__ import annotations
+
+
+class AqueueError(Exception):
+    """The root of every error aqueue raises."""
+
+
+class ConfigError(AqueueError, ValueError):
+    """A configuration value is invalid."""
+
+
+class MessageError(AqueueError, ValueError):
+    """A message or post option cannot be accepted."""
+
+
+class MessageTooLarge(MessageError):
+    """An encoded message is larger than the configured limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"message is {size} bytes encoded, over the limit of {limit} bytes "
+            "(raise ClientConfig.max_message_bytes, or store the payload elsewhere "
+            "and post a reference)"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class JobNotFound(AqueueError, LookupError):
+    """No job with that id exists in this queue (never posted, or expired)."""
+
+    def __init__(self, job_id: str, queue: str) -> None:
+        super().__init__(f"job {job_id!r} not found in queue {queue!r}")
+        self.job_id = job_id
+        self.queue = queue
+
+
+class DataNotFound(AqueueError, LookupError):
+    """Nothing is stored at that data key in this queue (never stored, or expired)."""
+
+    def __init__(self, key: str, queue: str) -> None:
+        super().__init__(f"no data at key {key!r} in queue {queue!r}")
+        self.key = key
+        self.queue = queue
+
+
+class InvalidTransition(AqueueError):
+    """The job's current status does not allow the requested change."""
+
+    def __init__(self, job_id: str, action: str, status: str) -> None:
+        super().__init__(f"cannot {action} job {job_id!r}: it is {status}")
+        self.job_id = job_id
+        self.action = action
+        self.status = status
+
+
+class JobFailed(AqueueError):
+    """A job ended without a result: failed, dead-lettered or cancelled."""
+
+    def __init__(
+        self,
+        job_id: str,
+        status: str,
+        error_type: str | None,
+        error_message: str | None,
+        traceback: str | None,
+    ) -> None:
+        detail = f"{error_type}: {error_message}" if error_type else "no error recorded"
+        super().__init__(f"job {job_id!r} is {status}: {detail}")
+        self.job_id = job_id
+        self.status = status
+        self.error_type = error_type
+        self.error_message = error_message
+        self.traceback = traceback
+
+
+class ResultTimeout(AqueueError, TimeoutError):
+    """block_until_result timed out before the job finished."""
+
+    def __init__(self, job_id: str, timeout: float, status: str) -> None:
+        super().__init__(f"job {job_id!r} still {status} after waiting {timeout:g} s")
+        self.job_id = job_id
+        self.timeout = timeout
+        self.status = status
+
+
+class JobTimeout(AqueueError, TimeoutError):
+    """A job's listeners ran longer than its timeout and were cancelled."""
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        super().__init__(f"job {job_id!r} ran past its timeout of {timeout:g} s")
+        self.job_id = job_id
+        self.timeout = timeout
+
+
+class LeaseLost(AqueueError):
+    """A worker's write was refused because its attempt is no longer the current one."""
+
+    def __init__(self, job_id: str, attempt: int) -> None:
+        super().__init__(f"attempt {attempt} of job {job_id!r} no longer holds the lease")
+        self.job_id = job_id
+        self.attempt = attempt
+
+
+class ListenerError(AqueueError, LookupError):
+    """A listener name or import path does not resolve."""
+
+
+class RedisUnavailable(AqueueError, ConnectionError):
+    """Redis could not be reached, or refused the command."""
+
+
+class Retry(Exception):  # noqa: N818 - control flow, named for what the listener asks
+    """Raise in a listener to ask for another attempt after `delay` seconds.
+
+    The attempt still counts against the job's retry budget.
+    """
+
+    def __init__(self, delay: float = 0.0, reason: str = "") -> None:
+        super().__init__(reason or f"retry requested in {delay:g} s")
+        if delay < 0:
+            raise ValueError(f"Retry delay must be >= 0 seconds, got {delay!r}")
+        self.delay = delay
+        self.reason = reason

@@ -1,0 +1,79 @@
+"""Plain records: job status, the job record, progress, and a listener's explicit output."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life. Terminal statuses end it; `requeue` may restart them."""
+
+    QUEUED = "queued"  # ready, waiting for a worker that has all its listeners
+    SCHEDULED = "scheduled"  # waiting for a time (a delay, `at`, or a retry's backoff)
+    ACTIVE = "active"  # claimed by a worker, under a lease
+    COMPLETE = "complete"  # finished with a result
+    FAILED = "failed"  # a listener raised an error the retry policy does not retry
+    DEAD = "dead"  # the retry budget is spent (errors or lost leases); in the dead-letter queue
+    CANCELLED = "cancelled"  # cancelled by a client
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A listener's latest progress report: a value (e.g. percent) and an optional message."""
+
+    value: Any
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What a listener returns when it wants a short (string) result beside the full one.
+
+    A plain return value `v` is the full result; if `v` is a `str` it is also the short result.
+    """
+
+    result: Any = None
+    short: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """The whole record of a job, as stored. Times are seconds since the epoch (Redis's clock)."""
+
+    id: str
+    queue: str
+    status: JobStatus
+    msg: Any
+    functions: tuple[str, ...]
+    priority: int
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    callback: str | None
+    key: str | None
+    posted_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    due_at: float | None = None
+    worker: str | None = None
+    progress: Progress | None = None
+    short_result: str | None = None
+    result: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    reason: str | None = None
+    waiting_for: tuple[str, ...] = field(default=())
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status.is_terminal

@@ -1,0 +1,221 @@
+"""The listener registry, and the context a listener gets while it runs.
+
+    listeners = Listeners()
+
+    @listeners.listener
+    async def train(msg: dict, ctx: Context) -> Output:
+        await ctx.update_progress(50, "half way")
+        return Output(result=weights_bytes, short="ok")
+
+A daemon runs it with `aqueue worker mymodule:listeners`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, overload
+
+import anyio.from_thread
+
+from . import _codec
+from ._records import check_functions
+from .errors import LeaseLost, ListenerError
+from .job import Job
+
+if TYPE_CHECKING:
+    from .client import Client
+
+AsyncListener = Callable[[Any, "Context"], Awaitable[Any]]
+SyncListener = Callable[[Any, "SyncContext"], Any]
+ListenerFunc = AsyncListener | SyncListener
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    name: str
+    func: ListenerFunc
+    is_async: bool
+    retry_on: tuple[type[BaseException], ...]  # errors that earn another attempt
+
+
+class Listeners:
+    """Listeners by name. Plain functions run in a thread pool; coroutines on the loop."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Listener] = {}
+
+    @overload
+    def listener(self, func: ListenerFunc, /) -> ListenerFunc: ...
+    @overload
+    def listener(
+        self, *, name: str | None = None, retry_on: Sequence[type[BaseException]] = (Exception,)
+    ) -> Callable[[ListenerFunc], ListenerFunc]: ...
+
+    def listener(
+        self,
+        func: ListenerFunc | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry_on: Sequence[type[BaseException]] = (Exception,),
+    ) -> ListenerFunc | Callable[[ListenerFunc], ListenerFunc]:
+        """Register a listener (as a decorator, bare or with options)."""
+
+        def register(f: ListenerFunc) -> ListenerFunc:
+            self.add(f, name=name, retry_on=retry_on)
+            return f
+
+        return register if func is None else register(func)
+
+    def add(
+        self,
+        func: ListenerFunc,
+        *,
+        name: str | None = None,
+        retry_on: Sequence[type[BaseException]] = (Exception,),
+    ) -> Listener:
+        listener_name = name or getattr(func, "__name__", "")
+        check_functions([listener_name])
+        if listener_name in self._by_name:
+            raise ListenerError(f"a listener named {listener_name!r} is already registered")
+        if not callable(func):
+            raise ListenerError(f"listener {listener_name!r} is not callable: {func!r}")
+        for exc_type in retry_on:
+            if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+                raise ListenerError(f"retry_on must hold exception types, got {exc_type!r}")
+        listener = Listener(
+            listener_name, func, inspect.iscoroutinefunction(func), tuple(retry_on)
+        )
+        self._by_name[listener_name] = listener
+        return listener
+
+    def __iter__(self) -> Iterator[Listener]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._by_name)
+
+    def resolve(self, names: Sequence[str]) -> list[Listener]:
+        """The listeners a job names, in its order; all of them when it names none."""
+        if not names:
+            return list(self._by_name.values())
+        missing = [n for n in names if n not in self._by_name]
+        if missing:
+            raise ListenerError(f"no listener named {', '.join(map(repr, missing))}")
+        return [self._by_name[n] for n in names]
+
+
+def load_listeners(target: str) -> Listeners:
+    """Import `module:attribute` and return the Listeners registry it names."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise ListenerError(f"listeners must be given as module:object, got {target!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ListenerError(f"cannot import {module_name!r} for {target!r}: {exc}") from exc
+    registry = getattr(module, attribute, None)
+    if not isinstance(registry, Listeners):
+        raise ListenerError(
+            f"{target!r} is {type(registry).__name__}, not an aqueue.Listeners registry"
+        )
+    if not len(registry):
+        raise ListenerError(f"{target!r} has no listeners registered")
+    return registry
+
+
+class Context:
+    """What a running listener can do. Writes are fenced: after the attempt lost its lease,
+    `update_progress` raises LeaseLost and the listener is being cancelled."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        job_id: str,
+        attempt: int,
+        max_attempts: int,
+        worker_id: str,
+        release_slot: Callable[[], Awaitable[Callable[[], Awaitable[None]]]],
+    ) -> None:
+        self._client = client
+        self.job_id = job_id
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.worker_id = worker_id
+        self.queue = client.queue
+        self._release_slot = release_slot
+
+    async def update_progress(self, value: Any, message: str | None = None) -> None:
+        """Record progress (any msgpack value, e.g. a percentage) and push it to watchers."""
+        if message is not None and not isinstance(message, str):
+            raise TypeError(f"progress message must be a str, got {type(message).__name__}")
+        accepted = await self._client.store.progress(
+            self.job_id,
+            self.attempt,
+            self.worker_id,
+            _codec.encode(value, "progress value"),
+            message or "",
+        )
+        if not accepted:
+            raise LeaseLost(self.job_id, self.attempt)
+
+    async def job(self) -> Job:
+        """The job's whole record, as stored now."""
+        return await self._client.get_job(self.job_id)
+
+    async def store_data(self, data: Any, key: str | None = None, expiry: float | None = None) -> str:
+        return await self._client.store_data(data, key, expiry)
+
+    async def fetch_data(self, key: str) -> Any:
+        return await self._client.fetch_data(key)
+
+    async def post(self, msg: Any, **options: Any) -> str:
+        """Post a job to this queue (the same options as Client.post)."""
+        return await self._client.post(msg, **options)
+
+    async def block_until_result(self, job_id: str, timeout: float | None = None) -> Any:
+        """Await another job's result. This job's execution slot is lent out meanwhile, so even
+        a worker with a single slot can run the job awaited."""
+        reacquire = await self._release_slot()
+        try:
+            return await self._client.block_until_result(job_id, timeout)
+        finally:
+            await reacquire()
+
+
+class SyncContext:
+    """The same context for plain-function listeners, which run in worker threads."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self.job_id = context.job_id
+        self.attempt = context.attempt
+        self.max_attempts = context.max_attempts
+        self.worker_id = context.worker_id
+        self.queue = context.queue
+
+    def update_progress(self, value: Any, message: str | None = None) -> None:
+        anyio.from_thread.run(self._context.update_progress, value, message)
+
+    def job(self) -> Job:
+        return anyio.from_thread.run(self._context.job)
+
+    def store_data(self, data: Any, key: str | None = None, expiry: float | None = None) -> str:
+        return anyio.from_thread.run(self._context.store_data, data, key, expiry)
+
+    def fetch_data(self, key: str) -> Any:
+        return anyio.from_thread.run(self._context.fetch_data, key)
+
+    def post(self, msg: Any, **options: Any) -> str:
+        return anyio.from_thread.run(lambda: self._context.post(msg, **options))
+
+    def block_until_result(self, job_id: str, timeout: float | None = None) -> Any:
+        return anyio.from_thread.run(self._context.block_until_result, job_id, timeout)

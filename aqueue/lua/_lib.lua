@@ -1,0 +1,59 @@
+-- Shared helpers, prepended to every script by aqueue/_scripts.py (EVAL scripts cannot share).
+-- Keys are built from the queue's prefix `aq:{<queue>}:`; its hash tag keeps them in one slot.
+-- Times are milliseconds on Redis's own clock, so clocks of clients and workers never matter.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function publish_status(prefix, id, status)
+  redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({id, 'status', status}))
+end
+
+-- Put a job (already out of every other list) on its lane as `queued`.
+local function enqueue(prefix, jk, id, sig, score)
+  redis.call('ZADD', prefix .. 'lane:' .. sig, score, id)
+  redis.call('SADD', prefix .. 'lanes', sig)
+  redis.call('HSET', jk, 'status', 'queued')
+end
+
+-- Move scheduled jobs that are due onto their lanes. Returns how many moved.
+local function promote_due(prefix, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', prefix .. 'scheduled', '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    local jk = prefix .. 'job:' .. id
+    local f = redis.call('HMGET', jk, 'sig', 'score')
+    if f[1] then
+      enqueue(prefix, jk, id, f[1], f[2])
+      publish_status(prefix, id, 'queued')
+    end
+  end
+  if #due > 0 then
+    redis.call('ZREM', prefix .. 'scheduled', unpack(due))
+    redis.call('PUBLISH', prefix .. 'wake', 'promoted')
+  end
+  return #due
+end
+
+-- Record a terminal status: expiry (dead letters are kept until purged), the callback outbox
+-- (written in this same atomic step, so no outcome is ever called back twice or never), events.
+local function finish_terminal(prefix, jk, id, status, now, ttl_s, callback)
+  redis.call('HSET', jk, 'status', status, 'finished', now)
+  if status == 'dead' then
+    redis.call('ZADD', prefix .. 'dead', now, id)
+  elseif ttl_s and ttl_s ~= '' then
+    redis.call('EXPIRE', jk, ttl_s)
+  end
+  if callback and callback ~= '' and status ~= 'cancelled' then
+    redis.call('RPUSH', prefix .. 'outbox', id)
+  end
+  redis.call('HINCRBY', prefix .. 'stats', status, 1)
+  publish_status(prefix, id, status)
+end
+
+-- The fence: a worker's write counts only while its attempt is the current, active one.
+local function holds_lease(jk, attempt, worker)
+  local f = redis.call('HMGET', jk, 'status', 'attempt', 'worker')
+  return f[1] == 'active' and f[2] == attempt and f[3] == worker
+end

@@ -1,0 +1,28 @@
+-- cancel: a client cancels a job (event: cancel).
+-- KEYS: none; every key is built from ARGV[1].
+-- ARGV[1] queue prefix; ARGV[2] job id
+-- Returns: {'missing'} | {'refused', status} | {'cancelled', status before}
+-- Transitions: queued | scheduled | active -> cancelled. A running attempt is told on the
+-- control channel; its later writes are refused by the fence.
+local prefix, id = ARGV[1], ARGV[2]
+local jk = prefix .. 'job:' .. id
+local f = redis.call('HMGET', jk, 'status', 'sig', 'ttl')
+local status = f[1]
+if not status then
+  return {'missing'}
+end
+if status == 'queued' then
+  local lane = prefix .. 'lane:' .. f[2]
+  redis.call('ZREM', lane, id)
+  if redis.call('ZCARD', lane) == 0 then redis.call('SREM', prefix .. 'lanes', f[2]) end
+elseif status == 'scheduled' then
+  redis.call('ZREM', prefix .. 'scheduled', id)
+elseif status == 'active' then
+  redis.call('ZREM', prefix .. 'active', id)
+  redis.call('PUBLISH', prefix .. 'control', cmsgpack.pack({'cancel', id}))
+else
+  return {'refused', status}
+end
+redis.call('HSET', jk, 'reason', 'cancelled while ' .. status)
+finish_terminal(prefix, jk, id, 'cancelled', now_ms(), f[3], nil)
+return {'cancelled', status}

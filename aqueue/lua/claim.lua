@@ -1,0 +1,77 @@
+-- claim: take up to n ready jobs this worker can run, each under a lease (event: claim).
+-- Due scheduled jobs are promoted first (event: promote).
+-- KEYS: none; every key is built from ARGV[1].
+-- ARGV[1]  queue prefix
+-- ARGV[2]  worker id
+-- ARGV[3]  lease, ms
+-- ARGV[4]  n, the most jobs to take
+-- ARGV[5..] the worker's listener names; a job is taken only if they include all of its own
+-- Returns: {now ms, next due ms or -1, count, then per job:
+--           id, attempt, msg, fns, timeout ms, max_att, released, retry, posted ms}
+-- Transitions: queued -> active (attempt + 1); scheduled -> queued.
+local prefix, worker = ARGV[1], ARGV[2]
+local lease, n = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = now_ms()
+promote_due(prefix, now, 1000)
+
+local have = {}
+for k = 5, #ARGV do have[ARGV[k]] = true end
+local lanes = {}
+for _, sig in ipairs(redis.call('SMEMBERS', prefix .. 'lanes')) do
+  local fits = #ARGV >= 5 -- a job naming no listener runs on any worker that has one
+  for name in string.gmatch(sig, '[^,]+') do
+    if not have[name] then fits = false break end
+  end
+  if fits then lanes[#lanes + 1] = sig end
+end
+
+local picked = {}
+if #lanes == 1 then
+  local popped = redis.call('ZPOPMIN', prefix .. 'lane:' .. lanes[1], n)
+  for k = 1, #popped, 2 do picked[#picked + 1] = popped[k] end
+elseif #lanes > 1 then
+  -- merge the heads of every lane that fits, best (priority, then age) first
+  local heads = {}
+  for _, sig in ipairs(lanes) do
+    local top = redis.call('ZRANGE', prefix .. 'lane:' .. sig, 0, n - 1, 'WITHSCORES')
+    for k = 1, #top, 2 do
+      heads[#heads + 1] = {tonumber(top[k + 1]), top[k], sig}
+    end
+  end
+  table.sort(heads, function(a, b) return a[1] < b[1] end)
+  for k = 1, math.min(n, #heads) do
+    redis.call('ZREM', prefix .. 'lane:' .. heads[k][3], heads[k][2])
+    picked[#picked + 1] = heads[k][2]
+  end
+end
+for _, sig in ipairs(lanes) do
+  if redis.call('ZCARD', prefix .. 'lane:' .. sig) == 0 then
+    redis.call('SREM', prefix .. 'lanes', sig)
+  end
+end
+
+local out = {now, -1, 0}
+local leases = {}
+for _, id in ipairs(picked) do
+  local jk = prefix .. 'job:' .. id
+  local f = redis.call('HMGET', jk, 'attempt', 'msg', 'fns', 'timeout', 'max_att', 'released',
+    'retry', 'posted')
+  if f[2] then -- the record may have been purged while its id sat on a lane
+    local attempt = tonumber(f[1]) + 1
+    redis.call('HSET', jk, 'status', 'active', 'attempt', attempt, 'worker', worker,
+      'started', now)
+    leases[#leases + 1] = now + lease
+    leases[#leases + 1] = id
+    out[#out + 1] = id
+    out[#out + 1] = attempt
+    for k = 2, 8 do out[#out + 1] = f[k] or '' end
+    out[3] = out[3] + 1
+  end
+end
+if #leases > 0 then
+  redis.call('ZADD', prefix .. 'active', unpack(leases))
+else
+  local nxt = redis.call('ZRANGE', prefix .. 'scheduled', 0, 0, 'WITHSCORES')
+  if nxt[2] then out[2] = tonumber(nxt[2]) end
+end
+return out

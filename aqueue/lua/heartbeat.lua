@@ -1,0 +1,29 @@
+-- heartbeat: renew this worker's leases and its liveness, in one step for all its jobs.
+-- KEYS: none; every key is built from ARGV[1].
+-- ARGV[1]  queue prefix
+-- ARGV[2]  worker id
+-- ARGV[3]  lease, ms
+-- ARGV[4]  worker info (encoded), kept as long as the worker's liveness
+-- ARGV[5..] pairs: job id, attempt
+-- Returns: the ids whose lease this worker no longer holds (reclaimed, cancelled, finished):
+--          the worker stops running them.
+-- Transitions: none (an active job's lease deadline moves).
+local prefix, worker = ARGV[1], ARGV[2]
+local lease = tonumber(ARGV[3])
+local now = now_ms()
+redis.call('ZADD', prefix .. 'workers', now + lease, worker)
+redis.call('SET', prefix .. 'worker:' .. worker, ARGV[4], 'PX', lease)
+local renew, lost = {}, {}
+for k = 5, #ARGV, 2 do
+  local id = ARGV[k]
+  if holds_lease(prefix .. 'job:' .. id, ARGV[k + 1], worker) then
+    renew[#renew + 1] = now + lease
+    renew[#renew + 1] = id
+  else
+    lost[#lost + 1] = id
+  end
+end
+if #renew > 0 then
+  redis.call('ZADD', prefix .. 'active', 'XX', unpack(renew))
+end
+return lost

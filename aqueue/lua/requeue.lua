@@ -1,0 +1,23 @@
+-- requeue: put a dead, failed or cancelled job back on its lane (event: requeue).
+-- Its retry budget starts afresh; the attempt number keeps growing, so it stays a valid fence.
+-- KEYS: none; every key is built from ARGV[1].
+-- ARGV[1] queue prefix; ARGV[2] job id
+-- Returns: {'missing'} | {'refused', status} | {'queued', status before}
+-- Transitions: dead | failed | cancelled -> queued.
+local prefix, id = ARGV[1], ARGV[2]
+local jk = prefix .. 'job:' .. id
+local f = redis.call('HMGET', jk, 'status', 'attempt', 'sig', 'score')
+local status = f[1]
+if not status then
+  return {'missing'}
+end
+if status ~= 'dead' and status ~= 'failed' and status ~= 'cancelled' then
+  return {'refused', status}
+end
+redis.call('ZREM', prefix .. 'dead', id)
+redis.call('PERSIST', jk)
+redis.call('HSET', jk, 'released', f[2], 'reason', 'requeued from ' .. status, 'finished', '')
+enqueue(prefix, jk, id, f[3], f[4])
+publish_status(prefix, id, 'queued')
+redis.call('PUBLISH', prefix .. 'wake', 'requeued')
+return {'queued', status}

@@ -1,0 +1,439 @@
+"""The worker: one task group that claims jobs, runs listeners, renews leases and records outcomes.
+
+Loops, all children of `Worker.run`:
+  claim      takes as many ready jobs as there are free slots, in one script call
+  heartbeat  renews every lease this worker holds in one call; cancels jobs it no longer holds
+  wake       a subscription: new work, and cancellations of running jobs
+  acks       records finished attempts, batched when many finish together
+  reaper     reclaims jobs whose workers died (every daemon runs one; they do not collide)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import msgpack
+from anyio.abc import TaskGroup, TaskStatus
+
+from . import _codec
+from ._connection import open_store
+from ._records import retry_policy
+from ._store import Claimed, Outcome, Store
+from .client import Client
+from .config import ClientConfig, WorkerConfig
+from .errors import JobTimeout, LeaseLost, MessageError, RedisUnavailable, Retry
+from .job import Output
+from .listeners import Context, Listener, Listeners, SyncContext
+
+log = logging.getLogger(__name__)
+
+_TRACEBACK_LIMIT = 64 * 1024
+
+
+@dataclass
+class _Running:
+    job: Claimed
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    lost: bool = False  # reclaimed or cancelled elsewhere: write nothing
+    lent: bool = False  # its slot is lent out while it awaits another job
+
+
+class _Backoff:
+    def __init__(self, first: float = 0.05, cap: float = 5.0) -> None:
+        self.first, self.cap, self.delay = first, cap, first
+
+    async def sleep(self) -> None:
+        await anyio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.cap)
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+class Worker:
+    """Runs the listeners of `listeners` on the jobs of one queue."""
+
+    def __init__(
+        self,
+        listeners: Listeners,
+        config: WorkerConfig | None = None,
+        *,
+        redis_url: str | None = None,
+        client_config: ClientConfig | None = None,
+    ) -> None:
+        self.listeners = listeners
+        self.config = config or WorkerConfig()
+        self.client_config = client_config or ClientConfig(
+            queue=self.config.queue, redis_url=redis_url
+        )
+        self.id = self.config.worker_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        )
+        self._lease_ms = int(self.config.lease * 1000)
+        self._running: dict[str, _Running] = {}
+        self._leases: dict[str, int] = {}  # job id -> attempt, until its outcome is recorded
+        self._acks: list[Outcome] = []
+        self._ack_ready = anyio.Event()
+        self._wake = anyio.Event()
+        self._stopping = False
+        self._drained = anyio.Event()
+        self._claim_scope = anyio.CancelScope()
+        self._slots = anyio.Semaphore(self.config.concurrency)
+        self._threads = anyio.CapacityLimiter(self.config.concurrency)
+        self._started_at = time.time()
+        self.processed = 0  # attempts finished by this worker
+
+    # -- control -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get the grace period to finish, then are handed back."""
+        self._stopping = True
+        self._claim_scope.cancel()
+        if not self._running:
+            self._drained.set()
+
+    def hand_back_now(self) -> None:
+        """Stop at once: running jobs are cancelled and handed back to the queue."""
+        self.stop()
+        for running in list(self._running.values()):
+            running.scope.cancel()
+
+    # -- the daemon ----------------------------------------------------------------------
+
+    async def run(
+        self, *, burst: bool = False, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve until stop() — or, with `burst`, until no job is ready or running."""
+        async with open_store(
+            self.client_config.redis_url,
+            self.config.queue,
+            self.client_config.max_connections,
+            check=False,
+        ) as store:
+            async with Client.over(store, self.client_config) as client:
+                async with anyio.create_task_group() as services:
+                    await services.start(self._heartbeat_loop, store)
+                    await services.start(self._wake_loop, store)
+                    services.start_soon(self._ack_loop, store)
+                    if self.config.reaper:
+                        services.start_soon(self._reaper_loop, store)
+                    log.info(
+                        "worker %s serving queue %r with listeners %s",
+                        self.id,
+                        self.config.queue,
+                        ", ".join(self.listeners.names),
+                        extra={"queue": self.config.queue, "worker": self.id},
+                    )
+                    task_status.started()
+                    async with anyio.create_task_group() as jobs:
+                        with self._claim_scope:
+                            await self._claim_loop(store, client, jobs, burst)
+                        self.stop()
+                        with anyio.move_on_after(self.config.grace):
+                            await self._drained.wait()
+                        for running in list(self._running.values()):
+                            running.scope.cancel()  # past the grace period: hand back
+                    services.cancel_scope.cancel()
+                await self._send_acks(store, final=True)
+        log.info("worker %s stopped", self.id, extra={"worker": self.id})
+
+    async def _claim_loop(self, store: Store, client: Client, jobs: TaskGroup, burst: bool) -> None:
+        names = self.listeners.names
+        backoff = _Backoff()
+        while True:
+            await self._slots.acquire()
+            await anyio.lowlevel.checkpoint()  # let finishing jobs free their slots first
+            taken = 1
+            while taken < self.config.claim_batch and self._slots.value > 0:
+                self._slots.acquire_nowait()
+                taken += 1
+            self._wake = anyio.Event()
+            try:
+                with anyio.CancelScope(shield=True):  # a claim is never abandoned half-read
+                    claim = await store.claim(self.id, self._lease_ms, taken, names)
+            except RedisUnavailable as exc:
+                self._release_slots(taken)
+                log.warning("claim failed, retrying in %.2f s: %s", backoff.delay, exc)
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            for job in claim.jobs:
+                self._leases[job.id] = job.attempt
+                self._running[job.id] = _Running(job)
+                jobs.start_soon(self._run_job, store, client, job)
+            self._release_slots(taken - len(claim.jobs))
+            if claim.jobs:
+                continue
+            if burst and not self._running and not self._leases:
+                return
+            wait = self.config.idle_wait
+            if claim.next_due_ms is not None:
+                wait = min(wait, max(0.0, (claim.next_due_ms - claim.now_ms) / 1000))
+            with anyio.move_on_after(wait):
+                await self._wake.wait()
+
+    def _release_slots(self, count: int) -> None:
+        for _ in range(count):
+            self._slots.release()
+
+    # -- one job -------------------------------------------------------------------------
+
+    async def _run_job(self, store: Store, client: Client, job: Claimed) -> None:
+        running = self._running[job.id]
+        outcome: Outcome | None = None
+        try:
+            with running.scope:
+                outcome = await self._execute(client, running)
+            if outcome is None and not running.lost:
+                outcome = Outcome(job.id, job.attempt, "release", 0, ())
+                log.info("handing back job %s", job.id, extra={"job_id": job.id})
+        finally:
+            del self._running[job.id]
+            if not running.lent:
+                self._slots.release()
+            if self._stopping and not self._running:
+                self._drained.set()
+        if outcome is None:
+            self._leases.pop(job.id, None)
+        else:
+            self._acks.append(outcome)
+            self._ack_ready.set()
+
+    async def _execute(self, client: Client, running: _Running) -> Outcome | None:
+        job = running.job
+        try:
+            chain = self.listeners.resolve(job.functions)
+            msg = _codec.decode(job.msg)
+        except Exception as exc:
+            return self._failure(job, exc, retryable=False)
+        ctx = Context(
+            client,
+            job_id=job.id,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            worker_id=self.id,
+            release_slot=partial(self._lend_slot, running),
+        )
+        current: Listener = chain[0]
+        try:
+            with anyio.CancelScope() as deadline:
+                if job.timeout_ms:
+                    deadline.deadline = anyio.current_time() + job.timeout_ms / 1000
+                value: Any = None
+                for current in chain:
+                    value = await self._call(current, msg, ctx)
+            if deadline.cancelled_caught:
+                raise JobTimeout(job.id, job.timeout_ms / 1000)
+        except LeaseLost:
+            running.lost = True
+            return None
+        except Retry as request:
+            return self._failure(job, request, retryable=True, delay=request.delay)
+        except Exception as exc:
+            return self._failure(job, exc, retryable=isinstance(exc, current.retry_on))
+        return self._success(job, value)
+
+    async def _call(self, listener: Listener, msg: Any, ctx: Context) -> Any:
+        if listener.is_async:
+            return await listener.func(msg, ctx)
+        return await anyio.to_thread.run_sync(
+            partial(listener.func, msg, SyncContext(ctx)),
+            limiter=self._threads,
+            abandon_on_cancel=True,  # a thread cannot be cancelled: let it run out alone
+        )
+
+    async def _lend_slot(self, running: _Running) -> Any:
+        running.lent = True
+        self._slots.release()
+
+        async def reacquire() -> None:
+            await self._slots.acquire()
+            running.lent = False
+
+        return reacquire
+
+    def _success(self, job: Claimed, value: Any) -> Outcome:
+        if isinstance(value, Output):
+            result, short = value.result, value.short
+        elif isinstance(value, str):
+            result, short = value, value
+        else:
+            result, short = value, None
+        try:
+            encoded = _codec.encode(result, "result")
+            if short is not None and not isinstance(short, str):
+                raise MessageError(f"short result must be a str, got {type(short).__name__}")
+        except MessageError as exc:
+            return self._failure(job, exc, retryable=False)
+        fields: list[str | bytes] = ["result", encoded]
+        if short is not None:
+            fields += ["short", short]
+        return Outcome(job.id, job.attempt, "complete", 0, fields)
+
+    def _failure(
+        self, job: Claimed, exc: BaseException, *, retryable: bool, delay: float | None = None
+    ) -> Outcome:
+        kind = type(exc)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else (
+            f"{kind.__module__}.{kind.__qualname__}"
+        )
+        fields = [
+            "err_type", name,
+            "err_msg", str(exc)[:8192],
+            "err_tb", "".join(traceback.format_exception(exc))[-_TRACEBACK_LIMIT:],
+        ]  # fmt: skip
+        log.warning(
+            "job %s attempt %d failed: %s: %s",
+            job.id,
+            job.attempt,
+            name,
+            exc,
+            extra={"job_id": job.id, "queue": self.config.queue},
+        )
+        if not retryable:
+            return Outcome(job.id, job.attempt, "fail", 0, fields)
+        if delay is None:
+            policy = retry_policy(job.retry, job.max_attempts)
+            delay = policy.delay_before(job.attempt - job.released)
+        return Outcome(job.id, job.attempt, "retry", int(delay * 1000), fields)
+
+    # -- services ------------------------------------------------------------------------
+
+    async def _ack_loop(self, store: Store) -> None:
+        while True:
+            await self._ack_ready.wait()
+            self._ack_ready = anyio.Event()
+            await self._send_acks(store)
+
+    async def _send_acks(self, store: Store, *, final: bool = False) -> None:
+        """Record pending outcomes; retried while Redis is away (for at most the grace period
+        when stopping: after that the reaper recovers those jobs)."""
+        backoff = _Backoff()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(
+            self.config.grace if final else float("inf")
+        ):
+            while self._acks:
+                batch, self._acks = self._acks, []
+                try:
+                    accepted = await store.finish(self.id, batch)
+                except RedisUnavailable as exc:
+                    self._acks[:0] = batch
+                    log.warning("recording outcomes failed, retrying: %s", exc)
+                    await backoff.sleep()
+                    continue
+                self._wake.set()  # a retry may be ready again; burst mode re-checks idleness
+                for outcome, ok in zip(batch, accepted, strict=True):
+                    self._leases.pop(outcome.id, None)
+                    self.processed += 1
+                    if not ok:
+                        log.warning(
+                            "outcome of job %s attempt %d refused: the attempt is no longer "
+                            "current (its lease lapsed or it was cancelled)",
+                            outcome.id,
+                            outcome.attempt,
+                            extra={"job_id": outcome.id},
+                        )
+
+    def _info(self) -> bytes:
+        return msgpack.packb(
+            {
+                "id": self.id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "queue": self.config.queue,
+                "listeners": list(self.listeners.names),
+                "concurrency": self.config.concurrency,
+                "started_at": self._started_at,
+                "running": [[r.job.id, r.job.attempt] for r in self._running.values()],
+                "processed": self.processed,
+            }
+        )
+
+    async def _heartbeat_loop(
+        self, store: Store, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        started = False
+        backoff = _Backoff(cap=self.config.heartbeat)
+        while True:
+            try:
+                lost = await store.heartbeat(
+                    self.id, self._lease_ms, self._info(), list(self._leases.items())
+                )
+            except RedisUnavailable as exc:
+                log.warning("heartbeat failed, retrying in %.2f s: %s", backoff.delay, exc)
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            for job_id in lost:
+                self._lose(job_id)
+            if not started:
+                task_status.started()
+                started = True
+            await anyio.sleep(self.config.heartbeat)
+
+    def _lose(self, job_id: str) -> None:
+        """This worker no longer holds the job: stop running it and write nothing for it."""
+        running = self._running.get(job_id)
+        if running is not None:
+            running.lost = True
+            running.scope.cancel()
+            log.warning("job %s is no longer ours; cancelled", job_id, extra={"job_id": job_id})
+        else:
+            self._leases.pop(job_id, None)
+
+    async def _wake_loop(
+        self, store: Store, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        started = False
+        backoff = _Backoff()
+        keys = store.keys
+        while True:
+            try:
+                async with store.subscribe(keys.wake, keys.control) as sub:
+                    while True:
+                        item = await sub.get(timeout=None)
+                        if item is None:
+                            continue
+                        channel, data = item
+                        if channel == keys.control and data is not None:
+                            command, job_id = msgpack.unpackb(data)
+                            if command == "cancel":
+                                self._lose(job_id)
+                            continue
+                        self._wake.set()  # new work, or (re)subscribed: look again
+                        if data is None and not started:
+                            backoff.reset()
+                            task_status.started()
+                            started = True
+            except RedisUnavailable as exc:
+                log.warning("wake subscription lost, retrying in %.2f s: %s", backoff.delay, exc)
+                await backoff.sleep()
+
+    async def _reaper_loop(self, store: Store) -> None:
+        limit = 1000
+        while True:
+            try:
+                while True:
+                    requeued, dead, promoted = await store.reap(limit)
+                    if requeued or dead:
+                        log.warning(
+                            "reaper: %d lapsed lease(s) requeued, %d dead-lettered",
+                            requeued,
+                            dead,
+                            extra={"queue": self.config.queue},
+                        )
+                    if max(requeued + dead, promoted) < limit:
+                        break
+            except RedisUnavailable as exc:
+                log.warning("reaper pass failed: %s", exc)
+            await anyio.sleep(self.config.reaper_interval)
