@@ -43,5 +43,6 @@ async def open_store(
     finally:
         with contextlib.suppress(Exception):
             await redis.aclose()
+            await redis.connection_pool.disconnect()  # a pool we made is ours to close
         if embedded is not None:
             await anyio.to_thread.run_sync(embedded.stop)

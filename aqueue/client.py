@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -18,7 +19,6 @@ from typing import Any, Self
 
 import anyio
 import msgpack
-from anyio.abc import TaskGroup, TaskStatus
 
 from . import _codec
 from ._connection import open_store
@@ -56,9 +56,8 @@ class Client:
         self.config = config or ClientConfig(queue=queue, redis_url=redis_url)
         self._store: Store | None = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._tg: TaskGroup | None = None
         self._waiters: dict[str, set[anyio.Event]] = {}
-        self._listening = False
+        self._listener: asyncio.Task[None] | None = None
         self._listen_lock = anyio.Lock()
 
     @classmethod
@@ -75,8 +74,7 @@ class Client:
                 self._store = await stack.enter_async_context(
                     open_store(self.config.redis_url, self.config.queue, self.config.max_connections)
                 )
-            self._tg = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(self._tg.cancel_scope.cancel)  # stop the subscriber on exit
+            stack.push_async_callback(self._stop_listening)
             self._stack = stack.pop_all()
         return self
 
@@ -272,16 +270,27 @@ class Client:
         return await self.get_result(job_id)
 
     async def _ensure_listening(self) -> None:
-        if self._listening:
+        if self._listener is not None and not self._listener.done():
             return
         async with self._listen_lock:
-            if not self._listening:
-                if self._tg is None:
-                    raise RuntimeError("use the client inside `async with Client(...) as client:`")
-                await self._tg.start(self._listen)
-                self._listening = True
+            if self._listener is None or self._listener.done():
+                # A task of the client's own rather than a task group's child: a client lives
+                # from __aenter__ to __aexit__, which web frameworks and pytest fixtures run in
+                # different tasks, so no task group could span it. __aexit__ cancels it.
+                started = anyio.Event()
+                self._listener = asyncio.get_running_loop().create_task(self._listen(started))
+                self._listener.add_done_callback(_log_crash)
+                with anyio.fail_after(30):
+                    await started.wait()
 
-    async def _listen(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def _stop_listening(self) -> None:
+        task, self._listener = self._listener, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _listen(self, started_event: anyio.Event) -> None:
         """Deliver terminal status events to waiters; after every (re)subscribe, re-read the
         stored status of everything awaited, since events during an outage are lost."""
         started = False
@@ -298,7 +307,7 @@ class Client:
                             await self._recheck_waiters()
                             backoff = 0.05
                             if not started:
-                                task_status.started()
+                                started_event.set()
                                 started = True
                             continue
                         job_id, kind, *rest = msgpack.unpackb(data)
@@ -380,6 +389,11 @@ class Client:
             raise DataNotFound(key, self.queue)
         return _codec.decode(raw)
 
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("result subscription failed", exc_info=task.exception())
 
 
 def _when(delay: float | None, at: datetime | float | None) -> tuple[int, int]:

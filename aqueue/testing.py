@@ -1,0 +1,42 @@
+"""Helpers for tests — aqueue's own and its users': run a worker beside the test."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+
+from ._server import RedisServer
+from .config import WorkerConfig
+from .listeners import Listeners
+from .worker import Worker
+
+__all__ = ["RedisServer", "run_until_idle", "running_worker"]
+
+# Short leases and intervals, so tests about lapses and retries wait tenths of a second.
+FAST = {"lease": 0.6, "heartbeat": 0.1, "reaper_interval": 0.1, "idle_wait": 0.2, "grace": 2.0}
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    listeners: Listeners, *, queue: str, redis_url: str, **settings: Any
+) -> AsyncIterator[Worker]:
+    """A worker serving `queue` while the block runs; drained and stopped after it."""
+    worker = Worker(listeners, WorkerConfig(queue=queue, **{**FAST, **settings}), redis_url=redis_url)
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.run)
+        try:
+            yield worker
+        finally:
+            worker.stop()
+
+
+async def run_until_idle(
+    listeners: Listeners, *, queue: str, redis_url: str, **settings: Any
+) -> Worker:
+    """Run a worker until no job is ready or running (scheduled ones in the future wait)."""
+    worker = Worker(listeners, WorkerConfig(queue=queue, **{**FAST, **settings}), redis_url=redis_url)
+    await worker.run(burst=True)
+    return worker

@@ -1,0 +1,40 @@
+"""Real redis-server processes, started by the suite on free loopback ports in temp folders."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from aqueue import Client
+from aqueue.testing import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One server for the session; every test gets its own queue (namespace) on it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()  # fails loudly if it cannot
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of the test's own, for tests that kill or restart it. AOF fsyncs every write,
+    so a SIGKILL loses nothing that was acknowledged."""
+    server = RedisServer(tmp_path / "redis", appendfsync="always").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def queue() -> str:
+    return "t-" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer, queue: str) -> AsyncIterator[Client]:
+    async with Client(queue, redis_url=redis_server.url) as c:
+        yield c

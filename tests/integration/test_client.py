@@ -1,0 +1,150 @@
+"""A web app posts jobs, reads them back, and refuses bad input before it reaches Redis."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aqueue import (
+    Client,
+    InvalidTransition,
+    JobNotFound,
+    JobStatus,
+    MessageError,
+    MessageTooLarge,
+)
+from aqueue.config import ClientConfig
+from aqueue.testing import RedisServer
+
+
+async def test_post_returns_an_unguessable_id_and_the_record_says_queued(client: Client) -> None:
+    first = await client.post({"my_data": 1234}, functions=["train"])
+    second = await client.post({"my_data": 1234}, functions=["train"])
+    assert first != second and len(first) == 32
+    assert int(first, 16) != int(second, 16) - 1  # not sequential
+
+    job = await client.get_job(first)
+    assert job.status is JobStatus.QUEUED
+    assert job.msg == {"my_data": 1234}
+    assert job.functions == ("train",)
+    assert job.attempt == 0 and job.max_attempts == 4
+    assert job.posted_at == pytest.approx(time.time(), abs=5)
+    assert job.started_at is None and job.result is None and job.progress is None
+    assert job.waiting_for == ("train",)
+    assert job.reason is not None and "no live worker" in job.reason
+
+
+async def test_unknown_ids_are_not_found(client: Client) -> None:
+    with pytest.raises(JobNotFound, match="nope"):
+        await client.get_job("nope")
+    with pytest.raises(JobNotFound):
+        await client.block_until_result("nope", timeout=1)
+    with pytest.raises(JobNotFound):
+        await client.cancel("nope")
+
+
+async def test_a_message_msgpack_cannot_encode_is_refused_naming_its_type(client: Client) -> None:
+    class Weights:
+        pass
+
+    with pytest.raises(MessageError, match=r"Weights"):
+        await client.post({"w": Weights()})
+    with pytest.raises(MessageError, match="message 1 .*set"):
+        await client.post_many([1, {1, 2}, 3])
+    assert (await client.counts())["queued"] == 0  # nothing of the batch was accepted
+
+
+async def test_an_oversized_message_is_refused_with_its_size_and_the_limit(
+    redis_server: RedisServer, queue: str
+) -> None:
+    config = ClientConfig(queue=queue, redis_url=redis_server.url, max_message_bytes=1024)
+    async with Client(config=config) as client:
+        with pytest.raises(MessageTooLarge, match=r"2\d\d\d bytes .* limit of 1024"):
+            await client.post(b"x" * 2000)
+        assert (await client.counts())["queued"] == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        ({"functions": "train"}, "functions must be a list"),
+        ({"functions": ["no,commas"]}, "listener name"),
+        ({"priority": 101}, "priority"),
+        ({"priority": "high"}, "priority"),
+        ({"delay": -1}, "delay"),
+        ({"at": datetime(2030, 1, 1)}, "timezone-aware"),  # noqa: DTZ001 - the mistake checked
+        ({"timeout": 0}, "timeout"),
+        ({"callback": "ftp://example.test/x"}, "http"),
+        ({"callback": "not a url"}, "callback"),
+        ({"retry": -1}, "retries"),
+        ({"ttl": 0}, "ttl"),
+    ],
+)
+async def test_bad_options_are_refused_naming_the_option(
+    client: Client, options: dict[str, object], complaint: str
+) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        await client.post("x", **options)  # type: ignore[arg-type]
+
+
+async def test_a_key_makes_a_second_post_return_the_first_job(client: Client) -> None:
+    first = await client.post("a", key="order-17")
+    again = await client.post("b", key="order-17")
+    other = await client.post("c", key="order-18")
+    assert again == first and other != first
+    assert (await client.get_job(first)).msg == "a"
+    assert (await client.counts())["queued"] == 2
+
+
+async def test_post_many_enqueues_a_batch_in_order(client: Client) -> None:
+    ids = await client.post_many(range(100), functions=["f"])
+    assert len(set(ids)) == 100
+    assert [(await client.get_job(i)).msg for i in ids[:3]] == [0, 1, 2]
+    assert (await client.counts())["queued"] == 100
+
+
+async def test_delay_and_at_schedule_a_job(client: Client) -> None:
+    later = await client.post("x", delay=60)
+    at = await client.post("y", at=datetime.now(UTC) + timedelta(hours=1))
+    for job_id, seconds in ((later, 60), (at, 3600)):
+        job = await client.get_job(job_id)
+        assert job.status is JobStatus.SCHEDULED
+        assert job.due_at == pytest.approx(job.posted_at + seconds, abs=5)
+    assert (await client.counts())["scheduled"] == 2
+
+
+async def test_a_cancelled_queued_job_cannot_be_cancelled_twice(client: Client) -> None:
+    job_id = await client.post("x")
+    assert await client.cancel(job_id) is JobStatus.QUEUED
+    assert (await client.get_job(job_id)).status is JobStatus.CANCELLED
+    with pytest.raises(InvalidTransition, match="cancelled"):
+        await client.cancel(job_id)
+    assert (await client.counts())["queued"] == 0
+
+
+async def test_binary_data_round_trips_byte_for_byte(client: Client) -> None:
+    blob = bytes(range(256)) * 100
+    key = await client.store_data({"weights": blob, "name": "w"}, expiry=60)
+    assert await client.fetch_data(key) == {"weights": blob, "name": "w"}
+    await client.store_data(b"\x00\xff", key="fixed")
+    assert await client.fetch_data("fixed") == b"\x00\xff"
+
+
+async def test_purging_app_leaves_app2_untouched(redis_server: RedisServer) -> None:
+    async with (
+        Client("app", redis_url=redis_server.url) as app,
+        Client("app2", redis_url=redis_server.url) as app2,
+    ):
+        await app.purge()
+        await app2.purge()
+        await app.post_many(range(10))
+        kept = await app2.post_many(range(7))
+        await app2.store_data(b"keep", key="k")
+        assert await app.purge() > 0
+        assert (await app.counts())["queued"] == 0
+        assert (await app2.counts())["queued"] == 7
+        assert (await app2.get_job(kept[0])).msg == 0
+        assert await app2.fetch_data("k") == b"keep"
+        await app2.purge()

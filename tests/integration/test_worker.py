@@ -1,0 +1,394 @@
+"""A daemon runs listeners on posted jobs: results, progress, routing, retries, failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from aqueue import (
+    Client,
+    Context,
+    JobFailed,
+    JobStatus,
+    Listeners,
+    Output,
+    ResultTimeout,
+    Retry,
+    RetryPolicy,
+    SyncContext,
+)
+from aqueue.testing import RedisServer, run_until_idle, running_worker
+
+
+async def test_an_async_listener_s_result_and_progress_reach_the_client(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def multiply(msg: dict[str, int], ctx: Context) -> int:
+        await ctx.update_progress(50, "half way")
+        return msg["a"] * msg["b"]
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url) as worker:
+        job_id = await client.post({"a": 6, "b": 7}, functions=["multiply"])
+        with anyio.fail_after(10):
+            assert await client.block_until_result(job_id) == 42
+    job = await client.get_job(job_id)
+    assert job.status is JobStatus.COMPLETE
+    assert job.result == 42 and job.short_result is None
+    assert job.progress is not None and (job.progress.value, job.progress.message) == (50, "half way")
+    assert job.attempt == 1 and job.worker == worker.id
+    assert job.posted_at <= job.started_at <= job.finished_at  # type: ignore[operator]
+    assert await client.get_progress(job_id) == job.progress
+
+
+async def test_short_and_full_results_are_explicit_and_bytes_stay_bytes(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+    image = bytes(range(256)) * 1000
+
+    @listeners.listener
+    async def render(msg: str, ctx: Context) -> Output:
+        return Output(result=image, short="widget")
+
+    @listeners.listener
+    async def label(msg: str, ctx: Context) -> str:
+        return msg.upper()
+
+    @listeners.listener
+    async def pair(msg: str, ctx: Context) -> tuple[int, int]:
+        return (1, 2)  # a tuple is a value like any other, never split into results
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        rendered = await client.post("x", functions=["render"])
+        labelled = await client.post("cat", functions=["label"])
+        paired = await client.post("x", functions=["pair"])
+        with anyio.fail_after(10):
+            assert await client.block_until_result(rendered) == image
+            assert await client.block_until_result(labelled) == "CAT"
+            assert await client.block_until_result(paired) == [1, 2]
+    assert (await client.get_job(rendered)).short_result == "widget"
+    assert (await client.get_job(labelled)).short_result == "CAT"
+    assert (await client.get_job(paired)).short_result is None
+
+
+async def test_plain_functions_run_in_threads_without_blocking_the_loop(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+    threads: set[int] = set()
+
+    @listeners.listener
+    def slow_sync(msg: int, ctx: SyncContext) -> int:
+        threads.add(threading.get_ident())
+        ctx.update_progress(msg)
+        time.sleep(0.3)  # blocking on purpose: the event loop must stay free
+        return msg + 1
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url, concurrency=4):
+        ids = await client.post_many(range(4), functions=["slow_sync"])
+        with anyio.fail_after(10):
+            results = [await client.block_until_result(i) for i in ids]
+    assert results == [1, 2, 3, 4]
+    assert threading.get_ident() not in threads and len(threads) >= 2
+
+
+async def test_routing_a_job_waits_for_a_worker_with_all_its_listeners(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    only_a, both = Listeners(), Listeners()
+    ran_on: list[str] = []
+
+    async def a(msg: Any, ctx: Context) -> str:
+        ran_on.append(ctx.worker_id)
+        return "a"
+
+    async def b(msg: Any, ctx: Context) -> str:
+        return "b"
+
+    only_a.add(a)
+    both.add(a)
+    both.add(b)
+    job_id = await client.post("x", functions=["a", "b"])
+    async with running_worker(only_a, queue=queue, redis_url=redis_server.url) as worker_a:
+        with pytest.raises(ResultTimeout):
+            await client.block_until_result(job_id, timeout=0.5)
+        job = await client.get_job(job_id)
+        assert job.status is JobStatus.QUEUED and job.waiting_for == ("a", "b")
+        assert job.reason is not None and "no live worker has them" in job.reason
+        assert not ran_on
+        async with running_worker(both, queue=queue, redis_url=redis_server.url) as worker_ab:
+            with anyio.fail_after(10):
+                assert await client.block_until_result(job_id) == "b"  # the last listener's
+    assert ran_on == [worker_ab.id] and worker_a.id != worker_ab.id
+
+
+async def test_a_failing_listener_is_retried_with_backoff_then_succeeds(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+    attempts: list[int] = []
+
+    @listeners.listener
+    async def flaky(msg: Any, ctx: Context) -> str:
+        attempts.append(ctx.attempt)
+        if ctx.attempt < 3:
+            raise ConnectionError("upstream hiccup")
+        return "ok"
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        job_id = await client.post("x", retry=RetryPolicy(retries=3, delay=0.05, backoff=2))
+        with anyio.fail_after(10):
+            assert await client.block_until_result(job_id) == "ok"
+    assert attempts == [1, 2, 3]
+    job = await client.get_job(job_id)
+    assert job.attempt == 3 and job.error_type == "ConnectionError"  # the last failure is kept
+
+
+async def test_retry_requested_by_the_listener_waits_its_delay(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def later(msg: Any, ctx: Context) -> int:
+        if ctx.attempt == 1:
+            raise Retry(delay=0.5)
+        return ctx.attempt
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        job_id = await client.post("x")
+        with anyio.fail_after(5):
+            while (await client.get_job(job_id)).status is not JobStatus.SCHEDULED:
+                await anyio.sleep(0.02)
+        with anyio.fail_after(10):
+            assert await client.block_until_result(job_id) == 2
+    job = await client.get_job(job_id)
+    assert job.finished_at - job.posted_at >= 0.5  # type: ignore[operator]
+
+
+async def test_errors_outside_retry_on_fail_at_once_with_the_remote_traceback(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+
+    @listeners.listener(retry_on=(ConnectionError,))
+    async def strict(msg: Any, ctx: Context) -> None:
+        raise ValueError(f"bad input {msg!r}")
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        job_id = await client.post(17)
+        with anyio.fail_after(10), pytest.raises(JobFailed) as failed:
+            await client.block_until_result(job_id)
+    assert failed.value.status == "failed" and failed.value.error_type == "ValueError"
+    assert failed.value.error_message == "bad input 17"
+    assert failed.value.traceback is not None and "in strict" in failed.value.traceback
+    job = await client.get_job(job_id)
+    assert job.status is JobStatus.FAILED and job.attempt == 1
+    assert await client.dead_letters() == []
+
+
+async def test_a_job_that_always_fails_is_dead_lettered_once_after_its_budget(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+    runs: list[int] = []
+
+    @listeners.listener
+    async def broken(msg: Any, ctx: Context) -> None:
+        runs.append(ctx.attempt)
+        raise RuntimeError("always")
+
+    @listeners.listener
+    async def fine(msg: Any, ctx: Context) -> str:
+        return "still serving"
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        job_id = await client.post("x", functions=["broken"], retry=RetryPolicy(2, delay=0.01))
+        with anyio.fail_after(10), pytest.raises(JobFailed, match="dead.*RuntimeError: always"):
+            await client.block_until_result(job_id)
+        # a listener failure never stops the worker
+        with anyio.fail_after(10):
+            assert await client.block_until_result(await client.post(1, functions=["fine"])) == (
+                "still serving"
+            )
+    assert runs == [1, 2, 3]
+    [dead] = await client.dead_letters()
+    assert dead.id == job_id and dead.status is JobStatus.DEAD
+    assert dead.error_type == "RuntimeError" and dead.reason is not None
+    assert "budget" in dead.reason
+
+
+async def test_a_dead_letter_can_be_inspected_requeued_and_purged(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+    healed = False
+
+    @listeners.listener
+    async def heals(msg: Any, ctx: Context) -> str:
+        if not healed:
+            raise RuntimeError("not yet")
+        return "healed"
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        doomed = await client.post_many(["a", "b"], retry=0)
+        for job_id in doomed:
+            with anyio.fail_after(10), pytest.raises(JobFailed):
+                await client.block_until_result(job_id)
+        assert sorted(j.id for j in await client.dead_letters()) == sorted(doomed)
+        healed = True
+        assert await client.requeue(doomed[0]) is JobStatus.DEAD
+        with anyio.fail_after(10):
+            assert await client.block_until_result(doomed[0]) == "healed"
+    assert [j.id for j in await client.dead_letters()] == [doomed[1]]
+    assert await client.purge_dead() == 1
+    assert await client.dead_letters() == []
+
+
+async def test_a_timeout_cancels_the_listener_and_counts_as_a_failure(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+    finished = False
+
+    @listeners.listener
+    async def sleepy(msg: Any, ctx: Context) -> None:
+        nonlocal finished
+        await anyio.sleep(30)
+        finished = True
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        job_id = await client.post("x", timeout=0.2, retry=0)
+        with anyio.fail_after(10), pytest.raises(JobFailed, match="JobTimeout"):
+            await client.block_until_result(job_id)
+    assert not finished
+
+
+async def test_cancelling_a_running_job_cancels_its_listener(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+    started, cancelled = anyio.Event(), anyio.Event()
+
+    @listeners.listener
+    async def endless(msg: Any, ctx: Context) -> None:
+        started.set()
+        try:
+            await anyio.sleep(60)
+        finally:
+            cancelled.set()
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        job_id = await client.post("x")
+        with anyio.fail_after(10):
+            await started.wait()
+            assert await client.cancel(job_id) is JobStatus.ACTIVE
+            await cancelled.wait()
+        with pytest.raises(JobFailed, match="cancelled"):
+            await client.block_until_result(job_id, timeout=5)
+    assert (await client.get_job(job_id)).status is JobStatus.CANCELLED
+
+
+async def test_a_cancelled_queued_job_never_runs(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+    ran: list[Any] = []
+
+    @listeners.listener
+    async def record(msg: Any, ctx: Context) -> None:
+        ran.append(msg)
+
+    doomed = await client.post("doomed")
+    await client.post("kept")
+    await client.cancel(doomed)
+    await run_until_idle(listeners, queue=queue, redis_url=redis_server.url)
+    assert ran == ["kept"]
+
+
+async def test_waiting_on_a_child_job_never_deadlocks_a_single_slot_worker(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def parent(msg: int, ctx: Context) -> int:
+        child = await ctx.post(msg, functions=["child"])
+        return int(await ctx.block_until_result(child, timeout=10)) + 1
+
+    @listeners.listener
+    async def child(msg: int, ctx: Context) -> int:
+        return msg * 10
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url, concurrency=1):
+        job_id = await client.post(4, functions=["parent"])
+        with anyio.fail_after(15):
+            assert await client.block_until_result(job_id) == 41
+
+
+async def test_listeners_share_data_through_store_and_fetch(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def produce(msg: Any, ctx: Context) -> str:
+        return await ctx.store_data(b"\x00interim\xff", expiry=30)
+
+    @listeners.listener
+    def consume(key: str, ctx: SyncContext) -> bytes:
+        data = ctx.fetch_data(key)
+        assert isinstance(data, bytes)
+        return data[::-1]
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        key = await client.block_until_result(await client.post(None, functions=["produce"]), 10)
+        reversed_ = await client.block_until_result(await client.post(key, functions=["consume"]), 10)
+    assert reversed_ == b"\xffmiretni\x00"
+
+
+async def test_a_long_job_on_a_live_worker_is_never_reclaimed(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+    attempts: list[int] = []
+
+    @listeners.listener
+    async def long(msg: Any, ctx: Context) -> str:
+        attempts.append(ctx.attempt)
+        await anyio.sleep(2.0)  # more than three leases
+        return "done"
+
+    async with running_worker(
+        listeners, queue=queue, redis_url=redis_server.url, lease=0.5, heartbeat=0.1
+    ):
+        job_id = await client.post("x", retry=0)
+        with anyio.fail_after(15):
+            assert await client.block_until_result(job_id) == "done"
+    assert attempts == [1]
+    assert (await client.get_job(job_id)).attempt == 1
+
+
+async def test_higher_priority_runs_first(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+    order: list[str] = []
+
+    @listeners.listener
+    async def note(msg: str, ctx: Context) -> None:
+        order.append(msg)
+
+    await client.post("low", priority=-5)
+    await client.post("normal-1")
+    await client.post("high", priority=10)
+    await client.post("normal-2")
+    await run_until_idle(listeners, queue=queue, redis_url=redis_server.url, concurrency=1)
+    assert order == ["high", "normal-1", "normal-2", "low"]
