@@ -18,7 +18,7 @@ from .errors import (
     ResultTimeout,
     Retry,
 )
-from .job import Job, JobStatus, Output, Progress
+from .job import Job, JobEvent, JobStatus, Output, Progress
 from .listeners import Context, Listeners, SyncContext
 from .retry import RetryPolicy
 from .sync import SyncClient
@@ -33,6 +33,7 @@ __all__ = [
     "DataNotFound",
     "InvalidTransition",
     "Job",
+    "JobEvent",
     "JobFailed",
     "JobNotFound",
     "JobStatus",

@@ -15,13 +15,16 @@ VERSION = b"\x01"
 
 
 def _refuse(obj: Any) -> Any:
-    raise TypeError(f"cannot encode an object of type {type(obj).__module__}.{type(obj).__qualname__}")
+    raise TypeError(
+        f"cannot encode an object of type {type(obj).__module__}.{type(obj).__qualname__}"
+    )
 
 
 def encode(value: Any, what: str = "message") -> bytes:
     """Encode `value`; a value msgpack cannot carry raises MessageError naming its type."""
     try:
-        return VERSION + msgpack.packb(value, use_bin_type=True, default=_refuse, datetime=False)
+        packed: bytes = msgpack.packb(value, use_bin_type=True, default=_refuse, datetime=False)
+        return VERSION + packed
     except TypeError as exc:
         raise MessageError(f"{what} is not encodable with msgpack: {exc}") from None
     except (ValueError, OverflowError) as exc:  # e.g. ints beyond 64 bits, too-deep nesting

@@ -22,7 +22,7 @@ def embedded_directory() -> Path:
 
 @contextlib.asynccontextmanager
 async def open_store(
-    url: str | None, queue: str, max_connections: int, *, check: bool = True
+    url: str | None, queue: str, max_connections: int, *, name: str, check: bool = True
 ) -> AsyncIterator[Store]:
     """A Store on the configured Redis, starting (and later stopping) the embedded one.
 
@@ -34,7 +34,7 @@ async def open_store(
         embedded = EmbeddedRedis(embedded_directory())
         url = await anyio.to_thread.run_sync(embedded.start)
         log.info("no Redis configured: using the embedded server at %s", url)
-    redis = connect(url, max_connections)
+    redis = connect(url, max_connections, name)
     try:
         if check:
             with redis_errors(f"connecting to {url}"):

@@ -7,7 +7,6 @@ import signal
 import sys
 
 import anyio
-from anyio.abc import CancelScope
 
 from .config import ClientConfig, WorkerConfig
 from .listeners import Listeners
@@ -24,7 +23,7 @@ def configure_logging(level: str = "INFO") -> None:
     )
 
 
-async def _on_signals(worker: Worker, scope: CancelScope) -> None:
+async def _on_signals(worker: Worker) -> None:
     """First SIGTERM/SIGINT: drain (running jobs get the grace period). Second: hand back now."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         count = 0
@@ -41,7 +40,7 @@ async def _on_signals(worker: Worker, scope: CancelScope) -> None:
 
 async def serve(worker: Worker) -> None:
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_on_signals, worker, tg.cancel_scope)
+        tg.start_soon(_on_signals, worker)
         await worker.run()
         tg.cancel_scope.cancel()
 

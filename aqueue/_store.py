@@ -35,10 +35,12 @@ def redis_errors(what: str) -> Iterator[None]:
         raise RedisUnavailable(f"{what}: Redis refused the command ({exc})") from exc
 
 
-def connect(url: str, max_connections: int) -> aioredis.Redis:
-    """A client with a bounded pool that retries a dropped connection a few times."""
+def connect(url: str, max_connections: int, name: str) -> aioredis.Redis:
+    """A client with a bounded pool that retries a dropped connection a few times.
+    Its connections carry `name` (CLIENT LIST shows who is connected)."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        client_name=name,
         max_connections=max_connections,
         timeout=None,  # wait for a free connection rather than fail under load
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
@@ -99,7 +101,9 @@ class Store:
     def __init__(self, redis: aioredis.Redis, queue: str) -> None:
         self.redis = redis
         self.keys = Keys(queue)
-        self._scripts = {name: redis.register_script(_scripts.source(name)) for name in _scripts.NAMES}
+        self._scripts = {
+            name: redis.register_script(_scripts.source(name)) for name in _scripts.NAMES
+        }
 
     async def _run(self, name: str, args: Sequence[Arg]) -> Any:
         with redis_errors(f"{name} on queue {self.keys.queue!r}"):
@@ -182,7 +186,7 @@ class Store:
     async def job_fields(self, job_id: str) -> dict[str, bytes]:
         with redis_errors(f"reading job {job_id!r}"):
             raw = await self.redis.hgetall(self.keys.job(job_id))
-        return {_text(k): v for k, v in raw.items()}
+        return {_text(k): cast(bytes, v) for k, v in raw.items()}
 
     async def job_field_values(self, job_id: str, fields: Sequence[str]) -> list[bytes | None]:
         with redis_errors(f"reading job {job_id!r}"):
@@ -217,7 +221,8 @@ class Store:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for sig in lanes:
                     pipe.zcard(k.lane(sig))
-                pipe.zcard(k.scheduled).zcard(k.active).zcard(k.dead).zcard(k.workers)
+                for key in (k.scheduled, k.active, k.dead, k.workers):
+                    pipe.zcard(key)
                 raw = await pipe.execute()
         *lane_counts, scheduled, active, dead, workers = raw
         return {
@@ -235,7 +240,7 @@ class Store:
             if not ids:
                 return []
             infos = await self.redis.mget([self.keys.worker(_text(i)) for i in ids])
-        return [i for i in infos if i is not None]
+        return [cast(bytes, i) for i in infos if i is not None]
 
     async def purge_queue(self) -> int:
         """Delete every key of this queue (and no other queue's)."""
@@ -260,7 +265,7 @@ class Store:
             yield Subscription(pubsub)
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 class Subscription:

@@ -1,8 +1,8 @@
 """The async producer API: post jobs, read them, await their results, cancel, manage dead letters.
 
-    async with Client("app") as client:
-        job_id = await client.post({"x": 1}, functions=["train"])
-        result = await client.block_until_result(job_id, timeout=60)
+async with Client("app") as client:
+    job_id = await client.post({"x": 1}, functions=["train"])
+    result = await client.block_until_result(job_id, timeout=60)
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
@@ -19,6 +20,7 @@ from typing import Any, Self
 
 import anyio
 import msgpack
+from anyio.streams.memory import MemoryObjectSendStream
 
 from . import _codec
 from ._connection import open_store
@@ -35,7 +37,7 @@ from .errors import (
     RedisUnavailable,
     ResultTimeout,
 )
-from .job import TERMINAL, Job, JobStatus, Progress
+from .job import TERMINAL, Job, JobEvent, JobStatus, Progress
 from .retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class Client:
         self._store: Store | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._waiters: dict[str, set[anyio.Event]] = {}
+        self._watchers: dict[str, set[MemoryObjectSendStream[JobEvent]]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._listen_lock = anyio.Lock()
 
@@ -72,14 +75,22 @@ class Client:
         async with stack:
             if self._store is None:
                 self._store = await stack.enter_async_context(
-                    open_store(self.config.redis_url, self.config.queue, self.config.max_connections)
+                    open_store(
+                        self.config.redis_url,
+                        self.config.queue,
+                        self.config.max_connections,
+                        name=f"aqueue-client-{os.getpid()}",
+                    )
                 )
             stack.push_async_callback(self._stop_listening)
             self._stack = stack.pop_all()
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         stack, self._stack = self._stack, None
         if stack is not None:
@@ -156,8 +167,10 @@ class Client:
         messages = list(msgs)
         if keys is not None and len(keys) != len(messages):
             raise MessageError(f"keys has {len(keys)} entries for {len(messages)} messages")
-        policy = retry if isinstance(retry, RetryPolicy) else RetryPolicy(
-            retries=3 if retry is None else retry
+        policy = (
+            retry
+            if isinstance(retry, RetryPolicy)
+            else RetryPolicy(retries=3 if retry is None else retry)
         )
         common, signature = new_job_fields(
             functions=functions,
@@ -305,14 +318,28 @@ class Client:
                         _, data = item
                         if data is None:
                             await self._recheck_waiters()
+                            await self._recheck_watchers()
                             backoff = 0.05
                             if not started:
                                 started_event.set()
                                 started = True
                             continue
-                        job_id, kind, *rest = msgpack.unpackb(data)
-                        if kind == "status" and rest[0].encode() in _TERMINAL_NAMES:
-                            self._wake(job_id)
+                        # raw: Lua's cmsgpack packs every string as str, binary ones included
+                        raw_id, kind, *rest = msgpack.unpackb(data, raw=True)
+                        job_id = raw_id.decode()
+                        if kind == b"status":
+                            if rest[0] in _TERMINAL_NAMES:
+                                self._wake(job_id)
+                            self._tell(JobEvent(job_id, status=JobStatus(rest[0].decode())))
+                        elif kind == b"active":  # a claim: one event for its whole batch
+                            for claimed in rest[0]:
+                                if claimed.decode() in self._watchers:
+                                    status = JobStatus.ACTIVE
+                                    self._tell(JobEvent(claimed.decode(), status=status))
+                        elif kind == b"progress" and job_id in self._watchers:
+                            message = rest[1].decode(errors="replace") or None
+                            progress = Progress(_codec.decode(rest[0]), message)
+                            self._tell(JobEvent(job_id, progress=progress))
             except RedisUnavailable as exc:
                 log.warning("result subscription lost, retrying in %.2f s: %s", backoff, exc)
                 await anyio.sleep(backoff)
@@ -325,6 +352,54 @@ class Client:
         for job_id, status in zip(ids, await self.store.statuses(ids), strict=True):
             if status is None or status in _TERMINAL_NAMES:
                 self._wake(job_id)
+
+    async def _recheck_watchers(self) -> None:
+        for job_id in list(self._watchers):
+            for event in await self._current_events(job_id):
+                self._tell(event)
+
+    def _tell(self, event: JobEvent) -> None:
+        for stream in self._watchers.get(event.job_id, ()):
+            with contextlib.suppress(anyio.WouldBlock):  # a slow reader misses intermediate ones
+                stream.send_nowait(event)
+
+    async def _current_events(self, job_id: str) -> list[JobEvent]:
+        status, value, message = await self.store.job_field_values(
+            job_id, ["status", "progress", "progress_msg"]
+        )
+        if status is None:
+            raise JobNotFound(job_id, self.queue)
+        events = []
+        if value is not None:
+            progress = Progress(_codec.decode(value), message.decode() if message else None)
+            events.append(JobEvent(job_id, progress=progress))
+        events.append(JobEvent(job_id, status=JobStatus(status.decode())))
+        return events
+
+    async def watch(self, job_id: str) -> AsyncIterator[JobEvent]:
+        """The job's progress and status changes as they happen: first its current state,
+        then each change, ending with its final status. Pushed, never polled."""
+        _check_id(job_id)
+        await self._ensure_listening()
+        send, receive = anyio.create_memory_object_stream[JobEvent](256)
+        self._watchers.setdefault(job_id, set()).add(send)
+        try:
+            for event in await self._current_events(job_id):
+                yield event
+                if event.is_final:
+                    return
+            async with receive:
+                async for event in receive:
+                    yield event
+                    if event.is_final:
+                        return
+        finally:
+            watchers = self._watchers.get(job_id)
+            if watchers is not None:
+                watchers.discard(send)
+                if not watchers:
+                    del self._watchers[job_id]
+            send.close()
 
     def _wake(self, job_id: str) -> None:
         for event in self._waiters.get(job_id, ()):
@@ -340,7 +415,7 @@ class Client:
             raise JobNotFound(job_id, self.queue)
         if verdict == "refused":
             raise InvalidTransition(job_id, "cancel", before or "?")
-        return JobStatus(before)
+        return JobStatus(before or "")
 
     async def dead_letters(self, offset: int = 0, count: int = 100) -> list[Job]:
         """Jobs in the dead-letter queue, oldest first."""
@@ -358,7 +433,7 @@ class Client:
             raise JobNotFound(job_id, self.queue)
         if verdict == "refused":
             raise InvalidTransition(job_id, "requeue", before or "?")
-        return JobStatus(before)
+        return JobStatus(before or "")
 
     async def purge_dead(self) -> int:
         """Delete every dead-lettered job of this queue; how many."""
@@ -373,7 +448,9 @@ class Client:
 
     # -- data ----------------------------------------------------------------------------
 
-    async def store_data(self, data: Any, key: str | None = None, expiry: float | None = None) -> str:
+    async def store_data(
+        self, data: Any, key: str | None = None, expiry: float | None = None
+    ) -> str:
         """Store any msgpack value (bytes stay bytes) under `key` (a new one if None), expiring
         after `expiry` seconds (the configured default if None). Returns the key."""
         key = _check_key(key or uuid.uuid4().hex)
@@ -388,7 +465,6 @@ class Client:
         if raw is None:
             raise DataNotFound(key, self.queue)
         return _codec.decode(raw)
-
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

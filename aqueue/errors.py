@@ -132,7 +132,7 @@ class RedisUnavailable(AqueueError, ConnectionError):
     """Redis could not be reached, or refused the command."""
 
 
-class Retry(Exception):  # noqa: N818 - control flow, named for what the listener asks
+class Retry(Exception):
     """Raise in a listener to ask for another attempt after `delay` seconds.
 
     The attempt still counts against the job's retry budget.

@@ -35,6 +35,19 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One change seen by `Client.watch`: a new status, or a progress report."""
+
+    job_id: str
+    status: JobStatus | None = None
+    progress: Progress | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status is not None and self.status.is_terminal
+
+
+@dataclass(frozen=True, slots=True)
 class Output:
     """What a listener returns when it wants a short (string) result beside the full one.
 

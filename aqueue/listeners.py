@@ -51,7 +51,12 @@ class Listeners:
     def listener(self, func: ListenerFunc, /) -> ListenerFunc: ...
     @overload
     def listener(
-        self, *, name: str | None = None, retry_on: Sequence[type[BaseException]] = (Exception,)
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry_on: Sequence[type[BaseException]] = (Exception,),
     ) -> Callable[[ListenerFunc], ListenerFunc]: ...
 
     def listener(
@@ -77,7 +82,7 @@ class Listeners:
         name: str | None = None,
         retry_on: Sequence[type[BaseException]] = (Exception,),
     ) -> Listener:
-        listener_name = name or getattr(func, "__name__", "")
+        listener_name = str(name or getattr(func, "__name__", ""))
         check_functions([listener_name])
         if listener_name in self._by_name:
             raise ListenerError(f"a listener named {listener_name!r} is already registered")
@@ -86,9 +91,7 @@ class Listeners:
         for exc_type in retry_on:
             if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
                 raise ListenerError(f"retry_on must hold exception types, got {exc_type!r}")
-        listener = Listener(
-            listener_name, func, inspect.iscoroutinefunction(func), tuple(retry_on)
-        )
+        listener = Listener(listener_name, func, inspect.iscoroutinefunction(func), tuple(retry_on))
         self._by_name[listener_name] = listener
         return listener
 
@@ -171,7 +174,9 @@ class Context:
         """The job's whole record, as stored now."""
         return await self._client.get_job(self.job_id)
 
-    async def store_data(self, data: Any, key: str | None = None, expiry: float | None = None) -> str:
+    async def store_data(
+        self, data: Any, key: str | None = None, expiry: float | None = None
+    ) -> str:
         return await self._client.store_data(data, key, expiry)
 
     async def fetch_data(self, key: str) -> Any:

@@ -42,4 +42,4 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.delay * self.backoff ** max(attempt - 1, 0))
         if not self.jitter:
             return ceiling
-        return (rng or random).uniform(0, ceiling)  # noqa: S311 - jitter, not security
+        return (rng or random).uniform(0, ceiling)

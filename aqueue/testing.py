@@ -24,7 +24,9 @@ async def running_worker(
     listeners: Listeners, *, queue: str, redis_url: str, **settings: Any
 ) -> AsyncIterator[Worker]:
     """A worker serving `queue` while the block runs; drained and stopped after it."""
-    worker = Worker(listeners, WorkerConfig(queue=queue, **{**FAST, **settings}), redis_url=redis_url)
+    worker = Worker(
+        listeners, WorkerConfig(queue=queue, **{**FAST, **settings}), redis_url=redis_url
+    )
     async with anyio.create_task_group() as tg:
         await tg.start(worker.run)
         try:
@@ -37,6 +39,8 @@ async def run_until_idle(
     listeners: Listeners, *, queue: str, redis_url: str, **settings: Any
 ) -> Worker:
     """Run a worker until no job is ready or running (scheduled ones in the future wait)."""
-    worker = Worker(listeners, WorkerConfig(queue=queue, **{**FAST, **settings}), redis_url=redis_url)
+    worker = Worker(
+        listeners, WorkerConfig(queue=queue, **{**FAST, **settings}), redis_url=redis_url
+    )
     await worker.run(burst=True)
     return worker

@@ -18,7 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
@@ -33,7 +33,7 @@ from .client import Client
 from .config import ClientConfig, WorkerConfig
 from .errors import JobTimeout, LeaseLost, MessageError, RedisUnavailable, Retry
 from .job import Output
-from .listeners import Context, Listener, Listeners, SyncContext
+from .listeners import AsyncListener, Context, Listener, Listeners, SyncContext, SyncListener
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class Worker:
             self.client_config.redis_url,
             self.config.queue,
             self.client_config.max_connections,
+            name=f"aqueue-worker-{os.getpid()}",
             check=False,
         ) as store:
             async with Client.over(store, self.client_config) as client:
@@ -245,9 +246,9 @@ class Worker:
 
     async def _call(self, listener: Listener, msg: Any, ctx: Context) -> Any:
         if listener.is_async:
-            return await listener.func(msg, ctx)
+            return await cast(AsyncListener, listener.func)(msg, ctx)
         return await anyio.to_thread.run_sync(
-            partial(listener.func, msg, SyncContext(ctx)),
+            partial(cast(SyncListener, listener.func), msg, SyncContext(ctx)),
             limiter=self._threads,
             abandon_on_cancel=True,  # a thread cannot be cancelled: let it run out alone
         )
@@ -284,8 +285,10 @@ class Worker:
         self, job: Claimed, exc: BaseException, *, retryable: bool, delay: float | None = None
     ) -> Outcome:
         kind = type(exc)
-        name = kind.__qualname__ if kind.__module__ == "builtins" else (
-            f"{kind.__module__}.{kind.__qualname__}"
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else (f"{kind.__module__}.{kind.__qualname__}")
         )
         fields = [
             "err_type", name,
@@ -319,8 +322,9 @@ class Worker:
         """Record pending outcomes; retried while Redis is away (for at most the grace period
         when stopping: after that the reaper recovers those jobs)."""
         backoff = _Backoff()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(
-            self.config.grace if final else float("inf")
+        with (
+            anyio.CancelScope(shield=True),
+            anyio.move_on_after(self.config.grace if final else float("inf")),
         ):
             while self._acks:
                 batch, self._acks = self._acks, []
@@ -345,7 +349,7 @@ class Worker:
                         )
 
     def _info(self) -> bytes:
-        return msgpack.packb(
+        info: bytes = msgpack.packb(
             {
                 "id": self.id,
                 "host": socket.gethostname(),
@@ -358,6 +362,7 @@ class Worker:
                 "processed": self.processed,
             }
         )
+        return info
 
     async def _heartbeat_loop(
         self, store: Store, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

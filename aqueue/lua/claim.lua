@@ -70,6 +70,10 @@ for _, id in ipairs(picked) do
 end
 if #leases > 0 then
   redis.call('ZADD', prefix .. 'active', unpack(leases))
+  -- one event for the whole batch: {'', 'active', {ids}}
+  local ids = {}
+  for k = 2, #leases, 2 do ids[#ids + 1] = leases[k] end
+  redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({'', 'active', ids}))
 else
   local nxt = redis.call('ZRANGE', prefix .. 'scheduled', 0, 0, 'WITHSCORES')
   if nxt[2] then out[2] = tonumber(nxt[2]) end

@@ -10,10 +10,12 @@ import pytest
 from aqueue import (
     Client,
     InvalidTransition,
+    JobFailed,
     JobNotFound,
     JobStatus,
     MessageError,
     MessageTooLarge,
+    ResultTimeout,
 )
 from aqueue.config import ClientConfig
 from aqueue.testing import RedisServer
@@ -51,7 +53,7 @@ async def test_a_message_msgpack_cannot_encode_is_refused_naming_its_type(client
 
     with pytest.raises(MessageError, match=r"Weights"):
         await client.post({"w": Weights()})
-    with pytest.raises(MessageError, match="message 1 .*set"):
+    with pytest.raises(MessageError, match=r"message 1 .*set"):
         await client.post_many([1, {1, 2}, 3])
     assert (await client.counts())["queued"] == 0  # nothing of the batch was accepted
 
@@ -74,7 +76,7 @@ async def test_an_oversized_message_is_refused_with_its_size_and_the_limit(
         ({"priority": 101}, "priority"),
         ({"priority": "high"}, "priority"),
         ({"delay": -1}, "delay"),
-        ({"at": datetime(2030, 1, 1)}, "timezone-aware"),  # noqa: DTZ001 - the mistake checked
+        ({"at": datetime(2030, 1, 1)}, "timezone-aware"),
         ({"timeout": 0}, "timeout"),
         ({"callback": "ftp://example.test/x"}, "http"),
         ({"callback": "not a url"}, "callback"),
@@ -148,3 +150,27 @@ async def test_purging_app_leaves_app2_untouched(redis_server: RedisServer) -> N
         assert (await app2.get_job(kept[0])).msg == 0
         assert await app2.fetch_data("k") == b"keep"
         await app2.purge()
+
+
+async def test_block_until_result_waits_only_for_its_own_job_in_its_own_queue(
+    redis_server: RedisServer, queue: str
+) -> None:
+    other_queue = queue + "-other"
+    async with (
+        Client(queue, redis_url=redis_server.url) as client,
+        Client(other_queue, redis_url=redis_server.url) as other,
+    ):
+        mine = await client.post("mine")
+        theirs = await other.post("theirs")
+        with pytest.raises(JobNotFound):  # an id from another namespace is not found here
+            await client.block_until_result(theirs, timeout=1)
+        # finish the other queue's job and an unrelated job here: the waiter must not wake
+        await other.cancel(theirs)
+        unrelated = await client.post("unrelated")
+        await client.cancel(unrelated)
+        with pytest.raises(ResultTimeout, match="still queued after waiting 0.3 s"):
+            await client.block_until_result(mine, timeout=0.3)
+        await client.cancel(mine)
+        with pytest.raises(JobFailed, match="cancelled"):
+            await client.block_until_result(mine, timeout=5)
+        await other.purge()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import anyio
@@ -21,6 +23,7 @@ from aqueue import (
     RetryPolicy,
     SyncContext,
 )
+from aqueue.config import ClientConfig
 from aqueue.testing import RedisServer, run_until_idle, running_worker
 
 
@@ -41,7 +44,10 @@ async def test_an_async_listener_s_result_and_progress_reach_the_client(
     job = await client.get_job(job_id)
     assert job.status is JobStatus.COMPLETE
     assert job.result == 42 and job.short_result is None
-    assert job.progress is not None and (job.progress.value, job.progress.message) == (50, "half way")
+    assert job.progress is not None and (job.progress.value, job.progress.message) == (
+        50,
+        "half way",
+    )
     assert job.attempt == 1 and job.worker == worker.id
     assert job.posted_at <= job.started_at <= job.finished_at  # type: ignore[operator]
     assert await client.get_progress(job_id) == job.progress
@@ -165,8 +171,8 @@ async def test_retry_requested_by_the_listener_waits_its_delay(
     async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
         job_id = await client.post("x")
         with anyio.fail_after(5):
-            while (await client.get_job(job_id)).status is not JobStatus.SCHEDULED:
-                await anyio.sleep(0.02)
+            while (await client.get_job(job_id)).status is not JobStatus.SCHEDULED:  # noqa: ASYNC110
+                await anyio.sleep(0.02)  # the test's own condition; there is no event for it
         with anyio.fail_after(10):
             assert await client.block_until_result(job_id) == 2
     job = await client.get_job(job_id)
@@ -211,7 +217,7 @@ async def test_a_job_that_always_fails_is_dead_lettered_once_after_its_budget(
 
     async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
         job_id = await client.post("x", functions=["broken"], retry=RetryPolicy(2, delay=0.01))
-        with anyio.fail_after(10), pytest.raises(JobFailed, match="dead.*RuntimeError: always"):
+        with anyio.fail_after(10), pytest.raises(JobFailed, match=r"dead.*RuntimeError: always"):
             await client.block_until_result(job_id)
         # a listener failure never stops the worker
         with anyio.fail_after(10):
@@ -350,7 +356,9 @@ async def test_listeners_share_data_through_store_and_fetch(
 
     async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
         key = await client.block_until_result(await client.post(None, functions=["produce"]), 10)
-        reversed_ = await client.block_until_result(await client.post(key, functions=["consume"]), 10)
+        reversed_ = await client.block_until_result(
+            await client.post(key, functions=["consume"]), 10
+        )
     assert reversed_ == b"\xffmiretni\x00"
 
 
@@ -392,3 +400,64 @@ async def test_higher_priority_runs_first(
     await client.post("normal-2")
     await run_until_idle(listeners, queue=queue, redis_url=redis_server.url, concurrency=1)
     assert order == ["high", "normal-1", "normal-2", "low"]
+
+
+async def test_watch_streams_progress_in_order_then_the_outcome(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def train(msg: Any, ctx: Context) -> str:
+        for percent in (25, 50, 75):
+            await ctx.update_progress(percent, f"epoch {percent // 25}")
+            await anyio.sleep(0.02)
+        return "model"
+
+    job_id = await client.post("x")
+    seen: list[Any] = []
+    async with anyio.create_task_group() as tg:
+        with anyio.fail_after(10):
+            events = client.watch(job_id)
+            first = await anext(events)
+            assert first.status is JobStatus.QUEUED
+            tg.start_soon(
+                partial(run_until_idle, listeners, queue=queue, redis_url=redis_server.url)
+            )
+            async for event in events:
+                seen.append(event.progress.value if event.progress else event.status)
+    assert [s for s in seen if isinstance(s, int)] == [25, 50, 75]
+    assert seen[-1] is JobStatus.COMPLETE
+    assert JobStatus.ACTIVE in seen and seen.index(JobStatus.ACTIVE) < seen.index(25)
+
+
+async def test_awaiting_a_thousand_jobs_uses_a_bounded_number_of_connections(
+    redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def echo(msg: int, ctx: Context) -> int:
+        return msg
+
+    config = ClientConfig(queue=queue, redis_url=redis_server.url, max_connections=4)
+    results: dict[int, int] = {}
+    peak = 0
+    async with Client(config=config) as client:
+        ids = await client.post_many(range(1000))
+
+        async def wait(i: int, job_id: str) -> None:
+            results[i] = await client.block_until_result(job_id, timeout=60)
+
+        async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+            async with anyio.create_task_group() as tg:
+                for i, job_id in enumerate(ids):
+                    tg.start_soon(wait, i, job_id)
+                with anyio.fail_after(60):
+                    while len(results) < 500:  # noqa: ASYNC110 - sample mid-run
+                        await anyio.sleep(0.01)
+                clients = await client.store.redis.client_list()
+                name = f"aqueue-client-{os.getpid()}"
+                peak = sum(1 for c in clients if c["name"] == name)
+    assert results == {i: i for i in range(1000)}
+    assert 1 <= peak <= 5  # the pool's 4 and the one subscription
