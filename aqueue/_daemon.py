@@ -46,7 +46,8 @@ async def serve(worker: Worker) -> None:
 
 
 def run_worker(listeners: Listeners, config: WorkerConfig, client_config: ClientConfig) -> int:
-    """Run a worker daemon until signalled; the process's exit status."""
+    """Run a worker daemon until signalled; the process's exit status (never a silent 0 on
+    failure: any error that ends the worker is logged and exits 1)."""
     worker = Worker(listeners, config, client_config=client_config)
     try:
         anyio.run(serve, worker, backend="asyncio", backend_options={"use_uvloop": True})

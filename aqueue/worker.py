@@ -83,24 +83,30 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self._leases: dict[str, int] = {}  # job id -> attempt, until its outcome is recorded
         self._acks: list[Outcome] = []
+        self._stopping = False
+        self._started_at = time.time()
+        self.processed = 0  # attempts finished by this worker
+
+    def _prepare(self) -> None:
+        """The loop-bound parts, made when run() starts (never in the constructor)."""
         self._ack_ready = anyio.Event()
         self._wake = anyio.Event()
-        self._stopping = False
         self._drained = anyio.Event()
         self._claim_scope = anyio.CancelScope()
         self._slots = anyio.Semaphore(self.config.concurrency)
         self._threads = anyio.CapacityLimiter(self.config.concurrency)
-        self._started_at = time.time()
-        self.processed = 0  # attempts finished by this worker
+        if self._stopping:  # stop() came before run()
+            self._claim_scope.cancel()
 
     # -- control -------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop claiming; running jobs get the grace period to finish, then are handed back."""
         self._stopping = True
-        self._claim_scope.cancel()
-        if not self._running:
-            self._drained.set()
+        if hasattr(self, "_claim_scope"):
+            self._claim_scope.cancel()
+            if not self._running:
+                self._drained.set()
 
     def hand_back_now(self) -> None:
         """Stop at once: running jobs are cancelled and handed back to the queue."""
@@ -114,6 +120,7 @@ class Worker:
         self, *, burst: bool = False, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve until stop() — or, with `burst`, until no job is ready or running."""
+        self._prepare()
         async with open_store(
             self.client_config.redis_url,
             self.config.queue,

@@ -23,8 +23,8 @@ local function promote_due(prefix, now, limit)
   local due = redis.call('ZRANGEBYSCORE', prefix .. 'scheduled', '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
     local jk = prefix .. 'job:' .. id
-    local f = redis.call('HMGET', jk, 'sig', 'score')
-    if f[1] then
+    local f = redis.call('HMGET', jk, 'sig', 'score', 'status')
+    if f[3] == 'scheduled' then
       enqueue(prefix, jk, id, f[1], f[2])
       publish_status(prefix, id, 'queued')
     end

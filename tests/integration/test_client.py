@@ -168,7 +168,7 @@ async def test_block_until_result_waits_only_for_its_own_job_in_its_own_queue(
         await other.cancel(theirs)
         unrelated = await client.post("unrelated")
         await client.cancel(unrelated)
-        with pytest.raises(ResultTimeout, match="still queued after waiting 0.3 s"):
+        with pytest.raises(ResultTimeout, match=r"still queued after waiting 0\.3 s"):
             await client.block_until_result(mine, timeout=0.3)
         await client.cancel(mine)
         with pytest.raises(JobFailed, match="cancelled"):

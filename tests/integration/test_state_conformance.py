@@ -1,0 +1,121 @@
+"""Every script, from every status, agrees with the transition table in aqueue/_states.py —
+and after every step the job sits in exactly the one structure its status says."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from aqueue import Client, JobStatus
+from aqueue._states import Event, allowed
+from aqueue._store import NewJob, Outcome, Store
+
+S = JobStatus
+WORKER = "conformance-worker"
+
+
+def _new(job_id: str, delay_ms: int = 0, max_attempts: int = 4) -> NewJob:
+    fields = ["fns", "", "sig", "", "prio", 0, "timeout", 0, "max_att", max_attempts,
+              "retry", b"", "ttl", 60, "cb", "", "msg", b"\x01\xc0", "key", ""]  # fmt: skip
+    return NewJob(job_id, "", "", 0, delay_ms, 0, fields)
+
+
+async def _status(store: Store, job_id: str) -> S | None:
+    [raw] = await store.statuses([job_id])
+    return None if raw is None else S(raw.decode())
+
+
+async def _attempt(store: Store, job_id: str) -> int:
+    [raw] = await store.job_field_values(job_id, ["attempt"])
+    return int(raw or 0)
+
+
+async def _finish(store: Store, job_id: str, kind: str) -> None:
+    await store.finish(WORKER, [Outcome(job_id, await _attempt(store, job_id), kind, 0, ())])
+
+
+async def _claim(store: Store, job_id: str) -> None:
+    await store.claim(WORKER, 60_000, 10, ["f"])
+
+
+async def _into(store: Store, job_id: str, status: S | None) -> None:
+    """Drive a fresh job into `status` with the scripts themselves."""
+    if status is None:
+        return
+    await store.post([_new(job_id, 60_000 if status is S.SCHEDULED else 0,
+                           1 if status is S.DEAD else 4)], 60_000)  # fmt: skip
+    if status is S.CANCELLED:
+        await store.cancel(job_id)
+    if status in (S.ACTIVE, S.COMPLETE, S.FAILED, S.DEAD):
+        await _claim(store, job_id)
+        kind = {S.COMPLETE: "complete", S.FAILED: "fail", S.DEAD: "retry"}.get(status)
+        if kind:
+            await _finish(store, job_id, kind)
+    assert await _status(store, job_id) is status
+
+
+async def _lapse(store: Store, job_id: str) -> None:
+    await store.redis.zadd(store.keys.active, {job_id: 0})  # its lease ran out long ago
+    await store.reap(100)
+
+
+async def _promote(store: Store, job_id: str) -> None:
+    await store.redis.zadd(store.keys.scheduled, {job_id: 0})  # its time came long ago
+    await store.reap(100)
+
+
+EVENTS: dict[Event, Callable[[Store, str], Awaitable[object]]] = {
+    Event.POST: lambda store, job_id: store.post([_new(job_id)], 60_000),
+    Event.PROMOTE: _promote,
+    Event.CLAIM: _claim,
+    Event.COMPLETE: lambda store, job_id: _finish(store, job_id, "complete"),
+    Event.RETRY: lambda store, job_id: _finish(store, job_id, "retry"),
+    Event.FAIL: lambda store, job_id: _finish(store, job_id, "fail"),
+    Event.RELEASE: lambda store, job_id: _finish(store, job_id, "release"),
+    Event.LEASE_LAPSED: _lapse,
+    Event.CANCEL: lambda store, job_id: store.cancel(job_id),
+    Event.REQUEUE: lambda store, job_id: store.requeue(job_id),
+}
+
+
+async def _where(store: Store, job_id: str) -> set[str]:
+    """Every structure that holds the job id."""
+    k = store.keys
+    places = set()
+    for name, key in (("scheduled", k.scheduled), ("active", k.active), ("dead", k.dead)):
+        if await store.redis.zscore(key, job_id) is not None:
+            places.add(name)
+    for sig in await store.redis.smembers(k.lanes):
+        if await store.redis.zscore(k.lane(sig.decode()), job_id) is not None:
+            places.add("queued")
+    return places
+
+
+HOME = {S.QUEUED: {"queued"}, S.SCHEDULED: {"scheduled"}, S.ACTIVE: {"active"}, S.DEAD: {"dead"}}
+
+
+@pytest.mark.parametrize("event", list(Event), ids=str)
+@pytest.mark.parametrize("before", [None, *S], ids=str)
+async def test_each_script_from_each_status_follows_the_table(
+    client: Client, before: S | None, event: Event
+) -> None:
+    store = client.store
+    job_id = uuid.uuid4().hex
+    await _into(store, job_id, before)
+    attempt_before = await _attempt(store, job_id)
+
+    await EVENTS[event](store, job_id)
+
+    after = await _status(store, job_id)
+    expected = allowed(before, event)
+    if expected:
+        assert after in expected, f"{before} --{event}--> {after}, table says {set(expected)}"
+    else:
+        assert after is before, f"{before} --{event}--> {after}: the table forbids any change"
+    assert await _where(store, job_id) == HOME.get(after, set())  # type: ignore[arg-type]
+    if event is Event.CLAIM and expected:
+        assert await _attempt(store, job_id) == attempt_before + 1  # the fencing token grows
+    else:
+        assert await _attempt(store, job_id) == attempt_before

@@ -1,0 +1,90 @@
+"""The pure core: state table, retry policy, codec, keys, configuration. No Redis, no sleeps."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from aqueue import ClientConfig, ConfigError, JobStatus, MessageError, RetryPolicy, WorkerConfig
+from aqueue._codec import decode, encode
+from aqueue._keys import Keys
+from aqueue._states import TRANSITIONS, Event, allowed, is_allowed
+from aqueue.job import TERMINAL
+
+
+def test_terminal_statuses_only_leave_by_requeue() -> None:
+    for (before, event), _ in TRANSITIONS.items():
+        if before in TERMINAL:
+            assert event is Event.REQUEUE, (before, event)
+
+
+def test_every_status_is_reachable_and_only_post_creates_jobs() -> None:
+    reachable = set().union(*TRANSITIONS.values())
+    assert reachable == set(JobStatus)
+    assert [event for (before, event) in TRANSITIONS if before is None] == [Event.POST]
+
+
+def test_forbidden_transitions_are_refused() -> None:
+    assert not is_allowed(JobStatus.COMPLETE, Event.CANCEL)
+    assert not is_allowed(JobStatus.QUEUED, Event.COMPLETE)
+    assert allowed(JobStatus.ACTIVE, Event.LEASE_LAPSED) == {JobStatus.QUEUED, JobStatus.DEAD}
+
+
+def test_backoff_grows_exponentially_up_to_its_cap() -> None:
+    policy = RetryPolicy(retries=10, delay=1.0, backoff=2.0, max_delay=10.0, jitter=False)
+    assert [policy.delay_before(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+    assert policy.max_attempts == 11
+
+
+def test_jitter_stays_within_the_ceiling_and_follows_the_rng() -> None:
+    policy = RetryPolicy(retries=3, delay=4.0)
+    delays = [policy.delay_before(2, random.Random(seed)) for seed in range(50)]
+    assert all(0 <= d <= 8.0 for d in delays) and len(set(delays)) > 40
+    assert policy.delay_before(2, random.Random(7)) == policy.delay_before(2, random.Random(7))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "complaint"),
+    [
+        ({"retries": -1}, "retries"),
+        ({"retries": 1.5}, "retries must be an int"),
+        ({"delay": -2}, "delay"),
+        ({"backoff": 0.5}, "backoff"),
+    ],
+)
+def test_bad_retry_policies_name_the_setting(kwargs: dict[str, float], complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_codec_keeps_bytes_bytes_and_refuses_unknown_types_by_name() -> None:
+    value = {"b": b"\x00\xff", "s": "text", "n": [1, 2.5, None, True], "nested": {"k": b""}}
+    assert decode(encode(value)) == value
+    assert decode(encode((1, 2))) == [1, 2]
+    with pytest.raises(MessageError, match=r"datetime\.datetime"):
+        encode({"when": datetime.now(UTC)})
+    with pytest.raises(MessageError, match="message is not encodable"):
+        encode(2**70)
+
+
+def test_a_queue_s_keys_share_one_hash_tag_and_its_pattern_excludes_other_queues() -> None:
+    keys = Keys("app")
+    assert keys.job("x") == "aq:{app}:job:x"
+    assert keys.lane("a,b").startswith("aq:{app}:")
+    assert keys.pattern == "aq:{app}:*"
+    assert not "aq:{app2}:job:x".startswith(keys.pattern[:-1])
+    with pytest.raises(ConfigError, match="queue name 'a b'"):
+        Keys("a b")
+    with pytest.raises(ConfigError, match="queue name"):
+        Keys("x*")
+
+
+def test_worker_config_refuses_a_heartbeat_longer_than_a_third_of_the_lease() -> None:
+    with pytest.raises(ConfigError, match=r"heartbeat=20 s, lease=30 s"):
+        WorkerConfig(lease=30, heartbeat=20)
+    with pytest.raises(ConfigError, match="concurrency must be a positive integer, got 0"):
+        WorkerConfig(concurrency=0)
+    with pytest.raises(ConfigError, match="max_message_bytes"):
+        ClientConfig(max_message_bytes=-1)
