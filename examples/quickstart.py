@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import anyio
+from anyio.abc import Process
 
 from aqueue import Client, Context, JobFailed, Listeners, Output, SyncContext
 
@@ -45,21 +45,21 @@ async def fragile(msg: str, ctx: Context) -> None:
 
 
 async def main() -> None:
-    here = Path(__file__).parent
+    home = os.path.abspath(os.environ.get("AQUEUE_HOME", ".aqueue"))
     async with Client("quickstart") as client:  # no URL: the embedded Redis
-        daemon = subprocess.Popen(
+        daemon = await anyio.open_process(
             [sys.executable, "-m", "aqueue", "worker", "quickstart:listeners",
              "--queue", "quickstart", "--concurrency", "8"],
-            cwd=here,
-            # the daemon runs in examples/: point it at the same embedded Redis folder as ours
-            env={**os.environ, "AQUEUE_HOME": str(Path(os.environ.get("AQUEUE_HOME", ".aqueue")).resolve())},
+            cwd=Path(__file__).parent,
+            env={**os.environ, "AQUEUE_HOME": home},  # the same embedded Redis as ours
+            stdout=None,
+            stderr=None,
         )  # fmt: skip
         try:
             training = await client.post({"epochs": 5}, functions=["train"])
             inference = await client.post([1.0, 2.0, 3.0], functions=["infer"])
             broken = await client.post("garbage", functions=["fragile"], retry=0)
             print(f"posted jobs {training}, {inference}, {broken}")
-
             with anyio.fail_after(60):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_fail_if_exits, daemon)
@@ -67,11 +67,12 @@ async def main() -> None:
                     tg.cancel_scope.cancel()
         finally:
             daemon.send_signal(signal.SIGTERM)
-            print(f"worker daemon exited with status {daemon.wait(30)}")
+            with anyio.fail_after(30):
+                print(f"worker daemon exited with status {await daemon.wait()}")
 
 
-async def _fail_if_exits(daemon: subprocess.Popen[bytes]) -> None:
-    status = await anyio.to_thread.run_sync(daemon.wait, abandon_on_cancel=True)
+async def _fail_if_exits(daemon: Process) -> None:
+    status = await daemon.wait()
     raise SystemExit(f"the worker daemon exited early with status {status}")
 
 

@@ -17,8 +17,10 @@ WORKER = "conformance-worker"
 
 
 def _new(job_id: str, delay_ms: int = 0, max_attempts: int = 4) -> NewJob:
-    fields = ["fns", "", "sig", "", "prio", 0, "timeout", 0, "max_att", max_attempts,
-              "retry", b"", "ttl", 60, "cb", "", "msg", b"\x01\xc0", "key", ""]  # fmt: skip
+    fields: list[str | bytes | int] = [
+        "fns", "", "sig", "", "prio", 0, "timeout", 0, "max_att", max_attempts,
+        "retry", b"", "ttl", 60, "cb", "", "msg", b"\x01\xc0", "key", "",
+    ]  # fmt: skip
     return NewJob(job_id, "", "", 0, delay_ms, 0, fields)
 
 
@@ -88,7 +90,8 @@ async def _where(store: Store, job_id: str) -> set[str]:
         if await store.redis.zscore(key, job_id) is not None:
             places.add(name)
     for sig in await store.redis.smembers(k.lanes):
-        if await store.redis.zscore(k.lane(sig.decode()), job_id) is not None:
+        name = sig.decode() if isinstance(sig, bytes) else sig
+        if await store.redis.zscore(k.lane(name), job_id) is not None:
             places.add("queued")
     return places
 
