@@ -44,8 +44,7 @@ async def fragile(msg: str, ctx: Context) -> None:
     raise ValueError(f"cannot parse {msg!r}")
 
 
-async def main() -> None:
-    home = os.path.abspath(os.environ.get("AQUEUE_HOME", ".aqueue"))
+async def main(home: str) -> None:
     async with Client("quickstart") as client:  # no URL: the embedded Redis
         daemon = await anyio.open_process(
             [sys.executable, "-m", "aqueue", "worker", "quickstart:listeners",
@@ -93,4 +92,4 @@ async def _show(client: Client, training: str, inference: str, broken: str) -> N
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    anyio.run(main, os.path.abspath(os.environ.get("AQUEUE_HOME", ".aqueue")))
