@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
@@ -376,9 +376,12 @@ class Client:
         events.append(JobEvent(job_id, status=JobStatus(status.decode())))
         return events
 
-    async def watch(self, job_id: str) -> AsyncIterator[JobEvent]:
+    async def watch(self, job_id: str) -> AsyncGenerator[JobEvent, None]:
         """The job's progress and status changes as they happen: first its current state,
-        then each change, ending with its final status. Pushed, never polled."""
+        then each change, ending with its final status. Pushed, never polled.
+
+        Leaving early? Close it: `async with contextlib.aclosing(client.watch(id)) as events`.
+        """
         _check_id(job_id)
         await self._ensure_listening()
         send, receive = anyio.create_memory_object_stream[JobEvent](256)
@@ -388,12 +391,12 @@ class Client:
                 yield event
                 if event.is_final:
                     return
-            async with receive:
-                async for event in receive:
-                    yield event
-                    if event.is_final:
-                        return
+            async for event in receive:
+                yield event
+                if event.is_final:
+                    return
         finally:
+            receive.close()
             watchers = self._watchers.get(job_id)
             if watchers is not None:
                 watchers.discard(send)

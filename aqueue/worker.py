@@ -244,6 +244,12 @@ class Worker:
                 raise JobTimeout(job.id, job.timeout_ms / 1000)
         except LeaseLost:
             running.lost = True
+            log.warning(
+                "job %s attempt %d lost its lease: its writes are refused, nothing recorded",
+                job.id,
+                job.attempt,
+                extra={"job_id": job.id},
+            )
             return None
         except Retry as request:
             return self._failure(job, request, retryable=True, delay=request.delay)

@@ -1,0 +1,85 @@
+"""Real worker processes that the chaos tests start, kill, pause and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.abc import Process
+
+ROOT = Path(__file__).parents[2]
+FAST = ["--lease", "0.6", "--heartbeat", "0.1", "--reaper-interval", "0.1",
+        "--idle-wait", "0.2", "--grace", "2"]  # fmt: skip
+
+
+class WorkerProcess:
+    def __init__(self, process: Process, log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def wait_for_log(self, *needles: str, timeout: float = 20) -> str:
+        """Wait until the log holds one of `needles`; return the one found."""
+        with anyio.fail_after(timeout):
+            while not (found := [n for n in needles if n in self.text()]):
+                if self.process.returncode is not None:
+                    raise AssertionError(
+                        f"worker exited ({self.process.returncode}):\n{self.text()}"
+                    )
+                await anyio.sleep(0.02)  # the child's log is the condition
+        return found[0]
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
+
+    async def wait(self, timeout: float = 20) -> int:
+        with anyio.fail_after(timeout):
+            return await self.process.wait()
+
+
+StartWorker = Callable[..., AbstractAsyncContextManager[WorkerProcess]]
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> StartWorker:
+    """`async with start_worker(queue, url) as w:` — a ready worker process, killed after."""
+    counter = 0
+
+    @asynccontextmanager
+    async def start(queue: str, url: str, *extra: str) -> AsyncIterator[WorkerProcess]:
+        nonlocal counter
+        counter += 1
+        log = tmp_path / f"worker-{counter}.log"
+        with log.open("wb") as sink:
+            process = await anyio.open_process(
+                [sys.executable, "-m", "aqueue", "worker", "tests.chaos.listeners:listeners",
+                 "--queue", queue, "--redis-url", url, *FAST, *extra],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                stdout=sink,
+                stderr=sink,
+            )  # fmt: skip
+        worker = WorkerProcess(process, log)
+        try:
+            await worker.wait_for_log("serving queue")
+            yield worker
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGCONT)
+                process.kill()
+                await process.wait()
+            await process.aclose()
+
+    return start

@@ -1,0 +1,76 @@
+"""The reaper: lapsed leases go back exactly once however many reapers run; records expire."""
+
+from __future__ import annotations
+
+import anyio
+
+from aqueue import Client, JobStatus
+from aqueue.testing import RedisServer
+
+
+async def test_two_reapers_at_once_requeue_each_stalled_job_exactly_once(
+    redis_server: RedisServer, queue: str
+) -> None:
+    async with (
+        Client(queue, redis_url=redis_server.url) as first,
+        Client(queue, redis_url=redis_server.url) as second,  # its own connections
+    ):
+        ids = await first.post_many(range(1000), retry=5)
+        claimed = await first.store.claim("stalled-worker", 1, 1000, ["x"])  # 1 ms leases
+        assert len(claimed.jobs) == 1000
+        await anyio.sleep(0.05)  # every lease has lapsed by Redis's clock
+        totals = {"first": 0, "second": 0}
+
+        async def reap(name: str, client: Client) -> None:
+            while True:
+                requeued, dead, _ = await client.store.reap(37)
+                assert dead == 0
+                totals[name] += requeued
+                if requeued == 0:
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reap, "first", first)
+            tg.start_soon(reap, "second", second)
+        assert totals["first"] + totals["second"] == 1000
+        assert totals["first"] > 0 and totals["second"] > 0  # they really ran side by side
+        assert (await first.counts())["queued"] == 1000
+        statuses = await first.store.statuses(ids)
+        assert set(statuses) == {b"queued"}
+        again = await first.store.claim("next-worker", 60_000, 1000, ["x"])
+        assert sorted(j.attempt for j in again.jobs) == [2] * 1000  # counted once, not twice
+
+
+async def test_a_lapsed_job_without_budget_is_dead_lettered_with_the_reason(
+    client: Client,
+) -> None:
+    job_id = await client.post("x", retry=0)
+    await client.store.claim("gone-worker", 1, 1, ["x"])
+    await anyio.sleep(0.05)
+    assert await client.store.reap(100) == (0, 1, 0)
+    job = await client.get_job(job_id)
+    assert job.status is JobStatus.DEAD
+    assert job.reason == "lease lost on attempt 1 (worker gone-worker); retry budget spent"
+    assert [j.id for j in await client.dead_letters()] == [job_id]
+
+
+async def test_due_jobs_are_promoted_and_finished_records_expire(client: Client) -> None:
+    soon = await client.post("x", delay=0.05)
+    await anyio.sleep(0.1)
+    assert (await client.store.reap(100))[2] == 1
+    assert (await client.get_job(soon)).status is JobStatus.QUEUED
+
+    short_lived = await client.post("y", ttl=30)
+    await client.cancel(short_lived)
+    ttl = await client.store.redis.ttl(client.store.keys.job(short_lived))
+    assert 0 < ttl <= 30
+    key = await client.store_data(b"tmp", expiry=5)
+    assert 0 < await client.store.redis.pttl(client.store.keys.data(key)) <= 5000
+
+
+async def test_a_dead_worker_is_forgotten_once_its_liveness_lapses(client: Client) -> None:
+    await client.store.heartbeat("ghost", 1, b"\x80", [])
+    assert (await client.counts())["workers"] == 1
+    await anyio.sleep(0.05)
+    await client.store.reap(100)
+    assert (await client.counts())["workers"] == 0
