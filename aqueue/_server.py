@@ -45,10 +45,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ping(host: str, port: int, timeout: float = 0.5) -> bool:
+def ping(host: str, port: int, timeout: float = 0.5, password: str | None = None) -> bool:
     """True when a Redis server answers PING there (and has finished loading its data)."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
+            if password is not None:
+                s.sendall(f"AUTH {password}\r\n".encode())
+                s.recv(64)
             s.sendall(b"PING\r\n")
             return s.recv(64).startswith(b"+PONG")
     except OSError:
@@ -63,6 +66,7 @@ class RedisServer:
     port: int = 0  # 0: pick a free one at start
     appendonly: bool = True
     appendfsync: str = "everysec"
+    password: str | None = None  # requirepass
     extra: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
@@ -84,6 +88,7 @@ class RedisServer:
             "maxmemory-policy": "noeviction",
             "logfile": str(self.directory / "redis.log"),
             "daemonize": "no",
+            **({"requirepass": self.password} if self.password else {}),
             **self.extra,
         }
         conf = self.directory / "redis.conf"
@@ -95,7 +100,7 @@ class RedisServer:
             start_new_session=True,  # a Ctrl-C meant for us is not sent to it
         )
         deadline = time.monotonic() + timeout
-        while not ping("127.0.0.1", self.port):
+        while not ping("127.0.0.1", self.port, password=self.password):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
                 self.stop()

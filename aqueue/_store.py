@@ -46,7 +46,6 @@ def connect(url: str, max_connections: int, name: str) -> aioredis.Redis:
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
         retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
         health_check_interval=30,
-        socket_keepalive=True,
     )
     return aioredis.Redis(connection_pool=pool)
 
