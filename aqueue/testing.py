@@ -21,7 +21,7 @@ FAST = {"lease": 0.6, "heartbeat": 0.1, "reaper_interval": 0.1, "idle_wait": 0.2
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    listeners: Listeners, *, queue: str, redis_url: str, **settings: Any
+    listeners: Listeners, *, queue: str, redis_url: str | None, **settings: Any
 ) -> AsyncIterator[Worker]:
     """A worker serving `queue` while the block runs; drained and stopped after it."""
     worker = Worker(
@@ -36,7 +36,7 @@ async def running_worker(
 
 
 async def run_until_idle(
-    listeners: Listeners, *, queue: str, redis_url: str, **settings: Any
+    listeners: Listeners, *, queue: str, redis_url: str | None, **settings: Any
 ) -> Worker:
     """Run a worker until no job is ready or running (scheduled ones in the future wait)."""
     worker = Worker(
