@@ -88,3 +88,12 @@ def test_worker_config_refuses_a_heartbeat_longer_than_a_third_of_the_lease() ->
         WorkerConfig(concurrency=0)
     with pytest.raises(ConfigError, match="max_message_bytes"):
         ClientConfig(max_message_bytes=-1)
+
+
+def test_the_state_diagram_in_the_docs_is_generated_from_the_table() -> None:
+    from pathlib import Path
+
+    from aqueue._diagram import document
+
+    checked_in = Path(__file__).parents[2] / "docs" / "states.md"
+    assert checked_in.read_text() == document(), "run: python -m aqueue._diagram > docs/states.md"
