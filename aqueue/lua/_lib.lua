@@ -36,6 +36,9 @@ local function promote_due(prefix, now, limit)
   return #due
 end
 
+-- Terminal outcomes of this call, counted once at its end by flush_tally.
+local tally = {}
+
 -- Record a terminal status: expiry (dead letters are kept until purged), the callback outbox
 -- (written in this same atomic step, so no outcome is ever called back twice or never), events.
 local function finish_terminal(prefix, jk, id, status, now, ttl_s, callback)
@@ -48,8 +51,24 @@ local function finish_terminal(prefix, jk, id, status, now, ttl_s, callback)
   if callback and callback ~= '' and status ~= 'cancelled' then
     redis.call('RPUSH', prefix .. 'outbox', id)
   end
-  redis.call('HINCRBY', prefix .. 'stats', status, 1)
+  tally[status] = (tally[status] or 0) + 1
   publish_status(prefix, id, status)
+end
+
+-- Add this call's outcomes to the lifetime counters and to a 10 s bucket (kept 2 minutes),
+-- from which `aqueue status` reads jobs/s over the last minute.
+local function flush_tally(prefix, now)
+  local bucket = prefix .. 'rate:' .. math.floor(now / 10000)
+  local any = false
+  for status, n in pairs(tally) do
+    redis.call('HINCRBY', prefix .. 'stats', status, n)
+    redis.call('HINCRBY', bucket, status, n)
+    any = true
+  end
+  if any then
+    redis.call('PEXPIRE', bucket, 130000)
+  end
+  tally = {}
 end
 
 -- The fence: a worker's write counts only while its attempt is the current, active one.

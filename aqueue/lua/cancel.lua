@@ -24,5 +24,7 @@ else
   return {'refused', status}
 end
 redis.call('HSET', jk, 'reason', 'cancelled while ' .. status)
-finish_terminal(prefix, jk, id, 'cancelled', now_ms(), f[3], nil)
+local now = now_ms()
+finish_terminal(prefix, jk, id, 'cancelled', now, f[3], nil)
+flush_tally(prefix, now)
 return {'cancelled', status}

@@ -61,4 +61,5 @@ end
 if requeued > 0 then
   redis.call('PUBLISH', prefix .. 'wake', 'requeued')
 end
+flush_tally(prefix, now)
 return accepted

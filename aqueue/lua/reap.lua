@@ -37,4 +37,5 @@ if requeued > 0 then
   redis.call('PUBLISH', prefix .. 'wake', 'reaped')
 end
 redis.call('ZREMRANGEBYSCORE', prefix .. 'workers', '-inf', '(' .. now)
+flush_tally(prefix, now)
 return {requeued, dead, promoted}
