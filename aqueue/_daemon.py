@@ -1,59 +1,149 @@
-"""The process edge: event loop (uvloop), logging, signals -> graceful shutdown, exit status."""
+"""The process edge: event loop (uvloop), logging, signals -> graceful shutdown, systemd
+notifications, exit status. Never a silent exit 0 after a failure."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import sys
+from collections.abc import Sequence
 
 import anyio
 
-from .config import ClientConfig, WorkerConfig
-from .listeners import Listeners
+from ._connection import open_store
+from ._journal import JournalHandler, journal_available
+from ._reaper import reap_forever
+from ._settings import Settings
+from ._systemd import Notifier, watchdog_loop
+from .errors import AqueueError
+from .listeners import load_listeners
 from .worker import Worker
 
 log = logging.getLogger("aqueue.daemon")
 
-
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+_FIELDS = ("job_id", "queue", "worker")
 
 
-async def _on_signals(worker: Worker) -> None:
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **{f: getattr(record, f) for f in _FIELDS if hasattr(record, f)},
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
+    """journal (structured fields JOB_ID, QUEUE...) when systemd runs us, else plain lines."""
+    if fmt == "auto":
+        fmt = "journal" if journal_available() else "text"
+    handler: logging.Handler
+    if fmt == "journal":
+        handler = JournalHandler()
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        if fmt == "json":
+            handler.setFormatter(JsonFormatter())
+        else:
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+async def _on_signals(workers: Sequence[Worker], notifier: Notifier) -> None:
     """First SIGTERM/SIGINT: drain (running jobs get the grace period). Second: hand back now."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         count = 0
         async for signum in signals:
             count += 1
-            if count == 1:
-                log.info("%s: draining (grace %.1f s)", signal.Signals(signum).name,
-                         worker.config.grace)  # fmt: skip
-                worker.stop()
-            else:
-                log.warning("%s again: handing running jobs back now", signal.Signals(signum).name)
-                worker.hand_back_now()
+            name = signal.Signals(signum).name
+            notifier.stopping(f"{name}: draining")
+            for worker in workers:
+                if count == 1:
+                    log.info("%s: draining (grace %.1f s)", name, worker.config.grace)
+                    worker.stop()
+                else:
+                    log.warning("%s again: handing running jobs back now", name)
+                    worker.hand_back_now()
 
 
-async def serve(worker: Worker) -> None:
+async def _report(workers: Sequence[Worker], notifier: Notifier) -> None:
+    while True:
+        running = sum(w.running for w in workers)
+        done = sum(w.processed for w in workers)
+        notifier.status(f"serving {', '.join(w.config.queue for w in workers)}: "
+                        f"{running} running, {done} done")  # fmt: skip
+        await anyio.sleep(5)
+
+
+async def serve_workers(workers: Sequence[Worker], notifier: Notifier) -> None:
+    async with anyio.create_task_group() as services:
+        services.start_soon(_on_signals, workers, notifier)
+        services.start_soon(watchdog_loop, notifier)
+        async with anyio.create_task_group() as serving:
+            for worker in workers:
+                await serving.start(worker.run)
+            notifier.ready("connected; serving")
+            services.start_soon(_report, workers, notifier)
+        notifier.stopping("stopped")
+        services.cancel_scope.cancel()
+
+
+async def serve_reaper(settings: Settings, notifier: Notifier) -> None:
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_on_signals, worker)
-        await worker.run()
-        tg.cancel_scope.cancel()
+        tg.start_soon(watchdog_loop, notifier)
+        for queue in settings.queues:
+            interval = settings.worker_config(queue).reaper_interval
+            await tg.start(_reaper_for, settings, queue, interval)
+        notifier.ready(f"reaping {', '.join(settings.queues)}")
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                notifier.stopping("stopping")
+                tg.cancel_scope.cancel()
+                break
 
 
-def run_worker(listeners: Listeners, config: WorkerConfig, client_config: ClientConfig) -> int:
-    """Run a worker daemon until signalled; the process's exit status (never a silent 0 on
-    failure: any error that ends the worker is logged and exits 1)."""
-    worker = Worker(listeners, config, client_config=client_config)
+async def _reaper_for(
+    settings: Settings, queue: str, interval: float, *, task_status: anyio.abc.TaskStatus[None]
+) -> None:
+    client = settings.client_config(queue)
+    async with open_store(client.redis_url, queue, 2, name=f"aqueue-reaper-{os.getpid()}") as store:
+        task_status.started()
+        await reap_forever(store, interval)
+
+
+def _run(main: object, *args: object) -> int:
     try:
-        anyio.run(serve, worker, backend="asyncio", backend_options={"use_uvloop": True})
+        anyio.run(main, *args, backend="asyncio", backend_options={"use_uvloop": True})  # type: ignore[arg-type]
     except KeyboardInterrupt:
         return 130
     except BaseException:
-        log.exception("worker %s failed", worker.id)
+        log.exception("aqueue daemon failed")
         return 1
     return 0
+
+
+def run_workers(settings: Settings) -> int:
+    """The worker daemon: one Worker per queue, sharing the listeners, in one process."""
+    configure_logging(settings.log_level, settings.log_format)
+    if not settings.listeners:
+        raise AqueueError("no listeners given: pass module:object, or set listeners in the config")
+    listeners = load_listeners(settings.listeners)
+    workers = [
+        Worker(listeners, settings.worker_config(q), client_config=settings.client_config(q))
+        for q in settings.queues
+    ]
+    return _run(serve_workers, workers, Notifier.from_environment())
+
+
+def run_reaper(settings: Settings) -> int:
+    configure_logging(settings.log_level, settings.log_format)
+    return _run(serve_reaper, settings, Notifier.from_environment())

@@ -241,6 +241,45 @@ class Store:
             infos = await self.redis.mget([self.keys.worker(_text(i)) for i in ids])
         return [cast(bytes, i) for i in infos if i is not None]
 
+    async def snapshot(self) -> dict[str, Any]:
+        """What `aqueue status` shows of this queue, read in two round trips."""
+        k = self.keys
+        with redis_errors(f"reading the status of queue {k.queue!r}"):
+            seconds, micros = await self.redis.time()
+            now = int(seconds) * 1000 + int(micros) // 1000
+            lanes = [_text(s) for s in await self.redis.smembers(k.lanes)]
+            buckets = [f"{k.prefix}rate:{now // 10000 - i}" for i in range(7)]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sig in lanes:
+                    pipe.zrange(k.lane(sig), 0, 0)
+                    pipe.zcard(k.lane(sig))
+                for key in (k.scheduled, k.active, k.dead):
+                    pipe.zcard(key)
+                pipe.zcount(k.active, "-inf", f"({now}")
+                pipe.hgetall(k.stats)
+                for bucket in buckets:
+                    pipe.hgetall(bucket)
+                raw = await pipe.execute()
+            heads = [h[0] for h in raw[0 : 2 * len(lanes) : 2] if h]
+            queued = sum(raw[1 : 2 * len(lanes) : 2])
+            scheduled, active, dead, stalled, stats, *rates = raw[2 * len(lanes) :]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in heads:
+                    pipe.hget(k.job(_text(job_id)), "posted")
+                head_posted = [int(p) for p in await pipe.execute() if p]
+        return {
+            "now_ms": now,
+            "queued": queued,
+            "scheduled": scheduled,
+            "active": active,
+            "dead": dead,
+            "stalled": stalled,
+            "oldest_queued_ms": min(head_posted) if head_posted else None,
+            "totals": {_text(a): int(b) for a, b in stats.items()},
+            # the current bucket is partial: the six full ones before it make the last minute
+            "last_minute": [{_text(a): int(b) for a, b in r.items()} for r in rates[1:]],
+        }
+
     async def purge_queue(self) -> int:
         """Delete every key of this queue (and no other queue's)."""
         deleted = 0
@@ -254,6 +293,12 @@ class Store:
             if batch:
                 deleted += await self.redis.unlink(*batch)
         return deleted
+
+    async def queue_names(self) -> list[str]:
+        """Every queue on this Redis that has seen a post (from its counters' keys)."""
+        with redis_errors("listing queues"):
+            keys = [_text(key) async for key in self.redis.scan_iter(match="aq:{*}:stats")]
+        return sorted(key[len("aq:{") : -len("}:stats")] for key in keys)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:

@@ -1,54 +1,206 @@
-"""The `aqueue` command: argument parsing into config objects, nothing more."""
+"""aqueue: run worker daemons, post and inspect jobs, and see where the work stopped.
+
+Settings come from a TOML file (--config), AQUEUE_* environment variables and flags, in
+rising order of precedence. With no Redis URL anywhere, the embedded Redis in ./.aqueue is used.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
-from . import _daemon
-from .config import ClientConfig, WorkerConfig
+import anyio
+
+from . import _commands, _daemon, _settings
 from .errors import AqueueError
-from .listeners import load_listeners
+
+EXIT_HELP = """exit status: 0 done; 1 an error (printed); 2 `status` found something that needs
+attention; 64 bad command-line usage."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(64, f"{self.prog}: error: {message}\n")  # EX_USAGE, apart from status's 2
+
+
+def _add_connection(p: argparse.ArgumentParser, *, many_queues: bool = False) -> None:
+    p.add_argument("--config", type=Path, help="a TOML settings file (e.g. /etc/aqueue/gpu0.toml)")
+    p.add_argument("--redis-url", help="redis://, rediss:// or unix:// URL, with user:password")
+    if many_queues:
+        p.add_argument(
+            "--queue",
+            action="append",
+            dest="queues",
+            metavar="QUEUE",
+            help="a queue to serve (repeat for more; default: default)",
+        )
+    else:
+        p.add_argument("--queue", help="the queue (default: the first configured, or default)")
+
+
+def _add_daemon(p: argparse.ArgumentParser) -> None:
+    _add_connection(p, many_queues=True)
+    p.add_argument("--lease", type=float, help="seconds a claim lasts without a heartbeat (30)")
+    p.add_argument("--heartbeat", type=float, help="seconds between lease renewals (10)")
+    p.add_argument("--reaper-interval", type=float, help="seconds between reaper passes (5)")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-format",
+        choices=["auto", "text", "json", "journal"],
+        help="auto: the journal under systemd, text otherwise",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aqueue", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    worker = commands.add_parser("worker", help="run a worker daemon")
-    worker.add_argument("listeners", help="the Listeners registry, as module:object")
-    worker.add_argument("--queue", default=os.environ.get("AQUEUE_QUEUE", "default"))
-    worker.add_argument("--redis-url", default=None, help="default: $AQUEUE_REDIS_URL, or embedded")
-    worker.add_argument("--concurrency", type=int, default=16)
-    worker.add_argument("--lease", type=float, default=30.0)
-    worker.add_argument("--heartbeat", type=float, default=10.0)
-    worker.add_argument("--grace", type=float, default=30.0)
-    worker.add_argument("--reaper-interval", type=float, default=5.0)
-    worker.add_argument("--idle-wait", type=float, default=5.0)
-    worker.add_argument("--no-reaper", action="store_true")
-    worker.add_argument("--log-level", default="INFO")
+    parser = _Parser(
+        prog="aqueue",
+        description=__doc__,
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a worker daemon",
+        description="Run listeners on the jobs of one or more queues "
+        "until SIGTERM (drain) or a second SIGTERM (hand back now).",
+    )
+    worker.add_argument("listeners", nargs="?", help="the Listeners registry, as module:object")
+    _add_daemon(worker)
+    worker.add_argument("--concurrency", type=int, help="jobs run at once per queue (16)")
+    worker.add_argument("--grace", type=float, help="seconds running jobs get on SIGTERM (30)")
+    worker.add_argument("--idle-wait", type=float, help="longest block between claims (5)")
+    worker.add_argument(
+        "--no-reaper",
+        dest="reaper",
+        action="store_const",
+        const=False,
+        help="do not run a reaper in this daemon",
+    )
+
+    reaper = commands.add_parser(
+        "reaper",
+        help="run a reaper-only daemon",
+        description="Reclaim lapsed leases and promote due jobs.",
+    )
+    _add_daemon(reaper)
+
+    post = commands.add_parser(
+        "post",
+        help="post a job from the shell",
+        description="Post a JSON message; prints the job id.",
+    )
+    post.add_argument("message", nargs="?", help="the message, as JSON")
+    post.add_argument("--file", type=Path, help="read the JSON message from a file")
+    _add_connection(post)
+    post.add_argument("--functions", help="listener names, comma-separated, run in order")
+    post.add_argument("--callback", help="a URL called when the job ends")
+    post.add_argument("--priority", type=int, default=0, help="-100..100, higher first")
+    post.add_argument("--delay", type=float, help="seconds before it may run")
+    post.add_argument("--timeout", type=float, help="seconds each attempt may run")
+    post.add_argument("--retries", type=int, help="attempts after the first (3)")
+    post.add_argument("--key", help="idempotency key: a second post returns the first job")
+    post.add_argument("--ttl", type=float, help="seconds the finished job is kept")
+    post.add_argument(
+        "--wait",
+        type=float,
+        nargs="?",
+        const=0,
+        metavar="SECONDS",
+        help="block for the result (0 or nothing: forever), a progress bar on a TTY",
+    )
+
+    job = commands.add_parser("job", help="show a job's whole record")
+    job.add_argument("job_id")
+    _add_connection(job)
+    job.add_argument("--json", action="store_true", help="machine output")
+
+    cancel = commands.add_parser("cancel", help="cancel a job")
+    cancel.add_argument("job_id")
+    _add_connection(cancel)
+
+    dlq = commands.add_parser("dlq", help="the dead-letter queue: list, show, requeue, purge")
+    dlq.add_argument("action", choices=["list", "show", "requeue", "purge"])
+    dlq.add_argument("job_ids", nargs="*", help="for show and requeue (requeue: none = all)")
+    _add_connection(dlq)
+    dlq.add_argument("--json", action="store_true", help="machine output")
+
+    status = commands.add_parser(
+        "status",
+        help="where did it stop? counts, rates, workers",
+        description="Per queue: queued, scheduled, active, dead, "
+        "failures in the last minute, oldest waiting job, jobs/s, live "
+        "workers and what they run. Exit status 2 when a queue needs "
+        "attention (work and no worker, dead letters growing, lapsed "
+        "leases not reaped), so it can back a monitoring check.",
+    )
+    _add_connection(status, many_queues=True)
+    status.add_argument("--json", action="store_true", help="machine output")
+    status.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every SECONDS")
+
+    check = commands.add_parser("check", help="validate a config file and its Redis")
+    _add_connection(check, many_queues=True)
+    check.add_argument("listeners", nargs="?", help="also check this module:object imports")
     return parser
 
 
+def _load(args: argparse.Namespace) -> _settings.Settings:
+    flags = {name: getattr(args, name, None) for name in _settings.SETTINGS if hasattr(args, name)}
+    if getattr(args, "queue", None):
+        flags["queues"] = [args.queue]
+    config = getattr(args, "config", None)
+    file = _settings.read_file(config) if config else None
+    return _settings.resolve(file, str(config), os.environ, flags)
+
+
+def _run(command: Callable[..., Coroutine[Any, Any, int]], *args: Any) -> int:
+    return anyio.run(command, *args, backend="asyncio", backend_options={"use_uvloop": True})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _daemon.configure_logging(args.log_level)
-    sys.path.insert(0, os.getcwd())  # import listeners from the current directory, as python -m
+    parser = _parser()
+    args = parser.parse_args(argv)
+    sys.path.insert(0, os.getcwd())  # listeners import from the current directory, as python -m
     try:
-        config = WorkerConfig(
-            queue=args.queue,
-            concurrency=args.concurrency,
-            lease=args.lease,
-            heartbeat=args.heartbeat,
-            grace=args.grace,
-            reaper_interval=args.reaper_interval,
-            idle_wait=args.idle_wait,
-            reaper=not args.no_reaper,
-        )
-        client_config = ClientConfig(queue=args.queue, redis_url=args.redis_url)
-        listeners = load_listeners(args.listeners)
+        settings = _load(args)
+        url, queue = settings.redis_url, settings.queues[0]
+        match args.command:
+            case "worker":
+                return _daemon.run_workers(settings)
+            case "reaper":
+                return _daemon.run_reaper(settings)
+            case "check":
+                return _run(_commands.check, settings, args.listeners)
+            case "status":
+                return _run(_commands.status, url, args.queues or [], args.json, args.watch)
+            case "post":
+                options = {
+                    "functions": args.functions.split(",") if args.functions else None,
+                    "callback": args.callback,
+                    "priority": args.priority,
+                    "delay": args.delay,
+                    "timeout": args.timeout,
+                    "retry": args.retries,
+                    "key": args.key,
+                    "ttl": args.ttl,
+                }
+                msg = _commands.read_message(args.message, args.file)
+                return _run(_commands.post, url, queue, msg, options, args.wait)
+            case "job":
+                return _run(_commands.show_job, url, queue, args.job_id, args.json)
+            case "cancel":
+                return _run(_commands.cancel, url, queue, args.job_id)
+            case "dlq":
+                return _run(_commands.dlq, url, queue, args.action, args.job_ids, args.json)
     except AqueueError as exc:
-        print(f"aqueue: error: {exc}", file=sys.stderr)
-        return 2
-    return _daemon.run_worker(listeners, config, client_config)
+        print(f"aqueue {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command!r}")

@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from . import _codec
 from ._connection import open_store
+from ._reaper import reap_forever
 from ._records import retry_policy
 from ._store import Claimed, Outcome, Store
 from .client import Client
@@ -46,6 +47,7 @@ class _Running:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     lost: bool = False  # reclaimed or cancelled elsewhere: write nothing
     lent: bool = False  # its slot is lent out while it awaits another job
+    started: float = field(default_factory=time.time)
 
 
 class _Backoff:
@@ -114,6 +116,11 @@ class Worker:
         for running in list(self._running.values()):
             running.scope.cancel()
 
+    @property
+    def running(self) -> int:
+        """Jobs running now."""
+        return len(self._running)
+
     # -- the daemon ----------------------------------------------------------------------
 
     async def run(
@@ -134,7 +141,7 @@ class Worker:
                     await services.start(self._wake_loop, store)
                     services.start_soon(self._ack_loop, store)
                     if self.config.reaper:
-                        services.start_soon(self._reaper_loop, store)
+                        services.start_soon(reap_forever, store, self.config.reaper_interval)
                     log.info(
                         "worker %s serving queue %r with listeners %s",
                         self.id,
@@ -371,7 +378,7 @@ class Worker:
                 "listeners": list(self.listeners.names),
                 "concurrency": self.config.concurrency,
                 "started_at": self._started_at,
-                "running": [[r.job.id, r.job.attempt] for r in self._running.values()],
+                "running": [[r.job.id, r.job.attempt, r.started] for r in self._running.values()],
                 "processed": self.processed,
             }
         )
@@ -436,22 +443,3 @@ class Worker:
             except RedisUnavailable as exc:
                 log.warning("wake subscription lost, retrying in %.2f s: %s", backoff.delay, exc)
                 await backoff.sleep()
-
-    async def _reaper_loop(self, store: Store) -> None:
-        limit = 1000
-        while True:
-            try:
-                while True:
-                    requeued, dead, promoted = await store.reap(limit)
-                    if requeued or dead:
-                        log.warning(
-                            "reaper: %d lapsed lease(s) requeued, %d dead-lettered",
-                            requeued,
-                            dead,
-                            extra={"queue": self.config.queue},
-                        )
-                    if max(requeued + dead, promoted) < limit:
-                        break
-            except RedisUnavailable as exc:
-                log.warning("reaper pass failed: %s", exc)
-            await anyio.sleep(self.config.reaper_interval)

@@ -1,0 +1,184 @@
+"""What each `aqueue` subcommand does, given its parsed settings. Each returns an exit status:
+0 done, 1 failed (the error is printed), 2 the status needs attention."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import _output
+from ._settings import Settings
+from ._store import Store
+from .client import Client
+from .errors import AqueueError, JobFailed
+from .listeners import load_listeners
+from .retry import RetryPolicy
+
+
+def _client(redis_url: str | None, queue: str) -> Client:
+    return Client(queue, redis_url=redis_url)
+
+
+def read_message(message: str | None, file: Path | None) -> Any:
+    """The JSON message from the command line or a file."""
+    if (message is None) == (file is None):
+        raise AqueueError("give the message as JSON or with --file, one of the two")
+    try:
+        text = file.read_text() if file is not None else str(message)
+    except OSError as exc:
+        raise AqueueError(f"cannot read the message file: {exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise AqueueError(f"the message is not valid JSON: {exc}") from None
+
+
+async def post(
+    redis_url: str | None, queue: str, msg: Any, options: dict[str, Any], wait: float | None
+) -> int:
+    if options.get("retry") is not None:
+        options["retry"] = RetryPolicy(retries=options["retry"])
+    async with _client(redis_url, queue) as client:
+        job_id = await client.post(msg, **options)
+        print(job_id)
+        if wait is None:
+            return 0
+        with anyio.move_on_after(wait or None) as scope:
+            result = await _wait_showing_progress(client, job_id)
+        if scope.cancelled_caught:
+            print(f"aqueue: still waiting after {wait:g} s; job {job_id}", file=sys.stderr)
+            return 1
+        print(_output.dumps(result))
+        return 0
+
+
+async def _wait_showing_progress(client: Client, job_id: str) -> Any:
+    if sys.stderr.isatty():
+        drew = False
+        async with contextlib.aclosing(client.watch(job_id)) as events:
+            async for event in events:
+                if event.progress is not None:
+                    _output.progress_bar(event.progress.value, event.progress.message)
+                    drew = True
+        if drew:
+            print(file=sys.stderr)
+    try:
+        return await client.block_until_result(job_id)
+    except JobFailed as failed:
+        print(f"aqueue: {failed}", file=sys.stderr)
+        if failed.traceback:
+            print(failed.traceback, file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+async def check(settings: Settings, listeners: str | None) -> int:
+    """The settings are valid (they got here); now the Redis they point at, and the listeners."""
+    problems = 0
+    target = listeners or settings.listeners
+    if target:
+        names = load_listeners(target).names
+        print(f"ok: listeners {target}: {', '.join(names)}")
+    async with _client(settings.redis_url, settings.queues[0]) as client:
+        redis = client.store.redis
+        server = await redis.info("server")
+        persistence = await redis.info("persistence")
+        policy = (await redis.config_get("maxmemory-policy")).get("maxmemory-policy", "?")
+        save = (await redis.config_get("save")).get("save", "")
+    version = str(server.get("redis_version", "0"))
+    print(f"ok: Redis reachable at {settings.redis_url or 'the embedded server'}")
+    if tuple(int(p) for p in version.split(".")[:2]) < (6, 2):
+        print(f"error: Redis {version} is too old: aqueue needs 6.2 or newer")
+        problems += 1
+    else:
+        print(f"ok: Redis {version}")
+    if policy != "noeviction":
+        print(f"warning: maxmemory-policy is {policy}: Redis may evict queued jobs; "
+              "set it to noeviction (deploy/redis.conf)")  # fmt: skip
+    else:
+        print("ok: maxmemory-policy noeviction")
+    if int(persistence.get("aof_enabled", 0)) or save:
+        aof = "AOF on" if int(persistence.get("aof_enabled", 0)) else "AOF off"
+        print(f"ok: persistence: {aof}, RDB save {save or 'off'!r}")
+    else:
+        print("warning: no persistence (AOF off, no RDB save): a restart loses every job")
+    for queue in settings.queues:
+        print(f"ok: queue {queue}: {settings.worker_config(queue)}")
+    return 1 if problems else 0
+
+
+async def show_job(redis_url: str | None, queue: str, job_id: str, as_json: bool) -> int:
+    async with _client(redis_url, queue) as client:
+        job = await client.get_job(job_id)
+    print(_output.dumps(job) if as_json else _output.describe_job(job))
+    return 0
+
+
+async def cancel(redis_url: str | None, queue: str, job_id: str) -> int:
+    async with _client(redis_url, queue) as client:
+        before = await client.cancel(job_id)
+    print(f"cancelled {job_id} (was {before})")
+    return 0
+
+
+async def dlq(
+    redis_url: str | None, queue: str, action: str, job_ids: Sequence[str], as_json: bool
+) -> int:
+    async with _client(redis_url, queue) as client:
+        if action == "list":
+            jobs = await client.dead_letters(0, 1000)
+            if as_json:
+                print(_output.dumps(jobs))
+            else:
+                rows = [
+                    [j.id, str(j.attempt), j.error_type or "-", (j.reason or "")[:60]] for j in jobs
+                ]
+                print(
+                    _output.table(["ID", "ATTEMPTS", "ERROR", "REASON"], rows) if rows else "empty"
+                )
+        elif action == "show":
+            for job_id in job_ids:
+                job = await client.get_job(job_id)
+                print(_output.dumps(job) if as_json else _output.describe_job(job))
+        elif action == "requeue":
+            ids = list(job_ids) or [j.id for j in await client.dead_letters(0, 100_000)]
+            for job_id in ids:
+                await client.requeue(job_id)
+            print(f"requeued {len(ids)} job(s)")
+        elif action == "purge":
+            print(f"purged {await client.purge_dead()} dead job(s)")
+    return 0
+
+
+async def status(
+    redis_url: str | None, queues: Sequence[str], as_json: bool, watch: float | None
+) -> int:
+    async with _client(redis_url, "default") as client:
+        while True:
+            names = list(queues) or await client.store.queue_names()
+            statuses = []
+            now = 0.0
+            for name in names:
+                view = Store(client.store.redis, name)  # the same connections, another queue
+                snapshot = await view.snapshot()
+                infos = await view.live_workers()
+                now = snapshot["now_ms"] / 1000
+                statuses.append(_output.QueueStatus.build(name, snapshot, infos))
+            if as_json:
+                report = {
+                    "queues": [{**_output.jsonable(s), "attention": s.attention} for s in statuses],
+                    "healthy": all(not s.attention for s in statuses),
+                }
+                print(json.dumps(report, sort_keys=True))
+            else:
+                if watch and sys.stdout.isatty():
+                    print("\033[2J\033[H", end="")
+                print(_output.render_status(statuses, now, _output.Style(sys.stdout)))
+            if not watch:
+                return 2 if any(s.attention for s in statuses) else 0
+            await anyio.sleep(watch)

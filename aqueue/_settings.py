@@ -1,0 +1,196 @@
+"""Daemon settings from a TOML file, `AQUEUE_*` environment variables and command-line flags
+(flags over environment over file over defaults), validated into the frozen config objects.
+
+Every error names the setting, where it came from, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ClientConfig, WorkerConfig
+from .errors import ConfigError
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.isdigit():
+            raise ValueError("a positive integer")
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("a positive integer")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    try:
+        seconds = float(value) if isinstance(value, str) else value
+    except ValueError:
+        raise ValueError("a number of seconds") from None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        raise ValueError("a positive number of seconds")
+    return float(seconds)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("a non-empty string")
+    return value
+
+
+def _queues(value: Any) -> tuple[str, ...]:
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not names:
+        raise ValueError("a list of queue names (or a comma-separated string)")
+    return tuple(_text(n).strip() for n in names)
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"one of {', '.join(allowed)}")
+        return str(value)
+
+    return parse
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
+        return value.lower() in ("1", "true", "yes", "on")
+    raise ValueError("true or false")
+
+
+# name -> parser. The same names in TOML, as AQUEUE_<NAME> variables and as --<name> flags.
+SETTINGS: dict[str, Callable[[Any], Any]] = {
+    "redis_url": _text,
+    "queues": _queues,
+    "listeners": _text,
+    "concurrency": _positive_int,
+    "lease": _seconds,
+    "heartbeat": _seconds,
+    "grace": _seconds,
+    "reaper_interval": _seconds,
+    "idle_wait": _seconds,
+    "reaper": _flag,
+    "http_bind": _text,
+    "log_format": _choice("auto", "text", "json", "journal"),
+    "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a daemon process needs, validated."""
+
+    queues: tuple[str, ...] = ("default",)
+    redis_url: str | None = None
+    listeners: str | None = None
+    http_bind: str | None = None
+    log_format: str = "auto"
+    log_level: str = "INFO"
+    worker: dict[str, Any] = field(default_factory=dict)  # WorkerConfig fields, minus queue
+    sources: dict[str, str] = field(default_factory=dict)  # setting -> where it came from
+
+    def worker_config(self, queue: str) -> WorkerConfig:
+        return WorkerConfig(queue=queue, **self.worker)
+
+    def client_config(self, queue: str) -> ClientConfig:
+        return ClientConfig(queue=queue, redis_url=self.redis_url)
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    return {
+        name: environ[f"AQUEUE_{name.upper()}"]
+        for name in SETTINGS
+        if f"AQUEUE_{name.upper()}" in environ
+    }
+
+
+def resolve(
+    file: Mapping[str, Any] | None = None,
+    file_name: str = "the config file",
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge the layers (flags > environment > file) and validate every value."""
+    layers = [
+        (file or {}, file_name),
+        (from_environment(environ or {}), "the environment (AQUEUE_*)"),
+        ({k: v for k, v in (flags or {}).items() if v is not None}, "the command line"),
+    ]
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for layer, where in layers:
+        for name, raw in layer.items():
+            if name not in SETTINGS:
+                hint = difflib.get_close_matches(name, SETTINGS, n=1)
+                maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+                allowed = ", ".join(SETTINGS)
+                raise ConfigError(f"unknown setting {name!r} in {where}{maybe}; known: {allowed}")
+            try:
+                values[name] = SETTINGS[name](raw)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{name} = {raw!r} in {where} is invalid: must be {exc}"
+                ) from None
+            sources[name] = where
+    worker: dict[str, Any] = {
+        k: values[k]
+        for k in (
+            "concurrency",
+            "lease",
+            "heartbeat",
+            "grace",
+            "reaper_interval",
+            "idle_wait",
+            "reaper",
+        )
+        if k in values
+    }
+    settings = Settings(
+        queues=values.get("queues", ("default",)),
+        redis_url=values.get("redis_url"),
+        listeners=values.get("listeners"),
+        http_bind=values.get("http_bind"),
+        log_format=values.get("log_format", "auto"),
+        log_level=values.get("log_level", "INFO"),
+        worker=worker,
+        sources=sources,
+    )
+    for queue in settings.queues:  # cross-checks (heartbeat vs lease, queue names) name sources
+        try:
+            settings.worker_config(queue)
+            settings.client_config(queue)
+        except ConfigError as exc:
+            where = ", ".join(
+                sorted({sources.get(k, "the defaults") for k in ("lease", "heartbeat")})
+            )
+            raise ConfigError(f"{exc} (from {where})") from None
+    return settings
