@@ -134,7 +134,8 @@ class QueueStatus:
             dead=snapshot["dead"],
             stalled=snapshot["stalled"],
             oldest_queued_age=None if oldest is None else max(0.0, (now - oldest) / 1000),
-            jobs_per_second=sum(minute.get(s, 0) for s in ("complete", "failed", "dead")) / 60,
+            jobs_per_second=sum(minute.get(s, 0) for s in ("complete", "failed", "dead"))
+            / snapshot["window_s"],
             failed_last_minute=minute.get("failed", 0),
             dead_last_minute=minute.get("dead", 0),
             totals=snapshot["totals"],

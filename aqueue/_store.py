@@ -248,7 +248,7 @@ class Store:
             seconds, micros = await self.redis.time()
             now = int(seconds) * 1000 + int(micros) // 1000
             lanes = [_text(s) for s in await self.redis.smembers(k.lanes)]
-            buckets = [f"{k.prefix}rate:{now // 10000 - i}" for i in range(7)]
+            buckets = [f"{k.prefix}rate:{now // 10000 - i}" for i in range(6)]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for sig in lanes:
                     pipe.zrange(k.lane(sig), 0, 0)
@@ -276,8 +276,9 @@ class Store:
             "stalled": stalled,
             "oldest_queued_ms": min(head_posted) if head_posted else None,
             "totals": {_text(a): int(b) for a, b in stats.items()},
-            # the current bucket is partial: the six full ones before it make the last minute
-            "last_minute": [{_text(a): int(b) for a, b in r.items()} for r in rates[1:]],
+            # the current (partial) 10 s bucket and the five before it: about the last minute
+            "last_minute": [{_text(a): int(b) for a, b in r.items()} for r in rates],
+            "window_s": 50 + (now % 10000) / 1000,
         }
 
     async def purge_queue(self) -> int:

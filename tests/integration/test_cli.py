@@ -1,0 +1,283 @@
+"""Every `aqueue` subcommand, run as a user runs it: a subprocess against a real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from aqueue import Client, Context, JobStatus, Listeners
+from aqueue.testing import RedisServer, running_worker
+
+ROOT = Path(__file__).parents[2]
+
+
+async def aqueue(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AQUEUE_")}
+    done = await anyio.run_process(
+        [sys.executable, "-m", "aqueue", *args],
+        cwd=ROOT,
+        env={**environ, **(env or {})},
+        check=False,
+    )
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+def _echo() -> Listeners:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def echo(msg: Any, ctx: Context) -> Any:
+        await ctx.update_progress(100, "done")
+        return msg
+
+    return listeners
+
+
+async def test_post_job_cancel_from_the_shell(redis_server: RedisServer, queue: str) -> None:
+    where = ["--redis-url", redis_server.url, "--queue", queue]
+    code, out, _ = await aqueue(
+        "post", '{"epochs": 3}', "--functions", "train", "--priority", "5", "--key", "k1", *where
+    )
+    assert code == 0
+    job_id = out.strip()
+    assert len(job_id) == 32
+    code, again, _ = await aqueue("post", '{"epochs": 4}', "--key", "k1", *where)
+    assert again.strip() == job_id  # the key deduplicates
+
+    code, out, _ = await aqueue("job", job_id, *where)
+    assert code == 0 and "status: queued" in out and "msg: {'epochs': 3}" in out
+    assert "functions: ('train',)" in out and "priority: 5" in out
+    code, out, _ = await aqueue("job", job_id, "--json", *where)
+    record = json.loads(out)
+    assert record["status"] == "queued" and record["msg"] == {"epochs": 3}
+
+    code, out, _ = await aqueue("cancel", job_id, *where)
+    assert code == 0 and out.strip() == f"cancelled {job_id} (was queued)"
+    code, _, err = await aqueue("cancel", job_id, *where)
+    assert code == 1 and "cannot cancel job" in err and "it is cancelled" in err
+    code, _, err = await aqueue("job", "no-such-job", *where)
+    assert code == 1 and "job 'no-such-job' not found" in err
+
+
+async def test_post_wait_prints_the_result(redis_server: RedisServer, queue: str) -> None:
+    async with running_worker(_echo(), queue=queue, redis_url=redis_server.url):
+        code, out, err = await aqueue(
+            "post",
+            '{"x": [1, 2]}',
+            "--wait",
+            "20",
+            "--redis-url",
+            redis_server.url,
+            "--queue",
+            queue,
+        )
+    assert code == 0, err
+    _, result = out.strip().splitlines()
+    assert json.loads(result) == {"x": [1, 2]}
+
+
+async def test_bad_messages_are_refused_with_the_reason(tmp_path: Path) -> None:
+    code, _, err = await aqueue("post", "{not json", "--redis-url", "redis://127.0.0.1:1/0")
+    assert code == 1 and "the message is not valid JSON" in err
+    code, _, err = await aqueue("post", "--file", str(tmp_path / "missing.json"))
+    assert code == 1 and "cannot read the message file" in err
+    code, _, err = await aqueue("post")
+    assert code == 1 and "give the message as JSON or with --file" in err
+
+
+async def test_the_dead_letter_queue_from_the_shell(redis_server: RedisServer, queue: str) -> None:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def broken(msg: Any, ctx: Context) -> None:
+        raise RuntimeError(f"cannot handle {msg}")
+
+    where = ["--redis-url", redis_server.url, "--queue", queue]
+    async with Client(queue, redis_url=redis_server.url) as client:
+        ids = await client.post_many(["a", "b"], retry=0)
+        async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+            for job_id in ids:
+                with pytest.raises(Exception, match="cannot handle"):
+                    await client.block_until_result(job_id, timeout=10)
+
+        code, out, _ = await aqueue("dlq", "list", *where)
+        assert code == 0 and all(i in out for i in ids) and "RuntimeError" in out
+        code, out, _ = await aqueue("dlq", "list", "--json", *where)
+        assert sorted(j["id"] for j in json.loads(out)) == sorted(ids)
+        code, out, _ = await aqueue("dlq", "show", ids[0], *where)
+        assert "error_message: cannot handle a" in out and "traceback:" in out
+        code, out, _ = await aqueue("dlq", "requeue", ids[0], *where)
+        assert out.strip() == "requeued 1 job(s)"
+        assert (await client.get_job(ids[0])).status is JobStatus.QUEUED
+        code, out, _ = await aqueue("dlq", "purge", *where)
+        assert out.strip() == "purged 1 dead job(s)"
+        code, out, _ = await aqueue("dlq", "list", *where)
+        assert out.strip() == "empty"
+
+
+async def test_status_says_where_it_stopped_and_fails_when_nobody_serves_the_work(
+    redis_server: RedisServer, queue: str
+) -> None:
+    where = ["--redis-url", redis_server.url, "--queue", queue]
+    async with Client(queue, redis_url=redis_server.url) as client:
+        await client.post_many(range(3))
+        code, out, _ = await aqueue("status", *where)
+        assert code == 2
+        assert f"! {queue}: 3 job(s) waiting and no live worker" in out
+        code, out, _ = await aqueue("status", "--json", *where)
+        [report] = json.loads(out)["queues"]
+        assert report["queued"] == 3 and report["workers"] == []
+        assert report["attention"] == ["3 job(s) waiting and no live worker"]
+        assert report["oldest_queued_age"] >= 0
+
+        async with running_worker(_echo(), queue=queue, redis_url=redis_server.url) as worker:
+            with anyio.fail_after(10):
+                while (await client.counts())["queued"]:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+            code, out, _ = await aqueue("status", "--json", *where)
+            assert code == 0
+            [report] = json.loads(out)["queues"]
+            assert [w["id"] for w in report["workers"]] == [worker.id]
+            assert report["totals"]["complete"] == 3 and report["jobs_per_second"] > 0
+            code, out, _ = await aqueue("status", *where)
+            assert code == 0 and "all queues healthy" in out and worker.id in out
+
+
+async def test_check_validates_the_config_and_the_redis_it_points_at(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "gpu0.toml"
+    config.write_text(f'redis_url = "{redis_server.url}"\nqueues = ["train"]\nconcurrency = 2\n')
+    code, out, err = await aqueue(
+        "check", "--config", str(config), "tests.chaos.listeners:listeners"
+    )
+    assert code == 0, err
+    assert "ok: Redis reachable" in out and "ok: maxmemory-policy noeviction" in out
+    assert "ok: listeners tests.chaos.listeners:listeners: slow, crash" in out
+    assert "concurrency=2" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "flags", "complaint"),
+    [
+        (
+            "concurency = 4\n",
+            [],
+            "unknown setting 'concurency' in {config} (did you mean 'concurrency'?)",
+        ),
+        ("lease = 30\nheartbeat = 20\n", [], "heartbeat=20 s, lease=30 s"),
+        (
+            "concurrency = 'many'\n",
+            [],
+            "concurrency = 'many' in {config} is invalid: must be a positive integer",
+        ),
+        (
+            "log_format = 'xml'\n",
+            [],
+            "log_format = 'xml' in {config} is invalid: must be one of auto, text",
+        ),
+        ("queues = \n", [], "is not valid TOML"),
+        ("", ["--lease", "-1"], "lease = -1.0 in the command line is invalid"),
+        ("", ["--queue", "bad name"], "queue name 'bad name' is invalid"),
+    ],
+)
+async def test_bad_settings_name_the_setting_the_value_and_where_it_came_from(
+    tmp_path: Path, content: str, flags: list[str], complaint: str
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(content)
+    code, _, err = await aqueue(
+        "worker", "tests.chaos.listeners:listeners", "--config", str(config), *flags
+    )
+    assert code == 1
+    assert complaint.format(config=config) in err
+
+
+async def test_environment_settings_apply_and_flags_override_them(
+    redis_server: RedisServer,
+) -> None:
+    env = {"AQUEUE_REDIS_URL": redis_server.url, "AQUEUE_CONCURRENCY": "0"}
+    code, _, err = await aqueue("check", env=env)
+    assert code == 1 and "concurrency = '0' in the environment (AQUEUE_*) is invalid" in err
+    code, out, err = await aqueue("check", "--queue", "q1", env={**env, "AQUEUE_CONCURRENCY": "3"})
+    assert code == 0, err
+    assert "ok: queue q1" in out and "concurrency=3" in out
+
+
+async def test_a_missing_config_file_and_bad_usage_fail_clearly(tmp_path: Path) -> None:
+    code, _, err = await aqueue("worker", "x:y", "--config", str(tmp_path / "nope.toml"))
+    assert code == 1 and "nope.toml does not exist" in err
+    code, _, err = await aqueue("worker", "--concurrency", "lots")
+    assert code == 64 and "invalid int value: 'lots'" in err
+    code, _, err = await aqueue("frobnicate")
+    assert code == 64 and "invalid choice: 'frobnicate'" in err
+    code, _, err = await aqueue("worker", "--redis-url", "redis://127.0.0.1:1/0")
+    assert code == 1 and "no listeners given" in err
+
+
+async def test_the_daemon_notifies_systemd_processes_jobs_and_drains_on_sigterm(
+    redis_server: RedisServer, queue: str, tmp_path: Path
+) -> None:
+    address = str(tmp_path / "notify.sock")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(address)
+    sink.setblocking(False)
+    notes: list[str] = []
+
+    async def next_note() -> str:
+        with anyio.fail_after(20):
+            while True:
+                try:
+                    notes.append(sink.recv(4096).decode())
+                    return notes[-1]
+                except BlockingIOError:
+                    await anyio.sleep(0.01)
+
+    process = await anyio.open_process(
+        [
+            sys.executable,
+            "-m",
+            "aqueue",
+            "worker",
+            "tests.chaos.listeners:listeners",
+            "--redis-url",
+            redis_server.url,
+            "--queue",
+            queue,
+            "--log-format",
+            "text",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"},
+    )
+    try:
+        while "READY=1" not in await next_note():
+            pass
+        async with Client(queue, redis_url=redis_server.url) as client:
+            ids = await client.post_many(
+                [{"seconds": 0.01, "n": n} for n in range(10)], functions=["slow"]
+            )
+            with anyio.fail_after(20):
+                results = [await client.block_until_result(i) for i in ids]
+        assert [r["n"] for r in results] == list(range(10))
+        while "WATCHDOG=1" not in await next_note():
+            pass
+        process.send_signal(signal.SIGTERM)
+        while "STOPPING=1" not in await next_note():
+            pass
+        with anyio.fail_after(20):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.aclose()
+        sink.close()
+    assert any(n.startswith("STATUS=") or "\nSTATUS=" in n for n in notes)
