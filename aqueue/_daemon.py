@@ -98,13 +98,14 @@ async def serve_workers(workers: Sequence[Worker], notifier: Notifier) -> None:
 
 
 async def serve_reaper(settings: Settings, notifier: Notifier) -> None:
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(watchdog_loop, notifier)
-        for queue in settings.queues:
-            interval = settings.worker_config(queue).reaper_interval
-            await tg.start(_reaper_for, settings, queue, interval)
-        notifier.ready(f"reaping {', '.join(settings.queues)}")
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    # the signal receiver is installed before READY: a SIGTERM right after it still drains
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watchdog_loop, notifier)
+            for queue in settings.queues:
+                interval = settings.worker_config(queue).reaper_interval
+                await tg.start(_reaper_for, settings, queue, interval)
+            notifier.ready(f"reaping {', '.join(settings.queues)}")
             async for _ in signals:
                 notifier.stopping("stopping")
                 tg.cancel_scope.cancel()

@@ -75,6 +75,21 @@ class Keys:
         return self.prefix + "outbox"
 
     @property
+    def callbacks_active(self) -> str:  # zset: job id -> delivery lease deadline (ms)
+        return self.prefix + "cb:active"
+
+    @property
+    def callbacks_retry(self) -> str:  # zset: job id -> when to try delivering again (ms)
+        return self.prefix + "cb:retry"
+
+    def callback_log(self, job_id: str) -> str:  # list: one line per delivery attempt
+        return f"{self.prefix}cblog:{job_id}"
+
+    @property
+    def callbacks(self) -> str:  # channel: a callback was put in the outbox
+        return self.prefix + "callbacks"
+
+    @property
     def stats(self) -> str:  # hash of counters
         return self.prefix + "stats"
 

@@ -47,10 +47,17 @@ def check_callback(url: str | None) -> str:
     return url
 
 
+def check_callback_method(method: str) -> str:
+    if method not in ("GET", "POST"):
+        raise MessageError(f"callback_method must be 'GET' or 'POST', got {method!r}")
+    return method
+
+
 def new_job_fields(
     *,
     functions: Sequence[str] | None,
     callback: str | None,
+    callback_method: str,
     priority: int,
     timeout: float | None,
     retry: RetryPolicy,
@@ -75,6 +82,7 @@ def new_job_fields(
         "retry", _codec.encode([retry.delay, retry.backoff, retry.max_delay, retry.jitter]),
         "ttl", max(1, int(ttl)),
         "cb", check_callback(callback),
+        "cbm", check_callback_method(callback_method),
     ]  # fmt: skip
     return fields, signature(names)
 
@@ -127,4 +135,7 @@ def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
         error_message=_s(f, "err_msg"),
         traceback=_s(f, "err_tb"),
         reason=_s(f, "reason"),
+        callback_method=_s(f, "cbm") or "GET",
+        callback_state=_s(f, "cb_state"),
+        callback_attempts=int(f.get("cb_attempts", b"0")),
     )

@@ -15,6 +15,8 @@ NAMES = (
     "cancel",
     "requeue",
     "purge_dead",
+    "claim_callbacks",
+    "callback_done",
 )
 
 

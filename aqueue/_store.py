@@ -105,8 +105,10 @@ class Store:
         }
 
     async def _run(self, name: str, args: Sequence[Arg]) -> Any:
+        # KEYS[1] is only declared, so that Cluster clients route the call to the queue's slot;
+        # the scripts build every key from the prefix, under the same hash tag.
         with redis_errors(f"{name} on queue {self.keys.queue!r}"):
-            return await self._scripts[name](keys=[], args=[self.keys.prefix, *args])
+            return await self._scripts[name](keys=[self.keys.stats], args=[self.keys.prefix, *args])
 
     # -- scripts -------------------------------------------------------------------------
 
@@ -179,6 +181,29 @@ class Store:
         while n := int(await self._run("purge_dead", [batch])):
             total += n
         return total
+
+    async def claim_callbacks(
+        self, lease_ms: int, count: int, most_attempts: int
+    ) -> tuple[int | None, list[tuple[str, int]]]:
+        """(next retry due ms, [(job id, token)]) of the callbacks to deliver now."""
+        raw = await self._run("claim_callbacks", [lease_ms, count, most_attempts])
+        due = int(raw[0])
+        pairs = [(_text(raw[i]), int(raw[i + 1])) for i in range(1, len(raw), 2)]
+        return (None if due < 0 else due), pairs
+
+    async def callback_done(
+        self, job_id: str, token: int, delivered: bool, delay_ms: int, most: int, note: str
+    ) -> str:
+        outcome = "delivered" if delivered else "failed"
+        args: list[Arg] = [job_id, token, outcome, delay_ms, most, note]
+        return _text(await self._run("callback_done", args))
+
+    async def callback_log(self, job_id: str) -> list[str]:
+        with redis_errors(f"reading the callback log of {job_id!r}"):
+            return [
+                _text(line)
+                for line in await self.redis.lrange(self.keys.callback_log(job_id), 0, -1)
+            ]
 
     # -- plain reads and writes ----------------------------------------------------------
 
@@ -294,6 +319,25 @@ class Store:
             if batch:
                 deleted += await self.redis.unlink(*batch)
         return deleted
+
+    async def retire_worker(self, worker_id: str) -> None:
+        """A worker that stopped cleanly is no longer listed as live."""
+        with redis_errors(f"retiring worker {worker_id!r}"):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(self.keys.workers, worker_id)
+                pipe.delete(self.keys.worker(worker_id))
+                await pipe.execute()
+
+    async def server_facts(self) -> dict[str, Any]:
+        """Version, eviction policy and persistence, from INFO (which a least-privilege ACL
+        user may read, unlike CONFIG)."""
+        with redis_errors("reading INFO"):
+            info = await self.redis.info()
+        return {
+            "version": str(info.get("redis_version", "0")),
+            "maxmemory_policy": str(info.get("maxmemory_policy", "?")),
+            "aof_enabled": bool(int(info.get("aof_enabled", 0))),
+        }
 
     async def queue_names(self) -> list[str]:
         """Every queue on this Redis that has seen a post (from its counters' keys)."""

@@ -114,6 +114,7 @@ class Client:
         *,
         functions: Sequence[str] | None = None,
         callback: str | None = None,
+        callback_method: str = "GET",
         priority: int = 0,
         delay: float | None = None,
         at: datetime | float | None = None,
@@ -125,7 +126,9 @@ class Client:
         """Enqueue `msg`; returns the job's id at once.
 
         `functions`: the listeners to run, in order (None: every listener of the worker);
-        `callback`: a URL called when the job ends; `priority`: -100..100, higher first;
+        `callback`: a URL called when the job ends (MLQ-style GET with success, job_id and
+        short_result added to its query, or with `callback_method="POST"` the JSON record);
+        `priority`: -100..100, higher first;
         `delay` seconds or `at` (an aware datetime or epoch seconds): run no earlier;
         `timeout`: seconds each attempt may run; `retry`: a RetryPolicy or a number of retries;
         `key`: idempotency key, a second post with it returns the first job's id;
@@ -135,6 +138,7 @@ class Client:
             [msg],
             functions=functions,
             callback=callback,
+            callback_method=callback_method,
             priority=priority,
             delay=delay,
             at=at,
@@ -151,6 +155,7 @@ class Client:
         *,
         functions: Sequence[str] | None = None,
         callback: str | None = None,
+        callback_method: str = "GET",
         priority: int = 0,
         delay: float | None = None,
         at: datetime | float | None = None,
@@ -175,6 +180,7 @@ class Client:
         common, signature = new_job_fields(
             functions=functions,
             callback=callback,
+            callback_method=callback_method,
             priority=priority,
             timeout=timeout,
             retry=policy,
@@ -209,6 +215,8 @@ class Client:
         if not fields:
             raise JobNotFound(job_id, self.queue)
         job = decode_job(job_id, self.queue, fields)
+        if job.callback_attempts:
+            job = replace(job, callback_log=tuple(await self.store.callback_log(job_id)))
         if job.status is JobStatus.QUEUED:
             job = await self._explain_wait(job)
         return job

@@ -86,6 +86,10 @@ class Job:
     traceback: str | None = None
     reason: str | None = None
     waiting_for: tuple[str, ...] = field(default=())
+    callback_method: str = "GET"
+    callback_state: str | None = None  # pending, delivering, retrying, delivered, failed
+    callback_attempts: int = 0
+    callback_log: tuple[str, ...] = ()  # "<epoch ms> <what happened>" per delivery attempt
 
     @property
     def is_finished(self) -> bool:

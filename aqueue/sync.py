@@ -71,6 +71,7 @@ class SyncClient:
         *,
         functions: Sequence[str] | None = None,
         callback: str | None = None,
+        callback_method: str = "GET",
         priority: int = 0,
         delay: float | None = None,
         at: datetime | float | None = None,
@@ -82,7 +83,8 @@ class SyncClient:
         return str(
             self._call(
                 self._client.post, msg, functions=functions, callback=callback,
-                priority=priority, delay=delay, at=at, timeout=timeout, retry=retry,
+                callback_method=callback_method, priority=priority, delay=delay, at=at,
+                timeout=timeout, retry=retry,
                 key=key, ttl=ttl,
             )
         )  # fmt: skip
@@ -93,6 +95,7 @@ class SyncClient:
         *,
         functions: Sequence[str] | None = None,
         callback: str | None = None,
+        callback_method: str = "GET",
         priority: int = 0,
         delay: float | None = None,
         at: datetime | float | None = None,
@@ -104,7 +107,8 @@ class SyncClient:
         return list(
             self._call(
                 self._client.post_many, list(msgs), functions=functions, callback=callback,
-                priority=priority, delay=delay, at=at, timeout=timeout, retry=retry,
+                callback_method=callback_method, priority=priority, delay=delay, at=at,
+                timeout=timeout, retry=retry,
                 keys=keys, ttl=ttl,
             )
         )  # fmt: skip

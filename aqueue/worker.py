@@ -160,6 +160,11 @@ class Worker:
                             running.scope.cancel()  # past the grace period: hand back
                     services.cancel_scope.cancel()
                 await self._send_acks(store, final=True)
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    try:
+                        await store.retire_worker(self.id)
+                    except RedisUnavailable as exc:  # it will lapse on its own
+                        log.warning("could not deregister worker %s: %s", self.id, exc)
         log.info("worker %s stopped", self.id, extra={"worker": self.id})
 
     async def _claim_loop(self, store: Store, client: Client, jobs: TaskGroup, burst: bool) -> None:

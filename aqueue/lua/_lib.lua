@@ -50,6 +50,8 @@ local function finish_terminal(prefix, jk, id, status, now, ttl_s, callback)
   end
   if callback and callback ~= '' and status ~= 'cancelled' then
     redis.call('RPUSH', prefix .. 'outbox', id)
+    redis.call('HSET', jk, 'cb_state', 'pending')
+    redis.call('PUBLISH', prefix .. 'callbacks', id)
   end
   tally[status] = (tally[status] or 0) + 1
   publish_status(prefix, id, status)
@@ -69,6 +71,14 @@ local function flush_tally(prefix, now)
     redis.call('PEXPIRE', bucket, 130000)
   end
   tally = {}
+end
+
+-- Append to a job's callback log (a list beside its record, expiring with it).
+local function callback_log(prefix, jk, id, now, entry)
+  local log = prefix .. 'cblog:' .. id
+  redis.call('RPUSH', log, now .. ' ' .. entry)
+  local ttl = redis.call('PTTL', jk)
+  if ttl > 0 then redis.call('PEXPIRE', log, ttl) end
 end
 
 -- The fence: a worker's write counts only while its attempt is the current, active one.

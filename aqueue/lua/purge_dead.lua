@@ -6,7 +6,7 @@
 local prefix, n = ARGV[1], tonumber(ARGV[2])
 local ids = redis.call('ZRANGE', prefix .. 'dead', 0, n - 1)
 for _, id in ipairs(ids) do
-  redis.call('DEL', prefix .. 'job:' .. id)
+  redis.call('DEL', prefix .. 'job:' .. id, prefix .. 'cblog:' .. id)
 end
 if #ids > 0 then
   redis.call('ZREM', prefix .. 'dead', unpack(ids))

@@ -1,0 +1,28 @@
+-- callback_done: record one delivery attempt of a job's callback.
+-- KEYS: none; every key is built from ARGV[1].
+-- ARGV[1] queue prefix; ARGV[2] job id; ARGV[3] token (from claim_callbacks);
+-- ARGV[4] 'delivered' or 'failed'; ARGV[5] retry delay ms; ARGV[6] most attempts;
+-- ARGV[7] what happened (logged on the job)
+-- Returns: 'delivered' | 'retrying' | 'failed' (no attempts left), or 'stale' when this
+-- dispatcher no longer holds the delivery (its lease lapsed and another took it).
+local prefix, id, token = ARGV[1], ARGV[2], ARGV[3]
+local jk = prefix .. 'job:' .. id
+local active = prefix .. 'cb:active'
+if redis.call('HGET', jk, 'cb_token') ~= token or not redis.call('ZSCORE', active, id) then
+  return 'stale'
+end
+local now = now_ms()
+redis.call('ZREM', active, id)
+local attempts = redis.call('HINCRBY', jk, 'cb_attempts', 1)
+callback_log(prefix, jk, id, now, ARGV[7])
+local state = 'delivered'
+if ARGV[4] ~= 'delivered' then
+  if attempts >= tonumber(ARGV[6]) then
+    state = 'failed'
+  else
+    state = 'retrying'
+    redis.call('ZADD', prefix .. 'cb:retry', now + tonumber(ARGV[5]), id)
+  end
+end
+redis.call('HSET', jk, 'cb_state', state)
+return state

@@ -1,0 +1,50 @@
+-- claim_callbacks: take up to n callbacks to deliver, each under a lease.
+-- Sources, in order: deliveries whose dispatcher stopped mid-way (lease lapsed; that attempt
+-- counts), retries that are due, then the outbox (written by finish_terminal atomically with
+-- the job's outcome).
+-- KEYS: none; every key is built from ARGV[1].
+-- ARGV[1] queue prefix; ARGV[2] lease ms; ARGV[3] n; ARGV[4] most attempts per callback
+-- Returns: {next retry due ms or -1, then per callback: job id, token}
+local prefix, lease = ARGV[1], tonumber(ARGV[2])
+local n, most = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = now_ms()
+local active, retry = prefix .. 'cb:active', prefix .. 'cb:retry'
+
+local lapsed = redis.call('ZRANGEBYSCORE', active, '-inf', '(' .. now, 'LIMIT', 0, n)
+for _, id in ipairs(lapsed) do
+  redis.call('ZREM', active, id)
+  local jk = prefix .. 'job:' .. id
+  local attempts = redis.call('HINCRBY', jk, 'cb_attempts', 1)
+  callback_log(prefix, jk, id, now, 'dispatcher stopped mid-delivery')
+  if attempts >= most then
+    redis.call('HSET', jk, 'cb_state', 'failed')
+  else
+    redis.call('ZADD', retry, now, id)
+  end
+end
+
+local ids = redis.call('ZRANGEBYSCORE', retry, '-inf', now, 'LIMIT', 0, n)
+if #ids > 0 then
+  redis.call('ZREM', retry, unpack(ids))
+end
+if #ids < n then
+  local fresh = redis.call('LPOP', prefix .. 'outbox', n - #ids)
+  if fresh then
+    for _, id in ipairs(fresh) do ids[#ids + 1] = id end
+  end
+end
+
+local out = {-1}
+for _, id in ipairs(ids) do
+  local jk = prefix .. 'job:' .. id
+  if redis.call('EXISTS', jk) == 1 then
+    local token = redis.call('HINCRBY', jk, 'cb_token', 1)
+    redis.call('HSET', jk, 'cb_state', 'delivering')
+    redis.call('ZADD', active, now + lease, id)
+    out[#out + 1] = id
+    out[#out + 1] = token
+  end
+end
+local nxt = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
+if nxt[2] then out[1] = tonumber(nxt[2]) end
+return out

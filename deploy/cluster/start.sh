@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Start a loopback-only Redis Cluster of 3 masters (no replicas) for trying aqueue on Cluster,
+# each on a free port of 127.0.0.1 (its cluster bus on port + 10000), with all data, logs and pid
+# files in one directory. Every aqueue queue's keys share one hash tag (`aq:{queue}:`), so a
+# queue lives in one slot: different queues spread over the masters.
+#
+#   eval "$(deploy/cluster/start.sh)"      # exports AQUEUE_CLUSTER_DIR and AQUEUE_CLUSTER_PORTS
+#   redis-cli -c -p "${AQUEUE_CLUSTER_PORTS%% *}" cluster nodes
+#   redis-cli -p "${AQUEUE_CLUSTER_PORTS%% *}" cluster keyslot 'aq:{gpu}:lanes'
+#   deploy/cluster/stop.sh "$AQUEUE_CLUSTER_DIR"
+#
+# Usage: start.sh [DIR]   (DIR defaults to a new temporary directory; it must not be in use)
+# Uses the redis-server and redis-cli on the PATH (override with REDIS_SERVER / REDIS_CLI).
+# Progress goes to stderr; stdout carries only the `export` lines. Never touches port 6379.
+set -euo pipefail
+
+REDIS_SERVER=${REDIS_SERVER:-redis-server}
+REDIS_CLI=${REDIS_CLI:-redis-cli}
+MASTERS=3
+DIR=${1:-$(mktemp -d "${TMPDIR:-/tmp}/aqueue-cluster.XXXXXX")}
+
+say() { echo "cluster: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+command -v "$REDIS_SERVER" >/dev/null || die "$REDIS_SERVER not found on the PATH"
+command -v "$REDIS_CLI" >/dev/null || die "$REDIS_CLI not found on the PATH"
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+if compgen -G "$DIR/*.pid" >/dev/null; then
+  die "$DIR already holds pid files: stop that setup first (stop.sh $DIR)"
+fi
+
+# A port nothing listens on whose cluster bus port (+10000) is free too, both below the
+# kernel's ephemeral range (32768+, where a client's outgoing connection may hold them).
+CHOSEN=()
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p _
+  for _ in $(seq 500); do
+    p=$((12000 + RANDOM % 10000))
+    [[ " ${CHOSEN[*]-} " == *" $p "* || " ${CHOSEN[*]-} " == *" $((p + 10000)) "* ]] && continue
+    port_in_use "$p" && continue
+    port_in_use "$((p + 10000))" && continue
+    echo "$p"
+    return 0
+  done
+  die "no free port found on 127.0.0.1"
+}
+
+cleanup_on_error() {
+  local rc=$?
+  say "start failed (status $rc); stopping what was started in $DIR"
+  KEEP=1 "$(dirname "$0")/stop.sh" "$DIR" >&2 || true
+  local log
+  for log in "$DIR"/*.log; do
+    [[ -e $log ]] && { say "--- tail of $log"; tail -n 5 "$log" >&2; }
+  done
+  say "logs kept in $DIR"
+  exit "$rc"
+}
+trap cleanup_on_error ERR
+
+wait_until() { # wait_until SECONDS DESCRIPTION COMMAND...: poll COMMAND until it succeeds
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      say "timed out waiting for $what"
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+cli() { "$REDIS_CLI" -h 127.0.0.1 -p "$@"; }
+answers() { [[ $(cli "$1" ping 2>/dev/null) == PONG ]]; }
+cluster_ok() { cli "$1" cluster info 2>/dev/null | tr -d '\r' | grep -qx cluster_state:ok; }
+
+say "starting $MASTERS masters in $DIR ($("$REDIS_SERVER" --version | cut -d' ' -f3))"
+PORTS=()
+for _ in $(seq "$MASTERS"); do
+  port=$(free_port) || exit 1
+  CHOSEN+=("$port" "$((port + 10000))")
+  PORTS+=("$port")
+  mkdir -p "$DIR/$port"
+  # The recommended settings of deploy/redis.conf that matter here, on loopback only.
+  "$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --protected-mode yes \
+    --cluster-enabled yes --cluster-config-file "$DIR/$port/nodes.conf" \
+    --cluster-node-timeout 5000 \
+    --dir "$DIR/$port" --daemonize yes --pidfile "$DIR/$port.pid" --logfile "$DIR/$port.log" \
+    --appendonly yes --appendfsync everysec --maxmemory-policy noeviction --save ""
+  wait_until 10 "redis on port $port" answers "$port"
+done
+
+nodes=()
+for port in "${PORTS[@]}"; do nodes+=("127.0.0.1:$port"); done
+if ! "$REDIS_CLI" --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
+  >"$DIR/create.log" 2>&1; then
+  say "redis-cli --cluster create failed:"
+  cat "$DIR/create.log" >&2
+  false
+fi
+for port in "${PORTS[@]}"; do
+  wait_until 30 "node $port to report cluster_state:ok" cluster_ok "$port"
+done
+trap - ERR
+
+say "ready: masters on ${PORTS[*]} (16384 slots split between them)"
+say "stop with: $(dirname "$0")/stop.sh $DIR"
+cat <<ENV
+export AQUEUE_CLUSTER_DIR='$DIR'
+export AQUEUE_CLUSTER_PORTS='${PORTS[*]}'
+ENV
