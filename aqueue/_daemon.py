@@ -139,7 +139,12 @@ def run_workers(settings: Settings) -> int:
         raise AqueueError("no listeners given: pass module:object, or set listeners in the config")
     listeners = load_listeners(settings.listeners)
     workers = [
-        Worker(listeners, settings.worker_config(q), client_config=settings.client_config(q))
+        Worker(
+            listeners,
+            settings.worker_config(q),
+            client_config=settings.client_config(q),
+            callbacks=settings.callbacks,
+        )
         for q in settings.queues
     ]
     return _run(serve_workers, workers, Notifier.from_environment())

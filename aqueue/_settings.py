@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._callbacks import CallbackConfig
 from .config import ClientConfig, WorkerConfig
 from .errors import ConfigError
 
@@ -90,6 +91,13 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "idle_wait": _seconds,
     "reaper": _flag,
     "http_bind": _text,
+    "callback_timeout": _seconds,
+    "callback_attempts": _positive_int,
+    "callback_backoff": _seconds,
+    "callback_lease": _seconds,
+    "callback_secret": _text,
+    "callback_hosts": _queues,  # a list of host names, or a comma-separated string
+    "callbacks": _flag,
     "log_format": _choice("auto", "text", "json", "journal"),
     "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),
 }
@@ -106,6 +114,7 @@ class Settings:
     log_format: str = "auto"
     log_level: str = "INFO"
     worker: dict[str, Any] = field(default_factory=dict)  # WorkerConfig fields, minus queue
+    callbacks: CallbackConfig | None = field(default_factory=CallbackConfig)  # None: no delivery
     sources: dict[str, str] = field(default_factory=dict)  # setting -> where it came from
 
     def worker_config(self, queue: str) -> WorkerConfig:
@@ -174,6 +183,15 @@ def resolve(
         )
         if k in values
     }
+    callbacks: CallbackConfig | None = None
+    if values.get("callbacks", True):
+        fields = {k[len("callback_") :]: v for k, v in values.items() if k.startswith("callback_")}
+        if "hosts" in fields:
+            fields["allowed_hosts"] = fields.pop("hosts")
+        try:
+            callbacks = CallbackConfig(**fields)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (callback_* settings)") from None
     settings = Settings(
         queues=values.get("queues", ("default",)),
         redis_url=values.get("redis_url"),
@@ -182,6 +200,7 @@ def resolve(
         log_format=values.get("log_format", "auto"),
         log_level=values.get("log_level", "INFO"),
         worker=worker,
+        callbacks=callbacks,
         sources=sources,
     )
     for queue in settings.queues:  # cross-checks (heartbeat vs lease, queue names) name sources

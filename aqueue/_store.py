@@ -185,7 +185,7 @@ class Store:
     async def claim_callbacks(
         self, lease_ms: int, count: int, most_attempts: int
     ) -> tuple[int | None, list[tuple[str, int]]]:
-        """(next retry due ms, [(job id, token)]) of the callbacks to deliver now."""
+        """(ms until the next retry is due, [(job id, token)]) of the callbacks to deliver now."""
         raw = await self._run("claim_callbacks", [lease_ms, count, most_attempts])
         due = int(raw[0])
         pairs = [(_text(raw[i]), int(raw[i + 1])) for i in range(1, len(raw), 2)]

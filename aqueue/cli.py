@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, help="jobs run at once per queue (16)")
     worker.add_argument("--grace", type=float, help="seconds running jobs get on SIGTERM (30)")
     worker.add_argument("--idle-wait", type=float, help="longest block between claims (5)")
+    worker.add_argument("--callback-timeout", type=float, help="seconds per delivery attempt (10)")
+    worker.add_argument("--callback-attempts", type=int, help="deliveries tried per outcome (3)")
+    worker.add_argument("--callback-backoff", type=float, help="seconds before a 2nd try (1)")
+    worker.add_argument("--callback-lease", type=float, help="a stalled delivery is retried after")
+    worker.add_argument(
+        "--no-callbacks", dest="callbacks", action="store_const", const=False,
+        help="deliver no callbacks from this daemon",
+    )  # fmt: skip
     worker.add_argument(
         "--no-reaper",
         dest="reaper",

@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 
+from ._callbacks import CallbackConfig
 from ._server import RedisServer
 from .config import WorkerConfig
 from .listeners import Listeners
@@ -17,16 +18,21 @@ __all__ = ["RedisServer", "run_until_idle", "running_worker"]
 
 # Short leases and intervals, so tests about lapses and retries wait tenths of a second.
 FAST = {"lease": 0.6, "heartbeat": 0.1, "reaper_interval": 0.1, "idle_wait": 0.2, "grace": 2.0}
+FAST_CALLBACKS = CallbackConfig(timeout=0.5, attempts=3, backoff=0.05, lease=1.5, idle_wait=0.2)
 
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    listeners: Listeners, *, queue: str, redis_url: str | None, **settings: Any
+    listeners: Listeners,
+    *,
+    queue: str,
+    redis_url: str | None,
+    callbacks: CallbackConfig | None = FAST_CALLBACKS,
+    **settings: Any,
 ) -> AsyncIterator[Worker]:
     """A worker serving `queue` while the block runs; drained and stopped after it."""
-    worker = Worker(
-        listeners, WorkerConfig(queue=queue, **{**FAST, **settings}), redis_url=redis_url
-    )
+    config = WorkerConfig(queue=queue, **{**FAST, **settings})
+    worker = Worker(listeners, config, redis_url=redis_url, callbacks=callbacks)
     async with anyio.create_task_group() as tg:
         await tg.start(worker.run)
         try:
@@ -36,11 +42,15 @@ async def running_worker(
 
 
 async def run_until_idle(
-    listeners: Listeners, *, queue: str, redis_url: str | None, **settings: Any
+    listeners: Listeners,
+    *,
+    queue: str,
+    redis_url: str | None,
+    callbacks: CallbackConfig | None = FAST_CALLBACKS,
+    **settings: Any,
 ) -> Worker:
     """Run a worker until no job is ready or running (scheduled ones in the future wait)."""
-    worker = Worker(
-        listeners, WorkerConfig(queue=queue, **{**FAST, **settings}), redis_url=redis_url
-    )
+    config = WorkerConfig(queue=queue, **{**FAST, **settings})
+    worker = Worker(listeners, config, redis_url=redis_url, callbacks=callbacks)
     await worker.run(burst=True)
     return worker

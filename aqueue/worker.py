@@ -26,6 +26,7 @@ import msgpack
 from anyio.abc import TaskGroup, TaskStatus
 
 from . import _codec
+from ._callbacks import CallbackConfig, Dispatcher
 from ._connection import open_store
 from ._reaper import reap_forever
 from ._records import retry_policy
@@ -72,8 +73,10 @@ class Worker:
         *,
         redis_url: str | None = None,
         client_config: ClientConfig | None = None,
+        callbacks: CallbackConfig | None = CallbackConfig(),  # noqa: B008 - frozen value
     ) -> None:
         self.listeners = listeners
+        self.callbacks = callbacks  # None: this daemon delivers no callbacks
         self.config = config or WorkerConfig()
         self.client_config = client_config or ClientConfig(
             queue=self.config.queue, redis_url=redis_url
@@ -140,6 +143,9 @@ class Worker:
                     await services.start(self._heartbeat_loop, store)
                     await services.start(self._wake_loop, store)
                     services.start_soon(self._ack_loop, store)
+                    if self.callbacks is not None:
+                        dispatcher = Dispatcher(store, client, self.callbacks)
+                        await services.start(dispatcher.run)
                     if self.config.reaper:
                         services.start_soon(reap_forever, store, self.config.reaper_interval)
                     log.info(

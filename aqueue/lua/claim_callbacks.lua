@@ -4,7 +4,7 @@
 -- the job's outcome).
 -- KEYS: none; every key is built from ARGV[1].
 -- ARGV[1] queue prefix; ARGV[2] lease ms; ARGV[3] n; ARGV[4] most attempts per callback
--- Returns: {next retry due ms or -1, then per callback: job id, token}
+-- Returns: {ms until the next retry is due or -1, then per callback: job id, token}
 local prefix, lease = ARGV[1], tonumber(ARGV[2])
 local n, most = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
@@ -46,5 +46,5 @@ for _, id in ipairs(ids) do
   end
 end
 local nxt = redis.call('ZRANGE', retry, 0, 0, 'WITHSCORES')
-if nxt[2] then out[1] = tonumber(nxt[2]) end
+if nxt[2] then out[1] = math.max(0, tonumber(nxt[2]) - now) end
 return out

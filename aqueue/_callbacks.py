@@ -1,0 +1,200 @@
+"""The callback dispatcher: delivers the outbox that job outcomes write, off the workers' path.
+
+A job's outcome and its callback record are written in one atomic step (`finish_terminal` in
+lua/_lib.lua), so a crash between "done" and "called back" loses nothing. Deliveries are
+claimed under a lease (`claim_callbacks`), so a dispatcher killed mid-delivery is replaced by
+another without losing the callback, and recorded under a token (`callback_done`), so a
+delivered callback is never recorded twice. Each attempt is logged on the job.
+
+MLQ-compatible GET: `success`, `job_id` and `short_result` are added to the URL's own query.
+POST: the job's record as JSON. Every delivery carries an `Idempotency-Key` and, with a secret,
+`X-Aqueue-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<method>.<url>.<body>">` with the
+`X-Aqueue-Timestamp` it names, so receivers can check the origin and drop duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import anyio
+import yarl
+
+from . import _output
+from ._store import Store
+from .client import Client
+from .errors import ConfigError, JobNotFound, RedisUnavailable
+from .job import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackConfig:
+    timeout: float = 10.0  # seconds one attempt may take
+    attempts: int = 3  # deliveries tried per outcome
+    backoff: float = 1.0  # seconds before the second attempt; doubles each time
+    secret: str | None = None  # HMAC-SHA256 key for X-Aqueue-Signature
+    allowed_hosts: tuple[str, ...] | None = None  # None: any host
+    lease: float = 60.0  # a delivery whose dispatcher vanished is retried after this
+    concurrency: int = 16  # deliveries in flight at once
+    idle_wait: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigError(f"callback attempts must be at least 1, got {self.attempts}")
+        if self.lease <= self.timeout:
+            raise ConfigError(
+                f"callback lease ({self.lease:g} s) must be longer than the per-attempt "
+                f"timeout ({self.timeout:g} s)"
+            )
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based)."""
+        return float(self.backoff * 2 ** max(attempt - 1, 0))
+
+
+def signature(secret: str, timestamp: str, method: str, url: str, body: bytes) -> str:
+    message = f"{timestamp}.{method}.{url}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def request_for(job: Job) -> tuple[str, str, bytes]:
+    """(method, url, body) of the callback for a finished job."""
+    assert job.callback is not None
+    success = "1" if job.status is JobStatus.COMPLETE else "0"
+    if job.callback_method == "POST":
+        body = _output.dumps({**_output.jsonable(job), "success": success == "1"}).encode()
+        return "POST", job.callback, body
+    url = yarl.URL(job.callback).extend_query(
+        success=success, job_id=job.id, short_result=job.short_result or ""
+    )
+    return "GET", str(url), b""
+
+
+class Dispatcher:
+    def __init__(self, store: Store, client: Client, config: CallbackConfig) -> None:
+        self.store = store
+        self.client = client
+        self.config = config
+        self.delivered = 0
+        self._wake = anyio.Event()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        slots = anyio.Semaphore(self.config.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(self._listen)
+            task_status.started()
+            backoff = 0.05
+            while True:
+                self._wake = anyio.Event()  # before the claim: a wake-up during it is kept
+                free = slots.value
+                try:
+                    due, claimed = await self.store.claim_callbacks(
+                        int(self.config.lease * 1000), max(free, 1), self.config.attempts
+                    )
+                except RedisUnavailable as exc:
+                    log.warning("claiming callbacks failed, retrying in %.2f s: %s", backoff, exc)
+                    await anyio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.05
+                for job_id, token in claimed:
+                    await slots.acquire()
+                    tg.start_soon(self._deliver_in_slot, session, slots, job_id, token)
+                if claimed:
+                    continue
+                wait = self.config.idle_wait
+                if due is not None:
+                    wait = min(wait, due / 1000 + 0.01)
+                with anyio.move_on_after(wait):
+                    await self._wake.wait()
+
+    async def _listen(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Wake the claim loop when an outcome lands in the outbox (pub/sub)."""
+        started = False
+        while True:
+            try:
+                async with self.store.subscribe(self.store.keys.callbacks) as sub:
+                    while True:
+                        item = await sub.get(timeout=None)
+                        if item is None:
+                            continue
+                        self._wake.set()
+                        if not started:
+                            task_status.started()
+                            started = True
+            except RedisUnavailable as exc:
+                log.warning("callback subscription lost: %s", exc)
+                await anyio.sleep(1.0)
+
+    async def _deliver_in_slot(
+        self, session: aiohttp.ClientSession, slots: anyio.Semaphore, job_id: str, token: int
+    ) -> None:
+        try:
+            await self.deliver(session, job_id, token)
+        finally:
+            slots.release()
+
+    async def deliver(self, session: aiohttp.ClientSession, job_id: str, token: int) -> None:
+        try:
+            job = await self.client.get_job(job_id)
+        except JobNotFound:
+            return  # expired before delivery; nothing to call
+        delivered, note = await self._attempt(session, job)
+        attempt = job.callback_attempts + 1
+        state = await self.store.callback_done(
+            job_id,
+            token,
+            delivered,
+            int(self.config.delay_before(attempt) * 1000),
+            self.config.attempts,
+            note,
+        )
+        if state == "delivered":
+            self.delivered += 1
+        level = logging.INFO if state in ("delivered", "stale") else logging.WARNING
+        log.log(level, "callback of job %s attempt %d: %s (%s)", job_id, attempt, note, state,
+                extra={"job_id": job_id, "queue": self.store.keys.queue})  # fmt: skip
+
+    async def _attempt(self, session: aiohttp.ClientSession, job: Job) -> tuple[bool, str]:
+        method, url, body = request_for(job)
+        host = yarl.URL(url).host or ""
+        allowed = self.config.allowed_hosts
+        if allowed is not None and host not in allowed:
+            return False, f"host {host!r} is not in the callback allowlist"
+        timestamp = str(int(time.time()))
+        headers = {
+            "Idempotency-Key": f"{job.id}.{job.attempt}.{job.status}",
+            "X-Aqueue-Timestamp": timestamp,
+            "User-Agent": "aqueue-callbacks",
+        }
+        if method == "POST":
+            headers["Content-Type"] = "application/json"
+        if self.config.secret:
+            headers["X-Aqueue-Signature"] = signature(
+                self.config.secret, timestamp, method, url, body
+            )
+        try:
+            async with session.request(
+                method, yarl.URL(url, encoded=True), data=body or None, headers=headers,
+                allow_redirects=False,
+            ) as response:  # fmt: skip
+                await response.read()
+                if 200 <= response.status < 300:
+                    return True, f"HTTP {response.status}"
+                return False, f"HTTP {response.status}"
+        except TimeoutError:
+            return False, f"no answer within {self.config.timeout:g} s"
+        except aiohttp.ClientError as exc:
+            return False, f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,72 @@
+"""A daemon killed in the middle of delivering a callback: after a restart the callback is
+delivered — not lost, and once delivered never repeated."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+from aiohttp import web
+
+from aqueue import Client
+from aqueue._server import free_port
+from aqueue.testing import RedisServer
+
+from .conftest import StartWorker
+
+pytestmark = pytest.mark.chaos
+
+
+@pytest.fixture
+async def hanging_once() -> AsyncIterator[tuple[str, list[str], anyio.Event]]:
+    """A receiver whose first request hangs (long enough to kill the daemon); later ones 200."""
+    port = free_port()
+    calls: list[str] = []
+    first = anyio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        calls.append(request.headers.get("Idempotency-Key", ""))
+        if len(calls) == 1:
+            first.set()
+            await anyio.sleep(60)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/hook", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/hook", calls, first
+    await runner.cleanup()
+
+
+async def test_a_dispatcher_killed_mid_delivery_delivers_after_restart_exactly_once(
+    redis_server: RedisServer,
+    queue: str,
+    start_worker: StartWorker,
+    hanging_once: tuple[str, list[str], anyio.Event],
+) -> None:
+    url, calls, first = hanging_once
+    timing = ["--callback-timeout", "0.8", "--callback-lease", "1", "--callback-backoff", "0.05"]
+    async with Client(queue, redis_url=redis_server.url) as client:
+        async with start_worker(queue, redis_server.url, *timing) as doomed:
+            job_id = await client.post({"seconds": 0}, functions=["slow"], callback=url)
+            with anyio.fail_after(20):
+                await first.wait()  # the delivery is in flight...
+            doomed.signal(signal.SIGKILL)  # ...when its daemon dies
+            await doomed.wait()
+        assert (await client.get_job(job_id)).callback_state == "delivering"
+        async with start_worker(queue, redis_server.url, *timing):
+            with anyio.fail_after(20):
+                while (await client.get_job(job_id)).callback_state != "delivered":  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            await anyio.sleep(0.5)  # room for a repeat, if there were one
+        job = await client.get_job(job_id)
+    assert len(calls) == 2  # the interrupted one and the delivery; nothing after it
+    assert calls[0] == calls[1] == f"{job_id}.1.complete"  # same key: a receiver could dedupe
+    assert [line.split(" ", 1)[1] for line in job.callback_log] == [
+        "dispatcher stopped mid-delivery",
+        "HTTP 200",
+    ]

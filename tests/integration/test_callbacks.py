@@ -1,0 +1,208 @@
+"""Callbacks: a real aiohttp receiver on loopback is called once per outcome, retried a
+bounded number of times, and never holds up the worker's jobs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+
+import anyio
+import pytest
+from aiohttp import web
+
+from aqueue import Client, Context, JobFailed, JobStatus, Listeners, Output
+from aqueue._callbacks import signature
+from aqueue._server import free_port
+from aqueue.testing import FAST_CALLBACKS, RedisServer, running_worker
+
+
+@dataclass
+class Received:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A callback receiver: /ok answers 200, /flaky 500 twice then 200, /fail always 500,
+    /hang never answers in time."""
+
+    base: str
+    requests: list[Received] = field(default_factory=list)
+    arrived: anyio.Event = field(default_factory=anyio.Event)
+
+    def to(self, path: str) -> list[Received]:
+        return [r for r in self.requests if r.url.startswith(self.base + path)]
+
+    async def until(self, path: str, count: int, timeout: float = 15) -> list[Received]:
+        with anyio.fail_after(timeout):
+            while len(self.to(path)) < count:
+                self.arrived = anyio.Event()
+                await self.arrived.wait()
+        return self.to(path)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    port = free_port()
+    box = Receiver(f"http://127.0.0.1:{port}")
+    flaky_calls = 0
+
+    async def handle(request: web.Request) -> web.Response:
+        nonlocal flaky_calls
+        body = await request.read()
+        box.requests.append(Received(request.method, str(request.url), dict(request.headers), body))
+        box.arrived.set()
+        if request.path == "/flaky":
+            flaky_calls += 1
+            return web.Response(status=500 if flaky_calls <= 2 else 200)
+        if request.path == "/fail":
+            return web.Response(status=500)
+        if request.path == "/hang":
+            await anyio.sleep(30)
+        return web.Response(text="thanks")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield box
+    await runner.cleanup()
+
+
+def _listeners() -> Listeners:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def label(msg: str, ctx: Context) -> Output:
+        return Output(result=msg.encode(), short=f"{msg} & co")
+
+    @listeners.listener(retry_on=())
+    async def refuse(msg: str, ctx: Context) -> None:
+        raise ValueError("no")
+
+    @listeners.listener
+    async def quick(msg: int, ctx: Context) -> int:
+        return msg
+
+    return listeners
+
+
+SECRET = "shh"
+SIGNED = replace(FAST_CALLBACKS, secret=SECRET)
+
+
+async def test_success_is_called_back_once_keeping_the_url_s_own_query(
+    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+) -> None:
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=SIGNED
+    ):
+        job_id = await client.post(
+            "widget", functions=["label"], callback=f"{receiver.base}/ok?user=7&x=a%20b"
+        )
+        [call] = await receiver.until("/ok", 1)
+        await anyio.sleep(0.3)  # time for a duplicate to show up, if there were one
+    assert len(receiver.to("/ok")) == 1
+    assert call.method == "GET"
+    assert call.url == (
+        f"{receiver.base}/ok?user=7&x=a%20b&success=1&job_id={job_id}&short_result=widget+%26+co"
+    )
+    assert call.headers["Idempotency-Key"] == f"{job_id}.1.complete"
+    timestamp = call.headers["X-Aqueue-Timestamp"]
+    expected = signature(SECRET, timestamp, "GET", call.url, b"")
+    assert call.headers["X-Aqueue-Signature"] == expected
+    job = await client.get_job(job_id)
+    assert job.status is JobStatus.COMPLETE
+    assert (job.callback_state, job.callback_attempts) == ("delivered", 1)
+    assert job.callback_log[0].endswith("HTTP 200")
+
+
+async def test_a_failure_is_called_back_with_success_0(
+    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+) -> None:
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_server.url):
+        job_id = await client.post("x", functions=["refuse"], callback=f"{receiver.base}/ok")
+        with pytest.raises(JobFailed):
+            await client.block_until_result(job_id, timeout=10)
+        [call] = await receiver.until("/ok", 1)
+    assert f"success=0&job_id={job_id}&short_result=" in call.url
+
+
+async def test_post_callbacks_carry_the_json_record(
+    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+) -> None:
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=SIGNED
+    ):
+        job_id = await client.post(
+            "img", functions=["label"], callback=f"{receiver.base}/ok", callback_method="POST"
+        )
+        [call] = await receiver.until("/ok", 1)
+    record = json.loads(call.body)
+    assert record["id"] == job_id and record["success"] is True and record["status"] == "complete"
+    assert record["short_result"] == "img & co" and record["result"] == {"base64": "aW1n"}
+    assert call.headers["Content-Type"] == "application/json"
+    expected = signature(SECRET, call.headers["X-Aqueue-Timestamp"], "POST", call.url, call.body)
+    assert call.headers["X-Aqueue-Signature"] == expected
+
+
+async def test_a_receiver_that_fails_twice_then_succeeds_gets_exactly_three_requests(
+    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+) -> None:
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_server.url):
+        job_id = await client.post("x", functions=["quick"], callback=f"{receiver.base}/flaky")
+        await receiver.until("/flaky", 3)
+        await anyio.sleep(0.3)
+    assert len(receiver.to("/flaky")) == 3
+    job = await client.get_job(job_id)
+    assert (job.callback_state, job.callback_attempts) == ("delivered", 3)
+    assert [line.split(" ", 1)[1] for line in job.callback_log] == [
+        "HTTP 500",
+        "HTTP 500",
+        "HTTP 200",
+    ]
+
+
+@pytest.mark.parametrize("target", ["/fail", "/hang", "refused"])
+async def test_a_receiver_that_never_succeeds_gets_the_configured_attempts_and_work_goes_on(
+    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver, target: str
+) -> None:
+    url = (
+        f"http://127.0.0.1:{free_port()}/nobody" if target == "refused" else receiver.base + target
+    )
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_server.url, concurrency=1):
+        job_id = await client.post(1, functions=["quick"], callback=url)
+        assert await client.block_until_result(job_id, timeout=10) == 1
+        # while its callback is being tried and retried, the worker's only slot is free
+        with anyio.fail_after(5):
+            assert await client.block_until_result(await client.post(2, functions=["quick"])) == 2
+        with anyio.fail_after(20):
+            while (await client.get_job(job_id)).callback_state != "failed":  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+    job = await client.get_job(job_id)
+    assert job.status is JobStatus.COMPLETE
+    assert job.callback_attempts == 3 and len(job.callback_log) == 3
+    if target != "refused":
+        assert len(receiver.to(target)) == 3
+    reason = {"/fail": "HTTP 500", "/hang": "no answer within 0.5 s", "refused": "ClientConnector"}
+    assert all(reason[target] in line for line in job.callback_log)
+
+
+async def test_callbacks_to_hosts_outside_the_allowlist_are_never_made(
+    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+) -> None:
+    only_elsewhere = replace(FAST_CALLBACKS, allowed_hosts=("hooks.example.test",))
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=only_elsewhere
+    ):
+        job_id = await client.post(1, functions=["quick"], callback=f"{receiver.base}/ok")
+        with anyio.fail_after(20):
+            while (await client.get_job(job_id)).callback_state != "failed":  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+    assert receiver.requests == []
+    assert "not in the callback allowlist" in (await client.get_job(job_id)).callback_log[0]
