@@ -17,6 +17,7 @@ NAMES = (
     "purge_dead",
     "claim_callbacks",
     "callback_done",
+    "watch",
 )
 
 

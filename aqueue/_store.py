@@ -216,6 +216,11 @@ class Store:
         with redis_errors(f"reading job {job_id!r}"):
             return cast(list[bytes | None], await self.redis.hmget(self.keys.job(job_id), fields))
 
+    async def watch(self, job_ids: Sequence[str]) -> list[bytes | None]:
+        """Mark jobs as awaited (their status changes get published); their statuses."""
+        raw = await self._run("watch", list(job_ids))
+        return [None if s is None or s is False else cast(bytes, s) for s in raw]
+
     async def statuses(self, job_ids: Sequence[str]) -> list[bytes | None]:
         """The stored status of each job (None where missing), in one round trip."""
         with redis_errors("reading job statuses"):

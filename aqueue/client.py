@@ -271,7 +271,7 @@ class Client:
         done = anyio.Event()
         self._waiters.setdefault(job_id, set()).add(done)
         try:
-            [status] = await self.store.statuses([job_id])
+            [status] = await self.store.watch([job_id])
             if status is None:
                 raise JobNotFound(job_id, self.queue)
             if status not in _TERMINAL_NAMES:
@@ -372,6 +372,7 @@ class Client:
                 stream.send_nowait(event)
 
     async def _current_events(self, job_id: str) -> list[JobEvent]:
+        await self.store.watch([job_id])
         status, value, message = await self.store.job_field_values(
             job_id, ["status", "progress", "progress_msg"]
         )

@@ -39,22 +39,42 @@ end
 -- Terminal outcomes of this call, counted once at its end by flush_tally.
 local tally = {}
 
--- Record a terminal status: expiry (dead letters are kept until purged), the callback outbox
--- (written in this same atomic step, so no outcome is ever called back twice or never), events.
-local function finish_terminal(prefix, jk, id, status, now, ttl_s, callback)
-  redis.call('HSET', jk, 'status', status, 'finished', now)
+-- Record a terminal status, with `extra` (a flat field/value list) in the same write: expiry
+-- (dead letters are kept until purged), the callback outbox (written in this same atomic
+-- step, so no outcome is ever called back twice or never), and an event when `watched` (a
+-- client awaits the job: see watch.lua; nobody else needs it).
+local function finish_terminal(prefix, jk, id, status, now, ttl_s, callback, extra, watched)
+  local fields = extra or {}
+  fields[#fields + 1] = 'status'
+  fields[#fields + 1] = status
+  fields[#fields + 1] = 'finished'
+  fields[#fields + 1] = now
+  local calls_back = callback and callback ~= '' and status ~= 'cancelled'
+  if calls_back then
+    fields[#fields + 1] = 'cb_state'
+    fields[#fields + 1] = 'pending'
+  end
+  redis.call('HSET', jk, unpack(fields))
   if status == 'dead' then
     redis.call('ZADD', prefix .. 'dead', now, id)
   elseif ttl_s and ttl_s ~= '' then
     redis.call('EXPIRE', jk, ttl_s)
   end
-  if callback and callback ~= '' and status ~= 'cancelled' then
+  if calls_back then
     redis.call('RPUSH', prefix .. 'outbox', id)
-    redis.call('HSET', jk, 'cb_state', 'pending')
     redis.call('PUBLISH', prefix .. 'callbacks', id)
   end
   tally[status] = (tally[status] or 0) + 1
-  publish_status(prefix, id, status)
+  if watched then
+    publish_status(prefix, id, status)
+  end
+end
+
+-- ZADD many (score, member) pairs, in chunks that stay within Lua's unpack limit.
+local function zadd_all(key, pairs)
+  for k = 1, #pairs, 2000 do
+    redis.call('ZADD', key, unpack(pairs, k, math.min(k + 1999, #pairs)))
+  end
 end
 
 -- Add this call's outcomes to the lifetime counters and to a 10 s bucket (kept 2 minutes),

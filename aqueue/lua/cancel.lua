@@ -23,8 +23,8 @@ elseif status == 'active' then
 else
   return {'refused', status}
 end
-redis.call('HSET', jk, 'reason', 'cancelled while ' .. status)
 local now = now_ms()
-finish_terminal(prefix, jk, id, 'cancelled', now, f[3], nil)
+finish_terminal(prefix, jk, id, 'cancelled', now, f[3], nil, {'reason', 'cancelled while ' .. status},
+  true)
 flush_tally(prefix, now)
 return {'cancelled', status}

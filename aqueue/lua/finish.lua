@@ -1,5 +1,5 @@
 -- finish: record the outcome of a batch of attempts (events: complete, retry, fail, release).
--- KEYS: none; every key is built from ARGV[1].
+-- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
 -- ARGV[1]  queue prefix
 -- ARGV[2]  worker id
 -- ARGV[3]  n, the number of outcomes
@@ -23,33 +23,43 @@ for j = 1, n do
   local first = i + 5
   i = first + 2 * nf
   local jk = prefix .. 'job:' .. id
-  if holds_lease(jk, attempt, worker) then
+  -- the fence and everything the outcome needs, in one read
+  local f = redis.call('HMGET', jk, 'status', 'attempt', 'worker', 'ttl', 'cb', 'max_att',
+    'released', 'sig', 'score', 'w')
+  if f[1] == 'active' and f[2] == attempt and f[3] == worker then
     accepted[j] = 1
     done[#done + 1] = id
-    if nf > 0 then
-      redis.call('HSET', jk, unpack(ARGV, first, first + 2 * nf - 1))
-    end
-    local f = redis.call('HMGET', jk, 'ttl', 'cb', 'max_att', 'released', 'sig', 'score')
+    local fields = {}
+    for k = first, first + 2 * nf - 1 do fields[#fields + 1] = ARGV[k] end
+    local watched = f[10] == '1'
     if kind == 'complete' then
-      finish_terminal(prefix, jk, id, 'complete', now, f[1], f[2])
+      finish_terminal(prefix, jk, id, 'complete', now, f[4], f[5], fields, watched)
     elseif kind == 'fail' then
-      finish_terminal(prefix, jk, id, 'failed', now, f[1], f[2])
-    elseif kind == 'release' then
-      redis.call('HINCRBY', jk, 'released', 1)
-      enqueue(prefix, jk, id, f[5], f[6])
-      publish_status(prefix, id, 'queued')
-      requeued = requeued + 1
-    elseif tonumber(attempt) - tonumber(f[4]) >= tonumber(f[3]) then
-      redis.call('HSET', jk, 'reason', 'retry budget spent after attempt ' .. attempt)
-      finish_terminal(prefix, jk, id, 'dead', now, f[1], f[2])
-    elseif delay > 0 then
-      redis.call('HSET', jk, 'status', 'scheduled', 'due', now + delay)
-      redis.call('ZADD', prefix .. 'scheduled', now + delay, id)
-      publish_status(prefix, id, 'scheduled')
+      finish_terminal(prefix, jk, id, 'failed', now, f[4], f[5], fields, watched)
+    elseif kind ~= 'release' and tonumber(attempt) - tonumber(f[7]) >= tonumber(f[6]) then
+      fields[#fields + 1] = 'reason'
+      fields[#fields + 1] = 'retry budget spent after attempt ' .. attempt
+      finish_terminal(prefix, jk, id, 'dead', now, f[4], f[5], fields, watched)
     else
-      enqueue(prefix, jk, id, f[5], f[6])
-      publish_status(prefix, id, 'queued')
-      requeued = requeued + 1
+      if kind == 'release' then
+        fields[#fields + 1] = 'released'
+        fields[#fields + 1] = tonumber(f[7]) + 1
+      end
+      local status = 'queued'
+      if kind ~= 'release' and delay > 0 then
+        status = 'scheduled'
+        fields[#fields + 1] = 'due'
+        fields[#fields + 1] = now + delay
+        redis.call('ZADD', prefix .. 'scheduled', now + delay, id)
+      else
+        redis.call('ZADD', prefix .. 'lane:' .. f[8], f[9], id)
+        redis.call('SADD', prefix .. 'lanes', f[8])
+        requeued = requeued + 1
+      end
+      fields[#fields + 1] = 'status'
+      fields[#fields + 1] = status
+      redis.call('HSET', jk, unpack(fields))
+      if watched then publish_status(prefix, id, status) end
     end
   else
     accepted[j] = 0

@@ -13,7 +13,8 @@ local key_ttl = ARGV[3]
 local now = now_ms()
 local seq = redis.call('INCRBY', prefix .. 'seq', n) - n
 local ids = {}
-local queued = 0
+local ready = {} -- lane signature -> {score, id, ...}
+local later = {} -- {due, id, ...}
 local i = 4
 for j = 1, n do
   local id, key, sig = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -43,19 +44,32 @@ for j = 1, n do
     local score = (100 - prio) * 17592186044416 + seq + j -- priority band, then FIFO
     local due = 0
     if at > 0 then due = at elseif delay > 0 then due = now + delay end
-    redis.call('HSET', jk, 'posted', now, 'score', score, 'attempt', 0, 'released', 0,
-      'due', due, unpack(ARGV, first, first + 2 * nf - 1))
+    local status = 'queued'
     if due > now then
-      redis.call('HSET', jk, 'status', 'scheduled')
-      redis.call('ZADD', prefix .. 'scheduled', due, id)
+      status = 'scheduled'
+      later[#later + 1] = due
+      later[#later + 1] = id
     else
-      enqueue(prefix, jk, id, sig, score)
-      queued = queued + 1
+      ready[sig] = ready[sig] or {}
+      local lane = ready[sig]
+      lane[#lane + 1] = score
+      lane[#lane + 1] = id
     end
+    redis.call('HSET', jk, 'status', status, 'posted', now, 'score', score, 'attempt', 0,
+      'released', 0, 'due', due, unpack(ARGV, first, first + 2 * nf - 1))
   end
 end
+local woke = false
+for sig, lane in pairs(ready) do
+  zadd_all(prefix .. 'lane:' .. sig, lane)
+  redis.call('SADD', prefix .. 'lanes', sig)
+  woke = true
+end
+if #later > 0 then
+  zadd_all(prefix .. 'scheduled', later)
+end
 redis.call('HINCRBY', prefix .. 'stats', 'posted', n)
-if queued > 0 then
+if woke then
   redis.call('PUBLISH', prefix .. 'wake', 'posted')
 end
 return ids

@@ -17,13 +17,13 @@ for _, id in ipairs(lapsed) do
     'sig', 'score', 'ttl', 'cb')
   if f[1] == 'active' then
     local reason = 'lease lost on attempt ' .. f[2] .. ' (worker ' .. (f[5] or '?') .. ')'
-    redis.call('HSET', jk, 'reason', reason)
     if tonumber(f[2]) - tonumber(f[3]) >= tonumber(f[4]) then
-      redis.call('HSET', jk, 'reason', reason .. '; retry budget spent',
-        'err_type', 'LeaseLost', 'err_msg', reason)
-      finish_terminal(prefix, jk, id, 'dead', now, f[8], f[9])
+      finish_terminal(prefix, jk, id, 'dead', now, f[8], f[9],
+        {'reason', reason .. '; retry budget spent', 'err_type', 'LeaseLost', 'err_msg', reason},
+        true)
       dead = dead + 1
     else
+      redis.call('HSET', jk, 'reason', reason)
       enqueue(prefix, jk, id, f[6], f[7])
       publish_status(prefix, id, 'queued')
       requeued = requeued + 1

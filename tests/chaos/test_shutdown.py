@@ -32,6 +32,7 @@ async def test_sigterm_lets_a_running_job_finish_then_exits_zero(
             job_id = await client.post({"seconds": 0.5}, functions=["slow"])
             await _until_active(client, job_id)
             worker.signal(signal.SIGTERM)
+            await worker.wait_for_log("draining")
             queued_after = await client.post({"seconds": 0}, functions=["slow"])
             assert await worker.wait() == 0
         job = await client.get_job(job_id)

@@ -1,0 +1,17 @@
+-- watch: a client is about to await a job's outcome; mark it so that its status changes are
+-- published (jobs nobody awaits cost no PUBLISH), and read its status in the same step, so
+-- an outcome is either seen here or published later — never missed.
+-- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
+-- ARGV[1] queue prefix; ARGV[2..] job ids
+-- Returns: the status of each job, false where it does not exist.
+local prefix = ARGV[1]
+local out = {}
+for k = 2, #ARGV do
+  local jk = prefix .. 'job:' .. ARGV[k]
+  local status = redis.call('HGET', jk, 'status')
+  if status then
+    redis.call('HSET', jk, 'w', '1')
+  end
+  out[k - 1] = status
+end
+return out
