@@ -252,14 +252,16 @@ class Worker:
         )
         current: Listener = chain[0]
         try:
-            with anyio.CancelScope() as deadline:
-                if job.timeout_ms:
-                    deadline.deadline = anyio.current_time() + job.timeout_ms / 1000
-                value: Any = None
+            value: Any = None
+            if job.timeout_ms:
+                with anyio.move_on_after(job.timeout_ms / 1000) as deadline:
+                    for current in chain:
+                        value = await self._call(current, msg, ctx)
+                if deadline.cancelled_caught:
+                    raise JobTimeout(job.id, job.timeout_ms / 1000)
+            else:  # no scope to pay for on the common path
                 for current in chain:
                     value = await self._call(current, msg, ctx)
-            if deadline.cancelled_caught:
-                raise JobTimeout(job.id, job.timeout_ms / 1000)
         except LeaseLost:
             running.lost = True
             log.warning(
