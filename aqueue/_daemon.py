@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import anyio
 
 from ._connection import open_store
+from ._http import HttpConfig, serve_http
 from ._journal import JournalHandler, journal_available
 from ._reaper import reap_forever
 from ._settings import Settings
@@ -84,10 +85,14 @@ async def _report(workers: Sequence[Worker], notifier: Notifier) -> None:
         await anyio.sleep(5)
 
 
-async def serve_workers(workers: Sequence[Worker], notifier: Notifier) -> None:
+async def serve_workers(
+    workers: Sequence[Worker], notifier: Notifier, http: HttpConfig | None = None
+) -> None:
     async with anyio.create_task_group() as services:
         services.start_soon(_on_signals, workers, notifier)
         services.start_soon(watchdog_loop, notifier)
+        if http is not None:  # the HTTP API inside the worker daemon
+            await services.start(serve_http, http)
         async with anyio.create_task_group() as serving:
             for worker in workers:
                 await serving.start(worker.run)
@@ -147,7 +152,26 @@ def run_workers(settings: Settings) -> int:
         )
         for q in settings.queues
     ]
-    return _run(serve_workers, workers, Notifier.from_environment())
+    http = settings.http_config(listeners.names) if settings.http_bind else None
+    return _run(serve_workers, workers, Notifier.from_environment(), http)
+
+
+async def serve_http_daemon(config: HttpConfig, notifier: Notifier) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watchdog_loop, notifier)
+            port = await tg.start(serve_http, config)
+            notifier.ready(f"serving HTTP on {config.host}:{port}")
+            async for _ in signals:
+                notifier.stopping("stopping")
+                tg.cancel_scope.cancel()
+                break
+
+
+def run_http(settings: Settings) -> int:
+    """`aqueue http`: the HTTP API on its own."""
+    configure_logging(settings.log_level, settings.log_format)
+    return _run(serve_http_daemon, settings.http_config(), Notifier.from_environment())
 
 
 def run_reaper(settings: Settings) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._callbacks import CallbackConfig
+from ._http import HttpConfig
 from .config import ClientConfig, WorkerConfig
 from .errors import ConfigError
 
@@ -50,6 +51,13 @@ def _queues(value: Any) -> tuple[str, ...]:
     if not isinstance(names, list | tuple) or not names:
         raise ValueError("a list of queue names (or a comma-separated string)")
     return tuple(_text(n).strip() for n in names)
+
+
+def _bind(value: Any) -> str:
+    host, _, port = _text(value).rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+    return str(value)
 
 
 def _choice(*allowed: str) -> Callable[[Any], str]:
@@ -90,7 +98,9 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "reaper_interval": _seconds,
     "idle_wait": _seconds,
     "reaper": _flag,
-    "http_bind": _text,
+    "http_bind": _bind,
+    "http_read_tokens": _queues,  # a list, or a comma-separated string
+    "http_write_tokens": _queues,
     "callback_timeout": _seconds,
     "callback_attempts": _positive_int,
     "callback_backoff": _seconds,
@@ -115,7 +125,20 @@ class Settings:
     log_level: str = "INFO"
     worker: dict[str, Any] = field(default_factory=dict)  # WorkerConfig fields, minus queue
     callbacks: CallbackConfig | None = field(default_factory=CallbackConfig)  # None: no delivery
+    http_tokens: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # read-only, read-write
     sources: dict[str, str] = field(default_factory=dict)  # setting -> where it came from
+
+    def http_config(self, known_listeners: tuple[str, ...] | None = None) -> HttpConfig:
+        host, _, port = (self.http_bind or "127.0.0.1:8080").rpartition(":")
+        return HttpConfig(
+            host=host.strip("[]"),
+            port=int(port),
+            redis_url=self.redis_url,
+            queue=self.queues[0],
+            read_tokens=tuple(self.http_tokens[0]),
+            write_tokens=tuple(self.http_tokens[1]),
+            known_listeners=known_listeners,
+        )
 
     def worker_config(self, queue: str) -> WorkerConfig:
         return WorkerConfig(queue=queue, **self.worker)
@@ -201,8 +224,15 @@ def resolve(
         log_level=values.get("log_level", "INFO"),
         worker=worker,
         callbacks=callbacks,
+        http_tokens=(values.get("http_read_tokens", ()), values.get("http_write_tokens", ())),
         sources=sources,
     )
+    if settings.http_bind is not None:
+        try:
+            settings.http_config()
+        except ConfigError as exc:
+            where = sources.get("http_bind", "the defaults")
+            raise ConfigError(f"{exc} (http_bind from {where})") from None
     for queue in settings.queues:  # cross-checks (heartbeat vs lease, queue names) name sources
         try:
             settings.worker_config(queue)

@@ -92,6 +92,20 @@ def _parser() -> argparse.ArgumentParser:
         help="do not run a reaper in this daemon",
     )
 
+    worker.add_argument("--http", dest="http_bind", metavar="HOST:PORT",
+                        help="also serve the HTTP API from this daemon")  # fmt: skip
+
+    http = commands.add_parser(
+        "http", help="serve the HTTP API",
+        description="POST /jobs, GET /jobs/{id}[/result|/progress|/events], DELETE /jobs/{id}, "
+        "GET /queues, /openapi.json. Bearer tokens are required on any non-loopback address.",
+    )  # fmt: skip
+    _add_connection(http)
+    http.add_argument("--bind", dest="http_bind", metavar="HOST:PORT",
+                      help="where to listen (127.0.0.1:8080)")  # fmt: skip
+    http.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    http.add_argument("--log-format", choices=["auto", "text", "json", "journal"])
+
     reaper = commands.add_parser(
         "reaper",
         help="run a reaper-only daemon",
@@ -183,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _daemon.run_workers(settings)
             case "reaper":
                 return _daemon.run_reaper(settings)
+            case "http":
+                return _daemon.run_http(settings)
             case "check":
                 return _run(_commands.check, settings, args.listeners)
             case "status":

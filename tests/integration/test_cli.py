@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import pytest
 
 from aqueue import Client, Context, JobStatus, Listeners
+from aqueue._server import free_port
 from aqueue.testing import RedisServer, running_worker
 
 ROOT = Path(__file__).parents[2]
@@ -281,3 +283,84 @@ async def test_the_daemon_notifies_systemd_processes_jobs_and_drains_on_sigterm(
         await process.aclose()
         sink.close()
     assert any(n.startswith("STATUS=") or "\nSTATUS=" in n for n in notes)
+
+
+async def test_aqueue_http_serves_the_api_and_stops_on_sigterm(
+    redis_server: RedisServer, queue: str
+) -> None:
+    port = free_port()
+    process = await anyio.open_process(
+        [sys.executable, "-m", "aqueue", "http", "--bind", f"127.0.0.1:{port}",
+         "--redis-url", redis_server.url, "--queue", queue, "--log-format", "text"],
+        cwd=ROOT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            with anyio.fail_after(20):
+                while True:
+                    try:
+                        async with session.get(f"{base}/readyz") as ready:
+                            if ready.status == 200:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        await anyio.sleep(0.05)
+            async with session.post(f"{base}/jobs", json={"msg": {"a": 1}}) as posted:
+                assert posted.status == 201
+                job_id = (await posted.json())["id"]
+            async with session.get(f"{base}/jobs/{job_id}/result") as pending:
+                assert pending.status == 202
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(20):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.aclose()
+
+
+async def test_the_http_service_refuses_a_public_address_without_tokens() -> None:
+    code, _, err = await aqueue(
+        "http", "--bind", "0.0.0.0:8080", "--redis-url", "redis://127.0.0.1:1/0"
+    )
+    assert code == 1 and "refusing to serve HTTP on '0.0.0.0' without tokens" in err
+    code, _, err = await aqueue("http", "--bind", "nonsense")
+    assert (
+        code == 1
+        and "http_bind = 'nonsense' in the command line is invalid: must be HOST:PORT" in err
+    )
+
+
+async def test_a_worker_daemon_can_serve_the_api_too(redis_server: RedisServer, queue: str) -> None:
+    port = free_port()
+    process = await anyio.open_process(
+        [sys.executable, "-m", "aqueue", "worker", "tests.chaos.listeners:listeners",
+         "--http", f"127.0.0.1:{port}", "--redis-url", redis_server.url, "--queue", queue],
+        cwd=ROOT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            with anyio.fail_after(20):
+                while True:
+                    try:
+                        async with session.get(f"{base}/healthz") as health:
+                            if health.status == 200:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        await anyio.sleep(0.05)
+            body = {"msg": {"seconds": 0, "n": 5}, "functions": ["slow"]}
+            async with session.post(f"{base}/jobs", json=body) as posted:
+                job_id = (await posted.json())["id"]
+            async with session.post(f"{base}/jobs", json={"msg": 1, "functions": ["nope"]}) as bad:
+                assert bad.status == 422 and "nope" in (await bad.json())["detail"]
+            async with Client(queue, redis_url=redis_server.url) as client:
+                result = await client.block_until_result(job_id, timeout=20)
+            assert result["n"] == 5
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(20):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.aclose()

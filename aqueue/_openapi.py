@@ -1,0 +1,582 @@
+"""The OpenAPI 3.0 description of the HTTP service (`_http.py`), served at GET /openapi.json.
+
+Written as data; tests/integration/test_http_fuzz.py fuzzes the running service against it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .job import JobStatus
+
+_NAME = r"^[A-Za-z0-9_.\-]{1,100}$"
+_LISTENER = r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$"
+_STATUSES = [s.value for s in JobStatus]
+_PENDING = [JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.ACTIVE.value]
+_ENDED = [JobStatus.FAILED.value, JobStatus.DEAD.value, JobStatus.CANCELLED.value]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str, schema: str = "Error") -> dict[str, Any]:
+    return _json(_ref(schema), description)
+
+
+_STRING = {"type": "string"}
+_NULLABLE_STRING = _nullable(_STRING)
+_INT = {"type": "integer"}
+_SECONDS = {"type": "number", "minimum": 0}
+_ANY: dict[str, Any] = {
+    "description": 'any value; bytes appear as {"base64": ...}; NaN and ±Infinity as strings'
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "detail"],
+        "properties": {
+            "error": {**_STRING, "description": "a short code, e.g. job_not_found, invalid"},
+            "detail": {**_STRING, "description": "what went wrong, in a sentence"},
+        },
+        "additionalProperties": True,
+    },
+    "JobFailedError": {
+        "allOf": [
+            _ref("Error"),
+            {
+                "type": "object",
+                "required": ["id", "status"],
+                "properties": {
+                    "id": _STRING,
+                    "status": {"type": "string", "enum": _ENDED},
+                    "error_type": _NULLABLE_STRING,
+                    "error_message": _NULLABLE_STRING,
+                    "traceback": _NULLABLE_STRING,
+                },
+            },
+        ]
+    },
+    "Progress": {
+        "type": "object",
+        "required": ["value", "message"],
+        "properties": {"value": _ANY, "message": _NULLABLE_STRING},
+    },
+    "RetryPolicy": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "exponential backoff with full jitter, in seconds",
+        "properties": {
+            "retries": {"type": "integer", "minimum": 0, "maximum": 1000},
+            "delay": _SECONDS,
+            "backoff": {"type": "number", "minimum": 1},
+            "max_delay": _SECONDS,
+            "jitter": {"type": "boolean"},
+        },
+    },
+    "PostJob": {
+        "type": "object",
+        "required": ["msg"],
+        "additionalProperties": False,
+        "properties": {
+            "msg": {**_ANY, "description": "the message: any JSON value (msgpack: any value)"},
+            "queue": {**_STRING, "pattern": _NAME, "description": "default: the service's"},
+            "functions": _nullable(
+                {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": _LISTENER},
+                    "description": "listeners to run, in order; none: every listener",
+                }
+            ),
+            "callback": _nullable({**_STRING, "description": "http(s) URL called at the end"}),
+            "priority": {"type": "integer", "minimum": -100, "maximum": 100},
+            "delay": _nullable({**_SECONDS, "description": "seconds before it may run"}),
+            "at": _nullable(
+                {
+                    "description": "run no earlier: epoch seconds or an ISO 8601 time with zone",
+                    "oneOf": [
+                        {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+                        {"type": "string", "format": "date-time"},
+                    ],
+                }
+            ),
+            "timeout": _nullable({"type": "number", "exclusiveMinimum": True, "minimum": 0}),
+            "retry": _nullable(
+                {
+                    "oneOf": [
+                        {"type": "integer", "minimum": 0, "maximum": 1000},
+                        _ref("RetryPolicy"),
+                    ]
+                }
+            ),
+            "key": _nullable(
+                {**_STRING, "minLength": 1, "maxLength": 500, "description": "idempotency key"}
+            ),
+            "ttl": _nullable(
+                {"type": "number", "minimum": 1, "description": "seconds the ended job is kept"}
+            ),
+        },
+    },
+    "JobCreated": {
+        "type": "object",
+        "required": ["id", "queue", "url"],
+        "properties": {"id": _STRING, "queue": _STRING, "url": _STRING},
+    },
+    "Pending": {
+        "type": "object",
+        "required": ["id", "queue", "status"],
+        "properties": {
+            "id": _STRING,
+            "queue": _STRING,
+            "status": {"type": "string", "enum": _PENDING},
+        },
+    },
+    "Changed": {
+        "type": "object",
+        "required": ["id", "queue", "status", "was"],
+        "properties": {
+            "id": _STRING,
+            "queue": _STRING,
+            "status": {"type": "string", "enum": _STATUSES},
+            "was": {"type": "string", "enum": _STATUSES, "description": "the status before"},
+        },
+    },
+    "ProgressAnswer": {
+        "type": "object",
+        "required": ["id", "queue", "progress"],
+        "properties": {
+            "id": _STRING,
+            "queue": _STRING,
+            "progress": _nullable({"allOf": [_ref("Progress")]}),
+        },
+    },
+    "Job": {
+        "type": "object",
+        "required": ["id", "queue", "status", "functions", "attempt", "posted_at"],
+        "properties": {
+            "id": _STRING,
+            "queue": _STRING,
+            "status": {"type": "string", "enum": _STATUSES},
+            "msg": _ANY,
+            "functions": {"type": "array", "items": _STRING},
+            "priority": _INT,
+            "attempt": _INT,
+            "max_attempts": _INT,
+            "timeout": _nullable({"type": "number"}),
+            "callback": _NULLABLE_STRING,
+            "key": _NULLABLE_STRING,
+            "posted_at": {"type": "number", "description": "epoch seconds (Redis's clock)"},
+            "started_at": _nullable({"type": "number"}),
+            "finished_at": _nullable({"type": "number"}),
+            "due_at": _nullable({"type": "number"}),
+            "worker": _NULLABLE_STRING,
+            "progress": _nullable({"allOf": [_ref("Progress")]}),
+            "short_result": _NULLABLE_STRING,
+            "result": _ANY,
+            "error_type": _NULLABLE_STRING,
+            "error_message": _NULLABLE_STRING,
+            "traceback": _NULLABLE_STRING,
+            "reason": _nullable({**_STRING, "description": "why it waits, or why it ended"}),
+            "waiting_for": {"type": "array", "items": _STRING},
+        },
+    },
+    "QueueStatus": {
+        "type": "object",
+        "description": "the numbers of `aqueue status`",
+        "required": ["queue", "queued", "scheduled", "active", "dead", "stalled", "attention"],
+        "properties": {
+            "queue": _STRING,
+            "queued": _INT,
+            "scheduled": _INT,
+            "active": _INT,
+            "dead": _INT,
+            "stalled": {**_INT, "description": "lapsed leases not yet reaped"},
+            "oldest_queued_age": _nullable({"type": "number"}),
+            "jobs_per_second": {"type": "number", "description": "finished, last minute"},
+            "failed_last_minute": _INT,
+            "dead_last_minute": _INT,
+            "totals": {"type": "object", "additionalProperties": _INT},
+            "workers": {"type": "array", "items": {"type": "object"}},
+            "attention": {
+                "type": "array",
+                "items": _STRING,
+                "description": "why someone should look, if anyone should",
+            },
+        },
+    },
+    "QueueList": {
+        "type": "object",
+        "required": ["queues", "healthy"],
+        "properties": {
+            "queues": {"type": "array", "items": _ref("QueueStatus")},
+            "healthy": {"type": "boolean"},
+        },
+    },
+    "DeadLetters": {
+        "type": "object",
+        "required": ["queue", "offset", "jobs"],
+        "properties": {
+            "queue": _STRING,
+            "offset": _INT,
+            "jobs": {"type": "array", "items": _ref("Job")},
+        },
+    },
+    "Event": {
+        "type": "object",
+        "description": "one server-sent event; `data` is JSON",
+        "properties": {
+            "id": {**_STRING, "pattern": "^[0-9]+:[a-z]+$"},
+            "event": {"type": "string", "enum": ["status", "progress", "outcome", "error"]},
+            "data": _STRING,
+            "retry": _INT,
+        },
+    },
+    "Health": {"type": "object", "required": ["status"], "properties": {"status": _STRING}},
+}
+
+_RESPONSES = {
+    "BadRequest": _error("the body is not valid JSON or msgpack"),
+    "Unauthorized": {
+        **_error("no token, or not a valid one"),
+        "headers": {"WWW-Authenticate": {"schema": _STRING}},
+    },
+    "Forbidden": _error("a read-only token cannot change anything"),
+    "NotFound": _error("no such job in that queue (never posted, or expired)"),
+    "Invalid": _error("a wrong value: a field, a parameter, a queue name, an unknown listener"),
+    "TooLarge": _error("the body is over the service's limit"),
+    "Unavailable": {
+        **_error("Redis cannot be reached"),
+        "headers": {"Retry-After": {"schema": _STRING}},
+    },
+    "JobFailed": _error(
+        "the job failed, was dead-lettered or cancelled: its error", "JobFailedError"
+    ),
+    "Pending": _json(_ref("Pending"), "the job has not finished: its status"),
+}
+
+_QUEUE_PARAMETER = {
+    "name": "queue",
+    "in": "query",
+    "required": False,
+    "description": "the job's queue; default: the service's",
+    "schema": {**_STRING, "pattern": _NAME},
+}
+_ID = {"name": "id", "in": "path", "required": True, "schema": _STRING}
+_NAME_PARAMETER = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {**_STRING, "pattern": _NAME},
+}
+
+
+def _answers(*codes: str, **more: Any) -> dict[str, Any]:
+    common = {
+        "400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound",
+        "413": "TooLarge", "422": "Invalid", "503": "Unavailable", "409": "JobFailed",
+        "202": "Pending",
+    }  # fmt: skip
+    out: dict[str, Any] = {c: {"$ref": f"#/components/responses/{common[c]}"} for c in codes}
+    out.update(more)
+    return out
+
+
+def _job_get(summary: str, ok: dict[str, Any], *codes: str, **more: Any) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "parameters": [_ID, _QUEUE_PARAMETER],
+        "responses": _answers("401", "404", "422", "503", *codes, **{"200": ok, **more}),
+    }
+
+
+_PATHS: dict[str, Any] = {
+    "/jobs": {
+        "post": {
+            "summary": "Post a job",
+            "description": "JSON, or msgpack for binary messages. A listener named in "
+            "`functions` must be known (to a live worker of the queue, or to the service's "
+            "configuration) once any is.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _ref("PostJob")},
+                    "application/msgpack": {"schema": _ref("PostJob")},
+                },
+            },
+            "responses": _answers(
+                "400",
+                "401",
+                "403",
+                "413",
+                "422",
+                "503",
+                **{
+                    "201": {
+                        **_json(_ref("JobCreated"), "posted"),
+                        "headers": {"Location": {"schema": _STRING}},
+                    },
+                    "415": _error("a body neither JSON nor msgpack"),
+                },
+            ),
+        }
+    },
+    "/jobs/{id}": {
+        "get": _job_get("The job's whole record", _json(_ref("Job"), "the record")),
+        "delete": {
+            "summary": "Cancel a job: a queued one never runs, a running one is cancelled",
+            "description": "The record stays, with status `cancelled`, until it expires.",
+            "parameters": [_ID, _QUEUE_PARAMETER],
+            "responses": _answers(
+                "401",
+                "403",
+                "404",
+                "422",
+                "503",
+                **{
+                    "200": _json(_ref("Changed"), "cancelled"),
+                    "409": _error("the job had already finished"),
+                },
+            ),
+        },
+    },
+    "/jobs/{id}/progress": {
+        "get": _job_get("The latest progress", _json(_ref("ProgressAnswer"), "null if none yet"))
+    },
+    "/jobs/{id}/short_result": {
+        "get": _job_get(
+            "The short (text) result",
+            {
+                "description": "the short result",
+                "content": {"text/plain": {"schema": _STRING}},
+            },
+            "202",
+            "409",
+            **{"204": {"description": "the job completed without a short result"}},
+        )
+    },
+    "/jobs/{id}/result": {
+        "get": _job_get(
+            "The result",
+            {
+                "description": "the exact bytes of a binary result, JSON for any other value",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": _ANY},
+                },
+            },
+            "202",
+            "409",
+        )
+    },
+    "/jobs/{id}/result.{ext}": {
+        "get": {
+            "summary": "The result with the extension's content type (.png, .wav, .json, …)",
+            "description": "A binary result's exact bytes (a text result's UTF-8) with the "
+            "content type of the extension (.npy and unknown ones: application/octet-stream). "
+            ".json serves any value as JSON.",
+            "parameters": [
+                _ID,
+                {
+                    "name": "ext",
+                    "in": "path",
+                    "required": True,
+                    "schema": {**_STRING, "pattern": "^[A-Za-z0-9]{1,16}$"},
+                },
+                _QUEUE_PARAMETER,
+            ],
+            "responses": _answers(
+                "202",
+                "401",
+                "404",
+                "409",
+                "422",
+                "503",
+                **{
+                    "200": {
+                        "description": "the result",
+                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "406": _error("the result is neither bytes nor text; use /result"),
+                },
+            ),
+        }
+    },
+    "/jobs/{id}/events": {
+        "get": {
+            "summary": "Server-Sent Events: progress and status as they happen, then the outcome",
+            "description": "Events `progress` {id, value, message}, `status` {id, status}, and "
+            "last `outcome` {id, status, short_result | error_type, error_message}; each with "
+            "an id `<n>:<status>`, and a `: keep-alive` comment while idle. Progress is a "
+            "level, not a log: with Last-Event-ID the stream resumes from the current state; "
+            "after the outcome it answers 204, which stops an EventSource reconnecting. A "
+            "browser's EventSource cannot send headers: it may pass `access_token`.",
+            "parameters": [
+                _ID,
+                _QUEUE_PARAMETER,
+                {"name": "Last-Event-ID", "in": "header", "required": False, "schema": _STRING},
+                {"name": "access_token", "in": "query", "required": False, "schema": _STRING},
+            ],
+            "responses": _answers(
+                "401",
+                "404",
+                "422",
+                "503",
+                **{
+                    "200": {
+                        "description": "the event stream",
+                        "content": {"text/event-stream": {"schema": _ref("Event")}},
+                    },
+                    "204": {"description": "the outcome was already sent"},
+                },
+            ),
+        }
+    },
+    "/queues": {
+        "get": {
+            "summary": "Every queue's numbers, as `aqueue status --json`",
+            "responses": _answers("401", "503", **{"200": _json(_ref("QueueList"), "queues")}),
+        }
+    },
+    "/queues/{name}": {
+        "get": {
+            "summary": "A queue's numbers, as `aqueue status NAME`",
+            "parameters": [_NAME_PARAMETER],
+            "responses": _answers(
+                "401", "422", "503", **{"200": _json(_ref("QueueStatus"), "the queue")}
+            ),
+        }
+    },
+    "/queues/{name}/dead": {
+        "get": {
+            "summary": "The dead-letter queue, oldest first",
+            "parameters": [
+                _NAME_PARAMETER,
+                {
+                    "name": "offset",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
+                },
+                {
+                    "name": "count",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                },
+            ],
+            "responses": _answers(
+                "401", "422", "503", **{"200": _json(_ref("DeadLetters"), "dead letters")}
+            ),
+        }
+    },
+    "/queues/{name}/dead/{id}/requeue": {
+        "post": {
+            "summary": "Requeue a dead, failed or cancelled job with a fresh retry budget",
+            "parameters": [_NAME_PARAMETER, _ID],
+            "responses": _answers(
+                "401",
+                "403",
+                "404",
+                "422",
+                "503",
+                **{
+                    "200": _json(_ref("Changed"), "requeued"),
+                    "409": _error("the job is not dead, failed or cancelled"),
+                },
+            ),
+        }
+    },
+    "/healthz": {
+        "get": {
+            "summary": "The process is up",
+            "security": [],
+            "responses": {"200": _json(_ref("Health"), "up")},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "summary": "Redis answers PING",
+            "security": [],
+            "responses": {
+                "200": _json(_ref("Health"), "ready"),
+                "503": {"$ref": "#/components/responses/Unavailable"},
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This description",
+            "responses": _answers("401", **{"200": _json({"type": "object"}, "OpenAPI 3.0")}),
+        }
+    },
+}
+
+
+_OPERATION_IDS = {
+    ("/jobs", "post"): "postJob",
+    ("/jobs/{id}", "get"): "getJob",
+    ("/jobs/{id}", "delete"): "cancelJob",
+    ("/jobs/{id}/progress", "get"): "getProgress",
+    ("/jobs/{id}/short_result", "get"): "getShortResult",
+    ("/jobs/{id}/result", "get"): "getResult",
+    ("/jobs/{id}/result.{ext}", "get"): "getResultAs",
+    ("/jobs/{id}/events", "get"): "streamEvents",
+    ("/queues", "get"): "listQueues",
+    ("/queues/{name}", "get"): "getQueue",
+    ("/queues/{name}/dead", "get"): "listDeadLetters",
+    ("/queues/{name}/dead/{id}/requeue", "post"): "requeueJob",
+    ("/healthz", "get"): "healthz",
+    ("/readyz", "get"): "readyz",
+    ("/openapi.json", "get"): "openapi",
+}
+_JOB = {"id": "$response.body#/id", "queue": "$response.body#/queue"}
+_POSTED_LINKS = {
+    **{
+        name: {"operationId": name, "parameters": _JOB}
+        for name in ("getJob", "cancelJob", "getProgress", "getShortResult", "getResult")
+    },
+    **{name: {"operationId": name, "parameters": _JOB} for name in ("getResultAs", "streamEvents")},
+    "getQueue": {"operationId": "getQueue", "parameters": {"name": "$response.body#/queue"}},
+    "requeueJob": {
+        "operationId": "requeueJob",
+        "parameters": {"name": "$response.body#/queue", "id": "$response.body#/id"},
+    },
+}
+
+
+def openapi_spec() -> dict[str, Any]:
+    """The whole description, a fresh copy."""
+    paths = copy.deepcopy(_PATHS)
+    for (path, method), operation_id in _OPERATION_IDS.items():
+        paths[path][method]["operationId"] = operation_id
+    paths["/jobs"]["post"]["responses"]["201"]["links"] = copy.deepcopy(_POSTED_LINKS)
+    return copy.deepcopy(
+        {
+            "openapi": "3.0.3",
+            "info": {
+                "title": "aqueue",
+                "version": "1",
+                "description": "Post jobs, read them, stream their progress, manage queues. "
+                "Every error is JSON {error, detail}. Bearer tokens: read-only ones may GET, "
+                "read-write ones may also POST and DELETE; a service on loopback without "
+                "tokens is open.",
+            },
+            "paths": paths,
+            "components": {
+                "schemas": _SCHEMAS,
+                "responses": _RESPONSES,
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            },
+            "security": [{"bearer": []}],
+        }
+    )
