@@ -13,6 +13,7 @@ from .errors import MessageError
 from .job import Job, JobStatus, Progress
 from .retry import RetryPolicy
 
+TEN_YEARS = 10 * 365 * 86400
 _LISTENER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$")
 
 
@@ -71,8 +72,8 @@ def new_job_fields(
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
     ):
         raise MessageError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
-        raise MessageError(f"ttl must be a number of seconds > 0, got {ttl!r}")
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 1 <= ttl <= TEN_YEARS:
+        raise MessageError(f"ttl must be from 1 to {TEN_YEARS} seconds (ten years), got {ttl!r}")
     fields: list[str | bytes | int] = [
         "fns", ",".join(names),
         "sig", signature(names),

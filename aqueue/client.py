@@ -301,8 +301,10 @@ class Client:
                 started = anyio.Event()
                 self._listener = asyncio.get_running_loop().create_task(self._listen(started))
                 self._listener.add_done_callback(_log_crash)
-                with anyio.fail_after(30):
+                with anyio.move_on_after(30) as waited:
                     await started.wait()
+                if waited.cancelled_caught:
+                    raise RedisUnavailable("could not subscribe to job events within 30 s")
 
     async def _stop_listening(self) -> None:
         task, self._listener = self._listener, None
@@ -511,6 +513,10 @@ def _check_id(job_id: str) -> str:
 def _check_key(key: str) -> str:
     if not isinstance(key, str) or not key or len(key) > 500:
         raise MessageError(f"key must be a non-empty string of at most 500 characters, got {key!r}")
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        raise MessageError(f"key {key!r} is not valid Unicode text (a lone surrogate?)") from None
     return key
 
 

@@ -82,6 +82,9 @@ async def test_an_oversized_message_is_refused_with_its_size_and_the_limit(
         ({"callback": "not a url"}, "callback"),
         ({"retry": -1}, "retries"),
         ({"ttl": 0}, "ttl"),
+        ({"ttl": 0.0001}, "ttl must be from 1"),
+        ({"ttl": 1e30}, "ten years"),
+        ({"key": "\udc80"}, "lone surrogate"),
     ],
 )
 async def test_bad_options_are_refused_naming_the_option(
