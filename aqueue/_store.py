@@ -104,6 +104,17 @@ class Store:
             name: redis.register_script(_scripts.source(name)) for name in _scripts.NAMES
         }
 
+    @contextlib.asynccontextmanager
+    async def pinned(self) -> AsyncIterator[Store]:
+        """This store on one connection of its own (for a loop that calls it back to back:
+        no pool checkout per call)."""
+        redis = self.redis.client()
+        try:
+            yield Store(redis, self.keys.queue)
+        finally:
+            with contextlib.suppress(Exception):
+                await redis.aclose()
+
     async def _run(self, name: str, args: Sequence[Arg]) -> Any:
         # KEYS[1] is only declared, so that Cluster clients route the call to the queue's slot;
         # the scripts build every key from the prefix, under the same hash tag.

@@ -138,11 +138,15 @@ class Worker:
             name=f"aqueue-worker-{os.getpid()}",
             check=False,
         ) as store:
-            async with Client.over(store, self.client_config) as client:
+            async with (
+                Client.over(store, self.client_config) as client,
+                store.pinned() as claims,  # the two hot loops each keep a connection
+                store.pinned() as acks,
+            ):
                 async with anyio.create_task_group() as services:
                     await services.start(self._heartbeat_loop, store)
                     await services.start(self._wake_loop, store)
-                    services.start_soon(self._ack_loop, store)
+                    services.start_soon(self._ack_loop, acks)
                     if self.callbacks is not None:
                         dispatcher = Dispatcher(store, client, self.callbacks)
                         await services.start(dispatcher.run)
@@ -158,7 +162,7 @@ class Worker:
                     task_status.started()
                     async with anyio.create_task_group() as jobs:
                         with self._claim_scope:
-                            await self._claim_loop(store, client, jobs, burst)
+                            await self._claim_loop(claims, client, jobs, burst)
                         self.stop()
                         with anyio.move_on_after(self.config.grace):
                             await self._drained.wait()
