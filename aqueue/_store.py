@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import msgpack
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 from redis.asyncio.client import PubSub
@@ -124,12 +125,12 @@ class Store:
     # -- scripts -------------------------------------------------------------------------
 
     async def post(self, jobs: Sequence[NewJob], key_ttl_ms: int) -> list[str]:
-        args: list[Arg] = [len(jobs), key_ttl_ms]
-        for job in jobs:
-            args += [job.id, job.key, job.signature, job.priority, job.delay_ms, job.at_ms]
-            args.append(len(job.fields) // 2)
-            args += job.fields
-        return [_text(i) for i in await self._run("post", args)]
+        packed = msgpack.packb(
+            [[j.id, j.key, j.signature, j.priority, j.delay_ms, j.at_ms, list(j.fields)]
+             for j in jobs],
+            use_bin_type=False,  # Lua's cmsgpack predates the bin types; raw str is binary-safe
+        )  # fmt: skip
+        return [_text(i) for i in await self._run("post", [key_ttl_ms, packed])]
 
     async def claim(
         self, worker_id: str, lease_ms: int, count: int, functions: Sequence[str]
@@ -163,10 +164,11 @@ class Store:
         return [_text(i) for i in await self._run("heartbeat", args)]
 
     async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
-        args: list[Arg] = [worker_id, len(outcomes)]
-        for o in outcomes:
-            args += [o.id, o.attempt, o.kind, o.delay_ms, len(o.fields) // 2, *o.fields]
-        return [bool(x) for x in await self._run("finish", args)]
+        packed = msgpack.packb(
+            [[o.id, o.attempt, o.kind, o.delay_ms, list(o.fields)] for o in outcomes],
+            use_bin_type=False,  # see post
+        )
+        return [bool(x) for x in await self._run("finish", [worker_id, packed])]
 
     async def progress(
         self, job_id: str, attempt: int, worker_id: str, value: bytes, message: str

@@ -2,8 +2,7 @@
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
 -- ARGV[1]  queue prefix
 -- ARGV[2]  worker id
--- ARGV[3]  n, the number of outcomes
--- then, per outcome: id, attempt, kind, delay ms, nfields, then nfields field/value pairs
+-- ARGV[3]  the outcomes, msgpack: [[id, attempt, kind, delay ms, [field, value, ...]], ...]
 --   kind complete: fields short, result            -> complete
 --   kind retry:    fields err_type, err_msg, err_tb -> queued | scheduled (after delay ms),
 --                  or dead once attempts (less releases) reach max_att
@@ -11,17 +10,14 @@
 --   kind release:  handed back at shutdown          -> queued; not counted against the budget
 -- Returns: per outcome 1 if accepted, 0 if refused by the fence (the attempt is not current).
 local prefix, worker = ARGV[1], ARGV[2]
-local n = tonumber(ARGV[3])
+local outcomes = cmsgpack.unpack(ARGV[3])
 local now = now_ms()
 local accepted = {}
 local done = {}
 local requeued = 0
-local i = 4
-for j = 1, n do
-  local id, attempt, kind, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local nf = tonumber(ARGV[i + 4])
-  local first = i + 5
-  i = first + 2 * nf
+for j = 1, #outcomes do
+  local o = outcomes[j]
+  local id, attempt, kind, delay = o[1], tostring(o[2]), o[3], o[4]
   local jk = prefix .. 'job:' .. id
   -- the fence and everything the outcome needs, in one read
   local f = redis.call('HMGET', jk, 'status', 'attempt', 'worker', 'ttl', 'cb', 'max_att',
@@ -29,8 +25,7 @@ for j = 1, n do
   if f[1] == 'active' and f[2] == attempt and f[3] == worker then
     accepted[j] = 1
     done[#done + 1] = id
-    local fields = {}
-    for k = first, first + 2 * nf - 1 do fields[#fields + 1] = ARGV[k] end
+    local fields = o[5]
     local watched = f[10] == '1'
     if kind == 'complete' then
       finish_terminal(prefix, jk, id, 'complete', now, f[4], f[5], fields, watched)
