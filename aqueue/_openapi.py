@@ -1,4 +1,4 @@
-"""The OpenAPI 3.0 description of the HTTP service (`_http.py`), served at GET /openapi.json.
+"""The OpenAPI 3.0 description of the HTTP service (`_http*.py`), served at GET /openapi.json.
 
 Written as data; tests/integration/test_http_fuzz.py fuzzes the running service against it.
 """

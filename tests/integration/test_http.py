@@ -555,7 +555,7 @@ async def test_events_keep_alive_while_idle_and_end_with_a_cancellation(api: Api
 async def test_a_client_leaving_mid_stream_ends_its_stream_quietly(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="aqueue._http")
+    caplog.set_level(logging.DEBUG, logger="aqueue._http_events")
     created = await api.post({"msg": 1})
     async with api.session.get(f"{created['url']}/events") as resp:
         await read_events(resp, until="status")

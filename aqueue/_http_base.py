@@ -1,0 +1,221 @@
+"""What the HTTP service's parts share: its configuration, its error type, JSON answers
+and the per-application state."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import mimetypes
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from aiohttp import web
+
+from ._keys import check_queue_name
+from ._output import jsonable
+from ._records import check_functions
+from ._store import Store
+from .client import Client
+from .config import ClientConfig
+from .errors import (
+    ConfigError,
+    JobFailed,
+    MessageError,
+    RedisUnavailable,
+)
+
+_TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]{16,}=*$")  # RFC 6750 b64token, at least 16 chars
+_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_MAX_SECONDS = 10 * 365 * 86400.0  # longest delay, timeout or ttl accepted over HTTP
+_MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z
+# A fixed table (Python's own, not the machine's /etc/mime.types), with the common media
+# types pinned (they differ between Python versions) and what ML results use.
+_MORE_TYPES = {
+    ".npy": "application/octet-stream", ".npz": "application/octet-stream",
+    ".safetensors": "application/octet-stream", ".parquet": "application/vnd.apache.parquet",
+    ".json": "application/json", ".wav": "audio/wav", ".mp3": "audio/mpeg",
+    ".png": "image/png", ".jpg": "image/jpeg", ".flac": "audio/flac", ".ogg": "audio/ogg",
+    ".opus": "audio/opus", ".m4a": "audio/mp4", ".webp": "image/webp", ".webm": "video/webm",
+}  # fmt: skip
+
+
+def _content_types() -> mimetypes.MimeTypes:
+    types = mimetypes.MimeTypes(filenames=())
+    for ext, kind in _MORE_TYPES.items():
+        types.add_type(kind, ext)
+    return types
+
+
+_TYPES = _content_types()  # never changed after this
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """Where the service listens, which Redis it uses, and who may do what. Seconds."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0: any free port (serve_http reports the one it got)
+    redis_url: str | None = None  # None: AQUEUE_REDIS_URL, else the embedded server
+    queue: str = "default"  # the queue of requests that name none
+    read_tokens: tuple[str, ...] = ()  # may GET
+    write_tokens: tuple[str, ...] = ()  # may also POST and DELETE
+    max_body_bytes: int = 16 * 1024 * 1024 + 64 * 1024  # a message at the client's limit
+    known_listeners: tuple[str, ...] | None = None  # besides those of live workers
+    max_connections: int = 64  # Redis connections, over every queue served
+    keepalive: float = 15.0  # seconds between SSE keep-alive comments
+    shutdown_timeout: float = 5.0  # how long requests in flight may finish on shutdown
+    stream_limit: float | None = None  # end an event stream after this long (it reconnects)
+
+    def __post_init__(self) -> None:
+        check_queue_name(self.queue)
+        if not isinstance(self.host, str):
+            raise ConfigError(f"http host must be a string, got {self.host!r}")
+        if isinstance(self.port, bool) or not isinstance(self.port, int):
+            raise ConfigError(f"http port must be an integer, got {self.port!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"http port must be 0..65535, got {self.port}")
+        for name in ("read_tokens", "write_tokens"):
+            tokens = getattr(self, name)
+            if not isinstance(tokens, tuple) or not all(isinstance(t, str) for t in tokens):
+                raise ConfigError(f"http {name} must be a tuple of strings, got {tokens!r}")
+            for token in tokens:
+                if not _TOKEN.match(token):
+                    raise ConfigError(
+                        f"an http {name[:-1].replace('_', ' ')} is invalid: use at least 16 "
+                        "characters of letters, digits and - . _ ~ + / (e.g. from "
+                        "`python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+                    )
+        if set(self.read_tokens) & set(self.write_tokens):
+            raise ConfigError("an http token is listed both as read-only and as read-write")
+        if not self.read_tokens and not self.write_tokens and not _is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to serve HTTP on {self.host!r} without tokens: anyone who can reach "
+                "it could post and cancel jobs. Set read/write tokens, or bind 127.0.0.1"
+            )
+        for name in ("max_body_bytes", "max_connections"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"http {name} must be a positive integer, got {value!r}")
+        for name in ("keepalive", "shutdown_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"http {name} must be a positive number of seconds")
+        if self.stream_limit is not None and (
+            isinstance(self.stream_limit, bool)
+            or not isinstance(self.stream_limit, int | float)
+            or self.stream_limit <= 0
+        ):
+            raise ConfigError("http stream_limit must be a positive number of seconds, or None")
+        if self.known_listeners is not None:
+            try:
+                check_functions(self.known_listeners)
+            except MessageError as exc:
+                raise ConfigError(f"http known_listeners: {exc}") from None
+
+    @property
+    def open(self) -> bool:
+        """No tokens: every request is allowed (only on loopback binds)."""
+        return not self.read_tokens and not self.write_tokens
+
+
+class Problem(Exception):
+    """An error answer: its status, a short code, a sentence, and any extra fields."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def response(self) -> web.Response:
+        body = {**_plain(self.extra), "error": self.error, "detail": self.detail}
+        return _json(body, self.status, self.headers)
+
+
+# -- JSON ------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """jsonable(), and floats JSON cannot carry (NaN, ±Infinity) as strings."""
+    value = jsonable(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dumps(value: Any) -> str:
+    # ASCII: a lone surrogate (say, in a path echoed in an error) cannot break the encoding
+    return json.dumps(_plain(value), ensure_ascii=True, allow_nan=False, default=str)
+
+
+def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=_dumps(value), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _failed(exc: JobFailed) -> Problem:
+    return Problem(
+        409,
+        "job_failed",
+        str(exc),
+        extra={
+            "id": exc.job_id,
+            "status": exc.status,
+            "error_type": exc.error_type,
+            "error_message": exc.error_message,
+            "traceback": exc.traceback,
+        },
+    )
+
+
+class _State:
+    """What the handlers share: filled in when the app starts, emptied when it stops."""
+
+    def __init__(self, config: HttpConfig) -> None:
+        self.config = config
+        self.store: Store | None = None
+        self.clients: dict[str, Client] = {}
+        self.closing: anyio.Event | None = None
+        self.lock: anyio.Lock | None = None
+
+    async def client(self, queue: str) -> Client:
+        """The one client of `queue`, sharing the service's connection pool."""
+        check_queue_name(queue)
+        if self.store is None or self.lock is None:
+            raise RedisUnavailable("the service is not started")
+        async with self.lock:
+            client = self.clients.get(queue)
+            if client is None:
+                config = ClientConfig(queue=queue, redis_url=self.config.redis_url)
+                client = Client.over(Store(self.store.redis, queue), config)
+                await client.__aenter__()  # opens nothing: it only arms the listener's stop
+                self.clients[queue] = client
+        return client
+
+
+STATE = web.AppKey("aqueue_http_state", _State)

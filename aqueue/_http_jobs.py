@@ -1,0 +1,314 @@
+"""The HTTP service's request handlers for jobs and queues, and the parsing of posted bodies."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+import anyio
+import msgpack
+from aiohttp import web
+
+from ._http_base import _MAX_EPOCH, _MAX_SECONDS, _TYPES, STATE, Problem, _json
+from ._keys import check_queue_name
+from ._openapi import openapi_spec
+from ._output import QueueStatus, jsonable
+from ._records import check_functions
+from ._store import Store, redis_errors
+from .client import Client
+from .errors import (
+    InvalidTransition,
+    JobNotFound,
+    MessageError,
+    RedisUnavailable,
+)
+from .job import JobStatus
+from .retry import RetryPolicy
+
+# -- requests --------------------------------------------------------------------------------
+
+_POST_FIELDS = (
+    *("msg", "queue", "functions", "callback", "priority", "delay", "at"),
+    *("timeout", "retry", "key", "ttl"),
+)
+_RETRY_FIELDS = ("retries", "delay", "backoff", "max_delay", "jitter")
+_MSGPACK = frozenset({"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"})
+
+
+async def _body(request: web.Request) -> dict[Any, Any]:
+    """The request body as a dict, from JSON or msgpack; 4xx for anything else."""
+    limit = request.app[STATE].config.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    raw = await request.read()
+    kind = request.content_type if "Content-Type" in request.headers else "application/json"
+    if kind in _MSGPACK:
+        try:
+            body = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise Problem(400, "malformed_body", f"the body is not valid msgpack: {exc}") from None
+    elif kind == "application/json" or kind.endswith("+json"):  # also when none is named
+        try:
+            body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            raise Problem(400, "malformed_body", f"the body is not valid JSON: {exc}") from None
+    else:
+        raise Problem(
+            415,
+            "unsupported_media_type",
+            f"send application/json or application/msgpack, not {kind}",
+        )
+    if not isinstance(body, dict):
+        raise Problem(422, "invalid", f"the body must be an object, got {type(body).__name__}")
+    return body
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _number(name: str, value: Any, low: float, high: float) -> Any:
+    """Finite and within bounds, or left for the client's own checks (wrong types)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MessageError(f"{name} must be a finite number, got {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool) and not low <= value <= high:
+        raise MessageError(f"{name} must be from {low:g} to {high:g}, got {value!r}")
+    return value
+
+
+def _post_options(body: dict[Any, Any]) -> tuple[str, Any, dict[str, Any]]:
+    """Queue, message and `Client.post` options from a POST /jobs body."""
+    unknown = [k for k in body if k not in _POST_FIELDS]
+    if unknown:
+        raise MessageError(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; known: {', '.join(_POST_FIELDS)}"
+        )
+    if "msg" not in body:
+        raise MessageError("the body needs a `msg` (the message, any JSON value; null is one)")
+    queue = body.get("queue")
+    if not isinstance(queue, str | None):
+        raise MessageError(f"queue must be a queue name, got {queue!r}")
+    options = {k: body[k] for k in _POST_FIELDS[2:] if body.get(k) is not None}
+    for name, low in (("delay", 0), ("timeout", 0), ("ttl", 1)):  # ttl: whole seconds in Redis
+        if name in options:
+            _number(name, options[name], low, _MAX_SECONDS)
+    if isinstance(options.get("at"), str):
+        try:
+            options["at"] = at = datetime.fromisoformat(options["at"])
+        except ValueError:
+            raise MessageError(
+                f"at must be ISO 8601 or epoch seconds, got {body['at']!r}"
+            ) from None
+        if at.tzinfo is not None:
+            _number("at", at.timestamp(), 0, _MAX_EPOCH)
+    elif "at" in options:
+        _number("at", options["at"], 0, _MAX_EPOCH)
+    if isinstance(options.get("key"), str) and not options["key"].isascii():
+        try:
+            options["key"].encode()
+        except UnicodeEncodeError:  # a lone surrogate from a JSON escape: not text Redis takes
+            raise MessageError("key must be valid Unicode text") from None
+    retry = options.get("retry")
+    if isinstance(retry, dict):
+        wrong = [k for k in retry if k not in _RETRY_FIELDS]
+        if wrong:
+            raise MessageError(f"unknown retry field(s) {wrong!r}; known: {_RETRY_FIELDS}")
+        for name in ("delay", "max_delay", "backoff"):
+            if name in retry:
+                _number(f"retry.{name}", retry[name], 0, _MAX_SECONDS)
+        if not isinstance(retry.get("jitter", True), bool):
+            raise MessageError(f"retry.jitter must be true or false, got {retry['jitter']!r}")
+        options["retry"] = RetryPolicy(**retry)
+    elif retry is not None and (isinstance(retry, bool) or not isinstance(retry, int)):
+        raise MessageError(f"retry must be a number of retries or an object, got {retry!r}")
+    return queue or "", body["msg"], options
+
+
+async def _check_listeners(client: Client, functions: Any, known: tuple[str, ...] | None) -> None:
+    """Refuse listener names no one knows, once someone knows any (a worker, or the config)."""
+    names = check_functions(functions)
+    everyone = set(known or ())
+    if not names or everyone.issuperset(names):
+        return
+    for raw in await client.store.live_workers():
+        info = msgpack.unpackb(raw)
+        everyone.update(info.get("listeners", ()))
+    missing = [n for n in names if n not in everyone]
+    if everyone and missing:
+        raise Problem(
+            422,
+            "unknown_listener",
+            f"unknown listener(s) {', '.join(missing)} in queue {client.queue!r}; "
+            f"known: {', '.join(sorted(everyone))}",
+            extra={"listeners": missing},
+        )
+
+
+async def _job_client(request: web.Request) -> tuple[Client, str]:
+    """The client of the request's queue (`?queue=`, else the default) and the job id."""
+    state = request.app[STATE]
+    queue = request.query.get("queue", state.config.queue)
+    job_id = request.match_info["id"]
+    client = await state.client(queue)
+    if not job_id or len(job_id) > 200:  # no job has such an id
+        raise JobNotFound(job_id, queue)
+    return client, job_id
+
+
+def _job_url(queue: str, job_id: str, default: str) -> str:
+    path = f"/jobs/{job_id}"
+    return path if queue == default else f"{path}?queue={queue}"
+
+
+def _pending(client: Client, job_id: str, status: str) -> web.Response:
+    return _json({"id": job_id, "queue": client.queue, "status": status}, 202)
+
+
+# -- handlers --------------------------------------------------------------------------------
+
+
+async def post_job(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    queue, msg, options = _post_options(await _body(request))
+    client = await state.client(queue or state.config.queue)
+    await _check_listeners(client, options.get("functions"), state.config.known_listeners)
+    job_id = await client.post(msg, **options)
+    url = _job_url(client.queue, job_id, state.config.queue)
+    return _json({"id": job_id, "queue": client.queue, "url": url}, 201, {"Location": url})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    client, job_id = await _job_client(request)
+    return _json(await client.get_job(job_id))
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    client, job_id = await _job_client(request)
+    before = await client.cancel(job_id)
+    return _json({"id": job_id, "queue": client.queue, "status": "cancelled", "was": before})
+
+
+async def get_progress(request: web.Request) -> web.Response:
+    client, job_id = await _job_client(request)
+    progress = await client.get_progress(job_id)
+    return _json({"id": job_id, "queue": client.queue, "progress": progress})
+
+
+async def get_short_result(request: web.Request) -> web.Response:
+    client, job_id = await _job_client(request)
+    job = await client.get_job(job_id)
+    if not job.status.is_terminal:
+        return _pending(client, job_id, job.status)
+    if job.status is not JobStatus.COMPLETE:
+        await client.get_result(job_id)  # raises JobFailed, with the error
+    if job.short_result is None:
+        return web.Response(status=204)  # complete, without a short result
+    return web.Response(text=job.short_result, content_type="text/plain")
+
+
+async def get_result(request: web.Request) -> web.Response:
+    """The result: the exact bytes of a binary one, JSON otherwise; `result.<ext>` serves
+    them with the extension's content type, so that a browser shows or plays them."""
+    client, job_id = await _job_client(request)
+    ext = request.match_info.get("ext")
+    try:
+        result = await client.get_result(job_id)
+    except InvalidTransition as pending:
+        return _pending(client, job_id, pending.status)
+    kind = "application/octet-stream"
+    if ext is not None:
+        kind = _TYPES.guess_type(f"result.{ext.lower()}", strict=False)[0] or kind
+    if kind == "application/json" and not isinstance(result, bytes):
+        return _json(result)
+    if ext is None and not isinstance(result, bytes):
+        return _json(result)
+    if isinstance(result, str):  # e.g. result.txt, result.csv, result.html of a text result
+        result = result.encode()
+        kind += "; charset=utf-8" if kind.startswith("text/") else ""
+    if not isinstance(result, bytes):
+        raise Problem(
+            406,
+            "not_binary",
+            f"the result of job {job_id!r} is a {type(result).__name__}, not bytes: "
+            "GET its /result (JSON) instead",
+        )
+    headers = {
+        "Content-Type": kind,
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",  # a result is data, never a page that runs code
+    }
+    return web.Response(body=result, headers=headers)
+
+
+async def list_queues(request: web.Request) -> web.Response:
+    """Every queue's numbers, as `aqueue status --json` prints them."""
+    store = _store(request)
+    statuses = [await _queue_status(store, name) for name in await store.queue_names()]
+    healthy = all(not s["attention"] for s in statuses)
+    return _json({"queues": statuses, "healthy": healthy})
+
+
+async def get_queue(request: web.Request) -> web.Response:
+    name = check_queue_name(request.match_info["name"])
+    return _json(await _queue_status(_store(request), name))
+
+
+async def _queue_status(store: Store, name: str) -> dict[str, Any]:
+    view = Store(store.redis, name)  # the same connections, another queue
+    status = QueueStatus.build(name, await view.snapshot(), await view.live_workers())
+    return {**jsonable(status), "attention": status.attention}
+
+
+def _store(request: web.Request) -> Store:
+    store = request.app[STATE].store
+    if store is None:
+        raise RedisUnavailable("the service is not started")
+    return store
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    client = await request.app[STATE].client(request.match_info["name"])
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    count = _int_param(request, "count", 100, 1, 1000)
+    jobs = await client.dead_letters(offset, count)
+    return _json({"queue": client.queue, "offset": offset, "jobs": jobs})
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise MessageError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise MessageError(f"{name} must be from {low} to {high}, got {value}")
+    return value
+
+
+async def requeue(request: web.Request) -> web.Response:
+    client = await request.app[STATE].client(request.match_info["name"])
+    job_id = request.match_info["id"]
+    if len(job_id) > 200:
+        raise JobNotFound(job_id, client.queue)
+    before = await client.requeue(job_id)
+    return _json({"id": job_id, "queue": client.queue, "status": "queued", "was": before})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    with anyio.move_on_after(2):
+        with redis_errors("PING"):
+            await _store(request).redis.ping()
+        return _json({"status": "ready"})
+    raise RedisUnavailable("Redis did not answer PING within 2 s")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_spec())
