@@ -364,3 +364,37 @@ async def test_a_worker_daemon_can_serve_the_api_too(redis_server: RedisServer, 
         if process.returncode is None:
             process.kill()
         await process.aclose()
+
+
+async def test_a_reaper_daemon_reclaims_stalled_jobs_and_stops_on_sigterm(
+    redis_server: RedisServer, queue: str, tmp_path: Path
+) -> None:
+    address = str(tmp_path / "notify.sock")
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(address)
+    sink.settimeout(20)
+    async with Client(queue, redis_url=redis_server.url) as client:
+        job_id = await client.post("stalled")
+        await client.store.claim("vanished-worker", 1, 1, ["x"])  # a 1 ms lease, never renewed
+        process = await anyio.open_process(
+            [sys.executable, "-m", "aqueue", "reaper", "--redis-url", redis_server.url,
+             "--queue", queue, "--reaper-interval", "0.1", "--log-format", "text"],
+            cwd=ROOT,
+            env={**os.environ, "NOTIFY_SOCKET": address},
+        )  # fmt: skip
+        try:
+            note = await anyio.to_thread.run_sync(sink.recv, 4096)
+            assert note.startswith(b"READY=1")
+            with anyio.fail_after(20):
+                while (await client.get_job(job_id)).status is not JobStatus.QUEUED:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            job = await client.get_job(job_id)
+            assert job.reason == "lease lost on attempt 1 (worker vanished-worker)"
+            process.send_signal(signal.SIGTERM)
+            with anyio.fail_after(20):
+                assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.aclose()
+            sink.close()
