@@ -7,6 +7,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -285,15 +287,15 @@ async def test_the_daemon_notifies_systemd_processes_jobs_and_drains_on_sigterm(
     assert any(n.startswith("STATUS=") or "\nSTATUS=" in n for n in notes)
 
 
-async def test_aqueue_http_serves_the_api_and_stops_on_sigterm(
-    redis_server: RedisServer, queue: str
-) -> None:
+@asynccontextmanager
+async def serving_http(*args: str) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    """`python -m aqueue *args --...http HOST:PORT` until its API answers; on leaving, SIGTERM
+    and an exit status of 0."""
     port = free_port()
+    flag = "--bind" if args[0] == "http" else "--http"
     process = await anyio.open_process(
-        [sys.executable, "-m", "aqueue", "http", "--bind", f"127.0.0.1:{port}",
-         "--redis-url", redis_server.url, "--queue", queue, "--log-format", "text"],
-        cwd=ROOT,
-    )  # fmt: skip
+        [sys.executable, "-m", "aqueue", *args, flag, f"127.0.0.1:{port}"], cwd=ROOT
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
@@ -305,11 +307,7 @@ async def test_aqueue_http_serves_the_api_and_stops_on_sigterm(
                                 break
                     except aiohttp.ClientConnectionError:
                         await anyio.sleep(0.05)
-            async with session.post(f"{base}/jobs", json={"msg": {"a": 1}}) as posted:
-                assert posted.status == 201
-                job_id = (await posted.json())["id"]
-            async with session.get(f"{base}/jobs/{job_id}/result") as pending:
-                assert pending.status == 202
+            yield session, base
         process.send_signal(signal.SIGTERM)
         with anyio.fail_after(20):
             assert await process.wait() == 0
@@ -317,6 +315,18 @@ async def test_aqueue_http_serves_the_api_and_stops_on_sigterm(
         if process.returncode is None:
             process.kill()
         await process.aclose()
+
+
+async def test_aqueue_http_serves_the_api_and_stops_on_sigterm(
+    redis_server: RedisServer, queue: str
+) -> None:
+    where = ["--redis-url", redis_server.url, "--queue", queue]
+    async with serving_http("http", *where) as (session, base):
+        async with session.post(f"{base}/jobs", json={"msg": {"a": 1}}) as posted:
+            assert posted.status == 201
+            job_id = (await posted.json())["id"]
+        async with session.get(f"{base}/jobs/{job_id}/result") as pending:
+            assert pending.status == 202
 
 
 async def test_the_http_service_refuses_a_public_address_without_tokens() -> None:
@@ -332,38 +342,16 @@ async def test_the_http_service_refuses_a_public_address_without_tokens() -> Non
 
 
 async def test_a_worker_daemon_can_serve_the_api_too(redis_server: RedisServer, queue: str) -> None:
-    port = free_port()
-    process = await anyio.open_process(
-        [sys.executable, "-m", "aqueue", "worker", "tests.chaos.listeners:listeners",
-         "--http", f"127.0.0.1:{port}", "--redis-url", redis_server.url, "--queue", queue],
-        cwd=ROOT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            with anyio.fail_after(20):
-                while True:
-                    try:
-                        async with session.get(f"{base}/healthz") as health:
-                            if health.status == 200:
-                                break
-                    except aiohttp.ClientConnectionError:
-                        await anyio.sleep(0.05)
-            body = {"msg": {"seconds": 0, "n": 5}, "functions": ["slow"]}
-            async with session.post(f"{base}/jobs", json=body) as posted:
-                job_id = (await posted.json())["id"]
-            async with session.post(f"{base}/jobs", json={"msg": 1, "functions": ["nope"]}) as bad:
-                assert bad.status == 422 and "nope" in (await bad.json())["detail"]
-            async with Client(queue, redis_url=redis_server.url) as client:
-                result = await client.block_until_result(job_id, timeout=20)
-            assert result["n"] == 5
-        process.send_signal(signal.SIGTERM)
-        with anyio.fail_after(20):
-            assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.aclose()
+    where = ["--redis-url", redis_server.url, "--queue", queue]
+    async with serving_http("worker", "tests.chaos.listeners:listeners", *where) as (session, base):
+        body = {"msg": {"seconds": 0, "n": 5}, "functions": ["slow"]}
+        async with session.post(f"{base}/jobs", json=body) as posted:
+            job_id = (await posted.json())["id"]
+        async with session.post(f"{base}/jobs", json={"msg": 1, "functions": ["nope"]}) as bad:
+            assert bad.status == 422 and "nope" in (await bad.json())["detail"]
+        async with Client(queue, redis_url=redis_server.url) as client:
+            result = await client.block_until_result(job_id, timeout=20)
+        assert result["n"] == 5
 
 
 async def test_a_reaper_daemon_reclaims_stalled_jobs_and_stops_on_sigterm(
