@@ -34,6 +34,12 @@ def redis_errors(what: str) -> Iterator[None]:
         raise RedisUnavailable(f"{what}: Redis unreachable ({exc})") from exc
     except rexc.RedisError as exc:
         raise RedisUnavailable(f"{what}: Redis refused the command ({exc})") from exc
+    except RuntimeError as exc:
+        # uvloop's "unable to perform operation on <TCPTransport closed=True>": redis-py
+        # reconnecting onto a socket that dropped again (seen while Redis restarts)
+        if "closed" not in str(exc):
+            raise
+        raise RedisUnavailable(f"{what}: Redis connection lost ({exc})") from exc
 
 
 def connect(url: str, max_connections: int, name: str) -> aioredis.Redis:
