@@ -22,13 +22,8 @@ DIR=${1:-$(mktemp -d "${TMPDIR:-/tmp}/aqueue-cluster.XXXXXX")}
 say() { echo "cluster: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-command -v "$REDIS_SERVER" >/dev/null || die "$REDIS_SERVER not found on the PATH"
-command -v "$REDIS_CLI" >/dev/null || die "$REDIS_CLI not found on the PATH"
-mkdir -p "$DIR"
-DIR=$(cd "$DIR" && pwd)
-if compgen -G "$DIR/*.pid" >/dev/null; then
-  die "$DIR already holds pid files: stop that setup first (stop.sh $DIR)"
-fi
+# shellcheck source=deploy/_lib.sh
+source "$(dirname "$0")/../_lib.sh"
 
 # A port nothing listens on whose cluster bus port (+10000) is free too, both below the
 # kernel's ephemeral range (32768+, where a client's outgoing connection may hold them).
@@ -47,32 +42,6 @@ free_port() {
   die "no free port found on 127.0.0.1"
 }
 
-cleanup_on_error() {
-  local rc=$?
-  say "start failed (status $rc); stopping what was started in $DIR"
-  KEEP=1 "$(dirname "$0")/stop.sh" "$DIR" >&2 || true
-  local log
-  for log in "$DIR"/*.log; do
-    [[ -e $log ]] && { say "--- tail of $log"; tail -n 5 "$log" >&2; }
-  done
-  say "logs kept in $DIR"
-  exit "$rc"
-}
-trap cleanup_on_error ERR
-
-wait_until() { # wait_until SECONDS DESCRIPTION COMMAND...: poll COMMAND until it succeeds
-  local deadline=$((SECONDS + $1)) what=$2
-  shift 2
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      say "timed out waiting for $what"
-      return 1
-    fi
-    sleep 0.1
-  done
-}
-cli() { "$REDIS_CLI" -h 127.0.0.1 -p "$@"; }
-answers() { [[ $(cli "$1" ping 2>/dev/null) == PONG ]]; }
 cluster_ok() { cli "$1" cluster info 2>/dev/null | tr -d '\r' | grep -qx cluster_state:ok; }
 
 say "starting $MASTERS masters in $DIR ($("$REDIS_SERVER" --version | cut -d' ' -f3))"
