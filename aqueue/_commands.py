@@ -14,7 +14,6 @@ import anyio
 
 from . import _output
 from ._settings import Settings
-from ._store import Store
 from .client import Client
 from .errors import AqueueError, JobFailed
 from .listeners import load_listeners
@@ -160,14 +159,11 @@ async def status(
             statuses = []
             now = 0.0
             for name in names:
-                view = Store(client.store.redis, name)  # the same connections, another queue
-                snapshot = await view.snapshot()
-                infos = await view.live_workers()
-                now = snapshot["now_ms"] / 1000
-                statuses.append(_output.QueueStatus.build(name, snapshot, infos))
+                status, now = await _output.QueueStatus.read(client.store, name)
+                statuses.append(status)
             if as_json:
                 report = {
-                    "queues": [{**_output.jsonable(s), "attention": s.attention} for s in statuses],
+                    "queues": [s.to_json() for s in statuses],
                     "healthy": all(not s.attention for s in statuses),
                 }
                 print(json.dumps(report, sort_keys=True))

@@ -14,7 +14,7 @@ from aiohttp import web
 from ._http_base import _MAX_EPOCH, _MAX_SECONDS, _TYPES, STATE, Problem, _json
 from ._keys import check_queue_name
 from ._openapi import openapi_spec
-from ._output import QueueStatus, jsonable
+from ._output import QueueStatus
 from ._records import check_functions
 from ._store import Store, redis_errors
 from .client import Client
@@ -256,9 +256,8 @@ async def get_queue(request: web.Request) -> web.Response:
 
 
 async def _queue_status(store: Store, name: str) -> dict[str, Any]:
-    view = Store(store.redis, name)  # the same connections, another queue
-    status = QueueStatus.build(name, await view.snapshot(), await view.live_workers())
-    return {**jsonable(status), "attention": status.attention}
+    status, _ = await QueueStatus.read(store, name)
+    return status.to_json()
 
 
 def _store(request: web.Request) -> Store:

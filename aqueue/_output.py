@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import msgpack
 
+from ._store import Store
 from .job import Job
 
 
@@ -141,6 +142,17 @@ class QueueStatus:
             totals=snapshot["totals"],
             workers=workers,
         )
+
+    @classmethod
+    async def read(cls, store: Store, queue: str) -> tuple[QueueStatus, float]:
+        """The status of `queue`, read over `store`'s connections; and Redis's time (s)."""
+        view = Store(store.redis, queue)
+        snapshot = await view.snapshot()
+        return cls.build(queue, snapshot, await view.live_workers()), snapshot["now_ms"] / 1000
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable machine form: every number, plus what needs attention."""
+        return {**jsonable(self), "attention": self.attention}
 
     @property
     def attention(self) -> list[str]:
