@@ -25,6 +25,7 @@ import anyio
 import yarl
 
 from . import _output
+from ._backoff import Backoff, follow
 from ._store import Store
 from .client import Client
 from .errors import ConfigError, JobNotFound, RedisUnavailable
@@ -95,7 +96,7 @@ class Dispatcher:
         ):
             await tg.start(self._listen)
             task_status.started()
-            backoff = 0.05
+            backoff = Backoff()
             while True:
                 self._wake = anyio.Event()  # before the claim: a wake-up during it is kept
                 free = slots.value
@@ -104,11 +105,12 @@ class Dispatcher:
                         int(self.config.lease * 1000), max(free, 1), self.config.attempts
                     )
                 except RedisUnavailable as exc:
-                    log.warning("claiming callbacks failed, retrying in %.2f s: %s", backoff, exc)
-                    await anyio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    log.warning(
+                        "claiming callbacks failed, retrying in %.2f s: %s", backoff.delay, exc
+                    )
+                    await backoff.sleep()
                     continue
-                backoff = 0.05
+                backoff.reset()
                 for job_id, token in claimed:
                     await slots.acquire()
                     tg.start_soon(self._deliver_in_slot, session, slots, job_id, token)
@@ -122,21 +124,12 @@ class Dispatcher:
 
     async def _listen(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """Wake the claim loop when an outcome lands in the outbox (pub/sub)."""
-        started = False
-        while True:
-            try:
-                async with self.store.subscribe(self.store.keys.callbacks) as sub:
-                    while True:
-                        item = await sub.get(timeout=None)
-                        if item is None:
-                            continue
-                        self._wake.set()
-                        if not started:
-                            task_status.started()
-                            started = True
-            except RedisUnavailable as exc:
-                log.warning("callback subscription lost: %s", exc)
-                await anyio.sleep(1.0)
+
+        async def on_message(channel: str, data: bytes | None) -> None:
+            self._wake.set()
+
+        channels = [self.store.keys.callbacks]
+        await follow(self.store, channels, on_message, task_status.started, "callback")
 
     async def _deliver_in_slot(
         self, session: aiohttp.ClientSession, slots: anyio.Semaphore, job_id: str, token: int

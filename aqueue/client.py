@@ -23,6 +23,7 @@ import msgpack
 from anyio.streams.memory import MemoryObjectSendStream
 
 from . import _codec
+from ._backoff import follow
 from ._connection import open_store
 from ._records import decode_job, new_job_fields
 from ._store import NewJob, Store
@@ -316,44 +317,28 @@ class Client:
     async def _listen(self, started_event: anyio.Event) -> None:
         """Deliver terminal status events to waiters; after every (re)subscribe, re-read the
         stored status of everything awaited, since events during an outage are lost."""
-        started = False
-        backoff = 0.05
-        while True:
-            try:
-                async with self.store.subscribe(self.store.keys.events) as sub:
-                    while True:
-                        item = await sub.get(timeout=None)
-                        if item is None:
-                            continue
-                        _, data = item
-                        if data is None:
-                            await self._recheck_waiters()
-                            await self._recheck_watchers()
-                            backoff = 0.05
-                            if not started:
-                                started_event.set()
-                                started = True
-                            continue
-                        # raw: Lua's cmsgpack packs every string as str, binary ones included
-                        raw_id, kind, *rest = msgpack.unpackb(data, raw=True)
-                        job_id = raw_id.decode()
-                        if kind == b"status":
-                            if rest[0] in _TERMINAL_NAMES:
-                                self._wake(job_id)
-                            self._tell(JobEvent(job_id, status=JobStatus(rest[0].decode())))
-                        elif kind == b"active":  # a claim: one event for its whole batch
-                            for claimed in rest[0]:
-                                if claimed.decode() in self._watchers:
-                                    status = JobStatus.ACTIVE
-                                    self._tell(JobEvent(claimed.decode(), status=status))
-                        elif kind == b"progress" and job_id in self._watchers:
-                            message = rest[1].decode(errors="replace") or None
-                            progress = Progress(_codec.decode(rest[0]), message)
-                            self._tell(JobEvent(job_id, progress=progress))
-            except RedisUnavailable as exc:
-                log.warning("result subscription lost, retrying in %.2f s: %s", backoff, exc)
-                await anyio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        await follow(self.store, [self.store.keys.events], self._on_event, started_event.set,
+                     "result")  # fmt: skip
+
+    async def _on_event(self, channel: str, data: bytes | None) -> None:
+        if data is None:
+            await self._recheck_waiters()
+            await self._recheck_watchers()
+            return
+        # raw: Lua's cmsgpack packs every string as str, binary ones included
+        raw_id, kind, *rest = msgpack.unpackb(data, raw=True)
+        job_id = raw_id.decode()
+        if kind == b"status":
+            if rest[0] in _TERMINAL_NAMES:
+                self._wake(job_id)
+            self._tell(JobEvent(job_id, status=JobStatus(rest[0].decode())))
+        elif kind == b"active":  # a claim: one event for its whole batch
+            for claimed in rest[0]:
+                if claimed.decode() in self._watchers:
+                    self._tell(JobEvent(claimed.decode(), status=JobStatus.ACTIVE))
+        elif kind == b"progress" and job_id in self._watchers:
+            message = rest[1].decode(errors="replace") or None
+            self._tell(JobEvent(job_id, progress=Progress(_codec.decode(rest[0]), message)))
 
     async def _recheck_waiters(self) -> None:
         ids = list(self._waiters)

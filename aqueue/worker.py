@@ -26,6 +26,7 @@ import msgpack
 from anyio.abc import TaskGroup, TaskStatus
 
 from . import _codec
+from ._backoff import Backoff, follow
 from ._callbacks import CallbackConfig, Dispatcher
 from ._connection import open_store
 from ._reaper import reap_forever
@@ -49,18 +50,6 @@ class _Running:
     lost: bool = False  # reclaimed or cancelled elsewhere: write nothing
     lent: bool = False  # its slot is lent out while it awaits another job
     started: float = field(default_factory=time.time)
-
-
-class _Backoff:
-    def __init__(self, first: float = 0.05, cap: float = 5.0) -> None:
-        self.first, self.cap, self.delay = first, cap, first
-
-    async def sleep(self) -> None:
-        await anyio.sleep(self.delay)
-        self.delay = min(self.delay * 2, self.cap)
-
-    def reset(self) -> None:
-        self.delay = self.first
 
 
 class Worker:
@@ -179,7 +168,7 @@ class Worker:
 
     async def _claim_loop(self, store: Store, client: Client, jobs: TaskGroup, burst: bool) -> None:
         names = self.listeners.names
-        backoff = _Backoff()
+        backoff = Backoff()
         while True:
             await self._slots.acquire()
             await anyio.lowlevel.checkpoint()  # let finishing jobs free their slots first
@@ -358,7 +347,7 @@ class Worker:
     async def _send_acks(self, store: Store, *, final: bool = False) -> None:
         """Record pending outcomes; retried while Redis is away (for at most the grace period
         when stopping: after that the reaper recovers those jobs)."""
-        backoff = _Backoff()
+        backoff = Backoff()
         with (
             anyio.CancelScope(shield=True),
             anyio.move_on_after(self.config.grace if final else float("inf")),
@@ -405,7 +394,7 @@ class Worker:
         self, store: Store, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         started = False
-        backoff = _Backoff(cap=self.config.heartbeat)
+        backoff = Backoff(cap=self.config.heartbeat)
         while True:
             try:
                 lost = await store.heartbeat(
@@ -436,27 +425,13 @@ class Worker:
     async def _wake_loop(
         self, store: Store, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        started = False
-        backoff = _Backoff()
-        keys = store.keys
-        while True:
-            try:
-                async with store.subscribe(keys.wake, keys.control) as sub:
-                    while True:
-                        item = await sub.get(timeout=None)
-                        if item is None:
-                            continue
-                        channel, data = item
-                        if channel == keys.control and data is not None:
-                            command, job_id = msgpack.unpackb(data)
-                            if command == "cancel":
-                                self._lose(job_id)
-                            continue
-                        self._wake.set()  # new work, or (re)subscribed: look again
-                        if data is None and not started:
-                            backoff.reset()
-                            task_status.started()
-                            started = True
-            except RedisUnavailable as exc:
-                log.warning("wake subscription lost, retrying in %.2f s: %s", backoff.delay, exc)
-                await backoff.sleep()
+        async def on_message(channel: str, data: bytes | None) -> None:
+            if channel == store.keys.control and data is not None:
+                command, job_id = msgpack.unpackb(data)
+                if command == "cancel":
+                    self._lose(job_id)
+            else:
+                self._wake.set()  # new work, or (re)subscribed: look again
+
+        channels = [store.keys.wake, store.keys.control]
+        await follow(store, channels, on_message, task_status.started, "wake")

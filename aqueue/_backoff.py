@@ -1,0 +1,59 @@
+"""How loops ride out Redis outages: a backoff doubling from 50 ms, capped, reset on success;
+and `follow`, a subscription kept alive across outages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import anyio
+
+from ._store import Store
+from .errors import RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Backoff:
+    def __init__(self, first: float = 0.05, cap: float = 5.0) -> None:
+        self.first, self.cap, self.delay = first, cap, first
+
+    async def sleep(self) -> None:
+        await anyio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.cap)
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+async def follow(
+    store: Store,
+    channels: Sequence[str],
+    handle: Callable[[str, bytes | None], Awaitable[None]],
+    started: Callable[[], object],
+    what: str,
+) -> None:
+    """Stay subscribed to `channels`, resubscribing with backoff after every outage.
+
+    `handle(channel, data)` gets each message; `data` None means "(re)subscribed": messages may
+    have been lost before it, so the handler re-reads whatever state it follows. `started()` is
+    called once, after the first subscription is confirmed and handled.
+    """
+    first = True
+    backoff = Backoff()
+    while True:
+        try:
+            async with store.subscribe(*channels) as sub:
+                while True:
+                    item = await sub.get(timeout=None)
+                    if item is None:
+                        continue
+                    await handle(*item)
+                    if item[1] is None:
+                        backoff.reset()
+                        if first:
+                            started()
+                            first = False
+        except RedisUnavailable as exc:
+            log.warning("%s subscription lost, retrying in %.2f s: %s", what, backoff.delay, exc)
+            await backoff.sleep()
