@@ -15,6 +15,10 @@ from .retry import RetryPolicy
 
 TEN_YEARS = 10 * 365 * 86400
 _LISTENER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$")
+_DEFAULT = RetryPolicy()
+_DEFAULT_RETRY = _codec.encode(
+    [_DEFAULT.delay, _DEFAULT.backoff, _DEFAULT.max_delay, _DEFAULT.jitter]
+)
 
 
 def check_functions(functions: Sequence[str] | None) -> tuple[str, ...]:
@@ -74,22 +78,38 @@ def new_job_fields(
         raise MessageError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 1 <= ttl <= TEN_YEARS:
         raise MessageError(f"ttl must be from 1 to {TEN_YEARS} seconds (ten years), got {ttl!r}")
+    # Only what differs from the defaults is stored (a missing field reads as its default):
+    # every field costs Redis memory and CPU on each post of a 1M-job backlog.
+    lane = signature(names)
     fields: list[str | bytes | int] = [
-        "fns", ",".join(names),
-        "sig", signature(names),
-        "prio", priority,
-        "timeout", 0 if timeout is None else max(1, int(timeout * 1000)),
-        "max_att", retry.max_attempts,
-        "retry", _codec.encode([retry.delay, retry.backoff, retry.max_delay, retry.jitter]),
-        "ttl", max(1, int(ttl)),
-        "cb", check_callback(callback),
-        "cbm", check_callback_method(callback_method),
-    ]  # fmt: skip
-    return fields, signature(names)
+        "sig",
+        lane,
+        "max_att",
+        retry.max_attempts,
+        "ttl",
+        max(1, int(ttl)),
+    ]
+    if ",".join(names) != lane:  # the listeners' order matters: they run as a chain
+        fields += ["fns", ",".join(names)]
+    if priority:
+        fields += ["prio", priority]
+    if timeout is not None:
+        fields += ["timeout", max(1, int(timeout * 1000))]
+    encoded_retry = _codec.encode([retry.delay, retry.backoff, retry.max_delay, retry.jitter])
+    if encoded_retry != _DEFAULT_RETRY:
+        fields += ["retry", encoded_retry]
+    if callback is not None:
+        fields += ["cb", check_callback(callback)]
+        if check_callback_method(callback_method) != "GET":
+            fields += ["cbm", callback_method]
+    else:
+        check_callback_method(callback_method)
+    return fields, lane
 
 
 def retry_policy(encoded: bytes, max_attempts: int) -> RetryPolicy:
-    delay, backoff, max_delay, jitter = _codec.decode(encoded)
+    """The policy a job was posted with (b"": the default's delays, not stored)."""
+    delay, backoff, max_delay, jitter = _codec.decode(encoded or _DEFAULT_RETRY)
     return RetryPolicy(max_attempts - 1, delay, backoff, max_delay, jitter)
 
 
@@ -117,7 +137,7 @@ def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
         queue=queue,
         status=JobStatus(f["status"].decode()),
         msg=_value(f, "msg"),
-        functions=tuple(n for n in (_s(f, "fns") or "").split(",") if n),
+        functions=tuple(n for n in (_s(f, "fns") or _s(f, "sig") or "").split(",") if n),
         priority=int(f.get("prio", b"0")),
         attempt=int(f.get("attempt", b"0")),
         max_attempts=int(f.get("max_att", b"1")),

@@ -196,13 +196,15 @@ class Client:
             key = "" if keys is None else _check_key(keys[i])
             jobs.append(
                 NewJob(
-                    id=uuid.uuid4().hex,
+                    id=os.urandom(16).hex(),  # as random as uuid4, without the UUID object
                     key=key,
                     signature=signature,
                     priority=priority,
                     delay_ms=delay_ms,
                     at_ms=at_ms,
-                    fields=[*common, "msg", encoded, "key", key],
+                    fields=[*common, "msg", encoded, "key", key]
+                    if key
+                    else [*common, "msg", encoded],
                 )
             )
         key_ttl_ms = int(1000 * (self.config.result_ttl if ttl is None else ttl))

@@ -55,9 +55,10 @@ local leases = {}
 for _, id in ipairs(picked) do
   local jk = prefix .. 'job:' .. id
   local f = redis.call('HMGET', jk, 'attempt', 'msg', 'fns', 'timeout', 'max_att', 'released',
-    'retry', 'posted')
+    'retry', 'posted', 'sig')
   if f[2] then -- the record may have been purged while its id sat on a lane
-    local attempt = tonumber(f[1]) + 1
+    local attempt = tonumber(f[1] or 0) + 1
+    f[3] = f[3] or f[9] -- fns is stored only when it differs from the lane's signature
     redis.call('HSET', jk, 'status', 'active', 'attempt', attempt, 'worker', worker,
       'started', now)
     leases[#leases + 1] = now + lease

@@ -31,14 +31,14 @@ for j = 1, #outcomes do
       finish_terminal(prefix, jk, id, 'complete', now, f[4], f[5], fields, watched)
     elseif kind == 'fail' then
       finish_terminal(prefix, jk, id, 'failed', now, f[4], f[5], fields, watched)
-    elseif kind ~= 'release' and tonumber(attempt) - tonumber(f[7]) >= tonumber(f[6]) then
+    elseif kind ~= 'release' and tonumber(attempt) - tonumber(f[7] or 0) >= tonumber(f[6]) then
       fields[#fields + 1] = 'reason'
       fields[#fields + 1] = 'retry budget spent after attempt ' .. attempt
       finish_terminal(prefix, jk, id, 'dead', now, f[4], f[5], fields, watched)
     else
       if kind == 'release' then
         fields[#fields + 1] = 'released'
-        fields[#fields + 1] = tonumber(f[7]) + 1
+        fields[#fields + 1] = tonumber(f[7] or 0) + 1
       end
       local status = 'queued'
       if kind ~= 'release' and delay > 0 then

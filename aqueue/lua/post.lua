@@ -11,6 +11,22 @@ local prefix = ARGV[1]
 local key_ttl = ARGV[2]
 local jobs = cmsgpack.unpack(ARGV[3])
 local n = #jobs
+-- Ids are fresh random ones, made for this call, and a batch is written whole or not at all.
+-- So if its first job without a key exists, this is the same call sent again (a retry after
+-- a lost reply): answer as the first time did and write nothing. (Keyed jobs dedupe by key.)
+for j = 1, n do
+  if jobs[j][2] == '' then
+    if redis.call('EXISTS', prefix .. 'job:' .. jobs[j][1]) == 1 then
+      local ids = {}
+      for k = 1, n do
+        local key = jobs[k][2]
+        ids[k] = (key ~= '' and redis.call('GET', prefix .. 'key:' .. key)) or jobs[k][1]
+      end
+      return ids
+    end
+    break
+  end
+end
 local now = now_ms()
 local seq = redis.call('INCRBY', prefix .. 'seq', n) - n
 local ids = {}
@@ -19,7 +35,6 @@ local later = {} -- {due, id, ...}
 for j = 1, n do
   local job = jobs[j]
   local id, key, sig, prio, delay, at = job[1], job[2], job[3], job[4], job[5], job[6]
-  local jk = prefix .. 'job:' .. id
   local existing = nil
   if key ~= '' then
     local kk = prefix .. 'key:' .. key
@@ -31,9 +46,6 @@ for j = 1, n do
       redis.call('SET', kk, id, 'PX', key_ttl)
     end
   end
-  if not existing and redis.call('EXISTS', jk) == 1 then
-    existing = id -- a retried post of the same job
-  end
   if existing then
     ids[j] = existing
   else
@@ -41,19 +53,24 @@ for j = 1, n do
     local score = (100 - prio) * 17592186044416 + seq + j -- priority band, then FIFO
     local due = 0
     if at > 0 then due = at elseif delay > 0 then due = now + delay end
-    local status = 'queued'
+    local fields = job[7]
     if due > now then
-      status = 'scheduled'
       later[#later + 1] = due
       later[#later + 1] = id
+      fields[#fields + 1] = 'due'
+      fields[#fields + 1] = due
+      fields[#fields + 1] = 'status'
+      fields[#fields + 1] = 'scheduled'
     else
       ready[sig] = ready[sig] or {}
       local lane = ready[sig]
       lane[#lane + 1] = score
       lane[#lane + 1] = id
+      fields[#fields + 1] = 'status'
+      fields[#fields + 1] = 'queued'
     end
-    redis.call('HSET', jk, 'status', status, 'posted', now, 'score', score, 'attempt', 0,
-      'released', 0, 'due', due, unpack(job[7]))
+    -- attempt, released: absent reads as 0 (one field fewer each, on every queued job)
+    redis.call('HSET', prefix .. 'job:' .. id, 'posted', now, 'score', score, unpack(fields))
   end
 end
 local woke = false

@@ -16,7 +16,7 @@ if status ~= 'dead' and status ~= 'failed' and status ~= 'cancelled' then
 end
 redis.call('ZREM', prefix .. 'dead', id)
 redis.call('PERSIST', jk)
-redis.call('HSET', jk, 'released', f[2], 'reason', 'requeued from ' .. status, 'finished', '')
+redis.call('HSET', jk, 'released', f[2] or 0, 'reason', 'requeued from ' .. status, 'finished', '')
 redis.call('HDEL', jk, 'cb_attempts', 'cb_state') -- its next outcome is called back afresh
 enqueue(prefix, jk, id, f[3], f[4])
 publish_status(prefix, id, 'queued')

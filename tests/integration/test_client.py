@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,8 @@ from aqueue import (
     MessageTooLarge,
     ResultTimeout,
 )
+from aqueue._codec import encode
+from aqueue._store import NewJob
 from aqueue.config import ClientConfig
 from aqueue.testing import RedisServer
 
@@ -101,6 +104,20 @@ async def test_a_key_makes_a_second_post_return_the_first_job(client: Client) ->
     assert again == first and other != first
     assert (await client.get_job(first)).msg == "a"
     assert (await client.counts())["queued"] == 2
+
+
+async def test_a_batch_sent_again_after_a_lost_reply_is_not_posted_twice(client: Client) -> None:
+    # redis-py resends a command whose reply was lost: the second send must change nothing,
+    # even after a job of the batch has started, and answer with the same ids.
+    fields: list[str | bytes | int] = ["sig", "f", "max_att", 1, "ttl", 60, "msg", encode(0)]
+    jobs = [NewJob(os.urandom(16).hex(), key, "f", 0, 0, 0, fields) for key in ("", "k", "")]
+    ids = await client.store.post(jobs, 60_000)
+    await client.store.claim("worker-1", 60_000, 1, ["f"])
+
+    assert await client.store.post(jobs, 60_000) == ids
+    assert (await client.get_job(ids[0])).status is JobStatus.ACTIVE
+    counts = await client.counts()
+    assert (counts["queued"], counts["active"]) == (2, 1)
 
 
 async def test_post_many_enqueues_a_batch_in_order(client: Client) -> None:
