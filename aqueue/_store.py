@@ -86,6 +86,7 @@ class ClaimResult:
     now_ms: int
     next_due_ms: int | None
     jobs: list[Claimed]
+    full: bool  # took all it was asked for: more may be ready
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,7 @@ class Store:
     ) -> ClaimResult:
         raw = await self._run("claim", [worker_id, lease_ms, count, *functions])
         jobs = []
-        for i in range(3, len(raw), 9):
+        for i in range(4, len(raw), 9):
             id_, attempt, msg, fns, timeout, max_att, released, retry, posted = raw[i : i + 9]
             jobs.append(
                 Claimed(
@@ -159,7 +160,7 @@ class Store:
                 )
             )
         next_due = int(raw[1])
-        return ClaimResult(int(raw[0]), None if next_due < 0 else next_due, jobs)
+        return ClaimResult(int(raw[0]), None if next_due < 0 else next_due, jobs, raw[3] == 1)
 
     async def heartbeat(
         self, worker_id: str, lease_ms: int, info: bytes, leases: Sequence[tuple[str, int]]

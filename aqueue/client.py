@@ -60,6 +60,7 @@ class Client:
         self._store: Store | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._waiters: dict[str, set[anyio.Event]] = {}
+        self._results: dict[str, bytes] = {}  # small results pushed with completion events
         self._watchers: dict[str, set[MemoryObjectSendStream[JobEvent]]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._listen_lock = anyio.Lock()
@@ -285,12 +286,16 @@ class Client:
                     if status not in _TERMINAL_NAMES:
                         now = status.decode() if status else "gone"
                         raise ResultTimeout(job_id, timeout or 0.0, now)
+            pushed = self._results.get(job_id)
         finally:
             waiters = self._waiters.get(job_id)
             if waiters is not None:
                 waiters.discard(done)
                 if not waiters:
                     del self._waiters[job_id]
+                    self._results.pop(job_id, None)
+        if pushed is not None:  # came with the completion event: no read needed
+            return _codec.decode(pushed)
         return await self.get_result(job_id)
 
     async def _ensure_listening(self) -> None:
@@ -332,6 +337,8 @@ class Client:
         job_id = raw_id.decode()
         if kind == b"status":
             if rest[0] in _TERMINAL_NAMES:
+                if len(rest) > 1 and job_id in self._waiters:
+                    self._results[job_id] = rest[1]
                 self._wake(job_id)
             self._tell(JobEvent(job_id, status=JobStatus(rest[0].decode())))
         elif kind == b"active":  # a claim: one event for its whole batch

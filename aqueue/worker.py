@@ -78,6 +78,7 @@ class Worker:
         self._leases: dict[str, int] = {}  # job id -> attempt, until its outcome is recorded
         self._acks: list[Outcome] = []
         self._stopping = False
+        self._burst = False  # run(burst=True): stop once idle
         self._started_at = time.time()
         self.processed = 0  # attempts finished by this worker
 
@@ -119,6 +120,7 @@ class Worker:
         self, *, burst: bool = False, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve until stop() — or, with `burst`, until no job is ready or running."""
+        self._burst = burst
         self._prepare()
         async with open_store(
             self.client_config.redis_url,
@@ -191,8 +193,10 @@ class Worker:
                 self._running[job.id] = _Running(job)
                 jobs.start_soon(self._run_job, store, client, job)
             self._release_slots(taken - len(claim.jobs))
-            if claim.jobs:
-                continue
+            if claim.full:
+                continue  # there may be more ready
+            # Short: the lanes are empty for now. Wait for a post, requeue or outcome to wake
+            # us, or for the next scheduled job: claiming again at once would find nothing.
             if burst and not self._running and not self._leases:
                 return
             wait = self.config.idle_wait
@@ -361,7 +365,8 @@ class Worker:
                     log.warning("recording outcomes failed, retrying: %s", exc)
                     await backoff.sleep()
                     continue
-                self._wake.set()  # a retry may be ready again; burst mode re-checks idleness
+                if self._burst or any(o.kind in ("retry", "release") for o in batch):
+                    self._wake.set()  # a retry may be due soon; burst mode re-checks idleness
                 for outcome, ok in zip(batch, accepted, strict=True):
                     self._leases.pop(outcome.id, None)
                     self.processed += 1

@@ -7,8 +7,9 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function publish_status(prefix, id, status)
-  redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({id, 'status', status}))
+-- `result` (a complete job's, when small) rides along, saving its waiter a read.
+local function publish_status(prefix, id, status, result)
+  redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({id, 'status', status, result}))
 end
 
 -- Put a job (already out of every other list) on its lane as `queued`.
@@ -66,7 +67,11 @@ local function finish_terminal(prefix, jk, id, status, now, ttl_s, callback, ext
   end
   tally[status] = (tally[status] or 0) + 1
   if watched then
-    publish_status(prefix, id, status)
+    local result = nil
+    if status == 'complete' and fields[1] == 'result' and #fields[2] <= 4096 then
+      result = fields[2]
+    end
+    publish_status(prefix, id, status, result)
   end
 end
 

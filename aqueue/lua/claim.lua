@@ -6,7 +6,7 @@
 -- ARGV[3]  lease, ms
 -- ARGV[4]  n, the most jobs to take
 -- ARGV[5..] the worker's listener names; a job is taken only if they include all of its own
--- Returns: {now ms, next due ms or -1, count, then per job:
+-- Returns: {now ms, next due ms or -1, count, full (1: took n, more may be ready), then per job:
 --           id, attempt, msg, fns, timeout ms, max_att, released, retry, posted ms}
 -- Transitions: queued -> active (attempt + 1); scheduled -> queued.
 local prefix, worker = ARGV[1], ARGV[2]
@@ -50,12 +50,13 @@ for _, sig in ipairs(lanes) do
   end
 end
 
-local out = {now, -1, 0}
+local out = {now, -1, 0, #picked == n and 1 or 0}
 local leases = {}
+local watched = {} -- awaited by a client (watch.lua): only their start is published
 for _, id in ipairs(picked) do
   local jk = prefix .. 'job:' .. id
   local f = redis.call('HMGET', jk, 'attempt', 'msg', 'fns', 'timeout', 'max_att', 'released',
-    'retry', 'posted', 'sig')
+    'retry', 'posted', 'sig', 'w')
   if f[2] then -- the record may have been purged while its id sat on a lane
     local attempt = tonumber(f[1] or 0) + 1
     f[3] = f[3] or f[9] -- fns is stored only when it differs from the lane's signature
@@ -67,15 +68,16 @@ for _, id in ipairs(picked) do
     out[#out + 1] = attempt
     for k = 2, 8 do out[#out + 1] = f[k] or '' end
     out[3] = out[3] + 1
+    if f[10] == '1' then watched[#watched + 1] = id end
   end
 end
 if #leases > 0 then
   redis.call('ZADD', prefix .. 'active', unpack(leases))
-  -- one event for the whole batch: {'', 'active', {ids}}
-  local ids = {}
-  for k = 2, #leases, 2 do ids[#ids + 1] = leases[k] end
-  redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({'', 'active', ids}))
-else
+  if #watched > 0 then -- one event for the whole batch: {'', 'active', {ids}}
+    redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({'', 'active', watched}))
+  end
+end
+if #picked < n then -- short: the worker waits, until the next scheduled job at the latest
   local nxt = redis.call('ZRANGE', prefix .. 'scheduled', 0, 0, 'WITHSCORES')
   if nxt[2] then out[2] = tonumber(nxt[2]) end
 end

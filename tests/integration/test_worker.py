@@ -84,6 +84,24 @@ async def test_short_and_full_results_are_explicit_and_bytes_stay_bytes(
     assert (await client.get_job(paired)).short_result is None
 
 
+async def test_an_awaited_result_arrives_with_the_completion_event_as_stored(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def answer(msg: dict[str, Any], ctx: Context) -> dict[str, Any]:
+        await anyio.sleep(0.2)  # the client awaits by now: the result is pushed to it
+        return {"echo": msg, "bytes": b"\x00\xff"}
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        job_id = await client.post({"n": 1}, functions=["answer"])
+        with anyio.fail_after(10):
+            pushed = await client.block_until_result(job_id)
+    assert pushed == {"echo": {"n": 1}, "bytes": b"\x00\xff"}
+    assert pushed == await client.get_result(job_id)
+
+
 async def test_plain_functions_run_in_threads_without_blocking_the_loop(
     client: Client, redis_server: RedisServer, queue: str
 ) -> None:
