@@ -453,7 +453,12 @@ def main() -> int:
     out.write_text(json.dumps(report, indent=1) + "\n")
     write_outputs(report, out, plot=not args.no_plot)
     print(f"in {report['duration_s']} s")
-    return 0
+    # A failed run is kept in the results either way; the exit status says so when it was
+    # aqueue's, or any peer's in a smoke run (CI's check that every driver still works).
+    failed = [r for r in runs if "error" in r["result"] and (args.smoke or r["peer"] == "aqueue")]
+    for r in failed:
+        print(f"FAILED: {r['case']} {r['peer']}: {r['result']['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def write_outputs(report: dict[str, Any], source: Path, *, plot: bool) -> None:
