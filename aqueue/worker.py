@@ -1,7 +1,8 @@
 """The worker: one task group that claims jobs, runs listeners, renews leases and records outcomes.
 
 Loops, all children of `Worker.run`:
-  claim      takes as many ready jobs as there are free slots, in one script call
+  claim      takes as many ready jobs as there are free slots and prefetch places, in one
+             script call; prefetched jobs wait locally for a slot, so none waits for Redis
   heartbeat  renews every lease this worker holds in one call; cancels jobs it no longer holds
   wake       a subscription: new work, and cancellations of running jobs
   acks       records finished attempts, batched when many finish together
@@ -49,6 +50,7 @@ class _Running:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     lost: bool = False  # reclaimed or cancelled elsewhere: write nothing
     lent: bool = False  # its slot is lent out while it awaits another job
+    waiting: bool = True  # prefetched: claimed, not yet given a slot to run in
     started: float = field(default_factory=time.time)
 
 
@@ -88,7 +90,9 @@ class Worker:
         self._wake = anyio.Event()
         self._drained = anyio.Event()
         self._claim_scope = anyio.CancelScope()
-        self._slots = anyio.Semaphore(self.config.concurrency)
+        # a claim place is held from claim to outcome; a run slot while the listener runs
+        self._slots = anyio.Semaphore(self.config.concurrency + self.config.prefetch)
+        self._run_slots = anyio.Semaphore(self.config.concurrency)
         self._threads = anyio.CapacityLimiter(self.config.concurrency)
         if self._stopping:  # stop() came before run()
             self._claim_scope.cancel()
@@ -100,6 +104,9 @@ class Worker:
         self._stopping = True
         if hasattr(self, "_claim_scope"):
             self._claim_scope.cancel()
+            for running in list(self._running.values()):
+                if running.waiting:  # prefetched, never started: hand it back at once
+                    running.scope.cancel()
             if not self._running:
                 self._drained.set()
 
@@ -111,8 +118,8 @@ class Worker:
 
     @property
     def running(self) -> int:
-        """Jobs running now."""
-        return len(self._running)
+        """Jobs running now (not counting prefetched ones waiting for a slot)."""
+        return sum(1 for running in self._running.values() if not running.waiting)
 
     # -- the daemon ----------------------------------------------------------------------
 
@@ -216,6 +223,9 @@ class Worker:
         outcome: Outcome | None = None
         try:
             with running.scope:
+                await self._run_slots.acquire()
+                running.waiting = False
+                running.started = time.time()
                 outcome = await self._execute(client, running)
             if outcome is None and not running.lost:
                 outcome = Outcome(job.id, job.attempt, "release", 0, ())
@@ -224,6 +234,8 @@ class Worker:
             del self._running[job.id]
             if not running.lent:
                 self._slots.release()
+                if not running.waiting:
+                    self._run_slots.release()
             if self._stopping and not self._running:
                 self._drained.set()
         if outcome is None:
@@ -286,9 +298,15 @@ class Worker:
     async def _lend_slot(self, running: _Running) -> Any:
         running.lent = True
         self._slots.release()
+        self._run_slots.release()
 
         async def reacquire() -> None:
             await self._slots.acquire()
+            try:
+                await self._run_slots.acquire()
+            except BaseException:
+                self._slots.release()
+                raise
             running.lent = False
 
         return reacquire
@@ -389,7 +407,11 @@ class Worker:
                 "listeners": list(self.listeners.names),
                 "concurrency": self.config.concurrency,
                 "started_at": self._started_at,
-                "running": [[r.job.id, r.job.attempt, r.started] for r in self._running.values()],
+                "running": [
+                    [r.job.id, r.job.attempt, r.started]
+                    for r in self._running.values()
+                    if not r.waiting
+                ],
                 "processed": self.processed,
             }
         )

@@ -123,6 +123,45 @@ async def test_plain_functions_run_in_threads_without_blocking_the_loop(
     assert threading.get_ident() not in threads and len(threads) >= 2
 
 
+async def test_prefetched_jobs_wait_for_a_slot_and_go_back_at_once_on_stop(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+    running, most = 0, 0
+    release = anyio.Event()
+
+    @listeners.listener
+    async def hold(msg: int, ctx: Context) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+        return msg
+
+    ids = await client.post_many(range(10), functions=["hold"])
+    settings = {"concurrency": 2, "prefetch": 3, "grace": 30.0}
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url, **settings) as w:
+        with anyio.fail_after(10):
+            while (await client.counts())["active"] < 5:  # noqa: ASYNC110 - Redis state
+                await anyio.sleep(0.01)
+        counts = await client.counts()
+        assert (counts["active"], counts["queued"], w.running) == (5, 5, 2)  # 2 run, 3 wait
+
+        w.stop()  # the 3 waiting go back at once; the 2 running may finish within the grace
+        with anyio.fail_after(10):
+            while (await client.counts())["queued"] < 8:  # noqa: ASYNC110 - Redis state
+                await anyio.sleep(0.01)
+        release.set()
+    jobs = [await client.get_job(i) for i in ids]
+    assert [j.status for j in jobs].count(JobStatus.COMPLETE) == 2
+    assert most == 2
+    handed_back = [j for j in jobs if j.status is JobStatus.QUEUED and j.attempt == 1]
+    assert len(handed_back) == 3
+    for job in handed_back:  # counted as released: their retry budget is whole
+        assert await client.store.job_field_values(job.id, ["released"]) == [b"1"]
+
+
 async def test_routing_a_job_waits_for_a_worker_with_all_its_listeners(
     client: Client, redis_server: RedisServer, queue: str
 ) -> None:
