@@ -140,8 +140,9 @@ async def test_prefetched_jobs_wait_for_a_slot_and_go_back_at_once_on_stop(
         return msg
 
     ids = await client.post_many(range(10), functions=["hold"])
-    settings = {"concurrency": 2, "prefetch": 3, "grace": 30.0}
-    async with running_worker(listeners, queue=queue, redis_url=redis_server.url, **settings) as w:
+    async with running_worker(
+        listeners, queue=queue, redis_url=redis_server.url, concurrency=2, prefetch=3, grace=30.0
+    ) as w:
         with anyio.fail_after(10):
             while (await client.counts())["active"] < 5:  # noqa: ASYNC110 - Redis state
                 await anyio.sleep(0.01)
