@@ -104,3 +104,10 @@ class Keys:
     @property
     def control(self) -> str:  # channel: cancellations for workers
         return self.prefix + "control"
+
+    @property
+    def idle(self) -> str:  # hash: worker id -> "free places|lease ms|listener,names"
+        return self.prefix + "idle"
+
+    def push(self, worker_id: str) -> str:  # channel: jobs a post handed to this worker
+        return f"{self.prefix}push:{worker_id}"

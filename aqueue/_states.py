@@ -28,7 +28,8 @@ class Event(enum.StrEnum):
 
 # (status before, event) -> statuses the job may end in. `None` is "does not exist yet".
 TRANSITIONS: Mapping[tuple[S | None, Event], frozenset[S]] = {
-    (None, Event.POST): frozenset({S.QUEUED, S.SCHEDULED}),
+    # active: handed straight to a worker waiting for work, leased as a claim would
+    (None, Event.POST): frozenset({S.QUEUED, S.SCHEDULED, S.ACTIVE}),
     (S.SCHEDULED, Event.PROMOTE): frozenset({S.QUEUED}),
     (S.QUEUED, Event.CLAIM): frozenset({S.ACTIVE}),
     (S.ACTIVE, Event.COMPLETE): frozenset({S.COMPLETE}),

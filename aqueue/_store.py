@@ -98,6 +98,28 @@ class Outcome:
     fields: Sequence[Arg]
 
 
+def claimed_rows(raw: Sequence[Any]) -> list[Claimed]:
+    """Jobs as claim.lua returns them and post.lua pushes them to a waiting worker: 9 values
+    each (id, attempt, msg, fns, timeout ms, max_att, released, retry, posted ms)."""
+    jobs = []
+    for i in range(0, len(raw), 9):
+        id_, attempt, msg, fns, timeout, max_att, released, retry, posted = raw[i : i + 9]
+        jobs.append(
+            Claimed(
+                id=_text(id_),
+                attempt=int(attempt),
+                msg=msg,
+                functions=tuple(f for f in _text(fns).split(",") if f),
+                timeout_ms=int(timeout or 0),
+                max_attempts=int(max_att),
+                released=int(released or 0),
+                retry=retry,
+                posted_ms=int(posted),
+            )
+        )
+    return jobs
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -143,24 +165,10 @@ class Store:
         self, worker_id: str, lease_ms: int, count: int, functions: Sequence[str]
     ) -> ClaimResult:
         raw = await self._run("claim", [worker_id, lease_ms, count, *functions])
-        jobs = []
-        for i in range(4, len(raw), 9):
-            id_, attempt, msg, fns, timeout, max_att, released, retry, posted = raw[i : i + 9]
-            jobs.append(
-                Claimed(
-                    id=_text(id_),
-                    attempt=int(attempt),
-                    msg=msg,
-                    functions=tuple(f for f in _text(fns).split(",") if f),
-                    timeout_ms=int(timeout or 0),
-                    max_attempts=int(max_att),
-                    released=int(released or 0),
-                    retry=retry,
-                    posted_ms=int(posted),
-                )
-            )
         next_due = int(raw[1])
-        return ClaimResult(int(raw[0]), None if next_due < 0 else next_due, jobs, raw[3] == 1)
+        return ClaimResult(
+            int(raw[0]), None if next_due < 0 else next_due, claimed_rows(raw[4:]), raw[3] == 1
+        )
 
     async def heartbeat(
         self, worker_id: str, lease_ms: int, info: bytes, leases: Sequence[tuple[str, int]]
@@ -351,7 +359,13 @@ class Store:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.zrem(self.keys.workers, worker_id)
                 pipe.delete(self.keys.worker(worker_id))
+                pipe.hdel(self.keys.idle, worker_id)
                 await pipe.execute()
+
+    async def stop_waiting(self, worker_id: str) -> None:
+        """Posts hand this worker no more jobs (it registered for them in a short claim)."""
+        with redis_errors(f"unregistering idle worker {worker_id!r}"):
+            await self.redis.hdel(self.keys.idle, worker_id)
 
     async def server_facts(self) -> dict[str, Any]:
         """Version, eviction policy and persistence, from INFO (which a least-privilege ACL

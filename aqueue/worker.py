@@ -2,9 +2,11 @@
 
 Loops, all children of `Worker.run`:
   claim      takes as many ready jobs as there are free slots and prefetch places, in one
-             script call; prefetched jobs wait locally for a slot, so none waits for Redis
+             script call; prefetched jobs wait locally for a slot, so none waits for Redis.
+             A short claim leaves the worker registered as waiting: posts then hand it jobs
+             directly (over its push channel), leased to it, with no claim round trip.
   heartbeat  renews every lease this worker holds in one call; cancels jobs it no longer holds
-  wake       a subscription: new work, and cancellations of running jobs
+  wake       a subscription: new work, jobs pushed to this worker, cancellations
   acks       records finished attempts, batched when many finish together
   reaper     reclaims jobs whose workers died (every daemon runs one; they do not collide)
 """
@@ -17,6 +19,7 @@ import secrets
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
@@ -32,7 +35,7 @@ from ._callbacks import CallbackConfig, Dispatcher
 from ._connection import open_store
 from ._reaper import reap_forever
 from ._records import retry_policy
-from ._store import Claimed, Outcome, Store
+from ._store import Claimed, Outcome, Store, claimed_rows
 from .client import Client
 from .config import ClientConfig, WorkerConfig
 from .errors import JobTimeout, LeaseLost, MessageError, RedisUnavailable, Retry
@@ -79,6 +82,8 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self._leases: dict[str, int] = {}  # job id -> attempt, until its outcome is recorded
         self._acks: list[Outcome] = []
+        self._start_job: Callable[[Claimed], None] | None = None  # into run()'s job group
+        self._overdraft = 0  # pushed jobs that found no free claim place (raced a claim)
         self._stopping = False
         self._burst = False  # run(burst=True): stop once idle
         self._started_at = time.time()
@@ -159,13 +164,20 @@ class Worker:
                     )
                     task_status.started()
                     async with anyio.create_task_group() as jobs:
+
+                        def start_job(job: Claimed) -> None:
+                            jobs.start_soon(self._run_job, store, client, job)
+
+                        self._start_job = start_job
                         with self._claim_scope:
                             await self._claim_loop(claims, client, jobs, burst)
                         self.stop()
+                        await self._stop_waiting(store)
                         with anyio.move_on_after(self.config.grace):
                             await self._drained.wait()
                         for running in list(self._running.values()):
                             running.scope.cancel()  # past the grace period: hand back
+                    self._start_job = None
                     services.cancel_scope.cancel()
                 await self._send_acks(store, final=True)
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
@@ -216,6 +228,29 @@ class Worker:
         for _ in range(count):
             self._slots.release()
 
+    def _take_pushed(self, jobs: list[Claimed]) -> None:
+        """Jobs a post handed to this worker while it waited: already leased to it."""
+        for job in jobs:
+            self._leases[job.id] = job.attempt
+            if self._stopping or self._start_job is None:  # give it straight back
+                self._acks.append(Outcome(job.id, job.attempt, "release", 0, ()))
+                self._ack_ready.set()
+                continue
+            try:
+                self._slots.acquire_nowait()
+            except anyio.WouldBlock:  # a claim took the places it was pushed for
+                self._overdraft += 1
+            self._running[job.id] = _Running(job)
+            self._start_job(job)
+
+    async def _stop_waiting(self, store: Store) -> None:
+        """Posts stop handing this worker jobs (those already on their way are handed back)."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            try:
+                await store.stop_waiting(self.id)
+            except RedisUnavailable as exc:  # the reaper unregisters it once it lapses
+                log.warning("could not unregister waiting worker %s: %s", self.id, exc)
+
     # -- one job -------------------------------------------------------------------------
 
     async def _run_job(self, store: Store, client: Client, job: Claimed) -> None:
@@ -233,7 +268,10 @@ class Worker:
         finally:
             del self._running[job.id]
             if not running.lent:
-                self._slots.release()
+                if self._overdraft:
+                    self._overdraft -= 1
+                else:
+                    self._slots.release()
                 if not running.waiting:
                     self._run_slots.release()
             if self._stopping and not self._running:
@@ -452,13 +490,17 @@ class Worker:
     async def _wake_loop(
         self, store: Store, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        pushes = store.keys.push(self.id)
+
         async def on_message(channel: str, data: bytes | None) -> None:
-            if channel == store.keys.control and data is not None:
+            if channel == pushes and data is not None:
+                self._take_pushed(claimed_rows(msgpack.unpackb(data, raw=True)))
+            elif channel == store.keys.control and data is not None:
                 command, job_id = msgpack.unpackb(data)
                 if command == "cancel":
                     self._lose(job_id)
             else:
                 self._wake.set()  # new work, or (re)subscribed: look again
 
-        channels = [store.keys.wake, store.keys.control]
+        channels = [store.keys.wake, store.keys.control, pushes]
         await follow(store, channels, on_message, task_status.started, "wake")

@@ -106,6 +106,16 @@ local function callback_log(prefix, jk, id, now, entry)
   if ttl > 0 then redis.call('PEXPIRE', log, ttl) end
 end
 
+-- Can a worker with listeners `have` (a set) run jobs of lane `sig`? A job naming no listener
+-- runs on any worker that has one.
+local function fits(have, any, sig)
+  if not any then return false end
+  for name in string.gmatch(sig, '[^,]+') do
+    if not have[name] then return false end
+  end
+  return true
+end
+
 -- The fence: a worker's write counts only while its attempt is the current, active one.
 local function holds_lease(jk, attempt, worker)
   local f = redis.call('HMGET', jk, 'status', 'attempt', 'worker')

@@ -8,21 +8,21 @@
 -- ARGV[5..] the worker's listener names; a job is taken only if they include all of its own
 -- Returns: {now ms, next due ms or -1, count, full (1: took n, more may be ready), then per job:
 --           id, attempt, msg, fns, timeout ms, max_att, released, retry, posted ms}
+-- A short claim (fewer than n) registers the worker in `idle` with its n - taken free places,
+-- so that posts can hand it jobs directly (see post.lua); any claim first unregisters it.
 -- Transitions: queued -> active (attempt + 1); scheduled -> queued.
 local prefix, worker = ARGV[1], ARGV[2]
 local lease, n = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 promote_due(prefix, now, 1000)
 
+redis.call('HDEL', prefix .. 'idle', worker) -- claiming: no longer waiting for pushes
+
 local have = {}
 for k = 5, #ARGV do have[ARGV[k]] = true end
 local lanes = {}
 for _, sig in ipairs(redis.call('SMEMBERS', prefix .. 'lanes')) do
-  local fits = #ARGV >= 5 -- a job naming no listener runs on any worker that has one
-  for name in string.gmatch(sig, '[^,]+') do
-    if not have[name] then fits = false break end
-  end
-  if fits then lanes[#lanes + 1] = sig end
+  if fits(have, #ARGV >= 5, sig) then lanes[#lanes + 1] = sig end
 end
 
 local picked = {}
@@ -80,5 +80,10 @@ end
 if #picked < n then -- short: the worker waits, until the next scheduled job at the latest
   local nxt = redis.call('ZRANGE', prefix .. 'scheduled', 0, 0, 'WITHSCORES')
   if nxt[2] then out[2] = tonumber(nxt[2]) end
+  -- and while it waits, posts hand it new jobs directly (post.lua): no claim round trip
+  if #ARGV >= 5 then
+    redis.call('HSET', prefix .. 'idle', worker,
+      (n - #picked) .. '|' .. lease .. '|' .. table.concat(ARGV, ',', 5))
+  end
 end
 return out

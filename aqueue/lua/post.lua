@@ -6,7 +6,7 @@
 --          delay ms (0 = none), at (epoch ms, 0 = none), [field, value, ...]], ...]
 --          (one packed argument rather than thousands: far cheaper to send and to parse)
 -- Returns: the n job ids in order; where a key or the id was already taken, the existing id.
--- Transitions: (none) -> queued | scheduled.
+-- Transitions: (none) -> queued | scheduled | active (handed to a waiting worker).
 local prefix = ARGV[1]
 local key_ttl = ARGV[2]
 local jobs = cmsgpack.unpack(ARGV[3])
@@ -32,6 +32,30 @@ local seq = redis.call('INCRBY', prefix .. 'seq', n) - n
 local ids = {}
 local ready = {} -- lane signature -> {score, id, ...}
 local later = {} -- {due, id, ...}
+
+-- Workers that wait for work (claim.lua registered them, with their free places) are handed
+-- ready jobs directly, leased to them as a claim would: they start without a claim round trip.
+local idle = {}
+local registered = redis.call('HGETALL', prefix .. 'idle')
+for k = 1, #registered, 2 do
+  local free, lease, names = string.match(registered[k + 1], '^(%d+)|(%d+)|(.*)$')
+  local have = {}
+  for name in string.gmatch(names, '[^,]+') do have[name] = true end
+  idle[#idle + 1] = {id = registered[k], free = tonumber(free), lease = tonumber(lease),
+    names = names, have = have, rows = {}, jobs = {}, leases = {}}
+end
+local function taker(sig)
+  for _, w in ipairs(idle) do
+    if w.free > 0 and fits(w.have, true, sig) then return w end
+  end
+  return nil
+end
+local function to_lane(sig, score, id)
+  ready[sig] = ready[sig] or {}
+  local lane = ready[sig]
+  lane[#lane + 1] = score
+  lane[#lane + 1] = id
+end
 for j = 1, n do
   local job = jobs[j]
   local id, key, sig, prio, delay, at = job[1], job[2], job[3], job[4], job[5], job[6]
@@ -62,15 +86,49 @@ for j = 1, n do
       fields[#fields + 1] = 'status'
       fields[#fields + 1] = 'scheduled'
     else
-      ready[sig] = ready[sig] or {}
-      local lane = ready[sig]
-      lane[#lane + 1] = score
-      lane[#lane + 1] = id
-      fields[#fields + 1] = 'status'
-      fields[#fields + 1] = 'queued'
+      local w = taker(sig)
+      if w then -- the claim's work, done here: active under w's lease, attempt 1
+        w.free = w.free - 1
+        local f = {}
+        for k = 1, #fields, 2 do f[fields[k]] = fields[k + 1] end
+        local row = {id, 1, f.msg, f.fns or sig, f.timeout or '', f.max_att, 0, f.retry or '', now}
+        for _, v in ipairs(row) do w.rows[#w.rows + 1] = v end
+        w.jobs[#w.jobs + 1] = {id, score, sig}
+        w.leases[#w.leases + 1] = now + w.lease
+        w.leases[#w.leases + 1] = id
+        for _, v in ipairs({'status', 'active', 'attempt', 1, 'worker', w.id, 'started', now}) do
+          fields[#fields + 1] = v
+        end
+      else
+        to_lane(sig, score, id)
+        fields[#fields + 1] = 'status'
+        fields[#fields + 1] = 'queued'
+      end
     end
     -- attempt, released: absent reads as 0 (one field fewer each, on every queued job)
     redis.call('HSET', prefix .. 'job:' .. id, 'posted', now, 'score', score, unpack(fields))
+  end
+end
+for _, w in ipairs(idle) do
+  if #w.jobs > 0 then
+    -- PUBLISH says how many received it: none means the worker is gone (killed, or its
+    -- subscription dropped); then its jobs go to their lanes as if it had never been idle
+    if redis.call('PUBLISH', prefix .. 'push:' .. w.id, cmsgpack.pack(w.rows)) > 0 then
+      zadd_all(prefix .. 'active', w.leases)
+      if w.free > 0 then
+        redis.call('HSET', prefix .. 'idle', w.id, w.free .. '|' .. w.lease .. '|' .. w.names)
+      else
+        redis.call('HDEL', prefix .. 'idle', w.id)
+      end
+    else
+      redis.call('HDEL', prefix .. 'idle', w.id)
+      for _, j in ipairs(w.jobs) do
+        local jk = prefix .. 'job:' .. j[1]
+        redis.call('HSET', jk, 'status', 'queued', 'attempt', 0)
+        redis.call('HDEL', jk, 'worker', 'started')
+        to_lane(j[3], j[2], j[1])
+      end
+    end
   end
 end
 local woke = false

@@ -36,6 +36,10 @@ end
 if requeued > 0 then
   redis.call('PUBLISH', prefix .. 'wake', 'reaped')
 end
-redis.call('ZREMRANGEBYSCORE', prefix .. 'workers', '-inf', '(' .. now)
+local gone = redis.call('ZRANGEBYSCORE', prefix .. 'workers', '-inf', '(' .. now)
+if #gone > 0 then
+  redis.call('ZREM', prefix .. 'workers', unpack(gone))
+  redis.call('HDEL', prefix .. 'idle', unpack(gone)) -- hand them no more jobs
+end
 flush_tally(prefix, now)
 return {requeued, dead, promoted}
