@@ -59,6 +59,34 @@ async def test_a_job_whose_worker_is_killed_mid_job_completes_once_on_another_wo
         assert int(stats[b"complete"]) == 21  # one completion per job: none lost, none twice
 
 
+async def test_jobs_posted_to_a_waiting_worker_that_was_killed_all_complete_once(
+    private_redis: RedisServer, queue: str, start_worker: StartWorker
+) -> None:
+    url = private_redis.url
+    async with Client(queue, redis_url=url) as client:
+        idle = client.store.keys.idle
+        async with start_worker(queue, url) as doomed:
+            with anyio.fail_after(20):
+                while not await client.store.redis.hlen(idle):  # noqa: ASYNC110 - Redis state
+                    await anyio.sleep(0.02)  # until it waits for pushed jobs
+            doomed.signal(signal.SIGKILL)
+            assert await doomed.wait() == -signal.SIGKILL
+        ids = await client.post_many(
+            [{"seconds": 0.01, "n": n} for n in range(20)], functions=["slow"]
+        )
+        async with start_worker(queue, url) as survivor:
+            with anyio.fail_after(20):
+                results = [await client.block_until_result(job_id) for job_id in ids]
+            survivor.signal(signal.SIGTERM)
+            assert await survivor.wait() == 0
+
+        assert [r["n"] for r in results] == list(range(20))
+        assert {r["pid"] for r in results} == {survivor.pid}
+        stats = await client.store.redis.hgetall(client.store.keys.stats)
+        assert int(stats[b"complete"]) == 20  # none lost, none twice
+        assert await client.store.redis.hlen(idle) == 0  # neither is registered any more
+
+
 async def test_a_job_that_kills_its_worker_every_time_ends_dead_after_its_budget(
     private_redis: RedisServer, queue: str, start_worker: StartWorker
 ) -> None:
