@@ -42,11 +42,18 @@ for k = 1, #registered, 2 do
   local have = {}
   for name in string.gmatch(names, '[^,]+') do have[name] = true end
   idle[#idle + 1] = {id = registered[k], free = tonumber(free), lease = tonumber(lease),
-    names = names, have = have, rows = {}, jobs = {}, leases = {}}
+    names = names, have = have, rows = {}, jobs = {}, leases = {}, bytes = 0}
 end
-local function taker(sig)
+-- Big messages are not pushed: a subscriber's output buffer has a hard limit (32 MB by
+-- default) past which Redis drops the connection, and the pushed jobs with it.
+local PUSH_MAX_BYTES = 65536
+local function taker(sig, msg)
+  if #msg > PUSH_MAX_BYTES then return nil end
   for _, w in ipairs(idle) do
-    if w.free > 0 and fits(w.have, true, sig) then return w end
+    if w.free > 0 and w.bytes + #msg <= 16 * PUSH_MAX_BYTES and fits(w.have, true, sig) then
+      w.bytes = w.bytes + #msg
+      return w
+    end
   end
   return nil
 end
@@ -86,11 +93,11 @@ for j = 1, n do
       fields[#fields + 1] = 'status'
       fields[#fields + 1] = 'scheduled'
     else
-      local w = taker(sig)
+      local f = {}
+      for k = 1, #fields, 2 do f[fields[k]] = fields[k + 1] end
+      local w = #idle > 0 and taker(sig, f.msg)
       if w then -- the claim's work, done here: active under w's lease, attempt 1
         w.free = w.free - 1
-        local f = {}
-        for k = 1, #fields, 2 do f[fields[k]] = fields[k + 1] end
         local row = {id, 1, f.msg, f.fns or sig, f.timeout or '', f.max_att, 0, f.retry or '', now}
         for _, v in ipairs(row) do w.rows[#w.rows + 1] = v end
         w.jobs[#w.jobs + 1] = {id, score, sig}

@@ -65,6 +65,15 @@ async def test_a_waiting_worker_gets_no_more_jobs_than_its_free_places(client: C
     assert not await client.store.redis.hexists(client.store.keys.idle, "gpu-1")  # it is full
 
 
+async def test_a_big_message_is_not_pushed_but_queued_for_a_claim(client: Client) -> None:
+    await _wait_for_work(client, "gpu-1", 4, ["train"])
+    async with _push_channel(client, "gpu-1"):
+        big = await client.post(b"w" * 100_000, functions=["train"])
+        small = await client.post(b"w" * 1_000, functions=["train"])
+    assert (await client.get_job(big)).status is JobStatus.QUEUED
+    assert (await client.get_job(small)).status is JobStatus.ACTIVE
+
+
 async def test_a_job_goes_to_its_lane_when_no_waiting_worker_has_its_listeners(
     client: Client,
 ) -> None:
