@@ -258,7 +258,10 @@ class Worker:
         outcome: Outcome | None = None
         try:
             with running.scope:
-                await self._run_slots.acquire()
+                try:  # without a wait, no trip through the event loop either
+                    self._run_slots.acquire_nowait()
+                except anyio.WouldBlock:
+                    await self._run_slots.acquire()
                 running.waiting = False
                 running.started = time.time()
                 outcome = await self._execute(client, running)
