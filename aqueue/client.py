@@ -61,6 +61,13 @@ class Client:
         self._stack: contextlib.AsyncExitStack | None = None
         self._waiters: dict[str, set[anyio.Event]] = {}
         self._results: dict[str, bytes] = {}  # small results pushed with completion events
+        # Single posts made while subscribed are watched from the start (see post): job id ->
+        # the subscription epoch they were posted in; and those that ended with nobody
+        # waiting yet: job id -> (status, small result or None). Both bounded, oldest out.
+        self._epoch = 0  # counts (re)subscriptions: events between two may have been lost
+        self._subscribed = False
+        self._posted: dict[str, int] = {}
+        self._ended: dict[str, tuple[bytes, bytes | None]] = {}
         self._watchers: dict[str, set[MemoryObjectSendStream[JobEvent]]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._listen_lock = anyio.Lock()
@@ -172,6 +179,9 @@ class Client:
         refuses the whole batch.
         """
         messages = list(msgs)
+        # A client that awaits results hears every outcome of its own single posts: they are
+        # posted watched, and block_until_result then needs no watch round trip of its own.
+        watched_in = self._epoch if len(messages) == 1 and self._listening() else None
         if keys is not None and len(keys) != len(messages):
             raise MessageError(f"keys has {len(keys)} entries for {len(messages)} messages")
         policy = (
@@ -195,6 +205,11 @@ class Client:
             if len(encoded) > self.config.max_message_bytes:
                 raise MessageTooLarge(len(encoded), self.config.max_message_bytes)
             key = "" if keys is None else _check_key(keys[i])
+            fields = [*common, "msg", encoded]
+            if key:
+                fields += ["key", key]
+            if watched_in is not None:
+                fields += ["w", "1"]  # see watch.lua
             jobs.append(
                 NewJob(
                     id=os.urandom(16).hex(),  # as random as uuid4, without the UUID object
@@ -203,13 +218,16 @@ class Client:
                     priority=priority,
                     delay_ms=delay_ms,
                     at_ms=at_ms,
-                    fields=[*common, "msg", encoded, "key", key]
-                    if key
-                    else [*common, "msg", encoded],
+                    fields=fields,
                 )
             )
         key_ttl_ms = int(1000 * (self.config.result_ttl if ttl is None else ttl))
-        return await self.store.post(jobs, key_ttl_ms)
+        ids = await self.store.post(jobs, key_ttl_ms)
+        if watched_in is not None:
+            for job, job_id in zip(jobs, ids, strict=True):
+                if job_id == job.id:  # not a key's earlier job, which is not watched
+                    _remember(self._posted, job_id, watched_in)
+        return ids
 
     # -- reading -------------------------------------------------------------------------
 
@@ -272,10 +290,18 @@ class Client:
         """
         _check_id(job_id)
         await self._ensure_listening()
+        ended = self._ended.pop(job_id, None)
+        if ended is not None:  # posted watched, and its outcome already heard
+            self._posted.pop(job_id, None)
+            if ended[1] is not None:
+                return _codec.decode(ended[1])
+            return await self.get_result(job_id)
+        # posted watched in this subscription: its outcome will reach us, no watch needed
+        heard = self._posted.pop(job_id, None) == self._epoch
         done = anyio.Event()
         self._waiters.setdefault(job_id, set()).add(done)
         try:
-            [status] = await self.store.watch([job_id])
+            [status] = [b"posted"] if heard else await self.store.watch([job_id])
             if status is None:
                 raise JobNotFound(job_id, self.queue)
             if status not in _TERMINAL_NAMES:
@@ -327,8 +353,13 @@ class Client:
         await follow(self.store, [self.store.keys.events], self._on_event, started_event.set,
                      "result")  # fmt: skip
 
+    def _listening(self) -> bool:
+        return self._subscribed and self._listener is not None and not self._listener.done()
+
     async def _on_event(self, channel: str, data: bytes | None) -> None:
         if data is None:
+            self._epoch += 1  # what was posted watched before may have ended unheard
+            self._subscribed = True
             await self._recheck_waiters()
             await self._recheck_watchers()
             return
@@ -337,9 +368,15 @@ class Client:
         job_id = raw_id.decode()
         if kind == b"status":
             if rest[0] in _TERMINAL_NAMES:
-                if len(rest) > 1 and job_id in self._waiters:
-                    self._results[job_id] = rest[1]
-                self._wake(job_id)
+                result = rest[1] if len(rest) > 1 else None
+                if job_id in self._waiters:
+                    if result is not None:
+                        self._results[job_id] = result
+                    self._wake(job_id)
+                elif job_id in self._posted:  # ours, not awaited yet: keep it for when it is
+                    forgotten = _remember(self._ended, job_id, (rest[0], result))
+                    if forgotten is not None:  # then awaiting it asks Redis again
+                        self._posted.pop(forgotten, None)
             self._tell(JobEvent(job_id, status=JobStatus(rest[0].decode())))
         elif kind == b"active":  # a claim: one event for its whole batch
             for claimed in rest[0]:
@@ -473,6 +510,19 @@ class Client:
         if raw is None:
             raise DataNotFound(key, self.queue)
         return _codec.decode(raw)
+
+
+_REMEMBERED = 10_000
+
+
+def _remember(into: dict[str, Any], key: str, value: Any) -> str | None:
+    """Keep `key` in a bounded record; the oldest key it pushed out, if any."""
+    into[key] = value
+    if len(into) > _REMEMBERED:
+        oldest = next(iter(into))
+        del into[oldest]
+        return oldest
+    return None
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -102,6 +102,38 @@ async def test_an_awaited_result_arrives_with_the_completion_event_as_stored(
     assert pushed == await client.get_result(job_id)
 
 
+async def test_outcomes_of_posts_made_while_listening_are_never_missed(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    # A client that awaits results hears the outcomes of its later single posts without
+    # asking: ended before it awaits, or while its subscription was cut, it still gets them.
+    listeners = Listeners()
+
+    @listeners.listener
+    async def echo(msg: int, ctx: Context) -> int:
+        return msg
+
+    @listeners.listener
+    async def refuse(msg: int, ctx: Context) -> int:
+        raise ValueError(f"no {msg}")
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        with anyio.fail_after(10):
+            assert await client.block_until_result(await client.post(0, functions=["echo"])) == 0
+            early = await client.post(1, functions=["echo"])
+            failed = await client.post(2, functions=["refuse"], retry=0)
+            for job_id in (early, failed):  # both end before anyone awaits them
+                while not (await client.get_job(job_id)).status.is_terminal:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            assert await client.block_until_result(early) == 1
+            with pytest.raises(JobFailed, match="no 2"):
+                await client.block_until_result(failed)
+
+            await client.store.redis.client_kill_filter(_type="pubsub")
+            cut = await client.post(3, functions=["echo"])  # its outcome may come unheard
+            assert await client.block_until_result(cut) == 3
+
+
 async def test_plain_functions_run_in_threads_without_blocking_the_loop(
     client: Client, redis_server: RedisServer, queue: str
 ) -> None:
