@@ -14,15 +14,16 @@ POST: the job's record as JSON. Every delivery carries an `Idempotency-Key` and,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import aiohttp
 import anyio
-import yarl
 
 from . import _output
 from ._backoff import Backoff, follow
@@ -30,6 +31,13 @@ from ._store import Store
 from .client import Client
 from .errors import ConfigError, JobNotFound, RedisUnavailable
 from .job import Job, JobStatus
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp and yarl (~10 MB of RSS) are imported at the first delivery, not with this module:
+# every worker runs a dispatcher, and the memory of idle workers matters more than the first
+# callback's few milliseconds.
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,8 @@ def signature(secret: str, timestamp: str, method: str, url: str, body: bytes) -
 
 def request_for(job: Job) -> tuple[str, str, bytes]:
     """(method, url, body) of the callback for a finished job."""
+    import yarl  # lazily: the memory of idle workers (see the top)
+
     assert job.callback is not None
     success = "1" if job.status is JobStatus.COMPLETE else "0"
     if job.callback_method == "POST":
@@ -84,16 +94,30 @@ class Dispatcher:
         self.config = config
         self.delivered = 0
         self._wake = anyio.Event()
+        self._session: aiohttp.ClientSession | None = None  # made by the first delivery
+
+    def _http_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            import aiohttp  # lazily: the memory of idle workers (see the top)
+
+            timeout = aiohttp.ClientTimeout(total=self.config.timeout)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    @contextlib.asynccontextmanager
+    async def _closing_session(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if self._session is not None:
+                session, self._session = self._session, None
+                await session.close()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         slots = anyio.Semaphore(self.config.concurrency)
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            anyio.create_task_group() as tg,
-        ):
+        async with self._closing_session(), anyio.create_task_group() as tg:
             await tg.start(self._listen)
             task_status.started()
             backoff = Backoff()
@@ -113,6 +137,7 @@ class Dispatcher:
                 backoff.reset()
                 for job_id, token in claimed:
                     await slots.acquire()
+                    session = self._http_session()
                     tg.start_soon(self._deliver_in_slot, session, slots, job_id, token)
                 if claimed:
                     continue
@@ -161,6 +186,9 @@ class Dispatcher:
                 extra={"job_id": job_id, "queue": self.store.keys.queue})  # fmt: skip
 
     async def _attempt(self, session: aiohttp.ClientSession, job: Job) -> tuple[bool, str]:
+        import aiohttp  # lazily: the memory of idle workers (see the top)
+        import yarl
+
         method, url, body = request_for(job)
         host = yarl.URL(url).host or ""
         allowed = self.config.allowed_hosts

@@ -9,11 +9,11 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 
 from ._connection import open_store
-from ._http import HttpConfig, serve_http
 from ._journal import JournalHandler, journal_available
 from ._reaper import reap_forever
 from ._settings import Settings
@@ -21,6 +21,12 @@ from ._systemd import Notifier, watchdog_loop
 from .errors import AqueueError
 from .listeners import load_listeners
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from ._http import HttpConfig
+
+# ._http (aiohttp, ~10 MB) is imported only by the daemons that serve HTTP: the memory of
+# idle workers.
 
 log = logging.getLogger("aqueue.daemon")
 
@@ -92,6 +98,8 @@ async def serve_workers(
         services.start_soon(_on_signals, workers, notifier)
         services.start_soon(watchdog_loop, notifier)
         if http is not None:  # the HTTP API inside the worker daemon
+            from ._http import serve_http  # lazily: see the top
+
             await services.start(serve_http, http)
         async with anyio.create_task_group() as serving:
             for worker in workers:
@@ -157,6 +165,8 @@ def run_workers(settings: Settings) -> int:
 
 
 async def serve_http_daemon(config: HttpConfig, notifier: Notifier) -> None:
+    from ._http import serve_http  # lazily: see the top
+
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with anyio.create_task_group() as tg:
             tg.start_soon(watchdog_loop, notifier)

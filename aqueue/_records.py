@@ -6,8 +6,6 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import yarl
-
 from . import _codec
 from .errors import MessageError
 from .job import Job, JobStatus, Progress
@@ -43,6 +41,8 @@ def signature(functions: Sequence[str]) -> str:
 def check_callback(url: str | None) -> str:
     if url is None:
         return ""
+    import yarl  # lazily: only posts with a callback need it (the memory of idle workers)
+
     try:
         parsed = yarl.URL(url)
     except (TypeError, ValueError) as exc:

@@ -6,17 +6,17 @@ Every error names the setting, where it came from, the bad value and what is all
 
 from __future__ import annotations
 
-import difflib
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._callbacks import CallbackConfig
-from ._http import HttpConfig
 from .config import ClientConfig, WorkerConfig
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from ._http_base import HttpConfig
 
 
 def _positive_int(value: Any) -> int:
@@ -129,6 +129,9 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict)  # setting -> where it came from
 
     def http_config(self, known_listeners: tuple[str, ...] | None = None) -> HttpConfig:
+        # lazily: it brings aiohttp (~10 MB), which a daemon without HTTP never needs
+        from ._http_base import HttpConfig
+
         host, _, port = (self.http_bind or "127.0.0.1:8080").rpartition(":")
         return HttpConfig(
             host=host.strip("[]"),
@@ -148,6 +151,8 @@ class Settings:
 
 
 def read_file(path: Path) -> dict[str, Any]:
+    import tomllib  # lazily, as difflib below: only a --config or a mistake needs them (idle RSS)
+
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
@@ -182,6 +187,8 @@ def resolve(
     for layer, where in layers:
         for name, raw in layer.items():
             if name not in SETTINGS:
+                import difflib
+
                 hint = difflib.get_close_matches(name, SETTINGS, n=1)
                 maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
                 allowed = ", ".join(SETTINGS)

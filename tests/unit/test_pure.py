@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -97,3 +99,13 @@ def test_the_state_diagram_in_the_docs_is_generated_from_the_table() -> None:
 
     checked_in = Path(__file__).parents[2] / "docs" / "states.md"
     assert checked_in.read_text() == document(), "run: python -m aqueue._diagram > docs/states.md"
+
+
+def test_a_worker_process_starts_without_the_http_stack() -> None:
+    # An idle worker's memory: aiohttp and yarl load only for callbacks and the HTTP API.
+    code = (
+        "import sys, aqueue, aqueue.cli, aqueue._daemon, aqueue.worker; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'yarl')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
