@@ -48,10 +48,11 @@ class WorkerConfig:
     reaper_interval: float = 5.0  # how often this daemon's reaper looks for lapsed leases
     idle_wait: float = 5.0  # longest block on Redis between claims when nothing is posted
     claim_batch: int = 64  # most jobs taken in one claim
-    # Jobs claimed ahead, beyond the free slots, so that a freed slot starts its next job at
-    # once instead of after a round trip to Redis. They are leased like running ones: on a
-    # crash they are reclaimed like running ones; on a stop they are handed back at once.
-    prefetch: int = 16
+    # The most jobs claimed ahead, beyond the free slots, so that a freed slot starts its next
+    # job at once instead of after a round trip to Redis: as many as finish during one claim
+    # (none for jobs much longer than a claim). They are leased like running ones: on a crash
+    # they are reclaimed like running ones; on a stop they are handed back at once.
+    prefetch: int = 64
     worker_id: str | None = None
     reaper: bool = True  # run the reaper in this daemon
 

@@ -2,7 +2,8 @@
 
 Loops, all children of `Worker.run`:
   claim      takes as many ready jobs as there are free slots and prefetch places, in one
-             script call; prefetched jobs wait locally for a slot, so none waits for Redis.
+             script call; prefetched jobs wait locally for a slot, so none waits for Redis
+             (as many as finish during one claim: see _prefetch.py).
              A short claim leaves the worker registered as waiting: posts then hand it jobs
              directly (over its push channel), leased to it, with no claim round trip.
   heartbeat  renews every lease this worker holds in one call; cancels jobs it no longer holds
@@ -33,6 +34,7 @@ from . import _codec
 from ._backoff import Backoff, follow
 from ._callbacks import CallbackConfig, Dispatcher
 from ._connection import open_store
+from ._prefetch import PrefetchGauge
 from ._reaper import reap_forever
 from ._records import retry_policy
 from ._store import Claimed, Outcome, Store, claimed_rows
@@ -84,6 +86,7 @@ class Worker:
         self._acks: list[Outcome] = []
         self._start_job: Callable[[Claimed], None] | None = None  # into run()'s job group
         self._overdraft = 0  # pushed jobs that found no free claim place (raced a claim)
+        self._prefetch = PrefetchGauge(self.config.prefetch, self.config.concurrency)
         self._stopping = False
         self._burst = False  # run(burst=True): stop once idle
         self._started_at = time.time()
@@ -97,6 +100,7 @@ class Worker:
         self._claim_scope = anyio.CancelScope()
         # a claim place is held from claim to outcome; a run slot while the listener runs
         self._slots = anyio.Semaphore(self.config.concurrency + self.config.prefetch)
+        self._parked = 0  # prefetch places the claim loop holds back (see _park)
         self._run_slots = anyio.Semaphore(self.config.concurrency)
         self._threads = anyio.CapacityLimiter(self.config.concurrency)
         if self._stopping:  # stop() came before run()
@@ -191,6 +195,7 @@ class Worker:
         names = self.listeners.names
         backoff = Backoff()
         while True:
+            self._park()
             await self._slots.acquire()
             await anyio.lowlevel.checkpoint()  # let finishing jobs free their slots first
             taken = 1
@@ -200,7 +205,9 @@ class Worker:
             self._wake = anyio.Event()
             try:
                 with anyio.CancelScope(shield=True):  # a claim is never abandoned half-read
+                    began = time.monotonic()
                     claim = await store.claim(self.id, self._lease_ms, taken, names)
+                    self._prefetch.claim_took(time.monotonic() - began)
             except RedisUnavailable as exc:
                 self._release_slots(taken)
                 log.warning("claim failed, retrying in %.2f s: %s", backoff.delay, exc)
@@ -223,6 +230,16 @@ class Worker:
                 wait = min(wait, max(0.0, (claim.next_due_ms - claim.now_ms) / 1000))
             with anyio.move_on_after(wait):
                 await self._wake.wait()
+
+    def _park(self) -> None:
+        """Hold back the prefetch places the gauge does not want used now."""
+        wanted = self.config.prefetch - self._prefetch.now
+        while self._parked < wanted and self._slots.value > 0:
+            self._slots.acquire_nowait()
+            self._parked += 1
+        while self._parked > wanted:
+            self._slots.release()
+            self._parked -= 1
 
     def _release_slots(self, count: int) -> None:
         for _ in range(count):
@@ -264,7 +281,9 @@ class Worker:
                     await self._run_slots.acquire()
                 running.waiting = False
                 running.started = time.time()
+                began = time.monotonic()
                 outcome = await self._execute(client, running)
+                self._prefetch.job_ran(time.monotonic() - began)
             if outcome is None and not running.lost:
                 outcome = Outcome(job.id, job.attempt, "release", 0, ())
                 log.info("handing back job %s", job.id, extra={"job_id": job.id})

@@ -171,10 +171,13 @@ async def test_prefetched_jobs_wait_for_a_slot_and_go_back_at_once_on_stop(
         running -= 1
         return msg
 
-    ids = await client.post_many(range(10), functions=["hold"])
     async with running_worker(
         listeners, queue=queue, redis_url=redis_server.url, concurrency=2, prefetch=3, grace=30.0
     ) as w:
+        # as if its jobs had taken 1 ms and its claims 10 ms: it prefetches all it may
+        w._prefetch.job_ran(0.001)
+        w._prefetch.claim_took(0.010)
+        ids = await client.post_many(range(10), functions=["hold"])
         with anyio.fail_after(10):
             while (await client.counts())["active"] < 5:  # noqa: ASYNC110 - Redis state
                 await anyio.sleep(0.01)
