@@ -2,8 +2,10 @@
 
 Loops, all children of `Worker.run`:
   claim      takes as many ready jobs as there are free slots and prefetch places, in one
-             script call; prefetched jobs wait locally for a slot, so none waits for Redis
-             (as many as finish during one claim: see _prefetch.py).
+             script call, into the inbox; prefetched jobs wait there, so no slot waits on
+             Redis (as many as finish during one claim: see _prefetch.py)
+  slots      `concurrency` runners, each taking the next job from the inbox: no task is
+             spawned per job
              A short claim leaves the worker registered as waiting: posts then hand it jobs
              directly (over its push channel), leased to it, with no claim round trip.
   heartbeat  renews every lease this worker holds in one call; cancels jobs it no longer holds
@@ -14,12 +16,15 @@ Loops, all children of `Worker.run`:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import secrets
 import socket
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,7 +33,7 @@ from typing import Any, cast
 import anyio
 import anyio.to_thread
 import msgpack
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from . import _codec
 from ._backoff import Backoff, follow
@@ -55,7 +60,7 @@ class _Running:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     lost: bool = False  # reclaimed or cancelled elsewhere: write nothing
     lent: bool = False  # its slot is lent out while it awaits another job
-    waiting: bool = True  # prefetched: claimed, not yet given a slot to run in
+    waiting: bool = True  # in the inbox: claimed, not yet taken by a slot
     started: float = field(default_factory=time.time)
 
 
@@ -84,7 +89,7 @@ class Worker:
         self._running: dict[str, _Running] = {}
         self._leases: dict[str, int] = {}  # job id -> attempt, until its outcome is recorded
         self._acks: list[Outcome] = []
-        self._start_job: Callable[[Claimed], None] | None = None  # into run()'s job group
+        self._add_slot: Callable[[], None] | None = None  # one more runner, in run()
         self._overdraft = 0  # pushed jobs that found no free claim place (raced a claim)
         self._prefetch = PrefetchGauge(self.config.prefetch, self.config.concurrency)
         self._stopping = False
@@ -98,10 +103,12 @@ class Worker:
         self._wake = anyio.Event()
         self._drained = anyio.Event()
         self._claim_scope = anyio.CancelScope()
-        # a claim place is held from claim to outcome; a run slot while the listener runs
+        # a claim place is held from claim to outcome; a slot (a runner) while a job runs
         self._slots = anyio.Semaphore(self.config.concurrency + self.config.prefetch)
         self._parked = 0  # prefetch places the claim loop holds back (see _park)
-        self._run_slots = anyio.Semaphore(self.config.concurrency)
+        # None: a nudge for an idle runner to look at _retiring (see _lend_slot)
+        self._inbox_in, self._inbox = anyio.create_memory_object_stream[_Running | None](math.inf)
+        self._retiring: deque[anyio.Event] = deque()  # runners asked to stop after their job
         self._threads = anyio.CapacityLimiter(self.config.concurrency)
         if self._stopping:  # stop() came before run()
             self._claim_scope.cancel()
@@ -113,9 +120,15 @@ class Worker:
         self._stopping = True
         if hasattr(self, "_claim_scope"):
             self._claim_scope.cancel()
-            for running in list(self._running.values()):
-                if running.waiting:  # prefetched, never started: hand it back at once
-                    running.scope.cancel()
+            while True:  # prefetched, never started: hand them back at once
+                try:
+                    waiting = self._inbox.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+                if waiting is not None:
+                    back = None if waiting.lost else self._handed_back(waiting.job)
+                    self._finished(waiting, back)
+            self._inbox_in.close()  # idle runners end; busy ones after their job
             if not self._running:
                 self._drained.set()
 
@@ -146,6 +159,8 @@ class Worker:
             check=False,
         ) as store:
             async with (
+                self._inbox_in,  # closed on the way out, whatever happens
+                self._inbox,
                 Client.over(store, self.client_config) as client,
                 store.pinned() as claims,  # the two hot loops each keep a connection
                 store.pinned() as acks,
@@ -167,21 +182,23 @@ class Worker:
                         extra={"queue": self.config.queue, "worker": self.id},
                     )
                     task_status.started()
-                    async with anyio.create_task_group() as jobs:
+                    async with anyio.create_task_group() as slots:
 
-                        def start_job(job: Claimed) -> None:
-                            jobs.start_soon(self._run_job, store, client, job)
+                        def add_slot() -> None:
+                            slots.start_soon(self._slot, store, client)
 
-                        self._start_job = start_job
+                        for _ in range(self.config.concurrency):
+                            add_slot()
+                        self._add_slot = add_slot
                         with self._claim_scope:
-                            await self._claim_loop(claims, client, jobs, burst)
+                            await self._claim_loop(claims, burst)
                         self.stop()
                         await self._stop_waiting(store)
                         with anyio.move_on_after(self.config.grace):
                             await self._drained.wait()
                         for running in list(self._running.values()):
                             running.scope.cancel()  # past the grace period: hand back
-                    self._start_job = None
+                    self._add_slot = None
                     services.cancel_scope.cancel()
                 await self._send_acks(store, final=True)
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
@@ -191,7 +208,7 @@ class Worker:
                         log.warning("could not deregister worker %s: %s", self.id, exc)
         log.info("worker %s stopped", self.id, extra={"worker": self.id})
 
-    async def _claim_loop(self, store: Store, client: Client, jobs: TaskGroup, burst: bool) -> None:
+    async def _claim_loop(self, store: Store, burst: bool) -> None:
         names = self.listeners.names
         backoff = Backoff()
         while True:
@@ -215,9 +232,7 @@ class Worker:
                 continue
             backoff.reset()
             for job in claim.jobs:
-                self._leases[job.id] = job.attempt
-                self._running[job.id] = _Running(job)
-                jobs.start_soon(self._run_job, store, client, job)
+                self._to_inbox(job)
             self._release_slots(taken - len(claim.jobs))
             if claim.full:
                 continue  # there may be more ready
@@ -245,20 +260,25 @@ class Worker:
         for _ in range(count):
             self._slots.release()
 
+    def _to_inbox(self, job: Claimed) -> None:
+        """A job leased to this worker (its claim place taken) waits for a slot."""
+        self._leases[job.id] = job.attempt
+        running = self._running[job.id] = _Running(job)
+        self._inbox_in.send_nowait(running)
+
     def _take_pushed(self, jobs: list[Claimed]) -> None:
         """Jobs a post handed to this worker while it waited: already leased to it."""
         for job in jobs:
-            self._leases[job.id] = job.attempt
-            if self._stopping or self._start_job is None:  # give it straight back
-                self._acks.append(Outcome(job.id, job.attempt, "release", 0, ()))
+            if self._stopping:  # give it straight back
+                self._leases[job.id] = job.attempt
+                self._acks.append(self._handed_back(job))
                 self._ack_ready.set()
                 continue
             try:
                 self._slots.acquire_nowait()
             except anyio.WouldBlock:  # a claim took the places it was pushed for
                 self._overdraft += 1
-            self._running[job.id] = _Running(job)
-            self._start_job(job)
+            self._to_inbox(job)
 
     async def _stop_waiting(self, store: Store) -> None:
         """Posts stop handing this worker jobs (those already on their way are handed back)."""
@@ -270,36 +290,50 @@ class Worker:
 
     # -- one job -------------------------------------------------------------------------
 
-    async def _run_job(self, store: Store, client: Client, job: Claimed) -> None:
-        running = self._running[job.id]
+    async def _slot(self, store: Store, client: Client) -> None:
+        """One runner: takes the next job from the inbox and runs it, until the inbox closes
+        (or it is retired, to give back a slot a waiting parent job had lent out)."""
+        while not self._retiring:
+            try:
+                running = await self._inbox.receive()
+            except anyio.EndOfStream:
+                return
+            if running is not None:
+                await self._run_job(client, running)
+        self._retiring.popleft().set()
+
+    async def _run_job(self, client: Client, running: _Running) -> None:
+        job = running.job
         outcome: Outcome | None = None
         try:
-            with running.scope:
-                try:  # without a wait, no trip through the event loop either
-                    self._run_slots.acquire_nowait()
-                except anyio.WouldBlock:
-                    await self._run_slots.acquire()
-                running.waiting = False
-                running.started = time.time()
-                began = time.monotonic()
-                outcome = await self._execute(client, running)
-                self._prefetch.job_ran(time.monotonic() - began)
+            running.waiting = False
+            if not running.scope.cancel_called:  # else lost or cancelled in the inbox
+                with running.scope:
+                    running.started = time.time()
+                    began = time.monotonic()
+                    outcome = await self._execute(client, running)
+                    self._prefetch.job_ran(time.monotonic() - began)
             if outcome is None and not running.lost:
-                outcome = Outcome(job.id, job.attempt, "release", 0, ())
-                log.info("handing back job %s", job.id, extra={"job_id": job.id})
+                outcome = self._handed_back(job)
         finally:
-            del self._running[job.id]
-            if not running.lent:
-                if self._overdraft:
-                    self._overdraft -= 1
-                else:
-                    self._slots.release()
-                if not running.waiting:
-                    self._run_slots.release()
-            if self._stopping and not self._running:
-                self._drained.set()
+            self._finished(running, outcome)
+
+    def _handed_back(self, job: Claimed) -> Outcome:
+        log.info("handing back job %s", job.id, extra={"job_id": job.id})
+        return Outcome(job.id, job.attempt, "release", 0, ())  # no attempt used
+
+    def _finished(self, running: _Running, outcome: Outcome | None) -> None:
+        """A job leaves this worker: its claim place is free, its outcome on its way."""
+        del self._running[running.job.id]
+        if not running.lent:
+            if self._overdraft:
+                self._overdraft -= 1
+            else:
+                self._slots.release()
+        if self._stopping and not self._running:
+            self._drained.set()
         if outcome is None:
-            self._leases.pop(job.id, None)
+            self._leases.pop(running.job.id, None)
         else:
             self._acks.append(outcome)
             self._ack_ready.set()
@@ -356,14 +390,24 @@ class Worker:
         )
 
     async def _lend_slot(self, running: _Running) -> Any:
+        """The job waits on another: its claim place and its slot serve other jobs meanwhile
+        (one more runner), so a one-slot worker never deadlocks on a child job."""
         running.lent = True
         self._slots.release()
-        self._run_slots.release()
+        if self._add_slot is not None:
+            self._add_slot()
 
         async def reacquire() -> None:
             await self._slots.acquire()
+            if self._stopping:  # no job starts any more: no runner to wait for
+                running.lent = False
+                return
+            retired = anyio.Event()
+            self._retiring.append(retired)  # a runner stops after its job: ours again
+            with contextlib.suppress(anyio.ClosedResourceError):
+                self._inbox_in.send_nowait(None)  # or at once, if one is idle
             try:
-                await self._run_slots.acquire()
+                await retired.wait()
             except BaseException:
                 self._slots.release()
                 raise

@@ -432,6 +432,43 @@ async def test_waiting_on_a_child_job_never_deadlocks_a_single_slot_worker(
             assert await client.block_until_result(job_id) == 41
 
 
+async def test_a_lent_slot_comes_back_so_no_more_listeners_run_than_the_concurrency(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+    busy, most = 0, 0
+
+    def working(change: int) -> None:
+        nonlocal busy, most
+        busy += change
+        most = max(most, busy)
+
+    @listeners.listener
+    async def parent(msg: int, ctx: Context) -> int:
+        working(+1)
+        await anyio.sleep(0.02)
+        working(-1)  # waiting on the child: its slot is lent out
+        child = await ctx.post(msg, functions=["child"])
+        result = int(await ctx.block_until_result(child, timeout=10))
+        working(+1)  # running again: a slot is ours again
+        await anyio.sleep(0.02)
+        working(-1)
+        return result + 1
+
+    @listeners.listener
+    async def child(msg: int, ctx: Context) -> int:
+        working(+1)
+        await anyio.sleep(0.02)
+        working(-1)
+        return msg * 10
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url, concurrency=2):
+        ids = await client.post_many(range(6), functions=["parent"])
+        with anyio.fail_after(30):
+            assert [await client.block_until_result(i) for i in ids] == [1, 11, 21, 31, 41, 51]
+    assert most == 2
+
+
 async def test_listeners_share_data_through_store_and_fetch(
     client: Client, redis_server: RedisServer, queue: str
 ) -> None:

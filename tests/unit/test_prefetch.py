@@ -1,4 +1,5 @@
-"""A worker prefetches as many jobs as its slots finish during one claim, up to its most."""
+"""A worker prefetches as many jobs as its slots finish during one claim (four times over, for
+bursts), up to its most."""
 
 from __future__ import annotations
 
@@ -15,15 +16,15 @@ def _gauge(job_seconds: float, claim_seconds: float, slots: int, most: int = 64)
 def test_nothing_is_prefetched_before_a_job_and_a_claim_were_timed() -> None:
     gauge = PrefetchGauge(64, 16)
     assert gauge.now == 0
-    gauge.job_ran(0.001)
+    gauge.job_ran(0.004)
     assert gauge.now == 0
     gauge.claim_took(0.001)
-    assert gauge.now == 16
+    assert gauge.now == 16  # 16 slots finish 4 jobs each per claim; four times over
 
 
 def test_short_jobs_get_the_most_and_long_ones_none() -> None:
     assert _gauge(job_seconds=0.0001, claim_seconds=0.002, slots=16) == 64  # capped
-    assert _gauge(job_seconds=0.010, claim_seconds=0.001, slots=100) == 10
+    assert _gauge(job_seconds=0.010, claim_seconds=0.001, slots=100) == 40
     assert _gauge(job_seconds=60.0, claim_seconds=0.002, slots=16) == 0  # a training run
 
 
