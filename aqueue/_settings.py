@@ -19,15 +19,23 @@ if TYPE_CHECKING:
     from ._http_base import HttpConfig
 
 
-def _positive_int(value: Any) -> int:
+def _int_from(value: Any, least: int, what: str) -> int:
     if isinstance(value, str):
         value = value.strip()
         if not value.isdigit():
-            raise ValueError("a positive integer")
+            raise ValueError(what)
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError("a positive integer")
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(what)
     return value
+
+
+def _positive_int(value: Any) -> int:
+    return _int_from(value, 1, "a positive integer")
+
+
+def _count(value: Any) -> int:
+    return _int_from(value, 0, "an integer >= 0")
 
 
 def _seconds(value: Any) -> float:
@@ -92,6 +100,7 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "queues": _queues,
     "listeners": _text,
     "concurrency": _positive_int,
+    "prefetch": _count,
     "lease": _seconds,
     "heartbeat": _seconds,
     "grace": _seconds,
@@ -204,6 +213,7 @@ def resolve(
         k: values[k]
         for k in (
             "concurrency",
+            "prefetch",
             "lease",
             "heartbeat",
             "grace",

@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("listeners", nargs="?", help="the Listeners registry, as module:object")
     _add_daemon(worker)
     worker.add_argument("--concurrency", type=int, help="jobs run at once per queue (16)")
+    worker.add_argument(
+        "--prefetch", type=int, help="most jobs claimed ahead of free slots, for short jobs (64)"
+    )
     worker.add_argument("--grace", type=float, help="seconds running jobs get on SIGTERM (30)")
     worker.add_argument("--idle-wait", type=float, help="longest block between claims (5)")
     worker.add_argument("--callback-timeout", type=float, help="seconds per delivery attempt (10)")

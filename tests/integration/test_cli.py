@@ -184,6 +184,11 @@ async def test_check_validates_the_config_and_the_redis_it_points_at(
             "concurrency = 'many' in {config} is invalid: must be a positive integer",
         ),
         (
+            "prefetch = -1\n",
+            [],
+            "prefetch = -1 in {config} is invalid: must be an integer >= 0",
+        ),
+        (
             "log_format = 'xml'\n",
             [],
             "log_format = 'xml' in {config} is invalid: must be one of auto, text",
