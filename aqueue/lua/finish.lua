@@ -19,14 +19,17 @@ for j = 1, #outcomes do
   local o = outcomes[j]
   local id, attempt, kind, delay = o[1], tostring(o[2]), o[3], o[4]
   local jk = prefix .. 'job:' .. id
-  -- the fence and everything the outcome needs, in one read
-  local f = redis.call('HMGET', jk, 'status', 'attempt', 'worker', 'ttl', 'cb', 'max_att',
-    'released', 'sig', 'score', 'w')
+  -- the fence and what a completion or failure needs, in one read (a retry reads more)
+  local f = redis.call('HMGET', jk, 'status', 'attempt', 'worker', 'ttl', 'cb', 'w')
   if f[1] == 'active' and f[2] == attempt and f[3] == worker then
     accepted[j] = 1
     done[#done + 1] = id
     local fields = o[5]
-    local watched = f[10] == '1'
+    local watched = f[6] == '1'
+    if kind == 'retry' or kind == 'release' then
+      local more = redis.call('HMGET', jk, 'max_att', 'released', 'sig', 'score')
+      for k = 1, 4 do f[5 + k] = more[k] end
+    end
     if kind == 'complete' then
       finish_terminal(prefix, jk, id, 'complete', now, f[4], f[5], fields, watched)
     elseif kind == 'fail' then
