@@ -261,19 +261,20 @@ class Worker:
             self._slots.release()
 
     def _to_inbox(self, job: Claimed) -> None:
-        """A job leased to this worker (its claim place taken) waits for a slot."""
+        """A job leased to this worker (its claim place taken) waits for a slot; once the
+        worker is stopping (a claim can land after stop()), it goes straight back."""
         self._leases[job.id] = job.attempt
+        if self._stopping:
+            self._free_place()
+            self._acks.append(self._handed_back(job))
+            self._ack_ready.set()
+            return
         running = self._running[job.id] = _Running(job)
         self._inbox_in.send_nowait(running)
 
     def _take_pushed(self, jobs: list[Claimed]) -> None:
         """Jobs a post handed to this worker while it waited: already leased to it."""
         for job in jobs:
-            if self._stopping:  # give it straight back
-                self._leases[job.id] = job.attempt
-                self._acks.append(self._handed_back(job))
-                self._ack_ready.set()
-                continue
             try:
                 self._slots.acquire_nowait()
             except anyio.WouldBlock:  # a claim took the places it was pushed for
@@ -318,6 +319,12 @@ class Worker:
         finally:
             self._finished(running, outcome)
 
+    def _free_place(self) -> None:
+        if self._overdraft:  # a pushed job that came with no place of its own
+            self._overdraft -= 1
+        else:
+            self._slots.release()
+
     def _handed_back(self, job: Claimed) -> Outcome:
         log.info("handing back job %s", job.id, extra={"job_id": job.id})
         return Outcome(job.id, job.attempt, "release", 0, ())  # no attempt used
@@ -326,10 +333,7 @@ class Worker:
         """A job leaves this worker: its claim place is free, its outcome on its way."""
         del self._running[running.job.id]
         if not running.lent:
-            if self._overdraft:
-                self._overdraft -= 1
-            else:
-                self._slots.release()
+            self._free_place()
         if self._stopping and not self._running:
             self._drained.set()
         if outcome is None:

@@ -198,6 +198,31 @@ async def test_prefetched_jobs_wait_for_a_slot_and_go_back_at_once_on_stop(
         assert await client.store.job_field_values(job.id, ["released"]) == [b"1"]
 
 
+async def test_a_worker_stopped_mid_drain_hands_back_what_it_claimed_and_loses_nothing(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def quick(msg: int, ctx: Context) -> None:
+        return None
+
+    async def completed() -> int:
+        return int(await client.store.redis.hget(client.store.keys.stats, "complete") or 0)
+
+    ids = await client.post_many(range(3000), functions=["quick"])
+    for _ in range(5):  # stop it at a few moments of its claiming
+        async with running_worker(listeners, queue=queue, redis_url=redis_server.url) as worker:
+            before = await completed()
+            with anyio.fail_after(10):
+                while await completed() < min(before + 100, len(ids)):  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+            worker.stop()  # whatever it claimed now: handed back, or finished in the grace
+        counts = await client.counts()
+        assert counts["active"] == 0
+        assert await completed() + counts["queued"] == len(ids)
+
+
 async def test_routing_a_job_waits_for_a_worker_with_all_its_listeners(
     client: Client, redis_server: RedisServer, queue: str
 ) -> None:
