@@ -3,11 +3,11 @@
 Loops, all children of `Worker.run`:
   claim      takes as many ready jobs as there are free slots and prefetch places, in one
              script call, into the inbox; prefetched jobs wait there, so no slot waits on
-             Redis (as many as finish during one claim: see _prefetch.py)
+             Redis (as many as finish during one claim: see _prefetch.py). A short claim
+             leaves the worker registered as waiting: posts then hand it jobs directly (over
+             its push channel), leased to it, with no claim round trip.
   slots      `concurrency` runners, each taking the next job from the inbox: no task is
              spawned per job
-             A short claim leaves the worker registered as waiting: posts then hand it jobs
-             directly (over its push channel), leased to it, with no claim round trip.
   heartbeat  renews every lease this worker holds in one call; cancels jobs it no longer holds
   wake       a subscription: new work, jobs pushed to this worker, cancellations
   acks       records finished attempts, batched when many finish together
@@ -185,7 +185,7 @@ class Worker:
                     async with anyio.create_task_group() as slots:
 
                         def add_slot() -> None:
-                            slots.start_soon(self._slot, store, client)
+                            slots.start_soon(self._slot, client)
 
                         for _ in range(self.config.concurrency):
                             add_slot()
@@ -291,7 +291,7 @@ class Worker:
 
     # -- one job -------------------------------------------------------------------------
 
-    async def _slot(self, store: Store, client: Client) -> None:
+    async def _slot(self, client: Client) -> None:
         """One runner: takes the next job from the inbox and runs it, until the inbox closes
         (or it is retired, to give back a slot a waiting parent job had lent out)."""
         while not self._retiring:
