@@ -2,6 +2,12 @@
 -- Keys are built from the queue's prefix `aq:{<queue>}:`; its hash tag keeps them in one slot.
 -- Times are milliseconds on Redis's own clock, so clocks of clients and workers never matter.
 
+-- A number handed to redis.call becomes a string by "%.14g", a slow path of printf (a tenth
+-- of Redis's time in a drain): the hot paths format their integers once, with "%d".
+local function int(n)
+  return string.format('%d', n)
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -14,6 +14,7 @@
 local prefix, worker = ARGV[1], ARGV[2]
 local lease, n = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
+local now_s, deadline = int(now), int(now + lease)
 promote_due(prefix, now, 1000)
 
 redis.call('HDEL', prefix .. 'idle', worker) -- claiming: no longer waiting for pushes
@@ -60,9 +61,9 @@ for _, id in ipairs(picked) do
   if f[2] then -- the record may have been purged while its id sat on a lane
     local attempt = tonumber(f[1] or 0) + 1
     f[3] = f[3] or f[9] -- fns is stored only when it differs from the lane's signature
-    redis.call('HSET', jk, 'status', 'active', 'attempt', attempt, 'worker', worker,
-      'started', now)
-    leases[#leases + 1] = now + lease
+    redis.call('HSET', jk, 'status', 'active', 'attempt', int(attempt), 'worker', worker,
+      'started', now_s)
+    leases[#leases + 1] = deadline
     leases[#leases + 1] = id
     out[#out + 1] = id
     out[#out + 1] = attempt

@@ -12,12 +12,13 @@
 local prefix, worker = ARGV[1], ARGV[2]
 local outcomes = cmsgpack.unpack(ARGV[3])
 local now = now_ms()
+local now_s = int(now)
 local accepted = {}
 local done = {}
 local requeued = 0
 for j = 1, #outcomes do
   local o = outcomes[j]
-  local id, attempt, kind, delay = o[1], tostring(o[2]), o[3], o[4]
+  local id, attempt, kind, delay = o[1], int(o[2]), o[3], o[4]
   local jk = prefix .. 'job:' .. id
   -- the fence and what a completion or failure needs, in one read (a retry reads more)
   local f = redis.call('HMGET', jk, 'status', 'attempt', 'worker', 'ttl', 'cb', 'w')
@@ -31,9 +32,9 @@ for j = 1, #outcomes do
       for k = 1, 4 do f[5 + k] = more[k] end
     end
     if kind == 'complete' then
-      finish_terminal(prefix, jk, id, 'complete', now, f[4], f[5], fields, watched)
+      finish_terminal(prefix, jk, id, 'complete', now_s, f[4], f[5], fields, watched)
     elseif kind == 'fail' then
-      finish_terminal(prefix, jk, id, 'failed', now, f[4], f[5], fields, watched)
+      finish_terminal(prefix, jk, id, 'failed', now_s, f[4], f[5], fields, watched)
     elseif kind ~= 'release' and tonumber(attempt) - tonumber(f[7] or 0) >= tonumber(f[6]) then
       fields[#fields + 1] = 'reason'
       fields[#fields + 1] = 'retry budget spent after attempt ' .. attempt

@@ -28,6 +28,7 @@ for j = 1, n do
   end
 end
 local now = now_ms()
+local now_s = int(now)
 local seq = redis.call('INCRBY', prefix .. 'seq', n) - n
 local ids = {}
 local ready = {} -- lane signature -> {score, id, ...}
@@ -42,7 +43,8 @@ for k = 1, #registered, 2 do
   local have = {}
   for name in string.gmatch(names, '[^,]+') do have[name] = true end
   idle[#idle + 1] = {id = registered[k], free = tonumber(free), lease = tonumber(lease),
-    names = names, have = have, rows = {}, jobs = {}, leases = {}, bytes = 0}
+    deadline = int(now + tonumber(lease)), names = names, have = have, rows = {}, jobs = {},
+    leases = {}, bytes = 0}
 end
 -- Big messages are not pushed: a subscriber's output buffer has a hard limit (32 MB by
 -- default) past which Redis drops the connection, and the pushed jobs with it.
@@ -81,7 +83,7 @@ for j = 1, n do
     ids[j] = existing
   else
     ids[j] = id
-    local score = (100 - prio) * 17592186044416 + seq + j -- priority band, then FIFO
+    local score = int((100 - prio) * 17592186044416 + seq + j) -- priority band, then FIFO
     local due = 0
     if at > 0 then due = at elseif delay > 0 then due = now + delay end
     local fields = job[7]
@@ -101,11 +103,10 @@ for j = 1, n do
         local row = {id, 1, f.msg, f.fns or sig, f.timeout or '', f.max_att, 0, f.retry or '', now}
         for _, v in ipairs(row) do w.rows[#w.rows + 1] = v end
         w.jobs[#w.jobs + 1] = {id, score, sig}
-        w.leases[#w.leases + 1] = now + w.lease
+        w.leases[#w.leases + 1] = w.deadline
         w.leases[#w.leases + 1] = id
-        for _, v in ipairs({'status', 'active', 'attempt', 1, 'worker', w.id, 'started', now}) do
-          fields[#fields + 1] = v
-        end
+        local leased = {'status', 'active', 'attempt', '1', 'worker', w.id, 'started', now_s}
+        for _, v in ipairs(leased) do fields[#fields + 1] = v end
       else
         to_lane(sig, score, id)
         fields[#fields + 1] = 'status'
@@ -113,7 +114,7 @@ for j = 1, n do
       end
     end
     -- attempt, released: absent reads as 0 (one field fewer each, on every queued job)
-    redis.call('HSET', prefix .. 'job:' .. id, 'posted', now, 'score', score, unpack(fields))
+    redis.call('HSET', prefix .. 'job:' .. id, 'posted', now_s, 'score', score, unpack(fields))
   end
 end
 for _, w in ipairs(idle) do
