@@ -59,7 +59,9 @@ class _Running:
     job: Claimed
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     lost: bool = False  # reclaimed or cancelled elsewhere: write nothing
-    lent: bool = False  # its slot is lent out while it awaits another job
+    lends: int = 0  # its waits on other jobs now: its slot is lent out while there are any
+    holds_place: bool = True  # its claim place (given up for good when it lends its slot)
+    thread_ended: anyio.Event | None = None  # a plain function's thread, left running
     waiting: bool = True  # in the inbox: claimed, not yet taken by a slot
     started: float = field(default_factory=time.time)
 
@@ -109,6 +111,8 @@ class Worker:
         # None: a nudge for an idle runner to look at _retiring (see _lend_slot)
         self._inbox_in, self._inbox = anyio.create_memory_object_stream[_Running | None](math.inf)
         self._retiring: deque[anyio.Event] = deque()  # runners asked to stop after their job
+        self._thread_waits: set[anyio.CancelScope] = set()  # runners waiting on threads
+        self._threads_left = False  # stopped waiting for them (past the grace period)
         self._threads = anyio.CapacityLimiter(self.config.concurrency)
         if self._stopping:  # stop() came before run()
             self._claim_scope.cancel()
@@ -137,6 +141,7 @@ class Worker:
         self.stop()
         for running in list(self._running.values()):
             running.scope.cancel()
+        self._leave_threads()
 
     @property
     def running(self) -> int:
@@ -198,6 +203,7 @@ class Worker:
                             await self._drained.wait()
                         for running in list(self._running.values()):
                             running.scope.cancel()  # past the grace period: hand back
+                        self._leave_threads()  # and threads that overran are left behind
                     self._add_slot = None
                     services.cancel_scope.cancel()
                 await self._send_acks(store, final=True)
@@ -263,6 +269,12 @@ class Worker:
     def _to_inbox(self, job: Claimed) -> None:
         """A job leased to this worker (its claim place taken) waits for a slot; once the
         worker is stopping (a claim can land after stop()), it goes straight back."""
+        older = self._running.get(job.id)
+        if older is not None and older.job.attempt != job.attempt:
+            # Its lease lapsed here (this worker was frozen, say) and it came back as a new
+            # attempt: the old one is no longer ours, and writes nothing.
+            older.lost = True
+            older.scope.cancel()
         self._leases[job.id] = job.attempt
         if self._stopping:
             self._free_place()
@@ -298,10 +310,13 @@ class Worker:
             try:
                 running = await self._inbox.receive()
             except anyio.EndOfStream:
-                return
+                break
             if running is not None:
                 await self._run_job(client, running)
-        self._retiring.popleft().set()
+                if running.thread_ended is not None:  # its slot stays taken until it ends
+                    await self._outlast(running.thread_ended)
+        if self._retiring:  # leaving anyway: it may as well be the runner a lend waits for
+            self._retiring.popleft().set()
 
     async def _run_job(self, client: Client, running: _Running) -> None:
         job = running.job
@@ -319,6 +334,23 @@ class Worker:
         finally:
             self._finished(running, outcome)
 
+    async def _outlast(self, thread_ended: anyio.Event) -> None:
+        """Wait for a plain function's thread that its job no longer waits for (a timeout, a
+        cancel): a thread cannot be stopped, and until it ends it holds this slot."""
+        with anyio.CancelScope() as scope:
+            if self._threads_left:
+                scope.cancel()  # past the grace period: no more waiting
+            self._thread_waits.add(scope)
+            try:
+                await thread_ended.wait()
+            finally:
+                self._thread_waits.discard(scope)
+
+    def _leave_threads(self) -> None:
+        self._threads_left = True
+        for scope in list(self._thread_waits):
+            scope.cancel()
+
     def _free_place(self) -> None:
         if self._overdraft:  # a pushed job that came with no place of its own
             self._overdraft -= 1
@@ -331,13 +363,16 @@ class Worker:
 
     def _finished(self, running: _Running, outcome: Outcome | None) -> None:
         """A job leaves this worker: its claim place is free, its outcome on its way."""
-        del self._running[running.job.id]
-        if not running.lent:
+        job = running.job
+        if self._running.get(job.id) is running:  # not a later attempt of the same job
+            del self._running[job.id]
+        if running.holds_place:
             self._free_place()
         if self._stopping and not self._running:
             self._drained.set()
         if outcome is None:
-            self._leases.pop(running.job.id, None)
+            if self._leases.get(job.id) == job.attempt:
+                del self._leases[job.id]
         else:
             self._acks.append(outcome)
             self._ack_ready.set()
@@ -363,12 +398,12 @@ class Worker:
             if job.timeout_ms:
                 with anyio.move_on_after(job.timeout_ms / 1000) as deadline:
                     for current in chain:
-                        value = await self._call(current, msg, ctx)
+                        value = await self._call(current, msg, ctx, running)
                 if deadline.cancelled_caught:
                     raise JobTimeout(job.id, job.timeout_ms / 1000)
             else:  # no scope to pay for on the common path
                 for current in chain:
-                    value = await self._call(current, msg, ctx)
+                    value = await self._call(current, msg, ctx, running)
         except LeaseLost:
             running.lost = True
             log.warning(
@@ -384,38 +419,57 @@ class Worker:
             return self._failure(job, exc, retryable=isinstance(exc, current.retry_on))
         return self._success(job, value)
 
-    async def _call(self, listener: Listener, msg: Any, ctx: Context) -> Any:
+    async def _call(self, listener: Listener, msg: Any, ctx: Context, running: _Running) -> Any:
         if listener.is_async:
             return await cast(AsyncListener, listener.func)(msg, ctx)
-        return await anyio.to_thread.run_sync(
-            partial(cast(SyncListener, listener.func), msg, SyncContext(ctx)),
-            limiter=self._threads,
-            abandon_on_cancel=True,  # a thread cannot be cancelled: let it run out alone
-        )
+        func = cast(SyncListener, listener.func)
+        ended = anyio.Event()
+
+        def in_thread() -> Any:
+            try:
+                return func(msg, SyncContext(ctx))
+            finally:
+                with contextlib.suppress(Exception):  # the loop may be gone at shutdown
+                    anyio.from_thread.run_sync(ended.set)
+
+        try:
+            return await anyio.to_thread.run_sync(
+                in_thread,
+                limiter=self._threads,
+                abandon_on_cancel=True,  # a thread cannot be cancelled: its outcome is
+            )  # recorded now, and its runner waits for it to end (see _slot)
+        finally:
+            if not ended.is_set():
+                running.thread_ended = ended
 
     async def _lend_slot(self, running: _Running) -> Any:
-        """The job waits on another: its claim place and its slot serve other jobs meanwhile
-        (one more runner), so a one-slot worker never deadlocks on a child job."""
-        running.lent = True
-        self._slots.release()
-        if self._add_slot is not None:
-            self._add_slot()
+        """The job waits on another: its claim place, its slot (one more runner) and, for
+        plain functions, a thread serve other jobs meanwhile, so a one-slot worker never
+        deadlocks on a child job. Waits side by side (a fan-out) lend only once."""
+        running.lends += 1
+        if running.lends == 1:
+            running.holds_place = False
+            self._free_place()
+            self._threads.total_tokens += 1
+            if self._add_slot is not None:
+                self._add_slot()
 
         async def reacquire() -> None:
-            await self._slots.acquire()
-            if self._stopping:  # no job starts any more: no runner to wait for
-                running.lent = False
+            running.lends -= 1
+            if running.lends:
+                return
+            # One runner retires whatever happens next, even if this job is cancelled right
+            # here (a timeout, a cancel, a lost lease): then it just ends without the slot.
+            self._threads.total_tokens -= 1
+            if self._stopping:  # no job starts any more (and runners are leaving): no wait
                 return
             retired = anyio.Event()
-            self._retiring.append(retired)  # a runner stops after its job: ours again
+            self._retiring.append(retired)
             with contextlib.suppress(anyio.ClosedResourceError):
-                self._inbox_in.send_nowait(None)  # or at once, if one is idle
-            try:
-                await retired.wait()
-            except BaseException:
-                self._slots.release()
-                raise
-            running.lent = False
+                self._inbox_in.send_nowait(None)  # wakes an idle runner to retire at once
+            # Its claim place is not taken back: the slots are the hard limit, places only
+            # bound prefetching, and waiting for one here could wait on its own children.
+            await retired.wait()
 
         return reacquire
 
@@ -494,7 +548,8 @@ class Worker:
                 if self._burst or any(o.kind in ("retry", "release") for o in batch):
                     self._wake.set()  # a retry may be due soon; burst mode re-checks idleness
                 for outcome, ok in zip(batch, accepted, strict=True):
-                    self._leases.pop(outcome.id, None)
+                    if self._leases.get(outcome.id) == outcome.attempt:  # not a later one's
+                        del self._leases[outcome.id]
                     self.processed += 1
                     if not ok:
                         log.warning(

@@ -61,25 +61,30 @@ def start_worker(tmp_path: Path) -> StartWorker:
     async def start(queue: str, url: str, *extra: str) -> AsyncIterator[WorkerProcess]:
         nonlocal counter
         counter += 1
-        log = tmp_path / f"worker-{counter}.log"
-        with log.open("wb") as sink:
-            process = await anyio.open_process(
-                [sys.executable, "-m", "aqueue", "worker", "tests.chaos.listeners:listeners",
-                 "--queue", queue, "--redis-url", url, *FAST, *extra],
-                cwd=ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                stdout=sink,
-                stderr=sink,
-            )  # fmt: skip
-        worker = WorkerProcess(process, log)
-        try:
+        args = ["worker", "tests.chaos.listeners:listeners", "--queue", queue, "--redis-url", url]
+        async with spawned([*args, *FAST, *extra], tmp_path / f"worker-{counter}.log") as worker:
             await worker.wait_for_log("serving queue")
             yield worker
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGCONT)
-                process.kill()
-                await process.wait()
-            await process.aclose()
 
     return start
+
+
+@asynccontextmanager
+async def spawned(args: list[str], log: Path) -> AsyncIterator[WorkerProcess]:
+    """`python -m aqueue <args>` with its output in `log`; killed (even if paused) after."""
+    with log.open("wb") as sink:
+        process = await anyio.open_process(
+            [sys.executable, "-m", "aqueue", *args],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=sink,
+            stderr=sink,
+        )
+    try:
+        yield WorkerProcess(process, log)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGCONT)
+            process.kill()
+            await process.wait()
+        await process.aclose()
