@@ -351,6 +351,8 @@ class Store:
                     batch = []
             if batch:
                 deleted += await self.redis.unlink(*batch)
+            # clients waiting on this queue's jobs look again (they find them gone)
+            await self.redis.publish(self.keys.events, msgpack.packb(["", "purged"]))
         return deleted
 
     async def retire_worker(self, worker_id: str) -> None:

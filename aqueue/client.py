@@ -378,6 +378,10 @@ class Client:
                     if forgotten is not None:  # then awaiting it asks Redis again
                         self._posted.pop(forgotten, None)
             self._tell(JobEvent(job_id, status=JobStatus(rest[0].decode())))
+        elif kind == b"purged":  # the queue was emptied: whoever waits must look again
+            self._posted.clear()
+            self._ended.clear()
+            await self._recheck_waiters()
         elif kind == b"active":  # a claim: one event for its whole batch
             for claimed in rest[0]:
                 if claimed.decode() in self._watchers:

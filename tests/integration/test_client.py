@@ -6,6 +6,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import pytest
 
 from aqueue import (
@@ -118,6 +119,18 @@ async def test_a_batch_sent_again_after_a_lost_reply_is_not_posted_twice(client:
     assert (await client.get_job(ids[0])).status is JobStatus.ACTIVE
     counts = await client.counts()
     assert (counts["queued"], counts["active"]) == (2, 1)
+
+
+async def test_waiting_on_a_job_whose_queue_is_purged_ends_with_job_not_found(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    with pytest.raises(ResultTimeout):  # nothing runs this queue; now the client listens
+        await client.block_until_result(await client.post(0), timeout=0.05)
+    job_id = await client.post(1)  # posted watched: awaiting it asks Redis nothing
+    async with Client(queue, redis_url=redis_server.url) as admin:
+        await admin.purge()
+    with anyio.fail_after(10), pytest.raises(JobNotFound):
+        await client.block_until_result(job_id)
 
 
 async def test_post_many_enqueues_a_batch_in_order(client: Client) -> None:
