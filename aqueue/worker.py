@@ -22,6 +22,7 @@ import math
 import os
 import secrets
 import socket
+import threading
 import time
 import traceback
 from collections import deque
@@ -61,7 +62,7 @@ class _Running:
     lost: bool = False  # reclaimed or cancelled elsewhere: write nothing
     lends: int = 0  # its waits on other jobs now: its slot is lent out while there are any
     holds_place: bool = True  # its claim place (given up for good when it lends its slot)
-    thread_ended: anyio.Event | None = None  # a plain function's thread, left running
+    thread_ended: threading.Event | None = None  # a plain function's thread, left running
     waiting: bool = True  # in the inbox: claimed, not yet taken by a slot
     started: float = field(default_factory=time.time)
 
@@ -278,8 +279,7 @@ class Worker:
         self._leases[job.id] = job.attempt
         if self._stopping:
             self._free_place()
-            self._acks.append(self._handed_back(job))
-            self._ack_ready.set()
+            self._record(self._handed_back(job))
             return
         running = self._running[job.id] = _Running(job)
         self._inbox_in.send_nowait(running)
@@ -334,15 +334,15 @@ class Worker:
         finally:
             self._finished(running, outcome)
 
-    async def _outlast(self, thread_ended: anyio.Event) -> None:
+    async def _outlast(self, thread_ended: threading.Event) -> None:
         """Wait for a plain function's thread that its job no longer waits for (a timeout, a
         cancel): a thread cannot be stopped, and until it ends it holds this slot."""
         with anyio.CancelScope() as scope:
             if self._threads_left:
                 scope.cancel()  # past the grace period: no more waiting
             self._thread_waits.add(scope)
-            try:
-                await thread_ended.wait()
+            try:  # rare (only overrunning threads): a spare thread waits for it
+                await anyio.to_thread.run_sync(thread_ended.wait, abandon_on_cancel=True)
             finally:
                 self._thread_waits.discard(scope)
 
@@ -356,6 +356,11 @@ class Worker:
             self._overdraft -= 1
         else:
             self._slots.release()
+
+    def _record(self, outcome: Outcome) -> None:
+        """For the ack loop, which records outcomes in batches."""
+        self._acks.append(outcome)
+        self._ack_ready.set()
 
     def _handed_back(self, job: Claimed) -> Outcome:
         log.info("handing back job %s", job.id, extra={"job_id": job.id})
@@ -374,8 +379,7 @@ class Worker:
             if self._leases.get(job.id) == job.attempt:
                 del self._leases[job.id]
         else:
-            self._acks.append(outcome)
-            self._ack_ready.set()
+            self._record(outcome)
 
     async def _execute(self, client: Client, running: _Running) -> Outcome | None:
         job = running.job
@@ -423,14 +427,13 @@ class Worker:
         if listener.is_async:
             return await cast(AsyncListener, listener.func)(msg, ctx)
         func = cast(SyncListener, listener.func)
-        ended = anyio.Event()
+        ended = threading.Event()  # set in the thread itself: no trip to the loop per job
 
         def in_thread() -> Any:
             try:
                 return func(msg, SyncContext(ctx))
             finally:
-                with contextlib.suppress(Exception):  # the loop may be gone at shutdown
-                    anyio.from_thread.run_sync(ended.set)
+                ended.set()
 
         try:
             return await anyio.to_thread.run_sync(

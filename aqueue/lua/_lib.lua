@@ -18,11 +18,22 @@ local function publish_status(prefix, id, status, result)
   redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({id, 'status', status, result}))
 end
 
--- Put a job (already out of every other list) on its lane as `queued`.
-local function enqueue(prefix, jk, id, sig, score)
+-- Put a job id on its lane (the caller records its status).
+local function onto_lane(prefix, sig, score, id)
   redis.call('ZADD', prefix .. 'lane:' .. sig, score, id)
   redis.call('SADD', prefix .. 'lanes', sig)
+end
+
+-- Put a job (already out of every other list) on its lane as `queued`.
+local function enqueue(prefix, jk, id, sig, score)
+  onto_lane(prefix, sig, score, id)
   redis.call('HSET', jk, 'status', 'queued')
+end
+
+-- Has a job used up its retry budget with this attempt? (Releases at shutdown are not
+-- counted against it.)
+local function budget_spent(attempt, released, max_att)
+  return tonumber(attempt) - tonumber(released or 0) >= tonumber(max_att)
 end
 
 -- Move scheduled jobs that are due onto their lanes. Returns how many moved.

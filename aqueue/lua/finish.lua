@@ -35,7 +35,7 @@ for j = 1, #outcomes do
       finish_terminal(prefix, jk, id, 'complete', now_s, f[4], f[5], fields, watched)
     elseif kind == 'fail' then
       finish_terminal(prefix, jk, id, 'failed', now_s, f[4], f[5], fields, watched)
-    elseif kind ~= 'release' and tonumber(attempt) - tonumber(f[7] or 0) >= tonumber(f[6]) then
+    elseif kind ~= 'release' and budget_spent(attempt, f[7], f[6]) then
       fields[#fields + 1] = 'reason'
       fields[#fields + 1] = 'retry budget spent after attempt ' .. attempt
       finish_terminal(prefix, jk, id, 'dead', now, f[4], f[5], fields, watched)
@@ -51,8 +51,7 @@ for j = 1, #outcomes do
         fields[#fields + 1] = now + delay
         redis.call('ZADD', prefix .. 'scheduled', now + delay, id)
       else
-        redis.call('ZADD', prefix .. 'lane:' .. f[8], f[9], id)
-        redis.call('SADD', prefix .. 'lanes', f[8])
+        onto_lane(prefix, f[8], f[9], id)
         requeued = requeued + 1
       end
       fields[#fields + 1] = 'status'

@@ -59,7 +59,7 @@ local function taker(sig, msg)
   end
   return nil
 end
-local function to_lane(sig, score, id)
+local function batch_for_lane(sig, score, id)
   ready[sig] = ready[sig] or {}
   local lane = ready[sig]
   lane[#lane + 1] = score
@@ -108,7 +108,7 @@ for j = 1, n do
         local leased = {'status', 'active', 'attempt', '1', 'worker', w.id, 'started', now_s}
         for _, v in ipairs(leased) do fields[#fields + 1] = v end
       else
-        to_lane(sig, score, id)
+        batch_for_lane(sig, score, id)
         fields[#fields + 1] = 'status'
         fields[#fields + 1] = 'queued'
       end
@@ -134,7 +134,7 @@ for _, w in ipairs(idle) do
         local jk = prefix .. 'job:' .. j[1]
         redis.call('HSET', jk, 'status', 'queued', 'attempt', 0)
         redis.call('HDEL', jk, 'worker', 'started')
-        to_lane(j[3], j[2], j[1])
+        batch_for_lane(j[3], j[2], j[1])
       end
     end
   end

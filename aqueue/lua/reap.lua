@@ -17,7 +17,7 @@ for _, id in ipairs(lapsed) do
     'sig', 'score', 'ttl', 'cb')
   if f[1] == 'active' then
     local reason = 'lease lost on attempt ' .. f[2] .. ' (worker ' .. (f[5] or '?') .. ')'
-    if tonumber(f[2]) - tonumber(f[3] or 0) >= tonumber(f[4]) then
+    if budget_spent(f[2], f[3], f[4]) then
       finish_terminal(prefix, jk, id, 'dead', now, f[8], f[9],
         {'reason', reason .. '; retry budget spent', 'err_type', 'LeaseLost', 'err_msg', reason},
         true)
