@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -13,7 +11,8 @@ import anyio
 import pytest
 from anyio.abc import Process
 
-ROOT = Path(__file__).parents[2]
+from ..processes import aqueue_process
+
 FAST = ["--lease", "0.6", "--heartbeat", "0.1", "--reaper-interval", "0.1",
         "--idle-wait", "0.2", "--grace", "2"]  # fmt: skip
 
@@ -72,19 +71,5 @@ def start_worker(tmp_path: Path) -> StartWorker:
 @asynccontextmanager
 async def spawned(args: list[str], log: Path) -> AsyncIterator[WorkerProcess]:
     """`python -m aqueue <args>` with its output in `log`; killed (even if paused) after."""
-    with log.open("wb") as sink:
-        process = await anyio.open_process(
-            [sys.executable, "-m", "aqueue", *args],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=sink,
-            stderr=sink,
-        )
-    try:
+    async with aqueue_process(args, log=log) as process:
         yield WorkerProcess(process, log)
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGCONT)
-            process.kill()
-            await process.wait()
-        await process.aclose()

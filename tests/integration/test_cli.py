@@ -7,7 +7,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from aqueue import Client, Context, JobStatus, Listeners
 from aqueue._server import free_port
 from aqueue.testing import RedisServer, running_worker
 
-ROOT = Path(__file__).parents[2]
+from ..processes import ROOT, aqueue_process
 
 
 async def aqueue(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -232,12 +232,19 @@ async def test_a_missing_config_file_and_bad_usage_fail_clearly(tmp_path: Path) 
     assert code == 1 and "no listeners given" in err
 
 
-async def test_the_daemon_notifies_systemd_processes_jobs_and_drains_on_sigterm(
-    redis_server: RedisServer, queue: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[tuple[str, socket.socket]]:
+    """A datagram socket in the place of systemd's, for $NOTIFY_SOCKET: (address, socket)."""
     address = str(tmp_path / "notify.sock")
-    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sink.bind(address)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+        sink.bind(address)
+        yield address, sink
+
+
+async def test_the_daemon_notifies_systemd_processes_jobs_and_drains_on_sigterm(
+    redis_server: RedisServer, queue: str, notify_socket: tuple[str, socket.socket]
+) -> None:
+    address, sink = notify_socket
     sink.setblocking(False)
     notes: list[str] = []
 
@@ -250,24 +257,10 @@ async def test_the_daemon_notifies_systemd_processes_jobs_and_drains_on_sigterm(
                 except BlockingIOError:
                     await anyio.sleep(0.01)
 
-    process = await anyio.open_process(
-        [
-            sys.executable,
-            "-m",
-            "aqueue",
-            "worker",
-            "tests.chaos.listeners:listeners",
-            "--redis-url",
-            redis_server.url,
-            "--queue",
-            queue,
-            "--log-format",
-            "text",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"},
-    )
-    try:
+    args = ["worker", "tests.chaos.listeners:listeners", "--redis-url", redis_server.url,
+            "--queue", queue, "--log-format", "text"]  # fmt: skip
+    env = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "200000"}
+    async with aqueue_process(args, env=env) as process:
         while "READY=1" not in await next_note():
             pass
         async with Client(queue, redis_url=redis_server.url) as client:
@@ -284,11 +277,6 @@ async def test_the_daemon_notifies_systemd_processes_jobs_and_drains_on_sigterm(
             pass
         with anyio.fail_after(20):
             assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.aclose()
-        sink.close()
     assert any(n.startswith("STATUS=") or "\nSTATUS=" in n for n in notes)
 
 
@@ -298,11 +286,8 @@ async def serving_http(*args: str) -> AsyncIterator[tuple[aiohttp.ClientSession,
     and an exit status of 0."""
     port = free_port()
     flag = "--bind" if args[0] == "http" else "--http"
-    process = await anyio.open_process(
-        [sys.executable, "-m", "aqueue", *args, flag, f"127.0.0.1:{port}"], cwd=ROOT
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
+    async with aqueue_process([*args, flag, f"127.0.0.1:{port}"]) as process:
         async with aiohttp.ClientSession() as session:
             with anyio.fail_after(20):
                 while True:
@@ -316,10 +301,6 @@ async def serving_http(*args: str) -> AsyncIterator[tuple[aiohttp.ClientSession,
         process.send_signal(signal.SIGTERM)
         with anyio.fail_after(20):
             assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.aclose()
 
 
 async def test_aqueue_http_serves_the_api_and_stops_on_sigterm(
@@ -360,22 +341,16 @@ async def test_a_worker_daemon_can_serve_the_api_too(redis_server: RedisServer, 
 
 
 async def test_a_reaper_daemon_reclaims_stalled_jobs_and_stops_on_sigterm(
-    redis_server: RedisServer, queue: str, tmp_path: Path
+    redis_server: RedisServer, queue: str, notify_socket: tuple[str, socket.socket]
 ) -> None:
-    address = str(tmp_path / "notify.sock")
-    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sink.bind(address)
+    address, sink = notify_socket
     sink.settimeout(20)
     async with Client(queue, redis_url=redis_server.url) as client:
         job_id = await client.post("stalled")
         await client.store.claim("vanished-worker", 1, 1, ["x"])  # a 1 ms lease, never renewed
-        process = await anyio.open_process(
-            [sys.executable, "-m", "aqueue", "reaper", "--redis-url", redis_server.url,
-             "--queue", queue, "--reaper-interval", "0.1", "--log-format", "text"],
-            cwd=ROOT,
-            env={**os.environ, "NOTIFY_SOCKET": address},
-        )  # fmt: skip
-        try:
+        args = ["reaper", "--redis-url", redis_server.url, "--queue", queue,
+                "--reaper-interval", "0.1", "--log-format", "text"]  # fmt: skip
+        async with aqueue_process(args, env={"NOTIFY_SOCKET": address}) as process:
             note = await anyio.to_thread.run_sync(sink.recv, 4096)
             assert note.startswith(b"READY=1")
             with anyio.fail_after(20):
@@ -386,8 +361,3 @@ async def test_a_reaper_daemon_reclaims_stalled_jobs_and_stops_on_sigterm(
             process.send_signal(signal.SIGTERM)
             with anyio.fail_after(20):
                 assert await process.wait() == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
-            await process.aclose()
-            sink.close()
