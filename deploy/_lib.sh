@@ -38,3 +38,24 @@ wait_until() { # wait_until SECONDS DESCRIPTION COMMAND...: poll COMMAND until i
 }
 cli() { "$REDIS_CLI" -h 127.0.0.1 -p "$@"; }
 answers() { [[ $(cli "$1" ping 2>/dev/null) == PONG ]]; }
+
+# A free port: nothing listens on it and this run has not chosen it (CHOSEN), between LOW and
+# LOW + SPAN, below the kernel's ephemeral range (32768+, where a client's outgoing connection
+# may hold it), never 6379. With OFFSET, port + OFFSET must be free too (a cluster bus port).
+CHOSEN=()
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { # free_port LOW SPAN [OFFSET]
+  local low=$1 span=$2 offset=${3:-0} p _
+  for _ in $(seq 500); do
+    p=$((low + RANDOM % span))
+    [[ " ${CHOSEN[*]-} " == *" $p "* ]] && continue
+    port_in_use "$p" && continue
+    if ((offset)); then
+      [[ " ${CHOSEN[*]-} " == *" $((p + offset)) "* ]] && continue
+      port_in_use "$((p + offset))" && continue
+    fi
+    echo "$p"
+    return 0
+  done
+  die "no free port found on 127.0.0.1"
+}

@@ -25,29 +25,12 @@ die() { say "error: $*"; exit 1; }
 # shellcheck source=deploy/_lib.sh
 source "$(dirname "$0")/../_lib.sh"
 
-# A port nothing listens on whose cluster bus port (+10000) is free too, both below the
-# kernel's ephemeral range (32768+, where a client's outgoing connection may hold them).
-CHOSEN=()
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p _
-  for _ in $(seq 500); do
-    p=$((12000 + RANDOM % 10000))
-    [[ " ${CHOSEN[*]-} " == *" $p "* || " ${CHOSEN[*]-} " == *" $((p + 10000)) "* ]] && continue
-    port_in_use "$p" && continue
-    port_in_use "$((p + 10000))" && continue
-    echo "$p"
-    return 0
-  done
-  die "no free port found on 127.0.0.1"
-}
-
 cluster_ok() { cli "$1" cluster info 2>/dev/null | tr -d '\r' | grep -qx cluster_state:ok; }
 
 say "starting $MASTERS masters in $DIR ($("$REDIS_SERVER" --version | cut -d' ' -f3))"
 PORTS=()
 for _ in $(seq "$MASTERS"); do
-  port=$(free_port) || exit 1
+  port=$(free_port 12000 10000 10000) || exit 1
   CHOSEN+=("$port" "$((port + 10000))")
   PORTS+=("$port")
   mkdir -p "$DIR/$port"

@@ -25,25 +25,10 @@ die() { say "error: $*"; exit 1; }
 # shellcheck source=deploy/_lib.sh
 source "$(dirname "$0")/../_lib.sh"
 
-# A port nothing listens on, below the kernel's ephemeral range (32768+, where a client's
-# outgoing connection may hold it), never 6379.
-CHOSEN=()
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p _
-  for _ in $(seq 500); do
-    p=$((20000 + RANDOM % 12000))
-    [[ " ${CHOSEN[*]-} " == *" $p "* ]] && continue
-    port_in_use "$p" && continue
-    echo "$p"
-    return 0
-  done
-  die "no free port found on 127.0.0.1"
-}
 pick_ports() { # sets the named variables to distinct free ports
   local name port
   for name in "$@"; do
-    port=$(free_port) || exit 1
+    port=$(free_port 20000 12000) || exit 1
     printf -v "$name" '%s' "$port"
     CHOSEN+=("$port")
   done
