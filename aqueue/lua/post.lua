@@ -95,9 +95,11 @@ for j = 1, n do
       fields[#fields + 1] = 'status'
       fields[#fields + 1] = 'scheduled'
     else
-      local f = {}
-      for k = 1, #fields, 2 do f[fields[k]] = fields[k + 1] end
-      local w = #idle > 0 and taker(sig, f.msg)
+      local f, w = {}, nil
+      if #idle > 0 then -- only then are the job's fields needed by name (a bulk post: not)
+        for k = 1, #fields, 2 do f[fields[k]] = fields[k + 1] end
+        w = taker(sig, f.msg)
+      end
       if w then -- the claim's work, done here: active under w's lease, attempt 1
         w.free = w.free - 1
         local row = {id, 1, f.msg, f.fns or sig, f.timeout or '', f.max_att, 0, f.retry or '', now}
