@@ -45,6 +45,26 @@ class Keys:
         return f"{self.prefix}data:{key}"
 
     @property
+    def spec(self) -> str:  # hash: job id -> what a worker needs to run it (msgpack), while kept
+        return self.prefix + "spec"
+
+    @property
+    def running(self) -> str:  # hash: job id -> "worker|attempt|started ms" while active
+        return self.prefix + "running"
+
+    @property
+    def tries(self) -> str:  # hash: job id -> "attempts|released" once tried and back waiting
+        return self.prefix + "tries"
+
+    @property
+    def watched(self) -> str:  # set of live job ids a client awaits (see watch.lua)
+        return self.prefix + "watched"
+
+    @property
+    def expiring(self) -> str:  # zset: finished job id -> when its record goes (ms)
+        return self.prefix + "expiring"
+
+    @property
     def lanes(self) -> str:  # set of the signatures with ready jobs
         return self.prefix + "lanes"
 

@@ -1,8 +1,9 @@
 """The reaper: a periodic pass over one queue, safe with any number running at once.
 
 Each pass reclaims jobs whose lease lapsed (back to the queue with the attempt counted, or to
-the dead-letter queue once the budget is spent), promotes due scheduled jobs and forgets dead
-workers — all in the `reap` script, so two reapers never handle the same job.
+the dead-letter queue once the budget is spent), promotes due scheduled jobs, forgets dead
+workers and deletes finished jobs past their time to live — all in the `reap` script, so two
+reapers never handle the same job.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ async def reap_once(store: Store) -> tuple[int, int, int]:
     """Passes until nothing is left to do; totals of (requeued, dead, promoted)."""
     totals = (0, 0, 0)
     while True:
-        requeued, dead, promoted = await store.reap(BATCH)
+        requeued, dead, promoted, expired = await store.reap(BATCH)
         totals = (totals[0] + requeued, totals[1] + dead, totals[2] + promoted)
-        if max(requeued + dead, promoted) < BATCH:
+        if max(requeued + dead, promoted, expired) < BATCH:
             return totals
 
 

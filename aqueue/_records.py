@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
+
+import msgpack
 
 from . import _codec
 from .errors import MessageError
@@ -17,6 +20,37 @@ _DEFAULT = RetryPolicy()
 _DEFAULT_RETRY = _codec.encode(
     [_DEFAULT.delay, _DEFAULT.backoff, _DEFAULT.max_delay, _DEFAULT.jitter]
 )
+
+
+@dataclass(frozen=True, slots=True)
+class SpecShape:
+    """What a job's spec holds besides its message (see `_store.pack_spec`)."""
+
+    functions: str  # listener names in the order they run
+    timeout_ms: int  # 0: none
+    max_attempts: int
+    retry: bytes  # the encoded policy, b"": the default
+    ttl_s: int
+    callback: str  # "": none
+
+    def pack(self, msg: bytes) -> bytes:
+        """The job's spec, kept in the queue's `spec` hash as long as the job: what a claim
+        hands a worker and what the job's end needs (ttl, callback), packed once by the
+        poster so that the scripts only move it along (claim.lua, finish.lua read it)."""
+        return cast(
+            bytes,
+            msgpack.packb(
+                [msg, self.functions, self.timeout_ms, self.max_attempts, self.retry,
+                 self.ttl_s, self.callback],
+                use_bin_type=False,  # Lua's cmsgpack predates the bin types; raw str is safe
+            ),
+        )  # fmt: skip
+
+    @classmethod
+    def unpack(cls, spec: bytes) -> tuple[bytes, SpecShape]:
+        """A packed spec's message and shape."""
+        msg, fns, timeout, max_att, retry, ttl, callback = msgpack.unpackb(spec, raw=True)
+        return msg, cls(fns.decode(), timeout, max_att, retry, ttl, callback.decode())
 
 
 def check_functions(functions: Sequence[str] | None) -> tuple[str, ...]:
@@ -67,8 +101,9 @@ def new_job_fields(
     timeout: float | None,
     retry: RetryPolicy,
     ttl: float,
-) -> tuple[list[str | bytes | int], str]:
-    """The hash fields every job of one post shares, and its lane signature."""
+) -> tuple[list[str | bytes | int], str, SpecShape]:
+    """The hash fields every job of one post shares, its lane signature, and its spec's
+    fields but the message (see `SpecShape.pack`)."""
     names = check_functions(functions)
     if isinstance(priority, bool) or not isinstance(priority, int) or not -100 <= priority <= 100:
         raise MessageError(f"priority must be an int from -100 to 100, got {priority!r}")
@@ -82,30 +117,27 @@ def new_job_fields(
     # every field costs Redis memory and CPU on each post of a 1M-job backlog.
     # Numbers go as text: Lua would format them for Redis with "%.14g", slowly, per job.
     lane = signature(names)
-    fields: list[str | bytes | int] = [
-        "sig",
-        lane,
-        "max_att",
-        str(retry.max_attempts),
-        "ttl",
-        str(max(1, int(ttl))),
-    ]
-    if ",".join(names) != lane:  # the listeners' order matters: they run as a chain
-        fields += ["fns", ",".join(names)]
+    # The record holds what scripts other than claim and finish read (lane, priority,
+    # callback); the rest is in the job's spec (SpecShape), which only they read.
+    fields: list[str | bytes | int] = ["sig", lane]
     if priority:
         fields += ["prio", str(priority)]
-    if timeout is not None:
-        fields += ["timeout", str(max(1, int(timeout * 1000)))]
     encoded_retry = _codec.encode([retry.delay, retry.backoff, retry.max_delay, retry.jitter])
-    if encoded_retry != _DEFAULT_RETRY:
-        fields += ["retry", encoded_retry]
     if callback is not None:
         fields += ["cb", check_callback(callback)]
         if check_callback_method(callback_method) != "GET":
             fields += ["cbm", callback_method]
     else:
         check_callback_method(callback_method)
-    return fields, lane
+    spec = SpecShape(
+        functions=",".join(names),
+        timeout_ms=0 if timeout is None else max(1, int(timeout * 1000)),
+        max_attempts=retry.max_attempts,
+        retry=b"" if encoded_retry == _DEFAULT_RETRY else encoded_retry,
+        ttl_s=max(1, int(ttl)),
+        callback=callback or "",
+    )
+    return fields, lane, spec
 
 
 def retry_policy(encoded: bytes, max_attempts: int) -> RetryPolicy:
@@ -130,6 +162,8 @@ def _value(fields: Mapping[str, bytes], name: str) -> Any:
 
 
 def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
+    # "worker|attempt|started ms": the latest attempt (the `running` entry while it runs)
+    worker, attempt, started = (_s(f, "ran") or "||").rsplit("|", 2)
     progress = None
     if "progress" in f:
         progress = Progress(_value(f, "progress"), _s(f, "progress_msg"))
@@ -140,16 +174,16 @@ def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
         msg=_value(f, "msg"),
         functions=tuple(n for n in (_s(f, "fns") or _s(f, "sig") or "").split(",") if n),
         priority=int(f.get("prio", b"0")),
-        attempt=int(f.get("attempt", b"0")),
+        attempt=int(attempt or 0),
         max_attempts=int(f.get("max_att", b"1")),
         timeout=_seconds(f, "timeout"),
         callback=_s(f, "cb"),
         key=_s(f, "key"),
         posted_at=int(f["posted"]) / 1000,
-        started_at=_seconds(f, "started"),
+        started_at=int(started) / 1000 if started else None,
         finished_at=_seconds(f, "finished"),
         due_at=_seconds(f, "due"),
-        worker=_s(f, "worker"),
+        worker=worker or None,
         progress=progress,
         short_result=_s(f, "short"),
         result=_value(f, "result"),

@@ -7,6 +7,7 @@ The only module that imports redis.asyncio. Redis's exceptions never leave it: t
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -20,9 +21,11 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from . import _scripts
 from ._keys import Keys
+from ._records import SpecShape
 from .errors import RedisUnavailable
 
 Arg = str | bytes | int | float
+FINISH_BATCH = 1000  # outcomes per finish call: its batched reads stay within Lua's limits
 
 
 @contextlib.contextmanager
@@ -58,14 +61,16 @@ def connect(url: str, max_connections: int, name: str) -> aioredis.Redis:
 
 
 @dataclass(frozen=True, slots=True)
-class NewJob:
-    id: str
-    key: str
+class NewJobs:
+    """One post: jobs that share everything but their id, key and spec (sent once)."""
+
     signature: str
     priority: int
     delay_ms: int
     at_ms: int
-    fields: Sequence[Arg]  # flat field, value pairs for the job's hash
+    watched: bool  # a client awaits them (see watch.lua)
+    fields: Sequence[Arg]  # flat field, value pairs that every job's record starts with
+    jobs: Sequence[tuple[str, str, bytes]]  # (id, key or "", spec: _records.SpecShape.pack)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +83,15 @@ class Claimed:
     max_attempts: int
     released: int
     retry: bytes
-    posted_ms: int
+    ttl_s: int  # how long its record is kept once it ends
+    calls_back: bool  # it has a callback (its end goes to the outbox)
+
+    def outcome(self, kind: str, delay_ms: int = 0, fields: Sequence[Arg] = ()) -> Outcome:
+        """How this attempt ended, for finish.lua."""
+        return Outcome(
+            self.id, self.attempt, kind, delay_ms, fields,
+            self.ttl_s, self.calls_back, self.max_attempts,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,28 +109,50 @@ class Outcome:
     kind: str  # complete | retry | fail | release
     delay_ms: int
     fields: Sequence[Arg]
+    # from the job's spec, as its claim handed it over: finish.lua then needs not read it
+    ttl_s: int
+    calls_back: bool
+    max_attempts: int
+
+
+def spec_fields(spec: bytes) -> dict[str, bytes]:
+    """A job's spec as the record fields it stands for (see `_records.decode_job`)."""
+    msg, shape = SpecShape.unpack(spec)
+    return {
+        "msg": msg,
+        "fns": shape.functions.encode(),
+        "timeout": str(shape.timeout_ms).encode(),
+        "max_att": str(shape.max_attempts).encode(),
+    }
 
 
 def claimed_rows(raw: Sequence[Any]) -> list[Claimed]:
-    """Jobs as claim.lua returns them and post.lua pushes them to a waiting worker: 9 values
-    each (id, attempt, msg, fns, timeout ms, max_att, released, retry, posted ms)."""
+    """Jobs as claim.lua returns them and post.lua pushes them to a waiting worker: 4 values
+    each (id, attempt, released, spec)."""
     jobs = []
-    for i in range(0, len(raw), 9):
-        id_, attempt, msg, fns, timeout, max_att, released, retry, posted = raw[i : i + 9]
+    for i in range(0, len(raw), 4):
+        id_, attempt, released, spec = raw[i : i + 4]
+        msg, shape = SpecShape.unpack(spec)
         jobs.append(
             Claimed(
                 id=_text(id_),
                 attempt=int(attempt),
                 msg=msg,
-                functions=tuple(f for f in _text(fns).split(",") if f),
-                timeout_ms=int(timeout or 0),
-                max_attempts=int(max_att),
-                released=int(released or 0),
-                retry=retry,
-                posted_ms=int(posted),
+                functions=tuple(f for f in shape.functions.split(",") if f),
+                timeout_ms=shape.timeout_ms,
+                max_attempts=shape.max_attempts,
+                released=int(released),
+                retry=shape.retry,
+                ttl_s=shape.ttl_s,
+                calls_back=bool(shape.callback),
             )
         )
     return jobs
+
+
+def _running_fields(run: bytes) -> dict[str, bytes]:
+    """A running attempt: its `running` entry is what its record's `ran` will be."""
+    return {"status": b"active", "ran": run}
 
 
 def _text(value: Any) -> str:
@@ -153,12 +188,12 @@ class Store:
 
     # -- scripts -------------------------------------------------------------------------
 
-    async def post(self, jobs: Sequence[NewJob], key_ttl_ms: int) -> list[str]:
+    async def post(self, new: NewJobs, key_ttl_ms: int) -> list[str]:
+        shared = [new.signature, new.priority, new.delay_ms, new.at_ms, int(new.watched)]
         packed = msgpack.packb(
-            [[j.id, j.key, j.signature, j.priority, j.delay_ms, j.at_ms, list(j.fields)]
-             for j in jobs],
+            [*shared, list(new.fields), *itertools.chain.from_iterable(new.jobs)],
             use_bin_type=False,  # Lua's cmsgpack predates the bin types; raw str is binary-safe
-        )  # fmt: skip
+        )
         return [_text(i) for i in await self._run("post", [key_ttl_ms, packed])]
 
     async def claim(
@@ -179,20 +214,36 @@ class Store:
         return [_text(i) for i in await self._run("heartbeat", args)]
 
     async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
-        packed = msgpack.packb(
-            [[o.id, o.attempt, o.kind, o.delay_ms, list(o.fields)] for o in outcomes],
-            use_bin_type=False,  # see post
-        )
-        return [bool(x) for x in await self._run("finish", [worker_id, packed])]
+        accepted: list[bool] = []
+        for start in range(0, len(outcomes), FINISH_BATCH):
+            packed = msgpack.packb(
+                [
+                    [
+                        o.id,
+                        o.attempt,
+                        o.kind,
+                        o.delay_ms,
+                        list(o.fields),
+                        o.ttl_s,
+                        int(o.calls_back),
+                        o.max_attempts,
+                    ]
+                    for o in outcomes[start : start + FINISH_BATCH]
+                ],
+                use_bin_type=False,  # see post
+            )
+            accepted += [bool(x) for x in await self._run("finish", [worker_id, packed])]
+        return accepted
 
     async def progress(
         self, job_id: str, attempt: int, worker_id: str, value: bytes, message: str
     ) -> bool:
         return bool(await self._run("progress", [job_id, attempt, worker_id, value, message]))
 
-    async def reap(self, limit: int) -> tuple[int, int, int]:
-        requeued, dead, promoted = await self._run("reap", [limit])
-        return int(requeued), int(dead), int(promoted)
+    async def reap(self, limit: int) -> tuple[int, int, int, int]:
+        """One pass: (requeued, dead, promoted, expired) — see reap.lua."""
+        requeued, dead, promoted, expired = await self._run("reap", [limit])
+        return int(requeued), int(dead), int(promoted), int(expired)
 
     async def cancel(self, job_id: str) -> tuple[str, str | None]:
         return self._verdict(await self._run("cancel", [job_id]))
@@ -236,13 +287,34 @@ class Store:
     # -- plain reads and writes ----------------------------------------------------------
 
     async def job_fields(self, job_id: str) -> dict[str, bytes]:
+        """A job's record as it is now: a running attempt's facts (status, attempt, worker,
+        started) are in the queue's `running` hash, and its msg in the `spec` hash."""
+        k = self.keys
         with redis_errors(f"reading job {job_id!r}"):
-            raw = await self.redis.hgetall(self.keys.job(job_id))
-        return {_text(k): cast(bytes, v) for k, v in raw.items()}
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hgetall(k.job(job_id))
+                pipe.hget(k.running, job_id)
+                pipe.hget(k.spec, job_id)
+                raw, run, spec = await pipe.execute()
+        fields = {_text(key): cast(bytes, v) for key, v in raw.items()}
+        if fields and spec is not None:
+            fields.update(spec_fields(spec))
+        if fields and run is not None:
+            fields.update(_running_fields(run))
+        return fields
 
     async def job_field_values(self, job_id: str, fields: Sequence[str]) -> list[bytes | None]:
+        k = self.keys
         with redis_errors(f"reading job {job_id!r}"):
-            return cast(list[bytes | None], await self.redis.hmget(self.keys.job(job_id), fields))
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hmget(k.job(job_id), fields)
+                pipe.hget(k.running, job_id)
+                pipe.exists(k.job(job_id))
+                values, run, exists = await pipe.execute()
+        if run is not None and exists:
+            live = _running_fields(run)
+            values = [live.get(name, value) for name, value in zip(fields, values, strict=True)]
+        return cast(list[bytes | None], values)
 
     async def watch(self, job_ids: Sequence[str]) -> list[bytes | None]:
         """Mark jobs as awaited (their status changes get published); their statuses."""
@@ -250,12 +322,17 @@ class Store:
         return [None if s is None or s is False else cast(bytes, s) for s in raw]
 
     async def statuses(self, job_ids: Sequence[str]) -> list[bytes | None]:
-        """The stored status of each job (None where missing), in one round trip."""
+        """The status of each job (None where missing), in one round trip."""
         with redis_errors("reading job statuses"):
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with self.redis.pipeline(transaction=True) as pipe:
                 for job_id in job_ids:
                     pipe.hget(self.keys.job(job_id), "status")
-                return cast(list[bytes | None], await pipe.execute())
+                pipe.hmget(self.keys.running, list(job_ids))
+                *stored, running = await pipe.execute()
+        return [
+            b"active" if status is not None and run is not None else status
+            for status, run in zip(stored, running, strict=True)
+        ]
 
     async def set_data(self, key: str, data: bytes, ttl_ms: int | None) -> None:
         with redis_errors(f"storing data at {key!r}"):

@@ -26,7 +26,7 @@ from . import _codec
 from ._backoff import follow
 from ._connection import open_store
 from ._records import decode_job, new_job_fields
-from ._store import NewJob, Store
+from ._store import NewJobs, Store
 from .config import ClientConfig
 from .errors import (
     DataNotFound,
@@ -189,7 +189,7 @@ class Client:
             if isinstance(retry, RetryPolicy)
             else RetryPolicy(retries=3 if retry is None else retry)
         )
-        common, signature = new_job_fields(
+        common, signature, shape = new_job_fields(
             functions=functions,
             callback=callback,
             callback_method=callback_method,
@@ -205,27 +205,14 @@ class Client:
             if len(encoded) > self.config.max_message_bytes:
                 raise MessageTooLarge(len(encoded), self.config.max_message_bytes)
             key = "" if keys is None else _check_key(keys[i])
-            fields = [*common, "msg", encoded]
-            if key:
-                fields += ["key", key]
-            if watched_in is not None:
-                fields += ["w", "1"]  # see watch.lua
-            jobs.append(
-                NewJob(
-                    id=os.urandom(16).hex(),  # as random as uuid4, without the UUID object
-                    key=key,
-                    signature=signature,
-                    priority=priority,
-                    delay_ms=delay_ms,
-                    at_ms=at_ms,
-                    fields=fields,
-                )
-            )
+            # as random as uuid4, without the UUID object
+            jobs.append((os.urandom(16).hex(), key, shape.pack(encoded)))
         key_ttl_ms = int(1000 * (self.config.result_ttl if ttl is None else ttl))
-        ids = await self.store.post(jobs, key_ttl_ms)
+        new = NewJobs(signature, priority, delay_ms, at_ms, watched_in is not None, common, jobs)
+        ids = await self.store.post(new, key_ttl_ms)
         if watched_in is not None:
-            for job, job_id in zip(jobs, ids, strict=True):
-                if job_id == job.id:  # not a key's earlier job, which is not watched
+            for (new_id, _, _), job_id in zip(jobs, ids, strict=True):
+                if job_id == new_id:  # not a key's earlier job, which is not watched
                     _remember(self._posted, job_id, watched_in)
         return ids
 

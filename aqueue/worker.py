@@ -364,7 +364,7 @@ class Worker:
 
     def _handed_back(self, job: Claimed) -> Outcome:
         log.info("handing back job %s", job.id, extra={"job_id": job.id})
-        return Outcome(job.id, job.attempt, "release", 0, ())  # no attempt used
+        return job.outcome("release")  # no attempt used
 
     def _finished(self, running: _Running, outcome: Outcome | None) -> None:
         """A job leaves this worker: its claim place is free, its outcome on its way."""
@@ -492,7 +492,7 @@ class Worker:
         fields: list[str | bytes] = ["result", encoded]
         if short is not None:
             fields += ["short", short]
-        return Outcome(job.id, job.attempt, "complete", 0, fields)
+        return job.outcome("complete", 0, fields)
 
     def _failure(
         self, job: Claimed, exc: BaseException, *, retryable: bool, delay: float | None = None
@@ -517,11 +517,11 @@ class Worker:
             extra={"job_id": job.id, "queue": self.config.queue},
         )
         if not retryable:
-            return Outcome(job.id, job.attempt, "fail", 0, fields)
+            return job.outcome("fail", 0, fields)
         if delay is None:
             policy = retry_policy(job.retry, job.max_attempts)
             delay = policy.delay_before(job.attempt - job.released)
-        return Outcome(job.id, job.attempt, "retry", int(delay * 1000), fields)
+        return job.outcome("retry", int(delay * 1000), fields)
 
     # -- services ------------------------------------------------------------------------
 

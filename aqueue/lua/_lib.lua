@@ -54,20 +54,33 @@ local function promote_due(prefix, now, limit)
   return #due
 end
 
+-- One command over many arguments (members, or score/field and member/value pairs: the
+-- chunks are even), in chunks that stay within Lua's unpack limit.
+local function call_many(cmd, key, args)
+  for k = 1, #args, 4000 do
+    redis.call(cmd, key, unpack(args, k, math.min(k + 3999, #args)))
+  end
+end
+
 -- Terminal outcomes of this call, counted once at its end by flush_tally.
 local tally = {}
+-- Jobs that ended in this call, and the expiry of their records: let go of in one step each
+-- by flush_tally (their running, tries and watched entries; a ZADD to `expiring`).
+local ended, expiring = {}, {}
 
 -- Record a terminal status, with `extra` (a flat field/value list) in the same write: expiry
 -- (dead letters are kept until purged), the callback outbox (written in this same atomic
 -- step, so no outcome is ever called back twice or never), and an event when `watched` (a
--- client awaits the job: see watch.lua; nobody else needs it).
-local function finish_terminal(prefix, jk, id, status, now, ttl_s, callback, extra, watched)
+-- client awaits the job: see watch.lua; nobody else needs it). Records expire by the reaper's
+-- sweep of `expiring`, not by EXPIRE: that is one command per job fewer on the hot path.
+local expires_at = {} -- ttl -> when, as text: formatted once per call, not per job
+local function finish_terminal(prefix, jk, id, status, now, ttl_s, calls_back, extra, watched)
   local fields = extra or {}
   fields[#fields + 1] = 'status'
   fields[#fields + 1] = status
   fields[#fields + 1] = 'finished'
   fields[#fields + 1] = now
-  local calls_back = callback and callback ~= '' and status ~= 'cancelled'
+  calls_back = calls_back and status ~= 'cancelled'
   if calls_back then
     fields[#fields + 1] = 'cb_state'
     fields[#fields + 1] = 'pending'
@@ -75,9 +88,16 @@ local function finish_terminal(prefix, jk, id, status, now, ttl_s, callback, ext
   redis.call('HSET', jk, unpack(fields))
   if status == 'dead' then
     redis.call('ZADD', prefix .. 'dead', now, id)
-  elseif ttl_s and ttl_s ~= '' then
-    redis.call('EXPIRE', jk, ttl_s)
+  else
+    local at = expires_at[ttl_s]
+    if not at then
+      at = int(tonumber(now) + tonumber(ttl_s) * 1000)
+      expires_at[ttl_s] = at
+    end
+    expiring[#expiring + 1] = at
+    expiring[#expiring + 1] = id
   end
+  ended[#ended + 1] = id
   if calls_back then
     redis.call('RPUSH', prefix .. 'outbox', id)
     redis.call('PUBLISH', prefix .. 'callbacks', id)
@@ -92,16 +112,17 @@ local function finish_terminal(prefix, jk, id, status, now, ttl_s, callback, ext
   end
 end
 
--- ZADD many (score, member) pairs, in chunks that stay within Lua's unpack limit.
-local function zadd_all(key, pairs)
-  for k = 1, #pairs, 2000 do
-    redis.call('ZADD', key, unpack(pairs, k, math.min(k + 1999, #pairs)))
+-- Let go of the jobs that ended in this call, and add its outcomes to the lifetime counters
+-- and to a 10 s bucket (kept 2 minutes), from which `aqueue status` reads jobs/s over the last
+-- minute. `watched_any`: false when none of them was watched (a SREM saved).
+local function flush_tally(prefix, now, watched_any)
+  if #ended > 0 then
+    call_many('HDEL', prefix .. 'running', ended)
+    call_many('HDEL', prefix .. 'tries', ended)
+    if watched_any ~= false then call_many('SREM', prefix .. 'watched', ended) end
+    if #expiring > 0 then call_many('ZADD', prefix .. 'expiring', expiring) end
+    ended, expiring = {}, {}
   end
-end
-
--- Add this call's outcomes to the lifetime counters and to a 10 s bucket (kept 2 minutes),
--- from which `aqueue status` reads jobs/s over the last minute.
-local function flush_tally(prefix, now)
   local bucket = prefix .. 'rate:' .. math.floor(now / 10000)
   local any = false
   for status, n in pairs(tally) do
@@ -115,12 +136,20 @@ local function flush_tally(prefix, now)
   tally = {}
 end
 
--- Append to a job's callback log (a list beside its record, expiring with it).
-local function callback_log(prefix, jk, id, now, entry)
-  local log = prefix .. 'cblog:' .. id
-  redis.call('RPUSH', log, now .. ' ' .. entry)
-  local ttl = redis.call('PTTL', jk)
-  if ttl > 0 then redis.call('PEXPIRE', log, ttl) end
+-- Append to a job's callback log (a list beside its record, deleted with it).
+local function callback_log(prefix, id, now, entry)
+  redis.call('RPUSH', prefix .. 'cblog:' .. id, now .. ' ' .. entry)
+end
+
+-- Delete what a job leaves behind: its record, callback log and spec. `ids`: up to 1000.
+local function forget(prefix, ids)
+  local keys = {}
+  for _, id in ipairs(ids) do
+    keys[#keys + 1] = prefix .. 'job:' .. id
+    keys[#keys + 1] = prefix .. 'cblog:' .. id
+  end
+  redis.call('UNLINK', unpack(keys))
+  redis.call('HDEL', prefix .. 'spec', unpack(ids))
 end
 
 -- Can a worker with listeners `have` (a set) run jobs of lane `sig`? A job naming no listener
@@ -133,8 +162,51 @@ local function fits(have, any, sig)
   return true
 end
 
--- The fence: a worker's write counts only while its attempt is the current, active one.
-local function holds_lease(jk, attempt, worker)
-  local f = redis.call('HMGET', jk, 'status', 'attempt', 'worker')
-  return f[1] == 'active' and f[2] == attempt and f[3] == worker
+-- Who runs a job: {worker, attempt, its `running` entry "worker|attempt|started ms"}, or
+-- nil when it is not active. An active job's record still says the status it had before
+-- (queued): a claim writes only this queue-wide hash, in one command for its whole batch.
+-- When the attempt ends the entry becomes the record's `ran`.
+local function runner(prefix, id)
+  local v = redis.call('HGET', prefix .. 'running', id)
+  if not v then return nil end
+  local worker, attempt = string.match(v, '^(.*)|(%d+)|%d+$')
+  return {worker, attempt, v}
+end
+
+-- A job's spec (see aqueue/_records.py SpecShape): {msg, fns, timeout, max_att, retry, ttl,
+-- callback}, or nil. Only the cold paths unpack it; claims hand it over as it is.
+local function spec_of(prefix, id)
+  local raw = redis.call('HGET', prefix .. 'spec', id)
+  return raw and cmsgpack.unpack(raw) or nil
+end
+
+-- The status a job has: `stored` (its record's), unless it is running.
+local function live_status(prefix, id, stored)
+  if stored and redis.call('HEXISTS', prefix .. 'running', id) == 1 then return 'active' end
+  return stored
+end
+
+-- How often a waiting job was tried, and how many of those were handed back at shutdown.
+local function tries_of(raw)
+  if not raw then return 0, 0 end
+  local attempts, released = string.match(raw, '^(%d+)|(%d+)$')
+  return tonumber(attempts), tonumber(released)
+end
+
+-- An attempt that did not end the job (retry, hand-back, lapsed lease): the job waits again,
+-- its tries counted in `tries` for its next claim, its `running` entry let go of.
+local function back_in_line(prefix, id, attempt, released)
+  redis.call('HSET', prefix .. 'tries', id, attempt .. '|' .. int(released))
+  redis.call('HDEL', prefix .. 'running', id)
+end
+
+-- The fence: a worker's write counts only while its attempt is the current, active one
+-- (`run`: the job's `running` entry, "worker|attempt|started", or false).
+local function holds(run, worker, attempt)
+  local mine = worker .. '|' .. attempt .. '|'
+  return run and string.sub(run, 1, #mine) == mine
+end
+
+local function holds_lease(prefix, id, attempt, worker)
+  return holds(redis.call('HGET', prefix .. 'running', id), worker, attempt)
 end

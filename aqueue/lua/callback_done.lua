@@ -14,7 +14,7 @@ end
 local now = now_ms()
 redis.call('ZREM', active, id)
 local attempts = redis.call('HINCRBY', jk, 'cb_attempts', 1)
-callback_log(prefix, jk, id, now, ARGV[7])
+callback_log(prefix, id, now, ARGV[7])
 local state = 'delivered'
 if ARGV[4] ~= 'delivered' then
   if attempts >= tonumber(ARGV[6]) then

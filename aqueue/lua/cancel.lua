@@ -6,8 +6,10 @@
 -- control channel; its later writes are refused by the fence.
 local prefix, id = ARGV[1], ARGV[2]
 local jk = prefix .. 'job:' .. id
-local f = redis.call('HMGET', jk, 'status', 'sig', 'ttl')
-local status = f[1]
+local f = redis.call('HMGET', jk, 'status', 'sig')
+local run = runner(prefix, id)
+local status = run and 'active' or f[1]
+local facts = {'reason', 'cancelled while ' .. tostring(status)}
 if not status then
   return {'missing'}
 end
@@ -18,13 +20,15 @@ if status == 'queued' then
 elseif status == 'scheduled' then
   redis.call('ZREM', prefix .. 'scheduled', id)
 elseif status == 'active' then
+  facts[#facts + 1] = 'ran'
+  facts[#facts + 1] = run[3]
   redis.call('ZREM', prefix .. 'active', id)
   redis.call('PUBLISH', prefix .. 'control', cmsgpack.pack({'cancel', id}))
 else
   return {'refused', status}
 end
 local now = now_ms()
-finish_terminal(prefix, jk, id, 'cancelled', now, f[3], nil, {'reason', 'cancelled while ' .. status},
-  true)
+local spec = spec_of(prefix, id)
+finish_terminal(prefix, jk, id, 'cancelled', now, spec and spec[6] or 1, false, facts, true)
 flush_tally(prefix, now)
 return {'cancelled', status}

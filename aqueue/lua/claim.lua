@@ -7,12 +7,13 @@
 -- ARGV[4]  n, the most jobs to take
 -- ARGV[5..] the worker's listener names; a job is taken only if they include all of its own
 -- Returns: {now ms, next due ms or -1, count, full (1: took n, more may be ready), then per job:
---           id, attempt, msg, fns, timeout ms, max_att, released, retry, posted ms}
+--           id, attempt, released, spec (msgpack: msg, fns, timeout ms, max_att, retry, ...)}
 -- A short claim (fewer than n) registers the worker in `idle` with its n - taken free places,
 -- so that posts can hand it jobs directly (see post.lua); any claim first unregisters it.
--- Transitions: queued -> active (attempt + 1); scheduled -> queued.
+-- Transitions: queued -> active (attempt + 1: an entry in `running`); scheduled -> queued.
 local prefix, worker = ARGV[1], ARGV[2]
-local lease, n = tonumber(ARGV[3]), tonumber(ARGV[4])
+local lease = tonumber(ARGV[3])
+local n = math.min(tonumber(ARGV[4]), 2000) -- two values each stay within unpack's limit
 local now = now_ms()
 local now_s, deadline = int(now), int(now + lease)
 promote_due(prefix, now, 1000)
@@ -51,31 +52,42 @@ for _, sig in ipairs(lanes) do
   end
 end
 
+-- Nothing is written per job: its spec and tries are read, and its lease goes into the
+-- queue-wide `running` hash and `active` zset, one command each for the whole batch.
 local out = {now, -1, 0, #picked == n and 1 or 0}
-local leases = {}
-local watched = {} -- awaited by a client (watch.lua): only their start is published
-for _, id in ipairs(picked) do
-  local jk = prefix .. 'job:' .. id
-  local f = redis.call('HMGET', jk, 'attempt', 'msg', 'fns', 'timeout', 'max_att', 'released',
-    'retry', 'posted', 'sig', 'w')
-  if f[2] then -- the record may have been purged while its id sat on a lane
-    local attempt = tonumber(f[1] or 0) + 1
-    f[3] = f[3] or f[9] -- fns is stored only when it differs from the lane's signature
-    redis.call('HSET', jk, 'status', 'active', 'attempt', int(attempt), 'worker', worker,
-      'started', now_s)
-    leases[#leases + 1] = deadline
-    leases[#leases + 1] = id
-    out[#out + 1] = id
-    out[#out + 1] = attempt
-    for k = 2, 8 do out[#out + 1] = f[k] or '' end
-    out[3] = out[3] + 1
-    if f[10] == '1' then watched[#watched + 1] = id end
+if #picked > 0 then
+  local specs = redis.call('HMGET', prefix .. 'spec', unpack(picked))
+  local tried = redis.call('HMGET', prefix .. 'tries', unpack(picked))
+  local awaited = redis.call('SMISMEMBER', prefix .. 'watched', unpack(picked))
+  local leases, runs = {}, {}
+  local first = worker .. '|1|' .. now_s -- the running entry of most: a first attempt
+  local watched = {} -- awaited by a client (watch.lua): only their start is published
+  for k, id in ipairs(picked) do
+    if specs[k] then -- the job may have been purged while its id sat on a lane
+      local attempts, released = tries_of(tried[k])
+      local attempt, run = '1', first
+      if attempts > 0 then
+        attempt = int(attempts + 1)
+        run = worker .. '|' .. attempt .. '|' .. now_s
+      end
+      runs[#runs + 1] = id
+      runs[#runs + 1] = run
+      leases[#leases + 1] = deadline
+      leases[#leases + 1] = id
+      out[#out + 1] = id
+      out[#out + 1] = attempt
+      out[#out + 1] = released
+      out[#out + 1] = specs[k]
+      out[3] = out[3] + 1
+      if awaited[k] == 1 then watched[#watched + 1] = id end
+    end
   end
-end
-if #leases > 0 then
-  redis.call('ZADD', prefix .. 'active', unpack(leases))
-  if #watched > 0 then -- one event for the whole batch: {'', 'active', {ids}}
-    redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({'', 'active', watched}))
+  if #leases > 0 then
+    redis.call('HSET', prefix .. 'running', unpack(runs))
+    redis.call('ZADD', prefix .. 'active', unpack(leases))
+    if #watched > 0 then -- one event for the whole batch: {'', 'active', {ids}}
+      redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({'', 'active', watched}))
+    end
   end
 end
 if #picked < n then -- short: the worker waits, until the next scheduled job at the latest

@@ -15,7 +15,7 @@ for _, id in ipairs(lapsed) do
   redis.call('ZREM', active, id)
   local jk = prefix .. 'job:' .. id
   local attempts = redis.call('HINCRBY', jk, 'cb_attempts', 1)
-  callback_log(prefix, jk, id, now, 'dispatcher stopped mid-delivery')
+  callback_log(prefix, id, now, 'dispatcher stopped mid-delivery')
   if attempts >= most then
     redis.call('HSET', jk, 'cb_state', 'failed')
   else

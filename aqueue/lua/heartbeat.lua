@@ -14,9 +14,11 @@ local now = now_ms()
 redis.call('ZADD', prefix .. 'workers', now + lease, worker)
 redis.call('SET', prefix .. 'worker:' .. worker, ARGV[4], 'PX', lease)
 local renew, lost = {}, {}
-for k = 5, #ARGV, 2 do
-  local id = ARGV[k]
-  if holds_lease(prefix .. 'job:' .. id, ARGV[k + 1], worker) then
+local ids = {}
+for k = 5, #ARGV, 2 do ids[#ids + 1] = ARGV[k] end
+local runs = #ids > 0 and redis.call('HMGET', prefix .. 'running', unpack(ids)) or {}
+for j, id in ipairs(ids) do
+  if holds(runs[j], worker, ARGV[4 + 2 * j]) then
     renew[#renew + 1] = now + lease
     renew[#renew + 1] = id
   else

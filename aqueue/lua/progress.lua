@@ -5,7 +5,7 @@
 -- Returns: 1 if recorded, 0 if refused by the fence.
 local prefix, id = ARGV[1], ARGV[2]
 local jk = prefix .. 'job:' .. id
-if not holds_lease(jk, ARGV[3], ARGV[4]) then
+if not holds_lease(prefix, id, ARGV[3], ARGV[4]) then
   return 0
 end
 redis.call('HSET', jk, 'progress', ARGV[5], 'progress_msg', ARGV[6])

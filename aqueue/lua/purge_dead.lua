@@ -3,12 +3,10 @@
 -- ARGV[1] queue prefix; ARGV[2] n
 -- Returns: how many were deleted (call again until 0).
 -- Transitions: dead -> (gone).
-local prefix, n = ARGV[1], tonumber(ARGV[2])
+local prefix, n = ARGV[1], math.min(tonumber(ARGV[2]), 1000)
 local ids = redis.call('ZRANGE', prefix .. 'dead', 0, n - 1)
-for _, id in ipairs(ids) do
-  redis.call('DEL', prefix .. 'job:' .. id, prefix .. 'cblog:' .. id)
-end
 if #ids > 0 then
+  forget(prefix, ids)
   redis.call('ZREM', prefix .. 'dead', unpack(ids))
 end
 return #ids

@@ -1,11 +1,12 @@
--- reap: reclaim jobs whose lease lapsed, promote due jobs, forget dead workers.
+-- reap: reclaim jobs whose lease lapsed, promote due jobs, forget dead workers, and delete
+-- the records of finished jobs whose time is up.
 -- Safe with any number of reapers at once: each lapsed job is handled by exactly one call,
 -- since the check and the move are one atomic step.
 -- KEYS: none; every key is built from ARGV[1].
--- ARGV[1] queue prefix; ARGV[2] the most jobs to handle in this call
--- Returns: {requeued, dead, promoted}
+-- ARGV[1] queue prefix; ARGV[2] the most jobs to handle in this call (at most 1000)
+-- Returns: {requeued, dead, promoted, expired}
 -- Transitions: active -> queued (attempt counted) | dead (budget spent); scheduled -> queued.
-local prefix, limit = ARGV[1], tonumber(ARGV[2])
+local prefix, limit = ARGV[1], math.min(tonumber(ARGV[2]), 1000)
 local now = now_ms()
 local promoted = promote_due(prefix, now, limit)
 local lapsed = redis.call('ZRANGEBYSCORE', prefix .. 'active', '-inf', '(' .. now,
@@ -13,21 +14,31 @@ local lapsed = redis.call('ZRANGEBYSCORE', prefix .. 'active', '-inf', '(' .. no
 local requeued, dead = 0, 0
 for _, id in ipairs(lapsed) do
   local jk = prefix .. 'job:' .. id
-  local f = redis.call('HMGET', jk, 'status', 'attempt', 'released', 'max_att', 'worker',
-    'sig', 'score', 'ttl', 'cb')
-  if f[1] == 'active' then
-    local reason = 'lease lost on attempt ' .. f[2] .. ' (worker ' .. (f[5] or '?') .. ')'
-    if budget_spent(f[2], f[3], f[4]) then
-      finish_terminal(prefix, jk, id, 'dead', now, f[8], f[9],
-        {'reason', reason .. '; retry budget spent', 'err_type', 'LeaseLost', 'err_msg', reason},
-        true)
+  local run = runner(prefix, id)
+  local f = redis.call('HMGET', jk, 'sig', 'score')
+  local spec = spec_of(prefix, id)
+  if run and f[1] and spec then
+    local worker, attempt = run[1], run[2]
+    local _, released = tries_of(redis.call('HGET', prefix .. 'tries', id))
+    local reason = 'lease lost on attempt ' .. attempt .. ' (worker ' .. worker .. ')'
+    local facts = {'ran', run[3]}
+    if budget_spent(attempt, released, spec[4]) then
+      for _, v in ipairs({'reason', reason .. '; retry budget spent', 'err_type', 'LeaseLost',
+                          'err_msg', reason}) do
+        facts[#facts + 1] = v
+      end
+      finish_terminal(prefix, jk, id, 'dead', now, spec[6], spec[7] ~= '', facts, true)
       dead = dead + 1
     else
-      redis.call('HSET', jk, 'reason', reason)
-      enqueue(prefix, jk, id, f[6], f[7])
+      for _, v in ipairs({'reason', reason, 'status', 'queued'}) do facts[#facts + 1] = v end
+      redis.call('HSET', jk, unpack(facts)) -- one write of the record: facts and status
+      back_in_line(prefix, id, attempt, released)
+      onto_lane(prefix, f[1], f[2], id)
       publish_status(prefix, id, 'queued')
       requeued = requeued + 1
     end
+  elseif run then -- its record was purged while it ran
+    redis.call('HDEL', prefix .. 'running', id)
   end
 end
 if #lapsed > 0 then
@@ -42,4 +53,10 @@ if #gone > 0 then
   redis.call('HDEL', prefix .. 'idle', unpack(gone)) -- hand them no more jobs
 end
 flush_tally(prefix, now)
-return {requeued, dead, promoted}
+-- finished jobs past their time to live (see finish_terminal)
+local expired = redis.call('ZRANGEBYSCORE', prefix .. 'expiring', '-inf', now, 'LIMIT', 0, limit)
+if #expired > 0 then
+  forget(prefix, expired)
+  redis.call('ZREM', prefix .. 'expiring', unpack(expired))
+end
+return {requeued, dead, promoted, #expired}

@@ -6,7 +6,7 @@
 -- Transitions: dead | failed | cancelled -> queued.
 local prefix, id = ARGV[1], ARGV[2]
 local jk = prefix .. 'job:' .. id
-local f = redis.call('HMGET', jk, 'status', 'attempt', 'sig', 'score')
+local f = redis.call('HMGET', jk, 'status', 'ran', 'sig', 'score')
 local status = f[1]
 if not status then
   return {'missing'}
@@ -15,8 +15,10 @@ if status ~= 'dead' and status ~= 'failed' and status ~= 'cancelled' then
   return {'refused', status}
 end
 redis.call('ZREM', prefix .. 'dead', id)
-redis.call('PERSIST', jk)
-redis.call('HSET', jk, 'released', f[2] or 0, 'reason', 'requeued from ' .. status, 'finished', '')
+redis.call('ZREM', prefix .. 'expiring', id)
+local attempts = f[2] and string.match(f[2], '|(%d+)|%d+$') or '0'
+redis.call('HSET', prefix .. 'tries', id, attempts .. '|' .. attempts) -- a fresh budget
+redis.call('HSET', jk, 'released', attempts, 'reason', 'requeued from ' .. status, 'finished', '')
 redis.call('HDEL', jk, 'cb_attempts', 'cb_state') -- its next outcome is called back afresh
 enqueue(prefix, jk, id, f[3], f[4])
 publish_status(prefix, id, 'queued')

@@ -6,11 +6,12 @@
 -- Returns: the status of each job, false where it does not exist.
 local prefix = ARGV[1]
 local out = {}
+local terminal = {complete = true, failed = true, dead = true, cancelled = true}
 for k = 2, #ARGV do
-  local jk = prefix .. 'job:' .. ARGV[k]
-  local status = redis.call('HGET', jk, 'status')
-  if status then
-    redis.call('HSET', jk, 'w', '1')
+  local id = ARGV[k]
+  local status = live_status(prefix, id, redis.call('HGET', prefix .. 'job:' .. id, 'status'))
+  if status and not terminal[status] then
+    redis.call('SADD', prefix .. 'watched', id)
   end
   out[k - 1] = status
 end

@@ -18,9 +18,11 @@ from aqueue import (
     MessageError,
     MessageTooLarge,
     ResultTimeout,
+    RetryPolicy,
 )
 from aqueue._codec import encode
-from aqueue._store import NewJob
+from aqueue._records import new_job_fields
+from aqueue._store import NewJobs
 from aqueue.config import ClientConfig
 from aqueue.testing import RedisServer
 
@@ -110,8 +112,14 @@ async def test_a_key_makes_a_second_post_return_the_first_job(client: Client) ->
 async def test_a_batch_sent_again_after_a_lost_reply_is_not_posted_twice(client: Client) -> None:
     # redis-py resends a command whose reply was lost: the second send must change nothing,
     # even after a job of the batch has started, and answer with the same ids.
-    fields: list[str | bytes | int] = ["sig", "f", "max_att", 1, "ttl", 60, "msg", encode(0)]
-    jobs = [NewJob(os.urandom(16).hex(), key, "f", 0, 0, 0, fields) for key in ("", "k", "")]
+    fields, lane, shape = new_job_fields(
+        functions=["f"], callback=None, callback_method="GET", priority=0, timeout=None,
+        retry=RetryPolicy(retries=0), ttl=60,
+    )  # fmt: skip
+    jobs = NewJobs(
+        lane, 0, 0, 0, False, fields,
+        [(os.urandom(16).hex(), key, shape.pack(encode(0))) for key in ("", "k", "")],
+    )  # fmt: skip
     ids = await client.store.post(jobs, 60_000)
     await client.store.claim("worker-1", 60_000, 1, ["f"])
 

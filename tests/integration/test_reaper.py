@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import anyio
+import pytest
 
-from aqueue import Client, JobStatus
+from aqueue import Client, JobNotFound, JobStatus
 from aqueue.testing import RedisServer
 
 
@@ -23,7 +24,7 @@ async def test_two_reapers_at_once_requeue_each_stalled_job_exactly_once(
 
         async def reap(name: str, client: Client) -> None:
             while True:
-                requeued, dead, _ = await client.store.reap(37)
+                requeued, dead, _, _ = await client.store.reap(37)
                 assert dead == 0
                 totals[name] += requeued
                 if requeued == 0:
@@ -47,7 +48,7 @@ async def test_a_lapsed_job_without_budget_is_dead_lettered_with_the_reason(
     job_id = await client.post("x", retry=0)
     await client.store.claim("gone-worker", 1, 1, ["x"])
     await anyio.sleep(0.05)
-    assert await client.store.reap(100) == (0, 1, 0)
+    assert await client.store.reap(100) == (0, 1, 0, 0)
     job = await client.get_job(job_id)
     assert job.status is JobStatus.DEAD
     assert job.reason == "lease lost on attempt 1 (worker gone-worker); retry budget spent"
@@ -60,10 +61,17 @@ async def test_due_jobs_are_promoted_and_finished_records_expire(client: Client)
     assert (await client.store.reap(100))[2] == 1
     assert (await client.get_job(soon)).status is JobStatus.QUEUED
 
-    short_lived = await client.post("y", ttl=30)
-    await client.cancel(short_lived)
-    ttl = await client.store.redis.ttl(client.store.keys.job(short_lived))
-    assert 0 < ttl <= 30
+    short_lived, kept = await client.post("y", ttl=1), await client.post("z", ttl=60)
+    for job_id in (short_lived, kept):
+        await client.cancel(job_id)
+    assert (await client.store.reap(100))[3] == 0  # kept at least its ttl
+    assert (await client.get_job(short_lived)).status is JobStatus.CANCELLED
+    await anyio.sleep(1.05)
+    assert (await client.store.reap(100))[3] == 1  # then swept: record, spec and all
+    with pytest.raises(JobNotFound):
+        await client.get_job(short_lived)
+    assert not await client.store.redis.hexists(client.store.keys.spec, short_lived)
+    assert (await client.get_job(kept)).msg == "z"
     key = await client.store_data(b"tmp", expiry=5)
     assert 0 < await client.store.redis.pttl(client.store.keys.data(key)) <= 5000
 

@@ -8,20 +8,22 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from aqueue import Client, JobStatus
+from aqueue import Client, JobStatus, RetryPolicy
+from aqueue._codec import encode
+from aqueue._records import decode_job, new_job_fields
 from aqueue._states import Event, allowed
-from aqueue._store import NewJob, Outcome, Store
+from aqueue._store import NewJobs, Outcome, Store
 
 S = JobStatus
 WORKER = "conformance-worker"
 
 
-def _new(job_id: str, delay_ms: int = 0, max_attempts: int = 4) -> NewJob:
-    fields: list[str | bytes | int] = [
-        "fns", "", "sig", "", "prio", 0, "timeout", 0, "max_att", max_attempts,
-        "retry", b"", "ttl", 60, "cb", "", "msg", b"\x01\xc0", "key", "",
-    ]  # fmt: skip
-    return NewJob(job_id, "", "", 0, delay_ms, 0, fields)
+def _new(job_id: str, delay_ms: int = 0, max_attempts: int = 4) -> NewJobs:
+    fields, lane, shape = new_job_fields(
+        functions=None, callback=None, callback_method="GET", priority=0, timeout=None,
+        retry=RetryPolicy(retries=max_attempts - 1), ttl=60,
+    )  # fmt: skip
+    return NewJobs(lane, 0, delay_ms, 0, False, fields, [(job_id, "", shape.pack(encode(None)))])
 
 
 async def _status(store: Store, job_id: str) -> S | None:
@@ -30,12 +32,16 @@ async def _status(store: Store, job_id: str) -> S | None:
 
 
 async def _attempt(store: Store, job_id: str) -> int:
-    [raw] = await store.job_field_values(job_id, ["attempt"])
-    return int(raw or 0)
+    fields = await store.job_fields(job_id)
+    return decode_job(job_id, store.keys.queue, fields).attempt if fields else 0
 
 
 async def _finish(store: Store, job_id: str, kind: str) -> None:
-    await store.finish(WORKER, [Outcome(job_id, await _attempt(store, job_id), kind, 0, ())])
+    fields = await store.job_fields(job_id)
+    job = decode_job(job_id, store.keys.queue, fields) if fields else None
+    attempt, budget = (job.attempt, job.max_attempts) if job else (0, 1)
+    outcome = Outcome(job_id, attempt, kind, 0, (), 60, False, budget)
+    await store.finish(WORKER, [outcome])
 
 
 async def _claim(store: Store, job_id: str) -> None:
@@ -46,8 +52,8 @@ async def _into(store: Store, job_id: str, status: S | None) -> None:
     """Drive a fresh job into `status` with the scripts themselves."""
     if status is None:
         return
-    await store.post([_new(job_id, 60_000 if status is S.SCHEDULED else 0,
-                           1 if status is S.DEAD else 4)], 60_000)  # fmt: skip
+    await store.post(_new(job_id, 60_000 if status is S.SCHEDULED else 0,
+                          1 if status is S.DEAD else 4), 60_000)  # fmt: skip
     if status is S.CANCELLED:
         await store.cancel(job_id)
     if status in (S.ACTIVE, S.COMPLETE, S.FAILED, S.DEAD):
@@ -69,7 +75,7 @@ async def _promote(store: Store, job_id: str) -> None:
 
 
 EVENTS: dict[Event, Callable[[Store, str], Awaitable[object]]] = {
-    Event.POST: lambda store, job_id: store.post([_new(job_id)], 60_000),
+    Event.POST: lambda store, job_id: store.post(_new(job_id), 60_000),
     Event.PROMOTE: _promote,
     Event.CLAIM: _claim,
     Event.COMPLETE: lambda store, job_id: _finish(store, job_id, "complete"),
