@@ -441,10 +441,18 @@ class Store:
                 pipe.hdel(self.keys.idle, worker_id)
                 await pipe.execute()
 
-    async def stop_waiting(self, worker_id: str) -> None:
-        """Posts hand this worker no more jobs (it registered for them in a short claim)."""
+    async def stop_waiting(self, worker_id: str) -> bool:
+        """Posts hand this worker no more jobs (it registered for them in a short claim).
+
+        In the same transaction, an empty message goes to its push channel, after any jobs
+        already pushed to it: once its subscription reads that, it has read them all. Returns
+        whether a subscriber heard it (False: none will come)."""
         with redis_errors(f"unregistering idle worker {worker_id!r}"):
-            await self.redis.hdel(self.keys.idle, worker_id)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(self.keys.idle, worker_id)
+                pipe.publish(self.keys.push(worker_id), b"")
+                _, heard = await pipe.execute()
+        return bool(heard)
 
     async def server_facts(self) -> dict[str, Any]:
         """Version, eviction policy and persistence, from INFO (which a least-privilege ACL

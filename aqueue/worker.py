@@ -105,6 +105,7 @@ class Worker:
         self._ack_ready = anyio.Event()
         self._wake = anyio.Event()
         self._drained = anyio.Event()
+        self._pushes_read = anyio.Event()
         self._claim_scope = anyio.CancelScope()
         # a claim place is held from claim to outcome; a slot (a runner) while a job runs
         self._slots = anyio.Semaphore(self.config.concurrency + self.config.prefetch)
@@ -294,10 +295,13 @@ class Worker:
             self._to_inbox(job)
 
     async def _stop_waiting(self, store: Store) -> None:
-        """Posts stop handing this worker jobs (those already on their way are handed back)."""
+        """Posts stop handing this worker jobs, and those already on their way are read (and
+        handed back) before the subscription closes: else they would stay leased to a worker
+        that has gone until the reaper finds the lease lapsed."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             try:
-                await store.stop_waiting(self.id)
+                if await store.stop_waiting(self.id):
+                    await self._pushes_read.wait()
             except RedisUnavailable as exc:  # the reaper unregisters it once it lapses
                 log.warning("could not unregister waiting worker %s: %s", self.id, exc)
 
@@ -621,7 +625,9 @@ class Worker:
         pushes = store.keys.push(self.id)
 
         async def on_message(channel: str, data: bytes | None) -> None:
-            if channel == pushes and data is not None:
+            if channel == pushes and data == b"":  # stop_waiting's mark: no push after it
+                self._pushes_read.set()
+            elif channel == pushes and data is not None:
                 self._take_pushed(claimed_rows(msgpack.unpackb(data, raw=True)))
             elif channel == store.keys.control and data is not None:
                 command, job_id = msgpack.unpackb(data)
