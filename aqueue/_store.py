@@ -216,22 +216,11 @@ class Store:
     async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
         accepted: list[bool] = []
         for start in range(0, len(outcomes), FINISH_BATCH):
-            packed = msgpack.packb(
-                [
-                    [
-                        o.id,
-                        o.attempt,
-                        o.kind,
-                        o.delay_ms,
-                        list(o.fields),
-                        o.ttl_s,
-                        int(o.calls_back),
-                        o.max_attempts,
-                    ]
-                    for o in outcomes[start : start + FINISH_BATCH]
-                ],
-                use_bin_type=False,  # see post
-            )
+            flat: list[Arg] = []
+            for o in outcomes[start : start + FINISH_BATCH]:
+                flat += (o.id, str(o.attempt), o.kind, o.delay_ms, o.ttl_s, int(o.calls_back))
+                flat += (o.max_attempts, len(o.fields), *o.fields)
+            packed = msgpack.packb(flat, use_bin_type=False)  # see post
             accepted += [bool(x) for x in await self._run("finish", [worker_id, packed])]
         return accepted
 

@@ -29,6 +29,7 @@ else
 end
 local now = now_ms()
 local spec = spec_of(prefix, id)
-finish_terminal(prefix, jk, id, 'cancelled', now, spec and spec[6] or 1, false, facts, true)
+finish_terminal(prefix, jk, id, 'cancelled', now, spec and spec[6] or 1, false, true, nil,
+  unpack(facts))
 flush_tally(prefix, now)
 return {'cancelled', status}

@@ -27,7 +27,8 @@ for _, id in ipairs(lapsed) do
                           'err_msg', reason}) do
         facts[#facts + 1] = v
       end
-      finish_terminal(prefix, jk, id, 'dead', now, spec[6], spec[7] ~= '', facts, true)
+      finish_terminal(prefix, jk, id, 'dead', now, spec[6], spec[7] ~= '', true, nil,
+        unpack(facts))
       dead = dead + 1
     else
       for _, v in ipairs({'reason', reason, 'status', 'queued'}) do facts[#facts + 1] = v end
