@@ -48,8 +48,9 @@ class Keys:
     def spec(self) -> str:  # hash: job id -> what a worker needs to run it (msgpack), while kept
         return self.prefix + "spec"
 
+    # hash: job id -> "worker|attempt|started ms" while active; and a placeholder (_lib.lua)
     @property
-    def running(self) -> str:  # hash: job id -> "worker|attempt|started ms" while active
+    def running(self) -> str:
         return self.prefix + "running"
 
     @property
@@ -75,8 +76,9 @@ class Keys:
     def scheduled(self) -> str:  # zset: job id -> due time (ms, Redis clock)
         return self.prefix + "scheduled"
 
+    # zset: job id -> lease deadline (ms, Redis clock); and a placeholder at +inf (_lib.lua)
     @property
-    def active(self) -> str:  # zset: job id -> lease deadline (ms, Redis clock)
+    def active(self) -> str:
         return self.prefix + "active"
 
     @property

@@ -344,8 +344,10 @@ class Store:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for sig in lanes:
                     pipe.zcard(k.lane(sig))
-                for key in (k.scheduled, k.active, k.dead, k.workers):
-                    pipe.zcard(key)
+                pipe.zcard(k.scheduled)
+                pipe.zcount(k.active, "-inf", "(+inf")  # not its placeholder (see _lib.lua)
+                pipe.zcard(k.dead)
+                pipe.zcard(k.workers)
                 raw = await pipe.execute()
         *lane_counts, scheduled, active, dead, workers = raw
         return {
@@ -377,8 +379,9 @@ class Store:
                 for sig in lanes:
                     pipe.zrange(k.lane(sig), 0, 0)
                     pipe.zcard(k.lane(sig))
-                for key in (k.scheduled, k.active, k.dead):
-                    pipe.zcard(key)
+                pipe.zcard(k.scheduled)
+                pipe.zcount(k.active, "-inf", "(+inf")  # not its placeholder (see _lib.lua)
+                pipe.zcard(k.dead)
                 pipe.zcount(k.active, "-inf", f"({now}")
                 pipe.hgetall(k.stats)
                 for bucket in buckets:

@@ -191,6 +191,23 @@ local function back_in_line(prefix, id, attempt, released)
   redis.call('HDEL', prefix .. 'running', id)
 end
 
+-- Redis keeps a hash or zset of up to 128 short entries as one packed list (a listpack),
+-- where every lookup, insert and delete scans the list: at the 50-130 jobs a busy queue holds,
+-- that cost a claim and a finish more than all else they do. An entry longer than 64 bytes
+-- turns the key into a hashtable or skiplist for good, so `running` and `active` each keep
+-- one such placeholder: never a job id, and in `active` at +inf, where no lease ever lapses.
+local PLACEHOLDER = 'not a job: keeps this key a hashtable or skiplist (see aqueue/lua/_lib.lua)'
+
+-- Lease jobs: `runs` {id, running entry, ...} and `leases` {deadline, id, ...}, added to.
+local function lease_jobs(prefix, runs, leases)
+  runs[#runs + 1] = PLACEHOLDER
+  runs[#runs + 1] = '-'
+  leases[#leases + 1] = '+inf'
+  leases[#leases + 1] = PLACEHOLDER
+  call_many('HSET', prefix .. 'running', runs)
+  call_many('ZADD', prefix .. 'active', leases)
+end
+
 -- The fence: a worker's write counts only while its attempt is the current, active one
 -- (`run`: the job's `running` entry, "worker|attempt|started", or false).
 local function holds(run, worker, attempt)

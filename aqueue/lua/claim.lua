@@ -83,8 +83,7 @@ if #picked > 0 then
     end
   end
   if #leases > 0 then
-    redis.call('HSET', prefix .. 'running', unpack(runs))
-    redis.call('ZADD', prefix .. 'active', unpack(leases))
+    lease_jobs(prefix, runs, leases)
     if #watched > 0 then -- one event for the whole batch: {'', 'active', {ids}}
       redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({'', 'active', watched}))
     end

@@ -142,7 +142,7 @@ async def test_a_plain_function_parent_waiting_on_its_child_never_deadlocks_one_
 async def _active_under(client: Client, pid: str) -> list[str]:
     """Ids of jobs Redis holds as active under the worker of process `pid`."""
     held = []
-    for raw in await client.store.redis.zrange(client.store.keys.active, 0, -1):
+    for raw in await client.store.redis.zrangebyscore(client.store.keys.active, "-inf", "(+inf"):
         job_id = raw.decode() if isinstance(raw, bytes) else str(raw)
         job = await client.get_job(job_id)
         if job.status is JobStatus.ACTIVE and (job.worker or "").split(":")[1] == pid:
