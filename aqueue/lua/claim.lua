@@ -29,8 +29,11 @@ end
 
 local picked = {}
 if #lanes == 1 then
-  local popped = redis.call('ZPOPMIN', prefix .. 'lane:' .. lanes[1], n)
-  for k = 1, #popped, 2 do picked[#picked + 1] = popped[k] end
+  -- not ZPOPMIN: it replies with the scores too, and formatting doubles costs Redis more
+  -- than taking the jobs does
+  local lane = prefix .. 'lane:' .. lanes[1]
+  picked = redis.call('ZRANGE', lane, 0, n - 1)
+  if #picked > 0 then redis.call('ZREMRANGEBYRANK', lane, 0, #picked - 1) end
 elseif #lanes > 1 then
   -- merge the heads of every lane that fits, best (priority, then age) first
   local heads = {}
