@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/redis_cost.py [--jobs 4000]
 
-`used_cpu` from INFO carries syscall and network time and swings with the machine; an
-instruction count does not. This runs a redis-server (no persistence, loopback, a free port)
+`used_cpu` from INFO swings with the machine (up to 2x between minutes on a small VM); an
+instruction count is the same on every run, so it shows what a change to the scripts did.
+It is not time, though: a scan of a packed list runs many instructions fast, a lookup that
+misses the cache few slowly. Judge a change by both. This runs a redis-server (no persistence, loopback, a free port)
 under valgrind's callgrind and drives the scripts the way a worker does, one phase at a time:
 
   bulk post   post_many, 1,000 jobs a call
@@ -93,7 +95,7 @@ async def drive(
     """Run the phases; `phase_done(name)` returns once Redis's count for it is taken."""
     async with Client(QUEUE, redis_url=url) as client:
         store = client.store
-        await client.store.redis.ping()
+        await store.redis.ping()
         await phase_done("setup")
         for start in range(0, jobs, 1000):
             await client.post_many(range(start, min(jobs, start + 1000)), functions=["noop"])
