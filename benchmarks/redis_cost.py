@@ -5,8 +5,9 @@
 `used_cpu` from INFO swings with the machine (up to 2x between minutes on a small VM); an
 instruction count is the same on every run, so it shows what a change to the scripts did.
 It is not time, though: a scan of a packed list runs many instructions fast, a lookup that
-misses the cache few slowly. Judge a change by both. This runs a redis-server (no persistence, loopback, a free port)
-under valgrind's callgrind and drives the scripts the way a worker does, one phase at a time:
+misses the cache few slowly. Judge a change by both. This runs a redis-server (no
+persistence, loopback, a free port) under valgrind's callgrind and drives the scripts the
+way a worker does, one phase at a time:
 
   bulk post   post_many, 1,000 jobs a call
   run         Store.claim 64 jobs, Store.finish them (64 completions), and again (--batch)
