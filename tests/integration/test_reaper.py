@@ -82,3 +82,24 @@ async def test_a_dead_worker_is_forgotten_once_its_liveness_lapses(client: Clien
     await anyio.sleep(0.05)
     await client.store.reap(100)
     assert (await client.counts())["workers"] == 0
+
+
+async def test_the_lease_placeholder_is_never_a_job_counted_reaped_or_claimed(
+    client: Client,
+) -> None:
+    """A few leased jobs keep `running` and `active` in their hashtable and skiplist
+    encodings (a placeholder entry holds them there, see _lib.lua), and the placeholder is
+    never counted as active, never found lapsed, and never handed out as a job."""
+    store, redis = client.store, client.store.redis
+    await client.post_many(range(5), retry=0)
+    claim = await store.claim("w", 1, 10, ["x"])  # 1 ms leases: they lapse at once
+    assert len(claim.jobs) == 5
+    assert await redis.object("encoding", store.keys.running) == b"hashtable"
+    assert await redis.object("encoding", store.keys.active) == b"skiplist"
+    assert (await client.counts())["active"] == 5
+    await anyio.sleep(0.05)
+    requeued, dead, _, _ = await store.reap(100)
+    assert (requeued, dead) == (0, 5)  # retry=0: each lapsed lease spent its one attempt
+    assert (await client.counts())["active"] == 0
+    assert await redis.zcard(store.keys.active) == 1  # the placeholder alone, at +inf
+    assert (await store.claim("w", 60_000, 10, ["x"])).jobs == []
