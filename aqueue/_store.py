@@ -150,6 +150,11 @@ def claimed_rows(raw: Sequence[Any]) -> list[Claimed]:
     return jobs
 
 
+def _count_leases(pipe: Any, keys: Keys) -> None:
+    """Queue a count of the leased (active) jobs: `active` less its placeholder at +inf."""
+    pipe.zcount(keys.active, "-inf", "(+inf")
+
+
 def _running_fields(run: bytes) -> dict[str, bytes]:
     """A running attempt: its `running` entry is what its record's `ran` will be."""
     return {"status": b"active", "ran": run}
@@ -345,7 +350,7 @@ class Store:
                 for sig in lanes:
                     pipe.zcard(k.lane(sig))
                 pipe.zcard(k.scheduled)
-                pipe.zcount(k.active, "-inf", "(+inf")  # not its placeholder (see _lib.lua)
+                _count_leases(pipe, k)
                 pipe.zcard(k.dead)
                 pipe.zcard(k.workers)
                 raw = await pipe.execute()
@@ -380,7 +385,7 @@ class Store:
                     pipe.zrange(k.lane(sig), 0, 0)
                     pipe.zcard(k.lane(sig))
                 pipe.zcard(k.scheduled)
-                pipe.zcount(k.active, "-inf", "(+inf")  # not its placeholder (see _lib.lua)
+                _count_leases(pipe, k)
                 pipe.zcard(k.dead)
                 pipe.zcount(k.active, "-inf", f"({now}")
                 pipe.hgetall(k.stats)

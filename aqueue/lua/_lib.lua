@@ -157,10 +157,15 @@ end
 -- nil when it is not active. An active job's record still says the status it had before
 -- (queued): a claim writes only this queue-wide hash, in one command for its whole batch.
 -- When the attempt ends the entry becomes the record's `ran`.
+-- The worker and attempt of a `running` entry (or of a record's `ran`, which it becomes).
+local function run_parts(v)
+  return string.match(v, '^(.*)|(%d+)|%d+$')
+end
+
 local function runner(prefix, id)
   local v = redis.call('HGET', prefix .. 'running', id)
   if not v then return nil end
-  local worker, attempt = string.match(v, '^(.*)|(%d+)|%d+$')
+  local worker, attempt = run_parts(v)
   return {worker, attempt, v}
 end
 

@@ -16,7 +16,7 @@ if status ~= 'dead' and status ~= 'failed' and status ~= 'cancelled' then
 end
 redis.call('ZREM', prefix .. 'dead', id)
 redis.call('ZREM', prefix .. 'expiring', id)
-local attempts = f[2] and string.match(f[2], '|(%d+)|%d+$') or '0'
+local attempts = f[2] and select(2, run_parts(f[2])) or '0'
 redis.call('HSET', prefix .. 'tries', id, attempts .. '|' .. attempts) -- a fresh budget
 redis.call('HSET', jk, 'released', attempts, 'reason', 'requeued from ' .. status, 'finished', '')
 redis.call('HDEL', jk, 'cb_attempts', 'cb_state') -- its next outcome is called back afresh
