@@ -39,7 +39,8 @@ async def open_store(
         if check:
             with redis_errors(f"connecting to {url}"):
                 await redis.ping()
-        yield Store(redis, queue)
+        async with Store.opened(redis, queue) as store:
+            yield store
     finally:
         with contextlib.suppress(Exception):
             await redis.aclose()

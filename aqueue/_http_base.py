@@ -212,7 +212,7 @@ class _State:
             client = self.clients.get(queue)
             if client is None:
                 config = ClientConfig(queue=queue, redis_url=self.config.redis_url)
-                client = Client.over(Store(self.store.redis, queue), config)
+                client = Client.over(self.store.view(queue), config)
                 await client.__aenter__()  # opens nothing: it only arms the listener's stop
                 self.clients[queue] = client
         return client

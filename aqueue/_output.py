@@ -146,7 +146,7 @@ class QueueStatus:
     @classmethod
     async def read(cls, store: Store, queue: str) -> tuple[QueueStatus, float]:
         """The status of `queue`, read over `store`'s connections; and Redis's time (s)."""
-        view = Store(store.redis, queue)
+        view = store.view(queue)
         snapshot = await view.snapshot()
         return cls.build(queue, snapshot, await view.live_workers()), snapshot["now_ms"] / 1000
 

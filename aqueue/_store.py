@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from . import _scripts
+from ._direct import MISSED, Direct
 from ._keys import Keys
 from ._records import SpecShape
 from .errors import RedisUnavailable
@@ -165,31 +166,48 @@ def _text(value: Any) -> str:
 
 
 class Store:
-    """One queue's view of Redis."""
+    """One queue's view of Redis. Its script calls go over `direct` when that is free (see
+    `Direct`), else through the pool."""
 
-    def __init__(self, redis: aioredis.Redis, queue: str) -> None:
+    def __init__(self, redis: aioredis.Redis, queue: str, direct: Direct | None = None) -> None:
         self.redis = redis
         self.keys = Keys(queue)
+        self._direct = direct
         self._scripts = {
             name: redis.register_script(_scripts.source(name)) for name in _scripts.NAMES
         }
 
+    @classmethod
     @contextlib.asynccontextmanager
-    async def pinned(self) -> AsyncIterator[Store]:
-        """This store on one connection of its own (for a loop that calls it back to back:
-        no pool checkout per call)."""
-        redis = self.redis.client()
+    async def opened(cls, redis: aioredis.Redis, queue: str) -> AsyncIterator[Store]:
+        """A store with a direct connection of its own, closed on the way out."""
+        direct = Direct(redis.connection_pool)
         try:
-            yield Store(redis, self.keys.queue)
+            yield cls(redis, queue, direct)
         finally:
             with contextlib.suppress(Exception):
-                await redis.aclose()
+                await direct.aclose()
+
+    def view(self, queue: str) -> Store:
+        """Another queue's store over the same connections."""
+        return Store(self.redis, queue, self._direct)
+
+    def pinned(self) -> contextlib.AbstractAsyncContextManager[Store]:
+        """This store with a direct connection of its own (for a loop that calls scripts back
+        to back, beside others that do too)."""
+        return Store.opened(self.redis, self.keys.queue)
 
     async def _run(self, name: str, args: Sequence[Arg]) -> Any:
         # KEYS[1] is only declared, so that Cluster clients route the call to the queue's slot;
         # the scripts build every key from the prefix, under the same hash tag.
+        keys, argv = [self.keys.stats], [self.keys.prefix, *args]
+        script = self._scripts[name]
         with redis_errors(f"{name} on queue {self.keys.queue!r}"):
-            return await self._scripts[name](keys=[self.keys.stats], args=[self.keys.prefix, *args])
+            if self._direct is not None:
+                reply = await self._direct.evalsha(script.sha, keys, argv)
+                if reply is not MISSED:
+                    return reply
+            return await script(keys=keys, args=argv)
 
     # -- scripts -------------------------------------------------------------------------
 

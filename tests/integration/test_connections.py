@@ -103,3 +103,58 @@ def test_the_sync_client_works_from_plain_threads(redis_server: RedisServer, que
         assert client.get_job(ids[0]).result == 0
         with pytest.raises(JobNotFound):
             client.get_job("missing")
+
+
+# A client's script calls go over one connection of its own when it is free (aqueue/_direct.py),
+# and through the pool when it is busy or fails. The stories below are the ways that can go wrong.
+
+
+async def test_a_post_cut_short_leaves_no_reply_behind_for_the_next(
+    private_redis: RedisServer, queue: str
+) -> None:
+    async with Client(queue, redis_url=private_redis.url) as client:
+        await client.post("warm-up")  # the direct connection is open
+        await client.store.redis.client_pause(300)  # Redis answers nobody for 0.3 s
+        with anyio.move_on_after(0.1) as cut:
+            await client.post("cut short")
+        assert cut.cancelled_caught
+        # had the cut post's reply stayed unread, this post would read it as its own
+        job_id = await client.post("next")
+        assert (await client.get_job(job_id)).msg == "next"
+
+
+async def test_posts_go_on_after_redis_drops_every_connection(
+    private_redis: RedisServer, queue: str
+) -> None:
+    async with Client(queue, redis_url=private_redis.url) as client:
+        await client.post("before")
+        dropped = await client.store.redis.client_kill_filter(_type="normal", skipme=False)
+        assert dropped >= 1
+        job_id = await client.post("after")
+        assert (await client.get_job(job_id)).msg == "after"
+        assert (await client.counts())["queued"] == 2
+
+
+async def test_posts_go_on_after_redis_forgets_its_scripts(
+    private_redis: RedisServer, queue: str
+) -> None:
+    async with Client(queue, redis_url=private_redis.url) as client:
+        await client.post("before")
+        await client.store.redis.script_flush()
+        job_id = await client.post("after")
+        assert (await client.get_job(job_id)).msg == "after"
+
+
+async def test_concurrent_posts_all_land_beside_the_busy_direct_connection(
+    client: Client,
+) -> None:
+    ids: list[str] = []
+
+    async def post(i: int) -> None:
+        ids.append(await client.post(i))
+
+    async with anyio.create_task_group() as posts:
+        for i in range(200):
+            posts.start_soon(post, i)
+    assert len(set(ids)) == 200
+    assert sorted([(await client.get_job(i)).msg for i in ids]) == list(range(200))

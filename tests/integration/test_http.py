@@ -21,7 +21,6 @@ from aiohttp import web
 from aqueue import Client, ConfigError, Context, JobStatus, Listeners, Output
 from aqueue._http import HttpConfig, make_app, serve_http
 from aqueue._output import QueueStatus
-from aqueue._store import Store
 from aqueue.testing import RedisServer, running_worker
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
@@ -426,7 +425,7 @@ async def test_queue_numbers_are_those_of_aqueue_status(
     await api.post({"msg": 1})
     await api.post({"msg": 2})
     await api.post({"msg": 3, "delay": 60})
-    view = Store(client.store.redis, api.queue)
+    view = client.store.view(api.queue)
     expected = QueueStatus.build(api.queue, await view.snapshot(), await view.live_workers())
     mine = await api.json("GET", f"/queues/{api.queue}", 200)
     assert (mine["queued"], mine["scheduled"], mine["active"], mine["dead"]) == (2, 1, 0, 0)
