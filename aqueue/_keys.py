@@ -112,7 +112,11 @@ class Keys:
         return self.prefix + "callbacks"
 
     @property
-    def stats(self) -> str:  # hash of counters
+    def seq(self) -> str:  # counter: jobs ever posted (their order in a lane; the posted total)
+        return self.prefix + "seq"
+
+    @property
+    def stats(self) -> str:  # hash of counters of outcomes
         return self.prefix + "stats"
 
     @property

@@ -407,12 +407,13 @@ class Store:
                 pipe.zcard(k.dead)
                 pipe.zcount(k.active, "-inf", f"({now}")
                 pipe.hgetall(k.stats)
+                pipe.get(k.seq)
                 for bucket in buckets:
                     pipe.hgetall(bucket)
                 raw = await pipe.execute()
             heads = [h[0] for h in raw[0 : 2 * len(lanes) : 2] if h]
             queued = sum(raw[1 : 2 * len(lanes) : 2])
-            scheduled, active, dead, stalled, stats, *rates = raw[2 * len(lanes) :]
+            scheduled, active, dead, stalled, stats, posted, *rates = raw[2 * len(lanes) :]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for job_id in heads:
                     pipe.hget(k.job(_text(job_id)), "posted")
@@ -425,7 +426,9 @@ class Store:
             "dead": dead,
             "stalled": stalled,
             "oldest_queued_ms": min(head_posted) if head_posted else None,
-            "totals": {_text(a): int(b) for a, b in stats.items()},
+            # posts are counted by `seq` (a `posted` in `stats` is an older version's count)
+            "totals": {"posted": int(posted or 0)}
+            | {_text(a): int(b) for a, b in stats.items() if a != b"posted"},
             # the current (partial) 10 s bucket and the five before it: about the last minute
             "last_minute": [{_text(a): int(b) for a, b in r.items()} for r in rates],
             "window_s": 50 + (now % 10000) / 1000,
@@ -481,10 +484,10 @@ class Store:
         }
 
     async def queue_names(self) -> list[str]:
-        """Every queue on this Redis that has seen a post (from its counters' keys)."""
+        """Every queue on this Redis that has seen a post (from their `seq` counters)."""
         with redis_errors("listing queues"):
-            keys = [_text(key) async for key in self.redis.scan_iter(match="aq:{*}:stats")]
-        return sorted(key[len("aq:{") : -len("}:stats")] for key in keys)
+            keys = [_text(key) async for key in self.redis.scan_iter(match="aq:{*}:seq")]
+        return sorted(key[len("aq:{") : -len("}:seq")] for key in keys)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:

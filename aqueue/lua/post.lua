@@ -16,12 +16,15 @@ local sig, prio, delay, at, watched_all, common = unpack(batch, 1, 6)
 local n = (#batch - 6) / 3
 local function job_id(j) return batch[4 + 3 * j] end
 local function job_key(j) return batch[5 + 3 * j] end
+local function job_spec(j) return batch[6 + 3 * j] end
 -- Ids are fresh random ones, made for this call, and a batch is written whole or not at all.
 -- So if its first job without a key exists, this is the same call sent again (a retry after
 -- a lost reply): answer as the first time did and write nothing. (Keyed jobs dedupe by key.)
+-- That job's spec, written first, is the test: a job's spec lives exactly as long as its record.
+local first = nil
 for j = 1, n do
   if job_key(j) == '' then
-    if redis.call('EXISTS', prefix .. 'job:' .. job_id(j)) == 1 then
+    if redis.call('HSETNX', prefix .. 'spec', job_id(j), job_spec(j)) == 0 then
       local ids = {}
       for k = 1, n do
         local key = job_key(k)
@@ -29,11 +32,13 @@ for j = 1, n do
       end
       return ids
     end
+    first = j
     break
   end
 end
 local now = now_ms()
 local now_s = int(now)
+-- `seq` counts every job ever posted to the queue: it is also the `posted` total
 local seq = redis.call('INCRBY', prefix .. 'seq', n) - n
 local band = (100 - prio) * 17592186044416 + seq -- priority band, then FIFO
 local due = 0
@@ -79,7 +84,7 @@ local function taker(spec)
 end
 local specs, watched = {}, {}
 for j = 1, n do
-  local id, key, spec = job_id(j), job_key(j), batch[6 + 3 * j]
+  local id, key, spec = job_id(j), job_key(j), job_spec(j)
   local existing = nil
   if key ~= '' then
     local kk = prefix .. 'key:' .. key
@@ -96,8 +101,10 @@ for j = 1, n do
   else
     ids[j] = id
     local score = int(band + j)
-    specs[#specs + 1] = id
-    specs[#specs + 1] = spec
+    if j ~= first then
+      specs[#specs + 1] = id
+      specs[#specs + 1] = spec
+    end
     if watched_all == 1 then watched[#watched + 1] = id end
     if status == 'scheduled' then
       later[#later + 1] = due
@@ -156,7 +163,6 @@ end
 if #later > 0 then
   call_many('ZADD', prefix .. 'scheduled', later)
 end
-redis.call('HINCRBY', prefix .. 'stats', 'posted', n)
 if #lane > 0 then
   redis.call('PUBLISH', prefix .. 'wake', 'posted')
 end
