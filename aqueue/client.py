@@ -25,7 +25,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from . import _codec
 from ._backoff import follow
 from ._connection import open_store
-from ._records import decode_job, new_job_fields
+from ._records import decode_job, remembered_job_fields
 from ._store import NewJobs, Store
 from .config import ClientConfig
 from .errors import (
@@ -44,6 +44,7 @@ from .retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 _TERMINAL_NAMES = frozenset(s.value.encode() for s in TERMINAL)
+_DEFAULT_RETRY = RetryPolicy()  # retries=3
 
 
 class Client:
@@ -184,12 +185,11 @@ class Client:
         watched_in = self._epoch if len(messages) == 1 and self._listening() else None
         if keys is not None and len(keys) != len(messages):
             raise MessageError(f"keys has {len(keys)} entries for {len(messages)} messages")
-        policy = (
-            retry
-            if isinstance(retry, RetryPolicy)
-            else RetryPolicy(retries=3 if retry is None else retry)
-        )
-        common, signature, shape = new_job_fields(
+        if isinstance(retry, RetryPolicy):
+            policy = retry
+        else:
+            policy = _DEFAULT_RETRY if retry is None else RetryPolicy(retries=retry)
+        common, signature, shape = remembered_job_fields(
             functions=functions,
             callback=callback,
             callback_method=callback_method,

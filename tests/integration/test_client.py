@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio
 import pytest
@@ -100,6 +101,16 @@ async def test_bad_options_are_refused_naming_the_option(
         await client.post("x", **options)  # type: ignore[arg-type]
 
 
+async def test_options_once_accepted_let_no_lookalike_through(client: Client) -> None:
+    # an option set is checked once and remembered: True equals 1, yet is no priority
+    await client.post("x", priority=1, timeout=1, ttl=1)
+    lookalikes: list[dict[str, Any]] = [{"priority": True}, {"timeout": True}, {"ttl": True}]
+    for lookalike in lookalikes:
+        with pytest.raises(ValueError, match=next(iter(lookalike))):
+            await client.post("x", **{"priority": 1, "timeout": 1, "ttl": 1, **lookalike})
+    assert (await client.counts())["queued"] == 1
+
+
 async def test_a_key_makes_a_second_post_return_the_first_job(client: Client) -> None:
     first = await client.post("a", key="order-17")
     again = await client.post("b", key="order-17")
@@ -113,7 +124,7 @@ async def test_a_batch_sent_again_after_a_lost_reply_is_not_posted_twice(client:
     # redis-py resends a command whose reply was lost: the second send must change nothing,
     # even after a job of the batch has started, and answer with the same ids.
     fields, lane, shape = new_job_fields(
-        functions=["f"], callback=None, callback_method="GET", priority=0, timeout=None,
+        functions=("f",), callback=None, callback_method="GET", priority=0, timeout=None,
         retry=RetryPolicy(retries=0), ttl=60,
     )  # fmt: skip
     jobs = NewJobs(
