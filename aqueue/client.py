@@ -24,6 +24,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from . import _codec
 from ._backoff import follow
+from ._coalesce import Coalescer
 from ._connection import open_store
 from ._records import decode_job, remembered_job_fields
 from ._store import NewJobs, Store
@@ -72,6 +73,7 @@ class Client:
         self._watchers: dict[str, set[MemoryObjectSendStream[JobEvent]]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._listen_lock = anyio.Lock()
+        self._posts: Coalescer | None = None  # posts made at the same time go together
 
     @classmethod
     def over(cls, store: Store, config: ClientConfig) -> Client:
@@ -209,7 +211,9 @@ class Client:
             jobs.append((os.urandom(16).hex(), key, shape.pack(encoded)))
         key_ttl_ms = int(1000 * (self.config.result_ttl if ttl is None else ttl))
         new = NewJobs(signature, priority, delay_ms, at_ms, watched_in is not None, common, jobs)
-        ids = await self.store.post(new, key_ttl_ms)
+        if self._posts is None:
+            self._posts = Coalescer(self.store.post)
+        ids = await self._posts.post(new, key_ttl_ms)
         if watched_in is not None:
             for (new_id, _, _), job_id in zip(jobs, ids, strict=True):
                 if job_id == new_id:  # not a key's earlier job, which is not watched

@@ -9,7 +9,15 @@ from typing import Any
 import anyio
 import pytest
 
-from aqueue import Client, Context, JobNotFound, Listeners, RedisUnavailable, SyncClient
+from aqueue import (
+    Client,
+    Context,
+    JobNotFound,
+    JobStatus,
+    Listeners,
+    RedisUnavailable,
+    SyncClient,
+)
 from aqueue.testing import RedisServer, run_until_idle
 
 
@@ -145,16 +153,15 @@ async def test_posts_go_on_after_redis_forgets_its_scripts(
         assert (await client.get_job(job_id)).msg == "after"
 
 
-async def test_concurrent_posts_all_land_beside_the_busy_direct_connection(
+async def test_script_calls_made_at_once_are_served_beside_the_busy_direct_connection(
     client: Client,
 ) -> None:
-    ids: list[str] = []
+    ids = await client.post_many(range(200))
 
-    async def post(i: int) -> None:
-        ids.append(await client.post(i))
+    async def cancel(job_id: str) -> None:
+        assert await client.cancel(job_id) is JobStatus.QUEUED  # the status it had
 
-    async with anyio.create_task_group() as posts:
-        for i in range(200):
-            posts.start_soon(post, i)
-    assert len(set(ids)) == 200
-    assert sorted([(await client.get_job(i)).msg for i in ids]) == list(range(200))
+    async with anyio.create_task_group() as cancels:  # one at a time is direct, the rest pooled
+        for job_id in ids:
+            cancels.start_soon(cancel, job_id)
+    assert {(await client.get_job(i)).status for i in ids} == {JobStatus.CANCELLED}

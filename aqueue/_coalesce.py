@@ -1,0 +1,145 @@
+"""Posts made at the same time, sent together: one script call per option set."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+
+from ._store import NewJobs
+
+Send = Callable[[NewJobs, int], Awaitable[list[str]]]
+MOST_JOBS = 1000  # per script call, as a bulk post sends them
+MOST_BYTES = 1 << 20  # of specs per script call: Redis runs a call whole, others wait
+
+
+def _future() -> asyncio.Future[list[str] | None]:
+    return asyncio.get_running_loop().create_future()
+
+
+@dataclass(eq=False)
+class _Post:
+    new: NewJobs
+    key_ttl_ms: int
+    # its ids, or None: its turn to send the next batch
+    turn: asyncio.Future[list[str] | None] = field(default_factory=_future)
+
+    @property
+    def share(self) -> Hashable:
+        """What posts must have in common to go in one call."""
+        n = self.new
+        return (n.signature, n.priority, n.delay_ms, n.at_ms, n.watched, tuple(n.fields),
+                self.key_ttl_ms)  # fmt: skip
+
+    @property
+    def size(self) -> int:
+        return sum(len(spec) for _, _, spec in self.new.jobs)
+
+
+class Coalescer:
+    """Group commit for posts. A post made while none is in flight is sent at once, alone: an
+    app that awaits each post never waits for this. Posts made while one is in flight queue
+    up; when it ends, the first of them sends them all, one script call per option set, so a
+    hundred tasks posting at once make a few round trips rather than a hundred.
+
+    A post is never split: its jobs go in one call, written whole or not at all, as alone. A
+    batch of several is sent from a task of its own, so that cancelling the post that sends it
+    leaves the others' outcome alone. A call's error is each of its posts' error.
+    """
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._queue: list[_Post] = []
+        self._busy = False
+        self._batches: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+
+    async def post(self, new: NewJobs, key_ttl_ms: int) -> list[str]:
+        if not self._busy:
+            self._busy = True
+            try:
+                return await self._send(new, key_ttl_ms)  # alone, at once
+            finally:
+                self._pass_lead()
+        me = _Post(new, key_ttl_ms)
+        self._queue.append(me)
+        try:
+            ids = await asyncio.shield(me.turn)
+        except asyncio.CancelledError:
+            self._give_up(me)
+            raise
+        if ids is not None:
+            return ids
+        # this post leads the next batch: all that queued up, itself first
+        batch, self._queue = self._queue, []
+        me.turn = _future()
+        task = asyncio.create_task(self._send_all(batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            me.turn.add_done_callback(_read)
+            raise
+        finally:
+            self._pass_lead()
+        ids = await me.turn  # (set by now)
+        assert ids is not None
+        return ids
+
+    def _pass_lead(self) -> None:
+        if self._queue:
+            self._queue[0].turn.set_result(None)
+        else:
+            self._busy = False
+
+    def _give_up(self, me: _Post) -> None:
+        """A waiting post was cancelled: it is not sent; if it was to lead, the next one does.
+        (If its batch is already on its way, its outcome goes unread.)"""
+        leads = me.turn.done() and me.turn.result() is None
+        if me in self._queue:
+            self._queue.remove(me)
+        if leads:
+            self._pass_lead()
+        me.turn.add_done_callback(_read)
+
+    async def _send_all(self, batch: list[_Post]) -> None:
+        for call in _calls(batch):
+            jobs = list(itertools.chain.from_iterable(p.new.jobs for p in call))
+            try:
+                ids = await self._send(
+                    dataclasses.replace(call[0].new, jobs=jobs), call[0].key_ttl_ms
+                )
+            except Exception as exc:
+                for p in call:
+                    p.turn.set_exception(exc)
+                continue
+            except BaseException:
+                for p in batch:
+                    p.turn.cancel()
+                raise
+            start = 0
+            for p in call:
+                p.turn.set_result(ids[start : start + len(p.new.jobs)])
+                start += len(p.new.jobs)
+
+
+def _read(turn: asyncio.Future[list[str] | None]) -> None:
+    if not turn.cancelled():
+        turn.exception()  # read, so that asyncio does not log it as never retrieved
+
+
+def _calls(batch: list[_Post]) -> list[list[_Post]]:
+    """The batch's posts by option set, in order, cut where a call would grow too big."""
+    calls: dict[Hashable, tuple[list[_Post], int, int]] = {}  # share -> (call, jobs, bytes)
+    done: list[list[_Post]] = []
+    for p in batch:
+        call, jobs, size = calls.get(p.share, ([], 0, 0))
+        jobs, size = jobs + len(p.new.jobs), size + p.size
+        if call and (jobs > MOST_JOBS or size > MOST_BYTES):
+            done.append(call)
+            call, jobs, size = [], len(p.new.jobs), p.size
+        call.append(p)
+        calls[p.share] = (call, jobs, size)
+    return done + [call for call, _, _ in calls.values()]
