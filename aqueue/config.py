@@ -26,7 +26,9 @@ class ClientConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     result_ttl: float = 7 * DAY  # how long finished jobs and their results are kept
     data_ttl: float = 7 * DAY  # default expiry of store_data
-    max_connections: int = 32  # the pool's bound, however many jobs are awaited
+    # the pool's bound, however many jobs are awaited (script calls made one after another
+    # use one more connection, of their own: aqueue/_direct.py)
+    max_connections: int = 32
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)

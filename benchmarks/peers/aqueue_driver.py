@@ -5,7 +5,8 @@ defaults (concurrency 16; prefetch adapts to the jobs' length), and `--concurren
 10 ms jobs, as the scenario says. Nothing polls, so there is no interval to tune: the round
 trips run it at its defaults too. (A no-op drain runs faster at 16 than at 100: a runner that
 finds its next job already in the inbox takes it without a task switch.)
-The client: `aqueue.Client`, `post`, `post_many`, `block_until_result`.
+The client: `aqueue.Client`, `post`, `post_many`, `block_until_result`. Posts made at once
+by many tasks go to Redis together (the client's own group commit, at its defaults).
 """
 
 from __future__ import annotations
