@@ -97,7 +97,11 @@ class Coalescer:
     def _give_up(self, me: _Post) -> None:
         """A waiting post was cancelled: it is not sent; if it was to lead, the next one does.
         (If its batch is already on its way, its outcome goes unread.)"""
-        leads = me.turn.done() and me.turn.result() is None
+        turn = me.turn
+        leads = (
+            turn.done() and not turn.cancelled() and turn.exception() is None
+            and turn.result() is None
+        )  # fmt: skip
         if me in self._queue:
             self._queue.remove(me)
         if leads:

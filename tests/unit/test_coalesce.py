@@ -84,3 +84,29 @@ async def test_an_error_reaches_every_post_of_its_call_and_no_other() -> None:
     assert results[0] == ["a"] and results[2] == ["c"]
     assert all(isinstance(r, RuntimeError) for r in (results[1], results[3]))
     assert calls == [1, 2, 1]  # "b" and "d" share their options: one call
+
+
+async def test_a_post_cancelled_as_its_batch_fails_ends_cancelled_not_with_the_error() -> None:
+    answer = asyncio.Event()
+    cut: list[asyncio.Task[list[str]]] = []
+
+    async def send(new: NewJobs, key_ttl_ms: int) -> list[str]:
+        await answer.wait()
+        if len(new.jobs) > 1:
+            # "c" is cancelled after the failure reaches its turn, before it resumes
+            asyncio.get_running_loop().call_soon(cut[0].cancel)
+            raise RuntimeError("refused")
+        return [job_id for job_id, _, _ in new.jobs]
+
+    posts = Coalescer(send)
+    first = asyncio.create_task(posts.post(_one("a"), 1))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(posts.post(_one("b"), 1))
+    cut.append(asyncio.create_task(posts.post(_one("c"), 1)))
+    await asyncio.sleep(0)
+    answer.set()
+    assert await first == ["a"]
+    results = await asyncio.gather(second, cut[0], return_exceptions=True)
+    assert isinstance(results[0], RuntimeError)
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert await asyncio.wait_for(posts.post(_one("d"), 1), 5) == ["d"]
