@@ -213,11 +213,21 @@ class Client:
         new = NewJobs(signature, priority, delay_ms, at_ms, watched_in is not None, common, jobs)
         if self._posts is None:
             self._posts = Coalescer(self.store.post)
-        ids = await self._posts.post(new, key_ttl_ms)
-        if watched_in is not None:
-            for (new_id, _, _), job_id in zip(jobs, ids, strict=True):
-                if job_id == new_id:  # not a key's earlier job, which is not watched
-                    _remember(self._posted, job_id, watched_in)
+        if watched_in is None:
+            return await self._posts.post(new, key_ttl_ms)
+        # Ours before it is sent: its outcome can reach the subscription before the reply does.
+        new_ids = [new_id for new_id, _, _ in jobs]
+        for new_id in new_ids:
+            _remember(self._posted, new_id, watched_in)
+        ids: list[str] = []
+        try:
+            ids = await self._posts.post(new, key_ttl_ms)
+        finally:
+            made = set(ids)
+            for new_id in new_ids:
+                if new_id not in made:  # not posted, or a key's earlier job (not watched)
+                    self._posted.pop(new_id, None)
+                    self._ended.pop(new_id, None)
         return ids
 
     # -- reading -------------------------------------------------------------------------

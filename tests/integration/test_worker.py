@@ -23,6 +23,8 @@ from aqueue import (
     RetryPolicy,
     SyncContext,
 )
+from aqueue._coalesce import Coalescer
+from aqueue._store import NewJobs
 from aqueue.config import ClientConfig
 from aqueue.testing import RedisServer, run_until_idle, running_worker
 
@@ -132,6 +134,31 @@ async def test_outcomes_of_posts_made_while_listening_are_never_missed(
             await client.store.redis.client_kill_filter(_type="pubsub")
             cut = await client.post(3, functions=["echo"])  # its outcome may come unheard
             assert await client.block_until_result(cut) == 3
+
+
+async def test_an_outcome_heard_before_its_post_returned_is_not_missed(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    # A busy app reads a post's reply late: by then a worker may have run the job, and its
+    # outcome reached the client's subscription. The job was the client's all along.
+    listeners = Listeners()
+
+    @listeners.listener
+    async def echo(msg: int, ctx: Context) -> int:
+        return msg
+
+    async def post_read_late(new: NewJobs, key_ttl_ms: int) -> list[str]:
+        ids = await client.store.post(new, key_ttl_ms)
+        await anyio.sleep(0.5)
+        return ids
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        with anyio.fail_after(10):
+            assert await client.block_until_result(await client.post(0, functions=["echo"])) == 0
+            client._posts = Coalescer(post_read_late)
+            job_id = await client.post(1, functions=["echo"])
+            assert (await client.get_job(job_id)).status is JobStatus.COMPLETE
+            assert await client.block_until_result(job_id) == 1  # no timeout: heard, or asked
 
 
 async def test_plain_functions_run_in_threads_without_blocking_the_loop(
