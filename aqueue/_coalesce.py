@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
 from ._store import NewJobs
+from .errors import RedisUnavailable
 
 Send = Callable[[NewJobs, int], Awaitable[list[str]]]
 MOST_JOBS = 1000  # per script call, as a bulk post sends them
@@ -54,10 +56,38 @@ class Coalescer:
         self._queue: list[_Post] = []
         self._busy = False
         self._batches: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+        self._settled = asyncio.Event()  # nothing on its way, nothing waiting
+        self._settled.set()
+        self._closed = False
+
+    async def aclose(self, patience: float = 10.0) -> None:
+        """Let the posts already made go (for up to `patience` seconds), then stop: a batch
+        still on its way is cancelled and posts still waiting fail, so that nothing opens a
+        connection once the client has closed its own."""
+        self._closed = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(patience):
+                await self._settled.wait()
+        for task in list(self._batches):
+            task.cancel()
+        await asyncio.gather(*self._batches, return_exceptions=True)
+        self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        waiting, self._queue = self._queue, []
+        for p in waiting:
+            if not p.turn.done():
+                p.turn.set_exception(_closed("before it was sent"))
+        if not self._batches:
+            self._busy = False
+            self._settled.set()
 
     async def post(self, new: NewJobs, key_ttl_ms: int) -> list[str]:
+        if self._closed:
+            raise RuntimeError("the client is closed")
         if not self._busy:
             self._busy = True
+            self._settled.clear()
             try:
                 return await self._send(new, key_ttl_ms)  # alone, at once
             finally:
@@ -71,14 +101,19 @@ class Coalescer:
             raise
         if ids is not None:
             return ids
+        if self._closed:  # the client closed while this post waited for its turn
+            if me in self._queue:
+                self._queue.remove(me)
+            self._fail_waiting()
+            raise _closed("before it was sent")
         # this post leads the next batch: all that queued up, itself first
         batch, self._queue = self._queue, []
         me.turn = _future()
         task = asyncio.create_task(self._send_all(batch))
         self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
+        task.add_done_callback(self._batch_done)
         try:
-            await asyncio.shield(task)
+            await asyncio.wait({task})  # (it goes on if this post is cancelled)
         except asyncio.CancelledError:
             me.turn.add_done_callback(_read)
             raise
@@ -93,6 +128,13 @@ class Coalescer:
             self._queue[0].turn.set_result(None)
         else:
             self._busy = False
+            if not self._batches:
+                self._settled.set()
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        if not self._batches and not self._busy:
+            self._settled.set()
 
     def _give_up(self, me: _Post) -> None:
         """A waiting post was cancelled: it is not sent; if it was to lead, the next one does.
@@ -119,14 +161,19 @@ class Coalescer:
                 for p in call:
                     p.turn.set_exception(exc)
                 continue
-            except BaseException:
+            except BaseException:  # cancelled: the client closed (or the loop is ending)
                 for p in batch:
-                    p.turn.cancel()
+                    if not p.turn.done():
+                        p.turn.set_exception(_closed("while it was on its way"))
                 raise
             start = 0
             for p in call:
                 p.turn.set_result(ids[start : start + len(p.new.jobs)])
                 start += len(p.new.jobs)
+
+
+def _closed(when: str) -> RedisUnavailable:
+    return RedisUnavailable(f"the client closed {when}: the post may or may not have been made")
 
 
 def _read(turn: asyncio.Future[list[str] | None]) -> None:

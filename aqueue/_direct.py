@@ -30,6 +30,7 @@ class Direct:
         self._pool = pool
         self._connection: AbstractConnection | None = None
         self._busy = False
+        self._closed = False  # closed for good: it would otherwise connect again on use
         # one deadline for the whole call, rather than redis-py's per write and per read (a
         # write's is a task of its own, made on every call)
         self._timeout: float | None = pool.connection_kwargs.get("socket_timeout")
@@ -39,7 +40,7 @@ class Direct:
         return self._pool.connection_class(**kwargs)
 
     async def evalsha(self, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        if self._busy:
+        if self._busy or self._closed:
             return MISSED
         if self._connection is None:
             self._connection = self._connect()
@@ -60,6 +61,7 @@ class Direct:
             self._busy = False
 
     async def aclose(self) -> None:
+        self._closed = True
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.disconnect()

@@ -95,6 +95,7 @@ class Client:
                     )
                 )
             stack.push_async_callback(self._stop_listening)
+            stack.push_async_callback(self._close_posts)  # (before the store closes)
             self._stack = stack.pop_all()
         return self
 
@@ -107,6 +108,11 @@ class Client:
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.__aexit__(exc_type, exc, tb)
+
+    async def _close_posts(self) -> None:
+        posts, self._posts = self._posts, None
+        if posts is not None:
+            await posts.aclose()
 
     @property
     def store(self) -> Store:

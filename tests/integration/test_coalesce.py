@@ -3,9 +3,11 @@ from many tasks at once gets bulk rates, and every post still gets its own jobs 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import anyio
+import redis.asyncio
 
 from aqueue import Client, JobStatus
 from aqueue.testing import RedisServer
@@ -97,3 +99,27 @@ async def test_a_post_cancelled_while_it_waits_is_not_sent_and_the_others_are(
         assert (await client.counts())["queued"] == 1 + 7
         for i, job_id in sent.items():
             assert (await client.get_job(job_id)).msg == i
+
+
+async def test_a_client_closed_with_posts_on_their_way_leaves_no_connection_open(
+    private_redis: RedisServer, queue: str
+) -> None:
+    admin = redis.asyncio.Redis.from_url(private_redis.url)
+    name = f"aqueue-client-{os.getpid()}"
+    try:
+        client = await Client(queue, redis_url=private_redis.url).__aenter__()
+        await client.post("warm-up")
+        big = b"x" * (1 << 20)  # one call each: a batch of them is on its way a while
+        async with anyio.create_task_group() as posts:
+            for _ in range(30):
+                posts.start_soon(client.post, big)
+            with anyio.fail_after(10):
+                while not client._posts or not client._posts._batches:  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+            posts.cancel_scope.cancel()  # (a web server shutting down cancels its handlers)
+        await client.__aexit__(None, None, None)
+        await anyio.sleep(0.5)  # whatever was still on its way would have reconnected by now
+        assert [c for c in await admin.client_list() if c.get("name") == name] == []
+        assert (await admin.dbsize()) > 0  # (the jobs the batch carried were posted)
+    finally:
+        await admin.aclose()

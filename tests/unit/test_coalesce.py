@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from aqueue import RedisUnavailable
 from aqueue._coalesce import Coalescer
 from aqueue._store import NewJobs
 
@@ -43,19 +46,27 @@ async def test_a_post_whose_turn_to_lead_comes_as_it_is_cancelled_hands_the_turn
     assert redis.calls == [["a"], ["c"]]
 
 
-async def test_the_posts_of_a_batch_get_their_ids_though_its_leader_is_cancelled() -> None:
-    redis = _Redis()
-    posts = Coalescer(redis.send)
+async def _batch_on_its_way(
+    redis: _Redis, posts: Coalescer, names: str
+) -> list[asyncio.Task[list[str]]]:
+    """Post "a" alone, then `names` while it is on its way, and answer "a" only: the posts
+    of `names` go together, and wait for their answer."""
     first = asyncio.create_task(posts.post(_one("a"), 1))
     await asyncio.sleep(0)
-    waiting = [asyncio.create_task(posts.post(_one(name), 1)) for name in "bcd"]
+    waiting = [asyncio.create_task(posts.post(_one(name), 1)) for name in names]
     await asyncio.sleep(0)
     redis.answer.set()
-    await first
-    redis.answer.clear()  # the next call waits for its answer
-    for _ in range(5):  # "b" leads: its batch is on its way
+    assert await first == ["a"]
+    redis.answer.clear()
+    for _ in range(5):  # the first of them leads: their batch is on its way
         await asyncio.sleep(0)
-    assert redis.calls == [["a"], ["b", "c", "d"]]
+    assert redis.calls == [["a"], list(names)]
+    return waiting
+
+
+async def test_the_posts_of_a_batch_get_their_ids_though_its_leader_is_cancelled() -> None:
+    redis = _Redis()
+    waiting = await _batch_on_its_way(redis, Coalescer(redis.send), "bcd")
     waiting[0].cancel()
     await asyncio.sleep(0)
     redis.answer.set()
@@ -110,3 +121,18 @@ async def test_a_post_cancelled_as_its_batch_fails_ends_cancelled_not_with_the_e
     assert isinstance(results[0], RuntimeError)
     assert isinstance(results[1], asyncio.CancelledError)
     assert await asyncio.wait_for(posts.post(_one("d"), 1), 5) == ["d"]
+
+
+async def test_closing_lets_posts_go_for_a_while_then_fails_what_is_left_clearly() -> None:
+    redis = _Redis()
+    posts = Coalescer(redis.send)
+    batch = await _batch_on_its_way(redis, posts, "bc")  # and no answer comes
+    late = asyncio.create_task(posts.post(_one("d"), 1))  # waits for the batch
+    await asyncio.sleep(0)
+    await posts.aclose(patience=0.05)
+    for task in (*batch, late):
+        with pytest.raises(RedisUnavailable, match="the client closed"):
+            await task
+    with pytest.raises(RuntimeError, match="closed"):
+        await posts.post(_one("e"), 1)
+    assert redis.calls == [["a"], ["b", "c"]]
