@@ -11,7 +11,8 @@
 --                  or dead once attempts (less releases) reach max_att
 --   kind fail:     fields err_type, err_msg, err_tb -> failed
 --   kind release:  handed back at shutdown          -> queued; not counted against the budget
--- Returns: per outcome 1 if accepted, 0 if refused by the fence (the attempt is not current).
+-- Returns: per outcome 1 if accepted (or recorded already: the same outcome sent again), 0 if
+-- refused by the fence (the attempt is not current).
 -- A completion writes one command of its own (its record's HSET): the fence and the watch
 -- marks are read for the whole batch at once, and flush_tally lets go of them.
 local prefix, worker = ARGV[1], ARGV[2]
@@ -82,7 +83,11 @@ for j = 1, #ids do
       end
     end
   else
-    accepted[j] = 0
+    -- the same outcome sent again (its first reply was lost) finds itself recorded: a
+    -- complete or failed record whose `ran` is this attempt (only a finish writes those)
+    local f = redis.call('HMGET', jobs .. id, 'status', 'ran')
+    local recorded = f[1] == (kind == 'complete' and 'complete' or kind == 'fail' and 'failed')
+    accepted[j] = (recorded and f[2] and holds(f[2], worker, attempt)) and 1 or 0
   end
 end
 if #done > 0 then

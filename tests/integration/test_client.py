@@ -140,6 +140,28 @@ async def test_a_batch_sent_again_after_a_lost_reply_is_not_posted_twice(client:
     assert (counts["queued"], counts["active"]) == (2, 1)
 
 
+async def test_an_outcome_sent_again_after_a_lost_reply_is_not_called_refused(
+    client: Client,
+) -> None:
+    # A worker resends outcomes whose reply was lost; the first send may have been recorded.
+    # That is not the fence refusing a stale attempt (which the worker would log as one).
+    done, failed, retried = await client.post_many(range(3), functions=["f"])
+    [a, b, c] = (await client.store.claim("worker-1", 60_000, 3, ["f"])).jobs
+    outcomes = [
+        a.outcome("complete", 0, ["result", encode(1)]),
+        b.outcome("fail", 0, ["err_type", "ValueError"]),
+        c.outcome("retry", 0, ["err_type", "ValueError"]),
+    ]
+    assert await client.store.finish("worker-1", outcomes) == [True, True, True]
+    # the complete and the failure are recognised; a retry's job waits again, and a retry
+    # sent again cannot be told from a stale one: refused
+    assert await client.store.finish("worker-1", outcomes) == [True, True, False]
+    assert (await client.get_job(done)).status is JobStatus.COMPLETE
+    assert (await client.get_job(failed)).status is JobStatus.FAILED
+    assert (await client.get_job(retried)).status is JobStatus.QUEUED
+    assert (await client.store.finish("worker-2", outcomes[:1])) == [False]  # not its attempt
+
+
 async def test_waiting_on_a_job_whose_queue_is_purged_ends_with_job_not_found(
     client: Client, redis_server: RedisServer, queue: str
 ) -> None:
