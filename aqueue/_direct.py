@@ -31,13 +31,15 @@ class Direct:
         self._connection: AbstractConnection | None = None
         self._busy = False
         self._closed = False  # closed for good: it would otherwise connect again on use
-        # one deadline for the whole call, rather than redis-py's per write and per read (a
-        # write's is a task of its own, made on every call)
-        self._timeout: float | None = pool.connection_kwargs.get("socket_timeout")
+        self._timeout: float | None = None
 
     def _connect(self) -> AbstractConnection:
-        kwargs = {**self._pool.connection_kwargs, "socket_timeout": None}
-        return self._pool.connection_class(**kwargs)
+        connection: AbstractConnection = self._pool.connection_class(**self._pool.connection_kwargs)
+        # One deadline for the whole call, of the pool's socket timeout (the URL's, else
+        # redis-py's default), rather than redis-py's per write and per read: a write's is a
+        # task of its own, made on every call.
+        self._timeout, connection.socket_timeout = connection.socket_timeout, None
+        return connection
 
     async def evalsha(self, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         if self._busy or self._closed:

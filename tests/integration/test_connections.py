@@ -18,7 +18,11 @@ from aqueue import (
     RedisUnavailable,
     SyncClient,
 )
+from aqueue._direct import MISSED, Direct
+from aqueue._store import connect
 from aqueue.testing import RedisServer, run_until_idle
+
+NO_SUCH_SCRIPT = "0" * 40
 
 
 def _listeners() -> Listeners:
@@ -165,3 +169,21 @@ async def test_script_calls_made_at_once_are_served_beside_the_busy_direct_conne
         for job_id in ids:
             cancels.start_soon(cancel, job_id)
     assert {(await client.get_job(i)).status for i in ids} == {JobStatus.CANCELLED}
+
+
+@pytest.mark.parametrize("query", ["", "?socket_timeout=0.25"])
+async def test_the_direct_connection_keeps_the_pool_s_deadline(
+    redis_server: RedisServer, query: str
+) -> None:
+    # a Redis that stops answering fails a call after the socket timeout a pooled connection
+    # has (the URL's, else redis-py's default), on the direct connection too: never a hang
+    redis = connect(redis_server.url + query, 4, "deadline")
+    try:
+        pooled = redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        direct = Direct(redis.connection_pool)
+        assert await direct.evalsha(NO_SUCH_SCRIPT, [], []) is MISSED  # (it connected)
+        assert pooled.socket_timeout is not None
+        assert direct._timeout == pooled.socket_timeout
+        await direct.aclose()
+    finally:
+        await redis.aclose()
