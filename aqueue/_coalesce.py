@@ -186,11 +186,12 @@ def _calls(batch: list[_Post]) -> list[list[_Post]]:
     calls: dict[Hashable, tuple[list[_Post], int, int]] = {}  # share -> (call, jobs, bytes)
     done: list[list[_Post]] = []
     for p in batch:
-        call, jobs, size = calls.get(p.share, ([], 0, 0))
-        jobs, size = jobs + len(p.new.jobs), size + p.size
+        share, p_size = p.share, p.size
+        call, jobs, size = calls.get(share, ([], 0, 0))
+        jobs, size = jobs + len(p.new.jobs), size + p_size
         if call and (jobs > MOST_JOBS or size > MOST_BYTES):
             done.append(call)
-            call, jobs, size = [], len(p.new.jobs), p.size
+            call, jobs, size = [], len(p.new.jobs), p_size
         call.append(p)
-        calls[p.share] = (call, jobs, size)
+        calls[share] = (call, jobs, size)
     return done + [call for call, _, _ in calls.values()]

@@ -13,13 +13,12 @@ import msgpack
 from . import _codec
 from .errors import MessageError
 from .job import Job, JobStatus, Progress
-from .retry import RetryPolicy
+from .retry import DEFAULT_POLICY, RetryPolicy
 
 TEN_YEARS = 10 * 365 * 86400
 _LISTENER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$")
-_DEFAULT = RetryPolicy()
 _DEFAULT_RETRY = _codec.encode(
-    [_DEFAULT.delay, _DEFAULT.backoff, _DEFAULT.max_delay, _DEFAULT.jitter]
+    [DEFAULT_POLICY.delay, DEFAULT_POLICY.backoff, DEFAULT_POLICY.max_delay, DEFAULT_POLICY.jitter]
 )
 
 

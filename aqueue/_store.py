@@ -18,6 +18,7 @@ import redis.exceptions as rexc
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
 
 from . import _scripts
 from ._direct import MISSED, Direct
@@ -169,11 +170,17 @@ class Store:
     """One queue's view of Redis. Its script calls go over `direct` when that is free (see
     `Direct`), else through the pool."""
 
-    def __init__(self, redis: aioredis.Redis, queue: str, direct: Direct | None = None) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        queue: str,
+        direct: Direct | None = None,
+        scripts: dict[str, AsyncScript] | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = Keys(queue)
         self._direct = direct
-        self._scripts = {
+        self._scripts = scripts or {
             name: redis.register_script(_scripts.source(name)) for name in _scripts.NAMES
         }
 
@@ -189,8 +196,9 @@ class Store:
                 await direct.aclose()
 
     def view(self, queue: str) -> Store:
-        """Another queue's store over the same connections."""
-        return Store(self.redis, queue, self._direct)
+        """Another queue's store over the same connections (and the same scripts: they
+        build every key from the queue's prefix)."""
+        return Store(self.redis, queue, self._direct, self._scripts)
 
     def pinned(self) -> contextlib.AbstractAsyncContextManager[Store]:
         """This store with a direct connection of its own (for a loop that calls scripts back

@@ -40,12 +40,11 @@ from .errors import (
     ResultTimeout,
 )
 from .job import TERMINAL, Job, JobEvent, JobStatus, Progress
-from .retry import RetryPolicy
+from .retry import DEFAULT_POLICY, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 _TERMINAL_NAMES = frozenset(s.value.encode() for s in TERMINAL)
-_DEFAULT_RETRY = RetryPolicy()  # retries=3
 
 
 class Client:
@@ -196,7 +195,7 @@ class Client:
         if isinstance(retry, RetryPolicy):
             policy = retry
         else:
-            policy = _DEFAULT_RETRY if retry is None else RetryPolicy(retries=retry)
+            policy = DEFAULT_POLICY if retry is None else RetryPolicy(retries=retry)
         common, signature, shape = remembered_job_fields(
             functions=functions,
             callback=callback,

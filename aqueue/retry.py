@@ -43,3 +43,6 @@ class RetryPolicy:
         if not self.jitter:
             return ceiling
         return (rng or random).uniform(0, ceiling)
+
+
+DEFAULT_POLICY = RetryPolicy()  # 3 retries, the policy of a job posted without one

@@ -29,6 +29,23 @@ from aqueue.config import ClientConfig
 from aqueue.testing import RedisServer, run_until_idle, running_worker
 
 
+def _echoing(*, refusing: bool = False) -> Listeners:
+    """A worker's listeners: `echo` answers with the message; `refuse`, if asked for, fails."""
+    listeners = Listeners()
+
+    @listeners.listener
+    async def echo(msg: int, ctx: Context) -> int:
+        return msg
+
+    if refusing:
+
+        @listeners.listener
+        async def refuse(msg: int, ctx: Context) -> int:
+            raise ValueError(f"no {msg}")
+
+    return listeners
+
+
 async def test_an_async_listener_s_result_and_progress_reach_the_client(
     client: Client, redis_server: RedisServer, queue: str
 ) -> None:
@@ -109,16 +126,7 @@ async def test_outcomes_of_posts_made_while_listening_are_never_missed(
 ) -> None:
     # A client that awaits results hears the outcomes of its later single posts without
     # asking: ended before it awaits, or while its subscription was cut, it still gets them.
-    listeners = Listeners()
-
-    @listeners.listener
-    async def echo(msg: int, ctx: Context) -> int:
-        return msg
-
-    @listeners.listener
-    async def refuse(msg: int, ctx: Context) -> int:
-        raise ValueError(f"no {msg}")
-
+    listeners = _echoing(refusing=True)
     async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
         with anyio.fail_after(10):
             assert await client.block_until_result(await client.post(0, functions=["echo"])) == 0
@@ -141,11 +149,7 @@ async def test_an_outcome_heard_before_its_post_returned_is_not_missed(
 ) -> None:
     # A busy app reads a post's reply late: by then a worker may have run the job, and its
     # outcome reached the client's subscription. The job was the client's all along.
-    listeners = Listeners()
-
-    @listeners.listener
-    async def echo(msg: int, ctx: Context) -> int:
-        return msg
+    listeners = _echoing()
 
     async def post_read_late(new: NewJobs, key_ttl_ms: int) -> list[str]:
         ids = await client.store.post(new, key_ttl_ms)
@@ -616,12 +620,7 @@ async def test_watch_streams_progress_in_order_then_the_outcome(
 async def test_awaiting_a_thousand_jobs_uses_a_bounded_number_of_connections(
     redis_server: RedisServer, queue: str
 ) -> None:
-    listeners = Listeners()
-
-    @listeners.listener
-    async def echo(msg: int, ctx: Context) -> int:
-        return msg
-
+    listeners = _echoing()
     config = ClientConfig(queue=queue, redis_url=redis_server.url, max_connections=4)
     results: dict[int, int] = {}
     peak = 0
