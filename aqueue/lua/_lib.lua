@@ -54,6 +54,14 @@ local function promote_due(prefix, now, limit)
   return #due
 end
 
+-- `cmd` (HMGET, SMISMEMBER) of `ids` in `key`, or {} (all missing) when there is no `key`:
+-- `tries` and `watched` are empty in most batches, and one EXISTS costs less than a lookup
+-- of every id.
+local function each_in(cmd, key, ids)
+  if redis.call('EXISTS', key) == 0 then return {} end
+  return redis.call(cmd, key, unpack(ids))
+end
+
 -- One command over many arguments (members, or score/field and member/value pairs: the
 -- chunks are even), in chunks that stay within Lua's unpack limit.
 local function call_many(cmd, key, args)
@@ -109,7 +117,7 @@ end
 local function flush_tally(prefix, now, watched_any)
   if #ended > 0 then
     call_many('HDEL', prefix .. 'running', ended)
-    call_many('HDEL', prefix .. 'tries', ended)
+    if redis.call('EXISTS', prefix .. 'tries') == 1 then call_many('HDEL', prefix .. 'tries', ended) end
     if watched_any ~= false then call_many('SREM', prefix .. 'watched', ended) end
     if #expiring > 0 then call_many('ZADD', prefix .. 'expiring', expiring) end
     ended, expiring = {}, {}

@@ -60,8 +60,8 @@ end
 local out = {now, -1, 0, #picked == n and 1 or 0}
 if #picked > 0 then
   local specs = redis.call('HMGET', prefix .. 'spec', unpack(picked))
-  local tried = redis.call('HMGET', prefix .. 'tries', unpack(picked))
-  local awaited = redis.call('SMISMEMBER', prefix .. 'watched', unpack(picked))
+  local tried = each_in('HMGET', prefix .. 'tries', picked)
+  local awaited = each_in('SMISMEMBER', prefix .. 'watched', picked)
   local leases, runs = {}, {}
   local first = worker .. '|1|' .. now_s -- the running entry of most: a first attempt
   local watched = {} -- awaited by a client (watch.lua): only their start is published

@@ -2,10 +2,12 @@
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
 -- ARGV[1]  queue prefix
 -- ARGV[2]  worker id
--- ARGV[3]  the outcomes, msgpack, one flat array (no table per outcome to build): per
---          outcome id, attempt (text), kind, delay ms, ttl s, calls back (0|1), max_att, n,
---          then n items: field, value, ...; ttl, calls back and max_att are from the spec
---          the claim handed over
+-- ARGV[3]  the outcomes' job ids, msgpack array
+-- ARGV[4]  the outcomes, in the same order, as msgpack values one after another (no array:
+--          cmsgpack.unpack_limit reads them in place, with no table of them all to build and
+--          collect): per outcome attempt (text), kind, delay ms, ttl s, calls back (0|1),
+--          max_att, n, size (bytes of the fields), then n items: field, value, ...; ttl,
+--          calls back and max_att are from the spec the claim handed over
 --   kind complete: fields short, result            -> complete
 --   kind retry:    fields err_type, err_msg, err_tb -> queued | scheduled (after delay ms),
 --                  or dead once attempts (less releases) reach max_att
@@ -16,68 +18,67 @@
 -- A completion writes one command of its own (its record's HSET): the fence and the watch
 -- marks are read for the whole batch at once, and flush_tally lets go of them.
 local prefix, worker = ARGV[1], ARGV[2]
-local flat = cmsgpack.unpack(ARGV[3])
+local ids, stream = cmsgpack.unpack(ARGV[3]), ARGV[4]
+local read = cmsgpack.unpack_limit -- (stream, n, offset): next offset (-1: at the end), values
+local function fields(at, n) -- an outcome's n fields, as values
+  if n == 0 then return end
+  return select(2, read(stream, n, at))
+end
 local now = now_ms()
 local now_s = int(now)
-local ids, starts = {}, {}
-local b = 1
-while b <= #flat do
-  ids[#ids + 1] = flat[b]
-  starts[#starts + 1] = b
-  b = b + 8 + flat[b + 7]
-end
 local runs = redis.call('HMGET', prefix .. 'running', unpack(ids))
-local awaited = redis.call('SMISMEMBER', prefix .. 'watched', unpack(ids))
+local awaited = each_in('SMISMEMBER', prefix .. 'watched', ids)
 local jobs = prefix .. 'job:'
 local accepted = {}
 local done = {} -- the accepted ids: out of `active` in one ZREM
 local any_watched = false
 local requeued = 0
+local at = 0 -- where the next outcome starts in `stream`
 for j = 1, #ids do
-  b = starts[j]
-  local id, attempt, kind = flat[b], flat[b + 1], flat[b + 2]
-  local first, last = b + 8, b + 7 + flat[b + 7] -- its fields
+  local id = ids[j]
+  local first, attempt, kind, delay, ttl, calls_back, max_att, n, size = read(stream, 8, at)
+  at = first + size -- its fields are at `first`
   local run = runs[j]
   if holds(run, worker, attempt) then
     accepted[j] = 1
     done[#done + 1] = id
     local jk = jobs .. id
-    local ttl, calls_back = flat[b + 4], flat[b + 5] == 1
+    calls_back = calls_back == 1
     local watched = awaited[j] == 1
     any_watched = any_watched or watched
     -- the attempt's own facts go on its record (while it ran, its `running` entry): `ran`
     if kind == 'complete' then
       local result = nil -- rides along with the event (saving its waiter a read) when small
-      if watched and flat[first] == 'result' and #flat[first + 1] <= 4096 then
-        result = flat[first + 1]
+      if watched and n >= 2 then
+        local _, name, value = read(stream, 2, first)
+        if name == 'result' and #value <= 4096 then result = value end
       end
       finish_terminal(prefix, jk, id, 'complete', now_s, ttl, calls_back, watched, result,
-        'ran', run, unpack(flat, first, last))
+        'ran', run, fields(first, n))
     elseif kind == 'fail' then
       finish_terminal(prefix, jk, id, 'failed', now_s, ttl, calls_back, watched, nil,
-        'ran', run, unpack(flat, first, last))
+        'ran', run, fields(first, n))
     else
       local _, released = tries_of(redis.call('HGET', prefix .. 'tries', id))
-      if kind ~= 'release' and budget_spent(attempt, released, flat[b + 6]) then
+      if kind ~= 'release' and budget_spent(attempt, released, max_att) then
         finish_terminal(prefix, jk, id, 'dead', now, ttl, calls_back, watched, nil,
           'reason', 'retry budget spent after attempt ' .. attempt, 'ran', run,
-          unpack(flat, first, last))
+          fields(first, n))
       else
         if kind == 'release' then released = released + 1 end
         back_in_line(prefix, id, attempt, released)
-        local delay = flat[b + 3]
         local status = 'queued'
         if kind ~= 'release' and delay > 0 then
           status = 'scheduled'
           redis.call('ZADD', prefix .. 'scheduled', now + delay, id)
           redis.call('HSET', jk, 'status', status, 'due', now + delay, 'released',
-            int(released), 'ran', run, unpack(flat, first, last))
+            int(released), 'ran', run, fields(first, n))
         else
           local f = redis.call('HMGET', jk, 'sig', 'score')
           onto_lane(prefix, f[1], f[2], id)
           requeued = requeued + 1
           redis.call('HSET', jk, 'status', status, 'released', int(released), 'ran', run,
-            unpack(flat, first, last))
+            fields(first, n))
         end
         if watched then publish_status(prefix, id, status) end
       end

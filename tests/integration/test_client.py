@@ -162,6 +162,32 @@ async def test_an_outcome_sent_again_after_a_lost_reply_is_not_called_refused(
     assert (await client.store.finish("worker-2", outcomes[:1])) == [False]  # not its attempt
 
 
+async def test_one_finish_records_outcomes_of_every_shape_each_on_its_own_job(
+    client: Client,
+) -> None:
+    # finish.lua reads a batch's outcomes one after another from one packed stream: an
+    # outcome with no fields, one with many, or one with a large value must not shift the next
+    ids = await client.post_many(range(4), functions=["f"])
+    jobs = {job.id: job for job in (await client.store.claim("worker-1", 60_000, 4, ["f"])).jobs}
+    first, released, wide, last = (jobs[job_id] for job_id in ids)
+    big = "x" * 100_000
+    many = [item for k in range(20) for item in (f"extra_{k}", str(k))]
+    outcomes = [
+        first.outcome("complete", 0, ["result", encode("first"), "short", big]),
+        released.outcome("release"),
+        wide.outcome("fail", 0, ["err_type", "ValueError", "err_msg", "wide", *many]),
+        last.outcome("complete", 0, ["result", encode("last")]),
+    ]
+    assert await client.store.finish("worker-1", outcomes) == [True] * 4
+    done = await client.get_job(ids[0])
+    assert (done.status, done.result, done.short_result) == (JobStatus.COMPLETE, "first", big)
+    assert (await client.get_job(ids[1])).status is JobStatus.QUEUED
+    failed = await client.get_job(ids[2])
+    assert (failed.status, failed.error_message) == (JobStatus.FAILED, "wide")
+    assert await client.store.redis.hget(client.store.keys.job(ids[2]), "extra_19") == b"19"
+    assert (await client.get_job(ids[3])).result == "last"
+
+
 async def test_waiting_on_a_job_whose_queue_is_purged_ends_with_job_not_found(
     client: Client, redis_server: RedisServer, queue: str
 ) -> None:
