@@ -131,7 +131,7 @@ def new_job_fields(
     lane = signature(names)
     # The record holds what scripts other than claim and finish read (lane, priority,
     # callback); the rest is in the job's spec (SpecShape), which only they read.
-    fields: list[str | bytes | int] = ["sig", lane]
+    fields: list[str | bytes | int] = []
     if priority:
         fields += ["prio", str(priority)]
     encoded_retry = _codec.encode([retry.delay, retry.backoff, retry.max_delay, retry.jitter])
@@ -173,9 +173,17 @@ def _value(fields: Mapping[str, bytes], name: str) -> Any:
     return None if raw is None else _codec.decode(raw)
 
 
+def posted_ms(posted: bytes) -> int:
+    """When a job was posted, from its record's `posted`: "ms|score|sig" (see lane_of in
+    lua/_lib.lua), or "ms" alone in an older version's records."""
+    return int(posted.split(b"|", 1)[0])
+
+
 def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
     # "worker|attempt|started ms": the latest attempt (the `running` entry while it runs)
     worker, attempt, started = (_s(f, "ran") or "||").rsplit("|", 2)
+    # "ms|score|sig" (an older version's records: "ms", and a `sig` of their own)
+    lane = (_s(f, "posted") or "").split("|", 2)[2:] or [_s(f, "sig") or ""]
     progress = None
     if "progress" in f:
         progress = Progress(_value(f, "progress"), _s(f, "progress_msg"))
@@ -184,14 +192,14 @@ def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
         queue=queue,
         status=JobStatus(f["status"].decode()),
         msg=_value(f, "msg"),
-        functions=tuple(n for n in (_s(f, "fns") or _s(f, "sig") or "").split(",") if n),
+        functions=tuple(n for n in (_s(f, "fns") or lane[0]).split(",") if n),
         priority=int(f.get("prio", b"0")),
         attempt=int(attempt or 0),
         max_attempts=int(f.get("max_att", b"1")),
         timeout=_seconds(f, "timeout"),
         callback=_s(f, "cb"),
         key=_s(f, "key"),
-        posted_at=int(f["posted"]) / 1000,
+        posted_at=posted_ms(f["posted"]) / 1000,
         started_at=int(started) / 1000 if started else None,
         finished_at=_seconds(f, "finished"),
         due_at=_seconds(f, "due"),

@@ -23,7 +23,7 @@ from redis.commands.core import AsyncScript
 from . import _scripts
 from ._direct import MISSED, Direct
 from ._keys import Keys
-from ._records import SpecShape
+from ._records import SpecShape, posted_ms
 from .errors import RedisUnavailable
 
 Arg = str | bytes | int | float
@@ -437,7 +437,7 @@ class Store:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for job_id in heads:
                     pipe.hget(k.job(_text(job_id)), "posted")
-                head_posted = [int(p) for p in await pipe.execute() if p]
+                head_posted = [posted_ms(p) for p in await pipe.execute() if p]
         return {
             "now_ms": now,
             "queued": queued,

@@ -18,6 +18,16 @@ local function publish_status(prefix, id, status, result)
   redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({id, 'status', status, result}))
 end
 
+-- A job's lane and its score there, from its record's `posted`, "ms|score|sig": one field
+-- rather than three, since every field of a record costs Redis a scan and two writes, on
+-- every post. An older version's records have `sig` and `score` fields of their own, so
+-- callers read all three: HMGET ..., 'posted', 'sig', 'score'.
+local function lane_of(posted, sig, score)
+  local s, g = string.match(posted or '', '^%d+|(%d+)|(.*)$')
+  if s then return g, s end
+  return sig, score
+end
+
 -- Put a job id on its lane (the caller records its status).
 local function onto_lane(prefix, sig, score, id)
   redis.call('ZADD', prefix .. 'lane:' .. sig, score, id)
@@ -41,9 +51,9 @@ local function promote_due(prefix, now, limit)
   local due = redis.call('ZRANGEBYSCORE', prefix .. 'scheduled', '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
     local jk = prefix .. 'job:' .. id
-    local f = redis.call('HMGET', jk, 'sig', 'score', 'status')
-    if f[3] == 'scheduled' then
-      enqueue(prefix, jk, id, f[1], f[2])
+    local f = redis.call('HMGET', jk, 'status', 'posted', 'sig', 'score')
+    if f[1] == 'scheduled' then
+      enqueue(prefix, jk, id, lane_of(f[2], f[3], f[4]))
       publish_status(prefix, id, 'queued')
     end
   end

@@ -6,7 +6,7 @@
 -- control channel; its later writes are refused by the fence.
 local prefix, id = ARGV[1], ARGV[2]
 local jk = prefix .. 'job:' .. id
-local f = redis.call('HMGET', jk, 'status', 'sig')
+local f = redis.call('HMGET', jk, 'status', 'posted', 'sig', 'score')
 local run = runner(prefix, id)
 local status = run and 'active' or f[1]
 local facts = {'reason', 'cancelled while ' .. tostring(status)}
@@ -14,9 +14,10 @@ if not status then
   return {'missing'}
 end
 if status == 'queued' then
-  local lane = prefix .. 'lane:' .. f[2]
+  local sig = lane_of(f[2], f[3], f[4])
+  local lane = prefix .. 'lane:' .. sig
   redis.call('ZREM', lane, id)
-  if redis.call('ZCARD', lane) == 0 then redis.call('SREM', prefix .. 'lanes', f[2]) end
+  if redis.call('ZCARD', lane) == 0 then redis.call('SREM', prefix .. 'lanes', sig) end
 elseif status == 'scheduled' then
   redis.call('ZREM', prefix .. 'scheduled', id)
 elseif status == 'active' then

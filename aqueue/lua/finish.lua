@@ -74,8 +74,9 @@ for j = 1, #ids do
           redis.call('HSET', jk, 'status', status, 'due', now + delay, 'released',
             int(released), 'ran', run, fields(first, n))
         else
-          local f = redis.call('HMGET', jk, 'sig', 'score')
-          onto_lane(prefix, f[1], f[2], id)
+          local f = redis.call('HMGET', jk, 'posted', 'sig', 'score')
+          local sig, score = lane_of(f[1], f[2], f[3])
+          onto_lane(prefix, sig, score, id)
           requeued = requeued + 1
           redis.call('HSET', jk, 'status', status, 'released', int(released), 'ran', run,
             fields(first, n))

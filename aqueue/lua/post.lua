@@ -43,6 +43,7 @@ local seq = redis.call('INCRBY', prefix .. 'seq', n) - n
 local band = (100 - prio) * 17592186044416 + seq -- priority band, then FIFO
 local due = 0
 if at > 0 then due = at elseif delay > 0 then due = now + delay end
+local placed = now_s .. '|' -- `posted`: "ms|score|sig"
 local status = 'queued' -- and active, if handed to a worker (its `running` entry)
 if due > now then
   status = 'scheduled'
@@ -126,11 +127,11 @@ for j = 1, n do
     end
     -- attempt, released: absent reads as 0 (one field fewer each, on every queued job)
     local jk = prefix .. 'job:' .. id
+    local posted = placed .. score .. '|' .. sig
     if key ~= '' then
-      redis.call('HSET', jk, 'key', key, 'posted', now_s, 'score', score, 'status', status,
-        unpack(common))
+      redis.call('HSET', jk, 'status', status, 'posted', posted, 'key', key, unpack(common))
     else
-      redis.call('HSET', jk, 'posted', now_s, 'score', score, 'status', status, unpack(common))
+      redis.call('HSET', jk, 'status', status, 'posted', posted, unpack(common))
     end
   end
 end

@@ -15,9 +15,10 @@ local requeued, dead = 0, 0
 for _, id in ipairs(lapsed) do
   local jk = prefix .. 'job:' .. id
   local run = runner(prefix, id)
-  local f = redis.call('HMGET', jk, 'sig', 'score')
+  local f = redis.call('HMGET', jk, 'posted', 'sig', 'score')
+  local sig, score = lane_of(f[1], f[2], f[3])
   local spec = spec_of(prefix, id)
-  if run and f[1] and spec then
+  if run and sig and spec then
     local worker, attempt = run[1], run[2]
     local _, released = tries_of(redis.call('HGET', prefix .. 'tries', id))
     local reason = 'lease lost on attempt ' .. attempt .. ' (worker ' .. worker .. ')'
@@ -34,7 +35,7 @@ for _, id in ipairs(lapsed) do
       for _, v in ipairs({'reason', reason, 'status', 'queued'}) do facts[#facts + 1] = v end
       redis.call('HSET', jk, unpack(facts)) -- one write of the record: facts and status
       back_in_line(prefix, id, attempt, released)
-      onto_lane(prefix, f[1], f[2], id)
+      onto_lane(prefix, sig, score, id)
       publish_status(prefix, id, 'queued')
       requeued = requeued + 1
     end

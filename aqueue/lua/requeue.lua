@@ -6,7 +6,7 @@
 -- Transitions: dead | failed | cancelled -> queued.
 local prefix, id = ARGV[1], ARGV[2]
 local jk = prefix .. 'job:' .. id
-local f = redis.call('HMGET', jk, 'status', 'ran', 'sig', 'score')
+local f = redis.call('HMGET', jk, 'status', 'ran', 'posted', 'sig', 'score')
 local status = f[1]
 if not status then
   return {'missing'}
@@ -20,7 +20,7 @@ local attempts = f[2] and select(2, run_parts(f[2])) or '0'
 redis.call('HSET', prefix .. 'tries', id, attempts .. '|' .. attempts) -- a fresh budget
 redis.call('HSET', jk, 'released', attempts, 'reason', 'requeued from ' .. status, 'finished', '')
 redis.call('HDEL', jk, 'cb_attempts', 'cb_state') -- its next outcome is called back afresh
-enqueue(prefix, jk, id, f[3], f[4])
+enqueue(prefix, jk, id, lane_of(f[3], f[4], f[5]))
 publish_status(prefix, id, 'queued')
 redis.call('PUBLISH', prefix .. 'wake', 'requeued')
 return {'queued', status}

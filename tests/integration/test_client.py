@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -186,6 +186,32 @@ async def test_one_finish_records_outcomes_of_every_shape_each_on_its_own_job(
     assert (failed.status, failed.error_message) == (JobStatus.FAILED, "wide")
     assert await client.store.redis.hget(client.store.keys.job(ids[2]), "extra_19") == b"19"
     assert (await client.get_job(ids[3])).result == "last"
+
+
+async def test_jobs_queued_by_an_older_version_are_read_retried_and_cancelled(
+    client: Client,
+) -> None:
+    # Before, a record kept `posted`, `score` and `sig` as fields of their own; now `posted`
+    # is "ms|score|sig". Jobs an older client queued still wait when workers are upgraded.
+    retried, cancelled = await client.post_many(["a", "b"], functions=["f"])
+    redis, keys = client.store.redis, client.store.keys
+    posted = {}
+    for job_id in (retried, cancelled):
+        packed = cast(bytes, await redis.hget(keys.job(job_id), "posted"))
+        ms, score, sig = packed.split(b"|")
+        await redis.hset(keys.job(job_id), mapping={"posted": ms, "score": score, "sig": sig})
+        posted[job_id] = int(ms) / 1000
+    job = await client.get_job(retried)
+    assert (job.status, job.functions, job.posted_at) == (JobStatus.QUEUED, ("f",), posted[retried])
+    [claimed] = (await client.store.claim("worker-1", 60_000, 1, ["f"])).jobs
+    assert claimed.id == retried
+    assert await client.store.finish("worker-1", [claimed.outcome("retry", 0, [])]) == [True]
+    # back on its lane, ahead of the later job, as its score says
+    assert [j.id for j in (await client.store.claim("worker-1", 60_000, 1, ["f"])).jobs] == [
+        retried
+    ]
+    assert await client.cancel(cancelled) is JobStatus.QUEUED
+    assert (await client.counts())["queued"] == 0
 
 
 async def test_waiting_on_a_job_whose_queue_is_purged_ends_with_job_not_found(
