@@ -219,6 +219,7 @@ end
 -- that cost a claim and a finish more than all else they do. An entry longer than 64 bytes
 -- turns the key into a hashtable or skiplist for good, so `running` and `active` each keep
 -- one such placeholder: never a job id, and in `active` at +inf, where no lease ever lapses.
+-- `spec` gets one at a queue's first post (post.lua).
 local PLACEHOLDER = 'not a job: keeps this key a hashtable or skiplist (see aqueue/lua/_lib.lua)'
 
 -- Lease jobs: `runs` {id, running entry, ...} and `leases` {deadline, id, ...}, added to.

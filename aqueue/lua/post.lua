@@ -84,6 +84,10 @@ local function taker(spec)
   return nil
 end
 local specs, watched = {}, {}
+if seq == 0 then -- a new queue: the placeholder (see lease_jobs) keeps `spec` a hashtable for
+  -- good, where a listpack of up to 128 specs would be scanned on every post, claim and expiry
+  specs = {PLACEHOLDER, '-'}
+end
 for j = 1, n do
   local id, key, spec = job_id(j), job_key(j), job_spec(j)
   local existing = nil

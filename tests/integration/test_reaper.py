@@ -103,3 +103,23 @@ async def test_the_lease_placeholder_is_never_a_job_counted_reaped_or_claimed(
     assert (await client.counts())["active"] == 0
     assert await redis.zcard(store.keys.active) == 1  # the placeholder alone, at +inf
     assert (await store.claim("w", 60_000, 10, ["x"])).jobs == []
+
+
+async def test_a_small_queue_keeps_its_specs_in_a_hashtable_through_expiry_and_purge(
+    client: Client,
+) -> None:
+    """A new queue's first post puts the placeholder in `spec` too: a listpack of a few
+    dozen specs would be scanned on every post, claim and expiry. It outlives the jobs, and a
+    purged queue gets it again."""
+    store, redis = client.store, client.store.redis
+    [job_id] = await client.post_many([None], functions=["f"])
+    assert await redis.object("encoding", store.keys.spec) == b"hashtable"
+    [claimed] = (await store.claim("w", 60_000, 1, ["f"])).jobs
+    assert claimed.id == job_id  # the placeholder is never handed out
+    assert await store.finish("w", [claimed.outcome("complete")]) == [True]
+    await redis.zadd(store.keys.expiring, {job_id: 0})  # its record's time is up
+    assert (await store.reap(100))[3] == 1
+    assert await redis.hlen(store.keys.spec) == 1  # the placeholder alone
+    await client.purge()
+    await client.post_many([None], functions=["f"])
+    assert await redis.object("encoding", store.keys.spec) == b"hashtable"
