@@ -62,7 +62,7 @@ class Keys:
         return self.prefix + "watched"
 
     @property
-    def expiring(self) -> str:  # zset: finished job id -> when its record goes (ms)
+    def expiring(self) -> str:  # zset: finished job ids, a call's joined by ",", -> when (ms)
         return self.prefix + "expiring"
 
     @property

@@ -80,11 +80,19 @@ local function call_many(cmd, key, args)
   end
 end
 
+-- When a finished job's record goes: `expiring`'s score for it (see finish_terminal).
+local function expiry_of(finished, ttl_s)
+  return int(tonumber(finished) + tonumber(ttl_s) * 1000)
+end
+
 -- Terminal outcomes of this call, counted once at its end by flush_tally.
 local tally = {}
 -- Jobs that ended in this call, and the expiry of their records: let go of in one step each
 -- by flush_tally (their running, tries and watched entries; a ZADD to `expiring`).
-local ended, expiring = {}, {}
+-- `expiring` holds groups, not jobs: one member per call and expiry time, the ids of the
+-- records that go then, joined by ',' (ids are hex). One entry per job cost a zset insert
+-- and a delete each; requeue.lua takes a revived job out of its group.
+local ended, expiring = {}, {} -- expiring: when (ms, text) -> {id, ...}
 
 -- Record a terminal status, with the record's other new facts (`...`, field/value pairs) in
 -- the same write: expiry (dead letters are kept until purged), the callback outbox (written
@@ -106,11 +114,15 @@ local function finish_terminal(prefix, jk, id, status, now, ttl_s, calls_back, w
   else
     local at = expires_at[ttl_s]
     if not at then
-      at = int(tonumber(now) + tonumber(ttl_s) * 1000)
+      at = expiry_of(now, ttl_s)
       expires_at[ttl_s] = at
     end
-    expiring[#expiring + 1] = at
-    expiring[#expiring + 1] = id
+    local group = expiring[at]
+    if not group then
+      group = {}
+      expiring[at] = group
+    end
+    group[#group + 1] = id
   end
   ended[#ended + 1] = id
   if calls_back then
@@ -129,7 +141,9 @@ local function flush_tally(prefix, now, watched_any)
     call_many('HDEL', prefix .. 'running', ended)
     if redis.call('EXISTS', prefix .. 'tries') == 1 then call_many('HDEL', prefix .. 'tries', ended) end
     if watched_any ~= false then call_many('SREM', prefix .. 'watched', ended) end
-    if #expiring > 0 then call_many('ZADD', prefix .. 'expiring', expiring) end
+    for at, group in pairs(expiring) do
+      redis.call('ZADD', prefix .. 'expiring', at, table.concat(group, ','))
+    end
     ended, expiring = {}, {}
   end
   local bucket = prefix .. 'rate:' .. math.floor(now / 10000)
@@ -148,6 +162,26 @@ end
 -- Append to a job's callback log (a list beside its record, deleted with it).
 local function callback_log(prefix, id, now, entry)
   redis.call('RPUSH', prefix .. 'cblog:' .. id, now .. ' ' .. entry)
+end
+
+-- Take a finished job out of its group in `expiring` (see finish_terminal): the group of
+-- its call whose records go at the same time as its own, found by that time.
+local function out_of_expiring(prefix, id, finished, ttl_s)
+  local key = prefix .. 'expiring'
+  redis.call('ZREM', key, id) -- an older version's entry: the id alone
+  if not tonumber(finished) then return end
+  local at = expiry_of(finished, ttl_s)
+  local needle = ',' .. id .. ','
+  for _, group in ipairs(redis.call('ZRANGEBYSCORE', key, at, at)) do
+    local padded = ',' .. group .. ','
+    local from, to = string.find(padded, needle, 1, true)
+    if from then
+      redis.call('ZREM', key, group)
+      local rest = string.sub(padded, 1, from) .. string.sub(padded, to + 1)
+      if #rest > 1 then redis.call('ZADD', key, at, string.sub(rest, 2, -2)) end
+      return
+    end
+  end
 end
 
 -- Delete what a job leaves behind: its record, callback log and spec. `ids`: up to 1000.

@@ -55,10 +55,19 @@ if #gone > 0 then
   redis.call('HDEL', prefix .. 'idle', unpack(gone)) -- hand them no more jobs
 end
 flush_tally(prefix, now)
--- finished jobs past their time to live (see finish_terminal)
-local expired = redis.call('ZRANGEBYSCORE', prefix .. 'expiring', '-inf', now, 'LIMIT', 0, limit)
-if #expired > 0 then
-  forget(prefix, expired)
-  redis.call('ZREM', prefix .. 'expiring', unpack(expired))
+-- finished jobs past their time to live, a group at a time (see finish_terminal), until
+-- `limit` jobs are gone
+local groups = redis.call('ZRANGEBYSCORE', prefix .. 'expiring', '-inf', now, 'LIMIT', 0, limit)
+local expired, done_groups = 0, {}
+for _, group in ipairs(groups) do
+  local ids = {}
+  for id in string.gmatch(group, '[^,]+') do ids[#ids + 1] = id end
+  for k = 1, #ids, 1000 do forget(prefix, {unpack(ids, k, math.min(k + 999, #ids))}) end
+  expired = expired + #ids
+  done_groups[#done_groups + 1] = group
+  if expired >= limit then break end
 end
-return {requeued, dead, promoted, #expired}
+if #done_groups > 0 then
+  redis.call('ZREM', prefix .. 'expiring', unpack(done_groups))
+end
+return {requeued, dead, promoted, expired}

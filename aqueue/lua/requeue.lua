@@ -6,7 +6,7 @@
 -- Transitions: dead | failed | cancelled -> queued.
 local prefix, id = ARGV[1], ARGV[2]
 local jk = prefix .. 'job:' .. id
-local f = redis.call('HMGET', jk, 'status', 'ran', 'posted', 'sig', 'score')
+local f = redis.call('HMGET', jk, 'status', 'ran', 'posted', 'sig', 'score', 'finished')
 local status = f[1]
 if not status then
   return {'missing'}
@@ -15,7 +15,10 @@ if status ~= 'dead' and status ~= 'failed' and status ~= 'cancelled' then
   return {'refused', status}
 end
 redis.call('ZREM', prefix .. 'dead', id)
-redis.call('ZREM', prefix .. 'expiring', id)
+if status ~= 'dead' then -- its record was to expire (a dead letter's is kept)
+  local spec = spec_of(prefix, id)
+  out_of_expiring(prefix, id, f[6], spec and spec[6] or 1) -- the ttl finish_terminal had
+end
 local attempts = f[2] and select(2, run_parts(f[2])) or '0'
 redis.call('HSET', prefix .. 'tries', id, attempts .. '|' .. attempts) -- a fresh budget
 redis.call('HSET', jk, 'released', attempts, 'reason', 'requeued from ' .. status, 'finished', '')

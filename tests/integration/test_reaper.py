@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import anyio
 import pytest
 
@@ -123,3 +125,27 @@ async def test_a_small_queue_keeps_its_specs_in_a_hashtable_through_expiry_and_p
     await client.purge()
     await client.post_many([None], functions=["f"])
     assert await redis.object("encoding", store.keys.spec) == b"hashtable"
+
+
+async def test_records_of_one_finish_expire_together_but_a_requeued_one_stays(
+    client: Client,
+) -> None:
+    """A finish call's records go at the same time as one entry of `expiring`. A job revived
+    by requeue leaves that group: its record is not swept with the others."""
+    store, redis = client.store, client.store.redis
+    ids = await client.post_many(range(4), functions=["f"], ttl=60)
+    jobs = {job.id: job for job in (await store.claim("w", 60_000, 4, ["f"])).jobs}
+    outcomes = [jobs[ids[0]].outcome("complete"), jobs[ids[1]].outcome("fail", 0, [])]
+    outcomes += [jobs[job_id].outcome("complete") for job_id in ids[2:]]
+    assert await store.finish("w", outcomes) == [True] * 4
+    assert await redis.zcard(store.keys.expiring) == 1  # one group for the call
+    assert await client.requeue(ids[1]) is JobStatus.FAILED  # out of its group
+    [group] = cast(list[bytes], await redis.zrange(store.keys.expiring, 0, -1))
+    assert sorted(group.split(b",")) == sorted(i.encode() for i in (ids[0], *ids[2:]))
+    await redis.zadd(store.keys.expiring, {group: 0})  # its time is up
+    assert (await store.reap(100))[3] == 3
+    for gone in (ids[0], *ids[2:]):
+        with pytest.raises(JobNotFound):
+            await client.get_job(gone)
+    assert (await client.get_job(ids[1])).status is JobStatus.QUEUED
+    assert await redis.zcard(store.keys.expiring) == 0
