@@ -124,13 +124,6 @@ def _values(items: Sequence[Arg]) -> bytes:
     return packed[1 if n < 16 else 3 if n < 65536 else 5 :]  # the array header's length
 
 
-def _outcome_values(o: Outcome) -> bytes:
-    """One outcome as finish.lua reads it from its stream."""
-    fields = _values(o.fields)
-    head = (str(o.attempt), o.kind, o.delay_ms, o.ttl_s, int(o.calls_back), o.max_attempts)
-    return _values((*head, len(o.fields), len(fields))) + fields
-
-
 def spec_fields(spec: bytes) -> dict[str, bytes]:
     """A job's spec as the record fields it stands for (see `_records.decode_job`)."""
     msg, shape = SpecShape.unpack(spec)
@@ -263,7 +256,11 @@ class Store:
         for start in range(0, len(outcomes), FINISH_BATCH):
             batch = outcomes[start : start + FINISH_BATCH]
             ids = msgpack.packb([o.id for o in batch], use_bin_type=False)  # see post
-            stream = b"".join(map(_outcome_values, batch))
+            flat: list[Arg] = []
+            for o in batch:
+                flat += (str(o.attempt), o.kind, o.delay_ms, o.ttl_s, int(o.calls_back))
+                flat += (o.max_attempts, len(o.fields), *o.fields)
+            stream = _values(flat)
             accepted += [bool(x) for x in await self._run("finish", [worker_id, ids, stream])]
         return accepted
 

@@ -6,8 +6,8 @@
 -- ARGV[4]  the outcomes, in the same order, as msgpack values one after another (no array:
 --          cmsgpack.unpack_limit reads them in place, with no table of them all to build and
 --          collect): per outcome attempt (text), kind, delay ms, ttl s, calls back (0|1),
---          max_att, n, size (bytes of the fields), then n items: field, value, ...; ttl,
---          calls back and max_att are from the spec the claim handed over
+--          max_att, n, then n items: field, value, ...; ttl, calls back and max_att are from
+--          the spec the claim handed over
 --   kind complete: fields short, result            -> complete
 --   kind retry:    fields err_type, err_msg, err_tb -> queued | scheduled (after delay ms),
 --                  or dead once attempts (less releases) reach max_att
@@ -20,9 +20,18 @@
 local prefix, worker = ARGV[1], ARGV[2]
 local ids, stream = cmsgpack.unpack(ARGV[3]), ARGV[4]
 local read = cmsgpack.unpack_limit -- (stream, n, offset): next offset (-1: at the end), values
-local function fields(at, n) -- an outcome's n fields, as values
-  if n == 0 then return end
-  return select(2, read(stream, n, at))
+local after = 0 -- where the values last read end: the next outcome starts there
+local function kept(nxt, ...)
+  after = nxt
+  return ...
+end
+-- n values from `at`. Each outcome's fields are read once, last (so `after` moves past them).
+local function fields(at, n)
+  if n == 0 then
+    after = at
+    return
+  end
+  return kept(read(stream, n, at))
 end
 local now = now_ms()
 local now_s = int(now)
@@ -33,11 +42,9 @@ local accepted = {}
 local done = {} -- the accepted ids: out of `active` in one ZREM
 local any_watched = false
 local requeued = 0
-local at = 0 -- where the next outcome starts in `stream`
 for j = 1, #ids do
   local id = ids[j]
-  local first, attempt, kind, delay, ttl, calls_back, max_att, n, size = read(stream, 8, at)
-  at = first + size -- its fields are at `first`
+  local first, attempt, kind, delay, ttl, calls_back, max_att, n = read(stream, 7, after)
   local run = runs[j]
   if holds(run, worker, attempt) then
     accepted[j] = 1
@@ -87,6 +94,7 @@ for j = 1, #ids do
   else
     -- the same outcome sent again (its first reply was lost) finds itself recorded: a
     -- complete or failed record whose `ran` is this attempt (only a finish writes those)
+    fields(first, n) -- passed over
     local f = redis.call('HMGET', jobs .. id, 'status', 'ran')
     local recorded = f[1] == (kind == 'complete' and 'complete' or kind == 'fail' and 'failed')
     accepted[j] = (recorded and f[2] and holds(f[2], worker, attempt)) and 1 or 0

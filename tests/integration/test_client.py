@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -166,26 +167,32 @@ async def test_one_finish_records_outcomes_of_every_shape_each_on_its_own_job(
     client: Client,
 ) -> None:
     # finish.lua reads a batch's outcomes one after another from one packed stream: an
-    # outcome with no fields, one with many, or one with a large value must not shift the next
-    ids = await client.post_many(range(4), functions=["f"])
-    jobs = {job.id: job for job in (await client.store.claim("worker-1", 60_000, 4, ["f"])).jobs}
-    first, released, wide, last = (jobs[job_id] for job_id in ids)
+    # outcome with no fields, one with many or with a large value, one refused by the fence
+    # or scheduled again must not shift the next
+    ids = await client.post_many(range(6), functions=["f"])
+    jobs = {job.id: job for job in (await client.store.claim("worker-1", 60_000, 6, ["f"])).jobs}
+    first, released, wide, later, stale, last = (jobs[job_id] for job_id in ids)
     big = "x" * 100_000
     many = [item for k in range(20) for item in (f"extra_{k}", str(k))]
     outcomes = [
         first.outcome("complete", 0, ["result", encode("first"), "short", big]),
         released.outcome("release"),
         wide.outcome("fail", 0, ["err_type", "ValueError", "err_msg", "wide", *many]),
+        later.outcome("retry", 60_000, ["err_type", "ValueError", "err_msg", "later"]),
+        replace(stale.outcome("complete", 0, ["result", encode("stale")]), attempt=2),
         last.outcome("complete", 0, ["result", encode("last")]),
     ]
-    assert await client.store.finish("worker-1", outcomes) == [True] * 4
+    assert await client.store.finish("worker-1", outcomes) == [True] * 4 + [False, True]
     done = await client.get_job(ids[0])
     assert (done.status, done.result, done.short_result) == (JobStatus.COMPLETE, "first", big)
     assert (await client.get_job(ids[1])).status is JobStatus.QUEUED
     failed = await client.get_job(ids[2])
     assert (failed.status, failed.error_message) == (JobStatus.FAILED, "wide")
     assert await client.store.redis.hget(client.store.keys.job(ids[2]), "extra_19") == b"19"
-    assert (await client.get_job(ids[3])).result == "last"
+    scheduled = await client.get_job(ids[3])
+    assert (scheduled.status, scheduled.error_message) == (JobStatus.SCHEDULED, "later")
+    assert (await client.get_job(ids[4])).status is JobStatus.ACTIVE  # its attempt 1 runs on
+    assert (await client.get_job(ids[5])).result == "last"
 
 
 async def test_jobs_queued_by_an_older_version_are_read_retried_and_cancelled(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+import msgpack
 import pytest
 
 from aqueue import ClientConfig, ConfigError, JobStatus, MessageError, RetryPolicy, WorkerConfig
@@ -109,3 +110,14 @@ def test_a_worker_process_starts_without_the_http_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("count", [0, 15, 16, 65_535, 65_536])
+def test_values_are_packed_one_after_another_without_an_array_header(count: int) -> None:
+    # finish.lua reads the outcomes as a stream of values (cmsgpack.unpack_limit)
+    from aqueue._store import _values
+
+    items = [f"v{k}" for k in range(count)]
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(_values(items))
+    assert list(unpacker) == items
