@@ -2,8 +2,9 @@
 -- Keys are built from the queue's prefix `aq:{<queue>}:`; its hash tag keeps them in one slot.
 -- Times are milliseconds on Redis's own clock, so clocks of clients and workers never matter.
 
--- A number handed to redis.call becomes a string by "%.14g", a slow path of printf (a tenth
--- of Redis's time in a drain): the hot paths format their integers once, with "%d".
+-- A number handed to redis.call or joined to a string becomes text by "%.14g", a slow path
+-- of printf (a tenth of Redis's time in a drain, and of every call's own cost): hot paths
+-- pass integers as text, formatted once with "%d", and constants as literals ('0').
 local function int(n)
   return string.format('%d', n)
 end
@@ -48,7 +49,8 @@ end
 
 -- Move scheduled jobs that are due onto their lanes. Returns how many moved.
 local function promote_due(prefix, now, limit)
-  local due = redis.call('ZRANGEBYSCORE', prefix .. 'scheduled', '-inf', now, 'LIMIT', 0, limit)
+  local due = redis.call('ZRANGEBYSCORE', prefix .. 'scheduled', '-inf', int(now), 'LIMIT', '0',
+    int(limit))
   for _, id in ipairs(due) do
     local jk = prefix .. 'job:' .. id
     local f = redis.call('HMGET', jk, 'status', 'posted', 'sig', 'score')
@@ -139,22 +141,25 @@ end
 local function flush_tally(prefix, now, watched_any)
   if #ended > 0 then
     call_many('HDEL', prefix .. 'running', ended)
-    if redis.call('EXISTS', prefix .. 'tries') == 1 then call_many('HDEL', prefix .. 'tries', ended) end
+    if redis.call('EXISTS', prefix .. 'tries') == 1 then
+      call_many('HDEL', prefix .. 'tries', ended)
+    end
     if watched_any ~= false then call_many('SREM', prefix .. 'watched', ended) end
     for at, group in pairs(expiring) do
       redis.call('ZADD', prefix .. 'expiring', at, table.concat(group, ','))
     end
     ended, expiring = {}, {}
   end
-  local bucket = prefix .. 'rate:' .. math.floor(now / 10000)
-  local any = false
+  local bucket = prefix .. 'rate:' .. int(math.floor(now / 10000))
+  local new_bucket = false
   for status, n in pairs(tally) do
-    redis.call('HINCRBY', prefix .. 'stats', status, n)
-    redis.call('HINCRBY', bucket, status, n)
-    any = true
+    local count = int(n)
+    redis.call('HINCRBY', prefix .. 'stats', status, count)
+    -- a status's first count in this bucket: the bucket may be new, and needs its expiry
+    if redis.call('HINCRBY', bucket, status, count) == n then new_bucket = true end
   end
-  if any then
-    redis.call('PEXPIRE', bucket, 130000)
+  if new_bucket then
+    redis.call('PEXPIRE', bucket, '130000')
   end
   tally = {}
 end

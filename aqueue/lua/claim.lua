@@ -32,13 +32,13 @@ if #lanes == 1 then
   -- not ZPOPMIN: it replies with the scores too, and formatting doubles costs Redis more
   -- than taking the jobs does
   local lane = prefix .. 'lane:' .. lanes[1]
-  picked = redis.call('ZRANGE', lane, 0, n - 1)
-  if #picked > 0 then redis.call('ZREMRANGEBYRANK', lane, 0, #picked - 1) end
+  picked = redis.call('ZRANGE', lane, '0', int(n - 1))
+  if #picked > 0 then redis.call('ZREMRANGEBYRANK', lane, '0', int(#picked - 1)) end
 elseif #lanes > 1 then
   -- merge the heads of every lane that fits, best (priority, then age) first
   local heads = {}
   for _, sig in ipairs(lanes) do
-    local top = redis.call('ZRANGE', prefix .. 'lane:' .. sig, 0, n - 1, 'WITHSCORES')
+    local top = redis.call('ZRANGE', prefix .. 'lane:' .. sig, '0', int(n - 1), 'WITHSCORES')
     for k = 1, #top, 2 do
       heads[#heads + 1] = {tonumber(top[k + 1]), top[k], sig}
     end
@@ -93,12 +93,12 @@ if #picked > 0 then
   end
 end
 if #picked < n then -- short: the worker waits, until the next scheduled job at the latest
-  local nxt = redis.call('ZRANGE', prefix .. 'scheduled', 0, 0, 'WITHSCORES')
+  local nxt = redis.call('ZRANGE', prefix .. 'scheduled', '0', '0', 'WITHSCORES')
   if nxt[2] then out[2] = tonumber(nxt[2]) end
   -- and while it waits, posts hand it new jobs directly (post.lua): no claim round trip
   if #ARGV >= 5 then
     redis.call('HSET', prefix .. 'idle', worker,
-      (n - #picked) .. '|' .. lease .. '|' .. table.concat(ARGV, ',', 5))
+      int(n - #picked) .. '|' .. int(lease) .. '|' .. table.concat(ARGV, ',', 5))
   end
 end
 return out

@@ -77,8 +77,9 @@ for j = 1, #ids do
         local status = 'queued'
         if kind ~= 'release' and delay > 0 then
           status = 'scheduled'
-          redis.call('ZADD', prefix .. 'scheduled', now + delay, id)
-          redis.call('HSET', jk, 'status', status, 'due', now + delay, 'released',
+          local due = int(now + delay)
+          redis.call('ZADD', prefix .. 'scheduled', due, id)
+          redis.call('HSET', jk, 'status', status, 'due', due, 'released',
             int(released), 'ran', run, fields(first, n))
         else
           local f = redis.call('HMGET', jk, 'posted', 'sig', 'score')

@@ -11,15 +11,16 @@
 local prefix, worker = ARGV[1], ARGV[2]
 local lease = tonumber(ARGV[3])
 local now = now_ms()
-redis.call('ZADD', prefix .. 'workers', now + lease, worker)
-redis.call('SET', prefix .. 'worker:' .. worker, ARGV[4], 'PX', lease)
+local deadline = int(now + lease) -- as text: see int in _lib.lua
+redis.call('ZADD', prefix .. 'workers', deadline, worker)
+redis.call('SET', prefix .. 'worker:' .. worker, ARGV[4], 'PX', int(lease))
 local renew, lost = {}, {}
 local ids = {}
 for k = 5, #ARGV, 2 do ids[#ids + 1] = ARGV[k] end
 local runs = #ids > 0 and redis.call('HMGET', prefix .. 'running', unpack(ids)) or {}
 for j, id in ipairs(ids) do
   if holds(runs[j], worker, ARGV[4 + 2 * j]) then
-    renew[#renew + 1] = now + lease
+    renew[#renew + 1] = deadline
     renew[#renew + 1] = id
   else
     lost[#lost + 1] = id

@@ -195,6 +195,26 @@ async def test_one_finish_records_outcomes_of_every_shape_each_on_its_own_job(
     assert (await client.get_job(ids[5])).result == "last"
 
 
+async def test_outcomes_are_counted_for_all_time_and_in_ten_second_buckets_that_expire(
+    client: Client,
+) -> None:
+    ids = await client.post_many(range(3), functions=["f"])
+    jobs = {job.id: job for job in (await client.store.claim("worker-1", 60_000, 3, ["f"])).jobs}
+    await client.store.finish("worker-1", [jobs[ids[0]].outcome("complete")])
+    await client.store.finish(
+        "worker-1", [jobs[ids[1]].outcome("complete"), jobs[ids[2]].outcome("fail", 0, [])]
+    )
+    snapshot = await client.store.snapshot()
+    assert snapshot["totals"] == {"posted": 3, "complete": 2, "failed": 1}
+    assert sum(bucket.get("complete", 0) for bucket in snapshot["last_minute"]) == 2
+    buckets = [
+        key async for key in client.store.redis.scan_iter(match=f"{client.store.keys.prefix}rate:*")
+    ]
+    assert buckets  # the ones this minute's outcomes went to, each with its time to live
+    for bucket in buckets:
+        assert 0 < await client.store.redis.pttl(bucket) <= 130_000
+
+
 async def test_jobs_queued_by_an_older_version_are_read_retried_and_cancelled(
     client: Client,
 ) -> None:
