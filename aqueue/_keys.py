@@ -62,8 +62,12 @@ class Keys:
         return self.prefix + "watched"
 
     @property
-    def expiring(self) -> str:  # zset: finished job ids, a call's joined by ",", -> when (ms)
+    def expiring(self) -> str:  # zset: an older version's, finished job id -> when (ms)
         return self.prefix + "expiring"
+
+    @property
+    def expiries(self) -> str:  # zset: finished job ids, a call's joined by ",", -> when (ms)
+        return self.prefix + "expiries"
 
     @property
     def lanes(self) -> str:  # set of the signatures with ready jobs

@@ -82,7 +82,7 @@ local function call_many(cmd, key, args)
   end
 end
 
--- When a finished job's record goes: `expiring`'s score for it (see finish_terminal).
+-- When a finished job's record goes: its group's score in `expiries` (see finish_terminal).
 local function expiry_of(finished, ttl_s)
   return int(tonumber(finished) + tonumber(ttl_s) * 1000)
 end
@@ -90,17 +90,18 @@ end
 -- Terminal outcomes of this call, counted once at its end by flush_tally.
 local tally = {}
 -- Jobs that ended in this call, and the expiry of their records: let go of in one step each
--- by flush_tally (their running, tries and watched entries; a ZADD to `expiring`).
--- `expiring` holds groups, not jobs: one member per call and expiry time, the ids of the
--- records that go then, joined by ',' (ids are hex). One entry per job cost a zset insert
--- and a delete each; requeue.lua takes a revived job out of its group.
-local ended, expiring = {}, {} -- expiring: when (ms, text) -> {id, ...}
+-- by flush_tally (their running, tries and watched entries; a ZADD to `expiries`).
+-- `expiries` holds groups, not jobs: one member per call and expiry time, the ids of the
+-- records that go then, joined by ',' (ids are hex). One entry per job (in `expiring`, as
+-- an older version kept them, and still swept) cost a zset insert and a delete each.
+-- requeue.lua takes a revived job out of its group.
+local ended, expiring = {}, {} -- expiring: when (ms, text) -> {id, ...}, this call's groups
 
 -- Record a terminal status, with the record's other new facts (`...`, field/value pairs) in
 -- the same write: expiry (dead letters are kept until purged), the callback outbox (written
 -- in this same atomic step, so no outcome is ever called back twice or never), and an event
 -- when `watched` (a client awaits the job: see watch.lua; nobody else needs it), carrying
--- `result` (nil: none) with it. Records expire by the reaper's sweep of `expiring`, not by
+-- `result` (nil: none) with it. Records expire by the reaper's sweep of `expiries`, not by
 -- EXPIRE: that is one command per job fewer on the hot path. No table is made per job.
 local expires_at = {} -- ttl -> when, as text: formatted once per call, not per job
 local function finish_terminal(prefix, jk, id, status, now, ttl_s, calls_back, watched, result,
@@ -146,7 +147,7 @@ local function flush_tally(prefix, now, watched_any)
     end
     if watched_any ~= false then call_many('SREM', prefix .. 'watched', ended) end
     for at, group in pairs(expiring) do
-      redis.call('ZADD', prefix .. 'expiring', at, table.concat(group, ','))
+      redis.call('ZADD', prefix .. 'expiries', at, table.concat(group, ','))
     end
     ended, expiring = {}, {}
   end
@@ -169,11 +170,11 @@ local function callback_log(prefix, id, now, entry)
   redis.call('RPUSH', prefix .. 'cblog:' .. id, now .. ' ' .. entry)
 end
 
--- Take a finished job out of its group in `expiring` (see finish_terminal): the group of
+-- Take a finished job out of its group in `expiries` (see finish_terminal): the group of
 -- its call whose records go at the same time as its own, found by that time.
 local function out_of_expiring(prefix, id, finished, ttl_s)
-  local key = prefix .. 'expiring'
-  redis.call('ZREM', key, id) -- an older version's entry: the id alone
+  redis.call('ZREM', prefix .. 'expiring', id) -- an older version's entry: the id alone
+  local key = prefix .. 'expiries'
   if not tonumber(finished) then return end
   local at = expiry_of(finished, ttl_s)
   local needle = ',' .. id .. ','

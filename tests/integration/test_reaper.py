@@ -138,14 +138,16 @@ async def test_records_of_one_finish_expire_together_but_a_requeued_one_stays(
     outcomes = [jobs[ids[0]].outcome("complete"), jobs[ids[1]].outcome("fail", 0, [])]
     outcomes += [jobs[job_id].outcome("complete") for job_id in ids[2:]]
     assert await store.finish("w", outcomes) == [True] * 4
-    assert await redis.zcard(store.keys.expiring) == 1  # one group for the call
-    assert await client.requeue(ids[1]) is JobStatus.FAILED  # out of its group
-    [group] = cast(list[bytes], await redis.zrange(store.keys.expiring, 0, -1))
+    assert await redis.zcard(store.keys.expiries) == 1  # one group for the call
+    await redis.zadd(store.keys.expiring, {ids[1]: 0})  # as an older version kept it, too
+    assert await client.requeue(ids[1]) is JobStatus.FAILED  # out of its group (and of that)
+    assert await redis.zscore(store.keys.expiring, ids[1]) is None
+    [group] = cast(list[bytes], await redis.zrange(store.keys.expiries, 0, -1))
     assert sorted(group.split(b",")) == sorted(i.encode() for i in (ids[0], *ids[2:]))
-    await redis.zadd(store.keys.expiring, {group: 0})  # its time is up
+    await redis.zadd(store.keys.expiries, {group: 0})  # its time is up
     assert (await store.reap(100))[3] == 3
     for gone in (ids[0], *ids[2:]):
         with pytest.raises(JobNotFound):
             await client.get_job(gone)
     assert (await client.get_job(ids[1])).status is JobStatus.QUEUED
-    assert await redis.zcard(store.keys.expiring) == 0
+    assert await redis.zcard(store.keys.expiries) == 0
