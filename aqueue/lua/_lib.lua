@@ -172,7 +172,7 @@ end
 
 -- Take a finished job out of its group in `expiries` (see finish_terminal): the group of
 -- its call whose records go at the same time as its own, found by that time.
-local function out_of_expiring(prefix, id, finished, ttl_s)
+local function out_of_expiries(prefix, id, finished, ttl_s)
   redis.call('ZREM', prefix .. 'expiring', id) -- an older version's entry: the id alone
   local key = prefix .. 'expiries'
   if not tonumber(finished) then return end

@@ -56,22 +56,25 @@ if #gone > 0 then
 end
 flush_tally(prefix, now)
 -- finished jobs past their time to live, a group at a time (see finish_terminal), until
--- `limit` jobs are gone; `expiring` holds an older version's entries, one id each
+-- `limit` jobs are gone; `expiring` holds an older version's entries, one id each. Groups
+-- are read a few at a time: one can hold a thousand ids.
 local expired = 0
 for _, name in ipairs({'expiries', 'expiring'}) do
   local key = prefix .. name
-  local groups = redis.call('ZRANGEBYSCORE', key, '-inf', int(now), 'LIMIT', '0',
-    int(limit - expired))
-  local done_groups = {}
-  for _, group in ipairs(groups) do
-    local ids = {}
-    for id in string.gmatch(group, '[^,]+') do ids[#ids + 1] = id end
-    for k = 1, #ids, 1000 do forget(prefix, {unpack(ids, k, math.min(k + 999, #ids))}) end
-    expired = expired + #ids
-    done_groups[#done_groups + 1] = group
-    if expired >= limit then break end
+  local more = true
+  while more and expired < limit do
+    local groups = redis.call('ZRANGEBYSCORE', key, '-inf', int(now), 'LIMIT', '0', '16')
+    more = #groups == 16
+    local done_groups = {}
+    for _, group in ipairs(groups) do
+      local ids = {}
+      for id in string.gmatch(group, '[^,]+') do ids[#ids + 1] = id end
+      for k = 1, #ids, 1000 do forget(prefix, {unpack(ids, k, math.min(k + 999, #ids))}) end
+      expired = expired + #ids
+      done_groups[#done_groups + 1] = group
+      if expired >= limit then break end
+    end
+    if #done_groups > 0 then redis.call('ZREM', key, unpack(done_groups)) end
   end
-  if #done_groups > 0 then redis.call('ZREM', key, unpack(done_groups)) end
-  if expired >= limit then break end
 end
 return {requeued, dead, promoted, expired}

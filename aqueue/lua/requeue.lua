@@ -17,7 +17,7 @@ end
 redis.call('ZREM', prefix .. 'dead', id)
 if status ~= 'dead' then -- its record was to expire (a dead letter's is kept)
   local spec = spec_of(prefix, id)
-  out_of_expiring(prefix, id, f[6], spec and spec[6] or 1) -- the ttl finish_terminal had
+  out_of_expiries(prefix, id, f[6], spec and spec[6] or 1) -- the ttl finish_terminal had
 end
 local attempts = f[2] and select(2, run_parts(f[2])) or '0'
 redis.call('HSET', prefix .. 'tries', id, attempts .. '|' .. attempts) -- a fresh budget

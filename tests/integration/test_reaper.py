@@ -151,3 +151,20 @@ async def test_records_of_one_finish_expire_together_but_a_requeued_one_stays(
             await client.get_job(gone)
     assert (await client.get_job(ids[1])).status is JobStatus.QUEUED
     assert await redis.zcard(store.keys.expiries) == 0
+
+
+async def test_the_sweep_of_expired_records_stops_at_its_limit_and_the_next_goes_on(
+    client: Client,
+) -> None:
+    store, redis = client.store, client.store.redis
+    ids = await client.post_many(range(40), functions=["f"], ttl=60)
+    jobs = (await store.claim("w", 60_000, 40, ["f"])).jobs
+    for job in jobs:  # one finish call each: 40 groups of one
+        assert await store.finish("w", [job.outcome("complete")]) == [True]
+    groups = cast(list[bytes], await redis.zrange(store.keys.expiries, 0, -1))
+    await redis.zadd(store.keys.expiries, dict.fromkeys(groups, 0))  # all due now
+    assert (await store.reap(25))[3] == 25
+    assert (await store.reap(25))[3] == 15
+    for job_id in ids:
+        with pytest.raises(JobNotFound):
+            await client.get_job(job_id)
