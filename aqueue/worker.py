@@ -593,24 +593,27 @@ class Worker:
         started = False
         backoff = Backoff(cap=self.config.heartbeat)
         while True:
+            sent = list(self._leases.items())
             try:
-                lost = await store.heartbeat(
-                    self.id, self._lease_ms, self._info(), list(self._leases.items())
-                )
+                lost = await store.heartbeat(self.id, self._lease_ms, self._info(), sent)
             except RedisUnavailable as exc:
                 log.warning("heartbeat failed, retrying in %.2f s: %s", backoff.delay, exc)
                 await backoff.sleep()
                 continue
             backoff.reset()
-            for job_id in lost:
-                self._lose(job_id)
+            attempts = dict(sent)
+            for job_id in lost:  # the attempt it asked about: a later one may have begun since
+                self._lose(job_id, attempts.get(job_id))
             if not started:
                 task_status.started()
                 started = True
             await anyio.sleep(self.config.heartbeat)
 
-    def _lose(self, job_id: str) -> None:
-        """This worker no longer holds the job: stop running it and write nothing for it."""
+    def _lose(self, job_id: str, attempt: int | None = None) -> None:
+        """This worker no longer holds the job (its `attempt`; None: whichever it runs): stop
+        running it and write nothing for it."""
+        if attempt is not None and self._leases.get(job_id, attempt) != attempt:
+            return  # that attempt ended here, and the job's next one is ours
         running = self._running.get(job_id)
         if running is not None:
             running.lost = True

@@ -642,3 +642,31 @@ async def test_awaiting_a_thousand_jobs_uses_a_bounded_number_of_connections(
                 peak = sum(1 for c in clients if c["name"] == name)
     assert results == {i: i for i in range(1000)}
     assert 1 <= peak <= 5  # the pool's 4 and the one subscription
+
+
+async def test_a_late_word_that_an_attempt_is_lost_spares_the_job_s_next_attempt(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    # A heartbeat asks about attempt 1; before its reply comes back attempt 1 ends in a retry
+    # and attempt 2 starts here. The reply says the job's attempt 1 is lost: true, and no
+    # reason to cancel attempt 2.
+    listeners = Listeners()
+    second_started, release = anyio.Event(), anyio.Event()
+
+    @listeners.listener
+    async def flaky(msg: Any, ctx: Context) -> str:
+        if ctx.attempt == 1:
+            raise Retry(delay=0)
+        second_started.set()
+        await release.wait()
+        return "second"
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url) as w:
+        job_id = await client.post(None, functions=["flaky"], retry=1)
+        with anyio.fail_after(10):
+            await second_started.wait()
+        w._lose(job_id, 1)  # the heartbeat's late reply, about attempt 1
+        release.set()
+        assert await client.block_until_result(job_id, timeout=10) == "second"
+    job = await client.get_job(job_id)
+    assert (job.status, job.attempt) == (JobStatus.COMPLETE, 2)
