@@ -55,6 +55,11 @@ log = logging.getLogger(__name__)
 _TRACEBACK_LIMIT = 64 * 1024
 
 
+def _printable(text: str) -> str:
+    """`text` as it can be stored: a lone surrogate (from a bad decode, say) as its escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 @dataclass
 class _Running:
     job: Claimed
@@ -491,6 +496,8 @@ class Worker:
             encoded = _codec.encode(result, "result")
             if short is not None and not isinstance(short, str):
                 raise MessageError(f"short result must be a str, got {type(short).__name__}")
+            if short is not None and short != _printable(short):
+                raise MessageError(f"short result {short!r} is not valid Unicode text")
         except MessageError as exc:
             return self._failure(job, exc, retryable=False)
         fields: list[str | bytes] = ["result", encoded]
@@ -508,9 +515,9 @@ class Worker:
             else (f"{kind.__module__}.{kind.__qualname__}")
         )
         fields = [
-            "err_type", name,
-            "err_msg", str(exc)[:8192],
-            "err_tb", "".join(traceback.format_exception(exc))[-_TRACEBACK_LIMIT:],
+            "err_type", _printable(name),
+            "err_msg", _printable(str(exc)[:8192]),
+            "err_tb", _printable("".join(traceback.format_exception(exc))[-_TRACEBACK_LIMIT:]),
         ]  # fmt: skip
         log.warning(
             "job %s attempt %d failed: %s: %s",

@@ -670,3 +670,31 @@ async def test_a_late_word_that_an_attempt_is_lost_spares_the_job_s_next_attempt
         assert await client.block_until_result(job_id, timeout=10) == "second"
     job = await client.get_job(job_id)
     assert (job.status, job.attempt) == (JobStatus.COMPLETE, 2)
+
+
+async def test_text_that_is_not_valid_unicode_fails_its_job_and_not_the_worker(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    # a lone surrogate (what a bad decode with errors="surrogateescape" leaves) cannot be
+    # stored as text: in an error it is kept escaped, in a short result it fails the job
+    listeners = Listeners()
+
+    @listeners.listener
+    async def garbled_error(msg: Any, ctx: Context) -> None:
+        raise ValueError("bad \ud800 text")
+
+    @listeners.listener
+    async def garbled_short(msg: Any, ctx: Context) -> Output:
+        return Output(result=1, short="x\ud800")
+
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        error = await client.post(None, functions=["garbled_error"], retry=0)
+        short = await client.post(None, functions=["garbled_short"], retry=0)
+        for job_id in (error, short):
+            with pytest.raises(JobFailed):
+                await client.block_until_result(job_id, timeout=10)
+    failed = await client.get_job(error)
+    assert (failed.status, failed.error_message) == (JobStatus.DEAD, "bad \\ud800 text")
+    refused = await client.get_job(short)
+    assert refused.error_type == "aqueue.errors.MessageError"
+    assert "short result" in (refused.error_message or "")
