@@ -139,8 +139,13 @@ class Retry(Exception):
     """
 
     def __init__(self, delay: float = 0.0, reason: str = "") -> None:
+        longest = 10 * 365 * 86400  # ten years, as for a job's ttl
+        if (
+            isinstance(delay, bool)
+            or not isinstance(delay, int | float)
+            or not 0 <= delay <= longest  # NaN included
+        ):
+            raise ValueError(f"Retry delay must be from 0 to {longest} seconds, got {delay!r}")
         super().__init__(reason or f"retry requested in {delay:g} s")
-        if delay < 0:
-            raise ValueError(f"Retry delay must be >= 0 seconds, got {delay!r}")
         self.delay = delay
         self.reason = reason

@@ -121,3 +121,12 @@ def test_values_are_packed_one_after_another_without_an_array_header(count: int)
     unpacker = msgpack.Unpacker(raw=False)
     unpacker.feed(_values(items))
     assert list(unpacker) == items
+
+
+@pytest.mark.parametrize("delay", [float("nan"), float("inf"), 1e16, -1, True, "5"])
+def test_a_retry_delay_must_be_a_number_of_seconds_up_to_ten_years(delay: object) -> None:
+    from aqueue import Retry
+
+    with pytest.raises(ValueError, match="Retry delay must be from 0 to 315360000 seconds"):
+        Retry(delay=delay)  # type: ignore[arg-type]
+    assert Retry(delay=0).delay == 0 and Retry(delay=3600.5).delay == 3600.5
