@@ -11,11 +11,10 @@ from typing import Any, cast
 import msgpack
 
 from . import _codec
-from .errors import MessageError
+from .errors import TEN_YEARS, MessageError
 from .job import Job, JobStatus, Progress
 from .retry import DEFAULT_POLICY, RetryPolicy
 
-TEN_YEARS = 10 * 365 * 86400
 _LISTENER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$")
 _DEFAULT_RETRY = _codec.encode(
     [DEFAULT_POLICY.delay, DEFAULT_POLICY.backoff, DEFAULT_POLICY.max_delay, DEFAULT_POLICY.jitter]

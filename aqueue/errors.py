@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+TEN_YEARS = 10 * 365 * 86400  # seconds: the longest a job's ttl or a retry's delay may be
+
 
 class AqueueError(Exception):
     """The root of every error aqueue raises."""
@@ -139,13 +141,12 @@ class Retry(Exception):
     """
 
     def __init__(self, delay: float = 0.0, reason: str = "") -> None:
-        longest = 10 * 365 * 86400  # ten years, as for a job's ttl
         if (
             isinstance(delay, bool)
             or not isinstance(delay, int | float)
-            or not 0 <= delay <= longest  # NaN included
+            or not 0 <= delay <= TEN_YEARS  # NaN included
         ):
-            raise ValueError(f"Retry delay must be from 0 to {longest} seconds, got {delay!r}")
+            raise ValueError(f"Retry delay must be from 0 to {TEN_YEARS} seconds, got {delay!r}")
         super().__init__(reason or f"retry requested in {delay:g} s")
         self.delay = delay
         self.reason = reason

@@ -600,17 +600,18 @@ class Worker:
         started = False
         backoff = Backoff(cap=self.config.heartbeat)
         while True:
-            sent = list(self._leases.items())
+            sent = dict(self._leases)  # job id -> the attempt this beat asks about
             try:
-                lost = await store.heartbeat(self.id, self._lease_ms, self._info(), sent)
+                lost = await store.heartbeat(
+                    self.id, self._lease_ms, self._info(), list(sent.items())
+                )
             except RedisUnavailable as exc:
                 log.warning("heartbeat failed, retrying in %.2f s: %s", backoff.delay, exc)
                 await backoff.sleep()
                 continue
             backoff.reset()
-            attempts = dict(sent)
             for job_id in lost:  # the attempt it asked about: a later one may have begun since
-                self._lose(job_id, attempts.get(job_id))
+                self._lose(job_id, sent.get(job_id))
             if not started:
                 task_status.started()
                 started = True
