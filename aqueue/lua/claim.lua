@@ -65,26 +65,26 @@ if #picked > 0 then
   local leases, runs = {}, {}
   local first = worker .. '|1|' .. now_s -- the running entry of most: a first attempt
   local watched = {} -- awaited by a client (watch.lua): only their start is published
+  local taken, o = 0, #out -- counters, not #t: a table's length is a search on every append
   for k, id in ipairs(picked) do
     if specs[k] then -- the job may have been purged while its id sat on a lane
-      local attempts, released = tries_of(tried[k])
-      local attempt, run = '1', first
-      if attempts > 0 then
+      local attempt, run, released = '1', first, 0
+      local tries = tried[k]
+      if tries then
+        local attempts
+        attempts, released = tries_of(tries)
         attempt = int(attempts + 1)
         run = worker .. '|' .. attempt .. '|' .. now_s
       end
-      runs[#runs + 1] = id
-      runs[#runs + 1] = run
-      leases[#leases + 1] = deadline
-      leases[#leases + 1] = id
-      out[#out + 1] = id
-      out[#out + 1] = attempt
-      out[#out + 1] = released
-      out[#out + 1] = specs[k]
-      out[3] = out[3] + 1
+      taken = taken + 2
+      runs[taken - 1], runs[taken] = id, run
+      leases[taken - 1], leases[taken] = deadline, id
+      out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, attempt, released, specs[k]
+      o = o + 4
       if awaited[k] == 1 then watched[#watched + 1] = id end
     end
   end
+  out[3] = taken / 2
   if #leases > 0 then
     lease_jobs(prefix, runs, leases)
     if #watched > 0 then -- one event for the whole batch: {'', 'active', {ids}}

@@ -89,7 +89,7 @@ if seq == 0 then -- a new queue: the placeholder (see lease_jobs) keeps `spec` a
   specs = {PLACEHOLDER, '-'}
 end
 for j = 1, n do
-  local id, key, spec = job_id(j), job_key(j), job_spec(j)
+  local id, key, spec = batch[4 + 3 * j], batch[5 + 3 * j], batch[6 + 3 * j] -- no calls
   local existing = nil
   if key ~= '' then
     local kk = prefix .. 'key:' .. key
@@ -107,13 +107,13 @@ for j = 1, n do
     ids[j] = id
     local score = int(band + j)
     if j ~= first then
-      specs[#specs + 1] = id
-      specs[#specs + 1] = spec
+      local at = #specs -- once per pair: a table's length is a search
+      specs[at + 1], specs[at + 2] = id, spec
     end
     if watched_all == 1 then watched[#watched + 1] = id end
     if status == 'scheduled' then
-      later[#later + 1] = due
-      later[#later + 1] = id
+      local at = #later
+      later[at + 1], later[at + 2] = due, id
     else
       local w = #idle > 0 and taker(spec)
       if w then -- the claim's work, done here: active under w's lease, attempt 1
@@ -125,8 +125,8 @@ for j = 1, n do
         w.runs[#w.runs + 1] = id
         w.runs[#w.runs + 1] = w.id .. '|1|' .. now_s
       else
-        lane[#lane + 1] = score
-        lane[#lane + 1] = id
+        local at = #lane
+        lane[at + 1], lane[at + 2] = score, id
       end
     end
     -- attempt, released: absent reads as 0 (one field fewer each, on every queued job)
