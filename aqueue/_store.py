@@ -261,7 +261,8 @@ class Store:
                 flat += (str(o.attempt), o.kind, o.delay_ms, o.ttl_s, int(o.calls_back))
                 flat += (o.max_attempts, len(o.fields), *o.fields)
             stream = _values(flat)
-            accepted += [bool(x) for x in await self._run("finish", [worker_id, ids, stream])]
+            verdicts = await self._run("finish", [worker_id, ids, stream])  # b"1101..."
+            accepted += [verdict == ord("1") for verdict in verdicts]
         return accepted
 
     async def progress(

@@ -275,8 +275,7 @@ end
 -- The fence: a worker's write counts only while its attempt is the current, active one
 -- (`run`: the job's `running` entry, "worker|attempt|started", or false).
 local function holds(run, worker, attempt)
-  local mine = worker .. '|' .. attempt .. '|'
-  return run and string.sub(run, 1, #mine) == mine
+  return run and string.find(run, worker .. '|' .. attempt .. '|', 1, true) == 1
 end
 
 local function holds_lease(prefix, id, attempt, worker)
