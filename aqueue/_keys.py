@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from .errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+# A job's score in its lane: (100 - priority) * PRIORITY_BAND + seq, its post order (post.lua)
+PRIORITY_BAND = 2**44
 
 
 def check_queue_name(queue: str) -> str:

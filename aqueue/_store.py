@@ -22,7 +22,7 @@ from redis.commands.core import AsyncScript
 
 from . import _scripts
 from ._direct import MISSED, Direct
-from ._keys import Keys
+from ._keys import PRIORITY_BAND, Keys
 from ._records import SpecShape, posted_ms
 from .errors import RedisUnavailable
 
@@ -409,7 +409,7 @@ class Store:
         return [cast(bytes, i) for i in infos if i is not None]
 
     async def snapshot(self) -> dict[str, Any]:
-        """What `aqueue status` shows of this queue, read in two round trips."""
+        """What `aqueue status` shows of this queue, read in a few round trips."""
         k = self.keys
         with redis_errors(f"reading the status of queue {k.queue!r}"):
             seconds, micros = await self.redis.time()
@@ -418,7 +418,6 @@ class Store:
             buckets = [f"{k.prefix}rate:{now // 10000 - i}" for i in range(6)]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for sig in lanes:
-                    pipe.zrange(k.lane(sig), 0, 0)
                     pipe.zcard(k.lane(sig))
                 pipe.zcard(k.scheduled)
                 _count_leases(pipe, k)
@@ -429,13 +428,14 @@ class Store:
                 for bucket in buckets:
                     pipe.hgetall(bucket)
                 raw = await pipe.execute()
-            heads = [h[0] for h in raw[0 : 2 * len(lanes) : 2] if h]
-            queued = sum(raw[1 : 2 * len(lanes) : 2])
-            scheduled, active, dead, stalled, stats, posted, *rates = raw[2 * len(lanes) :]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for job_id in heads:
-                    pipe.hget(k.job(_text(job_id)), "posted")
-                head_posted = [posted_ms(p) for p in await pipe.execute() if p]
+            queued = sum(raw[: len(lanes)])
+            scheduled, active, dead, stalled, stats, posted, *rates = raw[len(lanes) :]
+            oldest = await self._oldest_queued(lanes)
+            oldest_posted: bytes | None = None
+            if oldest is not None:
+                oldest_posted = cast(
+                    bytes | None, await self.redis.hget(k.job(_text(oldest)), "posted")
+                )
         return {
             "now_ms": now,
             "queued": queued,
@@ -443,7 +443,7 @@ class Store:
             "active": active,
             "dead": dead,
             "stalled": stalled,
-            "oldest_queued_ms": min(head_posted) if head_posted else None,
+            "oldest_queued_ms": posted_ms(oldest_posted) if oldest_posted else None,
             # posts are counted by `seq` (a `posted` in `stats` is an older version's count)
             "totals": {"posted": int(posted or 0)}
             | {_text(a): int(b) for a, b in stats.items() if a != b"posted"},
@@ -451,6 +451,27 @@ class Store:
             "last_minute": [{_text(a): int(b) for a, b in r.items()} for r in rates],
             "window_s": 50 + (now % 10000) / 1000,
         }
+
+    async def _oldest_queued(self, lanes: list[str]) -> bytes | None:
+        """The id of the queued job posted first. A lane's head is its best job by priority,
+        then age; so the oldest is the first of some priority band of some lane: found by
+        reading each lane's bands' first jobs, a step per band in use."""
+        firsts: list[tuple[int, bytes]] = []  # (seq: the post order, id)
+        frontier = {sig: 0 for sig in lanes}  # score from which to read each lane's next band
+        while frontier:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sig, lowest in frontier.items():
+                    pipe.zrangebyscore(self.keys.lane(sig), lowest, "+inf", 0, 1, withscores=True)
+                found = await pipe.execute()
+            following = {}
+            for sig, first in zip(frontier, found, strict=True):
+                if first:
+                    job_id, score = first[0]
+                    band, seq = divmod(int(score), PRIORITY_BAND)
+                    firsts.append((seq, job_id))
+                    following[sig] = (band + 1) * PRIORITY_BAND
+            frontier = following
+        return min(firsts)[1] if firsts else None
 
     async def purge_queue(self) -> int:
         """Delete every key of this queue (and no other queue's)."""

@@ -40,7 +40,7 @@ local now = now_ms()
 local now_s = int(now)
 -- `seq` counts every job ever posted to the queue: it is also the `posted` total
 local seq = redis.call('INCRBY', prefix .. 'seq', n) - n
-local band = (100 - prio) * 17592186044416 + seq -- priority band, then FIFO
+local band = (100 - prio) * 17592186044416 + seq -- priority band (2^44: PRIORITY_BAND), then FIFO
 local due = 0
 if at > 0 then due = at elseif delay > 0 then due = now + delay end
 local placed = now_s .. '|' -- `posted`: "ms|score|sig"

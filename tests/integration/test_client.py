@@ -215,6 +215,21 @@ async def test_outcomes_are_counted_for_all_time_and_in_ten_second_buckets_that_
         assert 0 < await client.store.redis.pttl(bucket) <= 130_000
 
 
+async def test_status_ages_the_job_waiting_longest_not_the_next_to_run(client: Client) -> None:
+    # A low-priority job posted first waits behind urgent ones posted later, in its lane and
+    # in another: the queue's oldest waiting job is the starving one, not a lane's head.
+    starving = await client.post("bulk", functions=["f"], priority=-50)
+    await anyio.sleep(0.01)
+    urgent = await client.post("urgent", functions=["f"], priority=50)
+    await client.post("urgent elsewhere", functions=["g"], priority=10)
+    snapshot = await client.store.snapshot()
+    assert snapshot["queued"] == 3
+    posted = (await client.get_job(starving)).posted_at
+    assert snapshot["oldest_queued_ms"] == round(posted * 1000)
+    [first] = (await client.store.claim("worker-1", 60_000, 1, ["f", "g"])).jobs
+    assert first.id == urgent  # the order of work is by priority still
+
+
 async def test_jobs_queued_by_an_older_version_are_read_retried_and_cancelled(
     client: Client,
 ) -> None:
