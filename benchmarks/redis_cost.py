@@ -16,6 +16,14 @@ way a worker does, one phase at a time:
 After each phase, `callgrind_control --dump` writes the instructions Redis ran in it; per job
 is that total over the jobs. Needs valgrind (Debian: apt-get install valgrind). Under valgrind
 Redis runs some 50x slower, so the default is a few thousand jobs.
+
+    .venv/bin/python benchmarks/redis_cost.py --backlog 1000000 --cache-sim
+
+`--backlog N` first queues N jobs in a plain redis-server, saved to disk and loaded by the one
+under callgrind (its loading is not counted): the run then takes the oldest of a big queue, as a
+worker behind a backlog does. `--cache-sim` adds callgrind's model of the CPU's caches (this
+machine's sizes, as valgrind reads them) and reports the data reads and writes per job that miss
+the last-level cache: each of those waits on memory, which an instruction count does not show.
 """
 
 from __future__ import annotations
@@ -36,11 +44,12 @@ from aqueue import Client
 from aqueue._codec import encode
 from aqueue._server import find_redis_server, free_port, ping
 from aqueue._store import Arg
+from aqueue.testing import RedisServer
 
 QUEUE = "cost"
 
 
-def start_under_callgrind(home: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_under_callgrind(home: Path, cache_sim: bool) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     conf = home / "redis.conf"
     conf.write_text(
@@ -49,12 +58,12 @@ def start_under_callgrind(home: Path) -> tuple[subprocess.Popen[bytes], int]:
     )
     process = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={home}/cg.out.%p",
-         find_redis_server(), str(conf)],
+         f"--cache-sim={'yes' if cache_sim else 'no'}", find_redis_server(), str(conf)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 1800  # loading a backlog under valgrind takes minutes
     while not ping("127.0.0.1", port, timeout=2):
         if process.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"redis-server under valgrind did not start; see {home}/redis.log")
@@ -62,8 +71,9 @@ def start_under_callgrind(home: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, port
 
 
-def dump(process: subprocess.Popen[bytes], home: Path, phase: str) -> int:
-    """Instructions Redis ran since the last dump."""
+def dump(process: subprocess.Popen[bytes], home: Path, phase: str) -> dict[str, int]:
+    """Redis's counts since the last dump, by event: Ir (instructions), and with the cache
+    model DLmr and DLmw (data reads and writes that missed the last-level cache), and more."""
     before = set(home.glob("cg.out.*"))
     subprocess.run(
         ["callgrind_control", f"--dump={phase}", str(process.pid)],
@@ -76,12 +86,27 @@ def dump(process: subprocess.Popen[bytes], home: Path, phase: str) -> int:
         new = [p for p in set(home.glob("cg.out.*")) - before if p.stat().st_size > 0]
         if new:
             text = new[0].read_text(errors="replace")
-            found = re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)
-            if found:
-                return int(found.group(1))
+            events = re.search(r"^events: (.+)$", text, re.MULTILINE)
+            found = re.search(r"^(?:summary|totals): ([\d ]+)$", text, re.MULTILINE)
+            if events and found:
+                # trailing zeros may be left off: those events count 0
+                counts = map(int, found.group(1).split())
+                return dict(zip(events.group(1).split(), counts, strict=False))
         if time.monotonic() > deadline:
             raise SystemExit(f"callgrind wrote no dump for {phase}")
         time.sleep(0.1)
+
+
+async def queue_backlog(home: Path, jobs: int) -> None:
+    """`jobs` queued no-op jobs in `home/dump.rdb`, for the server under callgrind to load."""
+    server = RedisServer(home, appendonly=False).start()
+    try:
+        async with Client(QUEUE, redis_url=server.url) as client:
+            for start in range(0, jobs, 2000):
+                await client.post_many([None] * min(2000, jobs - start), functions=["noop"])
+            await client.store.redis.save()
+    finally:
+        server.stop()
 
 
 def keep_dumps(home: Path, into: Path) -> None:
@@ -122,18 +147,24 @@ async def main() -> None:
     parser.add_argument(
         "--keep", type=Path, help="copy callgrind's dumps here (for callgrind_annotate)"
     )
+    parser.add_argument("--backlog", type=int, default=0, help="jobs queued before it starts")
+    parser.add_argument(
+        "--cache-sim", action="store_true", help="count last-level cache misses too (slower)"
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("needs valgrind and callgrind_control (apt-get install valgrind)")
     with tempfile.TemporaryDirectory(prefix="aqueue-cost-") as tmp:
         home = Path(tmp)
-        process, port = start_under_callgrind(home)
-        rows: list[tuple[str, float]] = []
+        if args.backlog:
+            await queue_backlog(home, args.backlog)
+        process, port = start_under_callgrind(home, args.cache_sim)
+        rows: list[tuple[str, dict[str, int]]] = []
 
         async def phase_done(phase: str) -> None:
-            total = await anyio.to_thread.run_sync(dump, process, home, phase)
+            counts = await anyio.to_thread.run_sync(dump, process, home, phase)
             if phase != "setup":
-                rows.append((phase, total / args.jobs))
+                rows.append((phase, counts))
 
         try:
             await drive(f"redis://127.0.0.1:{port}/0", args.jobs, args.batch, phase_done)
@@ -142,10 +173,15 @@ async def main() -> None:
             process.wait(30)
             if args.keep:
                 await anyio.to_thread.run_sync(keep_dumps, home, args.keep)
-    print(f"Redis instructions per job ({args.jobs} jobs, callgrind):")
-    for phase, per_job in rows:
-        print(f"  {phase:<28} {per_job / 1000:6.1f}k")
-    bulk_run = sum(per_job for phase, per_job in rows if phase in ("bulk post", "run"))
+    behind = f", behind a backlog of {args.backlog:,}" if args.backlog else ""
+    print(f"Redis instructions per job ({args.jobs} jobs{behind}, callgrind):")
+    for phase, counts in rows:
+        line = f"  {phase:<28} {counts['Ir'] / args.jobs / 1000:6.1f}k"
+        if args.cache_sim:
+            misses = (counts.get("DLmr", 0) + counts.get("DLmw", 0)) / args.jobs
+            line += f"   last-level cache misses {misses:5.1f}"
+        print(line)
+    bulk_run = sum(c["Ir"] for phase, c in rows if phase in ("bulk post", "run")) / args.jobs
     print(f"  {'bulk post + run':<28} {bulk_run / 1000:6.1f}k")
 
 
