@@ -16,6 +16,7 @@ Loops, all children of `Worker.run`:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -53,6 +54,20 @@ from .listeners import AsyncListener, Context, Listener, Listeners, SyncContext,
 log = logging.getLogger(__name__)
 
 _TRACEBACK_LIMIT = 64 * 1024
+
+
+def _message_of(exc: BaseException) -> str:
+    """An error's text, even when its own __str__ fails (that must not fail the worker)."""
+    try:
+        return str(exc)
+    except Exception as failure:
+        return f"<str() of the error failed: {type(failure).__name__}>"
+
+
+def _cancelled(running: _Running) -> bool:
+    """Is this job's task being cancelled by us (its scope, or a scope around the worker)?"""
+    task = asyncio.current_task()
+    return running.scope.cancel_called or (task is not None and task.cancelling() > 0)
 
 
 def _printable(text: str) -> str:
@@ -430,6 +445,13 @@ class Worker:
             return self._failure(job, request, retryable=True, delay=request.delay)
         except Exception as exc:
             return self._failure(job, exc, retryable=isinstance(exc, current.retry_on))
+        except BaseException as exc:
+            # SystemExit, KeyboardInterrupt, a CancelledError of the listener's own making:
+            # the job fails, not the daemon and the jobs beside it. A cancellation of ours
+            # (cancel, lost lease, shutdown) goes on up.
+            if isinstance(exc, asyncio.CancelledError) and _cancelled(running):
+                raise
+            return self._failure(job, exc, retryable=False)
         return self._success(job, value)
 
     async def _call(self, listener: Listener, msg: Any, ctx: Context, running: _Running) -> Any:
@@ -514,9 +536,10 @@ class Worker:
             if kind.__module__ == "builtins"
             else (f"{kind.__module__}.{kind.__qualname__}")
         )
+        message = _message_of(exc)
         fields = [
             "err_type", _printable(name),
-            "err_msg", _printable(str(exc)[:8192]),
+            "err_msg", _printable(message[:8192]),
             "err_tb", _printable("".join(traceback.format_exception(exc))[-_TRACEBACK_LIMIT:]),
         ]  # fmt: skip
         log.warning(
@@ -524,7 +547,7 @@ class Worker:
             job.id,
             job.attempt,
             name,
-            exc,
+            message[:8192],
             extra={"job_id": job.id, "queue": self.config.queue},
         )
         if not retryable:

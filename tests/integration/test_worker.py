@@ -698,3 +698,64 @@ async def test_text_that_is_not_valid_unicode_fails_its_job_and_not_the_worker(
     refused = await client.get_job(short)
     assert refused.error_type == "aqueue.errors.MessageError"
     assert "short result" in (refused.error_message or "")
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this error")
+
+
+async def test_a_listener_that_raises_past_exception_fails_its_job_and_not_the_worker(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    # sys.exit, KeyboardInterrupt or a stray CancelledError in one listener must not stop
+    # the daemon and take the jobs running beside it down with it
+    listeners = Listeners()
+    neighbour_may_end = anyio.Event()
+
+    @listeners.listener
+    async def neighbour(msg: Any, ctx: Context) -> str:
+        await neighbour_may_end.wait()
+        return "still here"
+
+    @listeners.listener
+    async def exits(msg: Any, ctx: Context) -> None:
+        raise SystemExit(3)
+
+    @listeners.listener
+    async def interrupted(msg: Any, ctx: Context) -> None:
+        raise KeyboardInterrupt
+
+    @listeners.listener
+    async def self_cancelled(msg: Any, ctx: Context) -> None:
+        raise anyio.get_cancelled_exc_class()
+
+    @listeners.listener
+    def exits_in_a_thread(msg: Any, ctx: SyncContext) -> None:
+        raise SystemExit(4)
+
+    @listeners.listener
+    async def unprintable(msg: Any, ctx: Context) -> None:
+        raise _Unprintable
+
+    raisers = ["exits", "interrupted", "self_cancelled", "exits_in_a_thread", "unprintable"]
+    async with running_worker(
+        listeners, queue=queue, redis_url=redis_server.url, concurrency=8
+    ) as worker:
+        beside = await client.post(None, functions=["neighbour"])
+        failing = {name: await client.post(None, functions=[name], retry=0) for name in raisers}
+        for job_id in failing.values():
+            with pytest.raises(JobFailed):
+                await client.block_until_result(job_id, timeout=10)
+        neighbour_may_end.set()
+        assert await client.block_until_result(beside, timeout=10) == "still here"
+        assert worker.running == 0
+    errors = {name: (await client.get_job(job_id)) for name, job_id in failing.items()}
+    # not retried: a BaseException is no error a retry could mend
+    assert {name: job.status for name, job in errors.items()} == {
+        **dict.fromkeys(raisers, JobStatus.FAILED),
+        "unprintable": JobStatus.DEAD,  # an Exception, retried until its budget was spent
+    }
+    assert errors["exits"].error_type == "SystemExit"
+    assert errors["self_cancelled"].error_type == "asyncio.exceptions.CancelledError"
+    assert errors["unprintable"].error_message == "<str() of the error failed: RuntimeError>"
