@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
+from typing import Any
 
-from .errors import ConfigError
+from .errors import TEN_YEARS, ConfigError
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +34,13 @@ class RetryPolicy:
             raise ConfigError(f"retries must be between 0 and 1000, got {self.retries}")
         for name in ("delay", "max_delay"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
-        if not isinstance(self.backoff, int | float) or self.backoff < 1:
-            raise ConfigError(f"backoff must be a factor >= 1, got {self.backoff!r}")
+            # NaN, infinity and huge delays crashed the worker when it scheduled a retry
+            if not _number(value) or not 0 <= value <= TEN_YEARS:
+                raise ConfigError(
+                    f"{name} must be a number of seconds from 0 to {TEN_YEARS}, got {value!r}"
+                )
+        if not _number(self.backoff) or not 1 <= self.backoff < math.inf:
+            raise ConfigError(f"backoff must be a finite factor >= 1, got {self.backoff!r}")
 
     @property
     def max_attempts(self) -> int:
@@ -39,7 +48,11 @@ class RetryPolicy:
 
     def delay_before(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before attempt `attempt + 1`, after attempt `attempt` failed."""
-        ceiling = min(self.max_delay, self.delay * self.backoff ** max(attempt - 1, 0))
+        try:
+            grown = self.delay * self.backoff ** max(attempt - 1, 0)
+        except OverflowError:  # a big backoff, many attempts in: the cap applies
+            grown = math.inf
+        ceiling = min(self.max_delay, grown)
         if not self.jitter:
             return ceiling
         return (rng or random).uniform(0, ceiling)
