@@ -161,38 +161,63 @@ class Dispatcher:
     ) -> None:
         try:
             await self.deliver(session, job_id, token)
+        except RedisUnavailable as exc:
+            # its lease lapses and another attempt is made: at least once, never lost
+            log.warning("callback of job %s left to its lease: %s", job_id, exc,
+                        extra={"job_id": job_id, "queue": self.store.keys.queue})  # fmt: skip
+        except Exception:
+            # one delivery's fault must not stop the daemon: the same lease takes it over
+            log.exception("callback of job %s failed unexpectedly", job_id,
+                          extra={"job_id": job_id, "queue": self.store.keys.queue})  # fmt: skip
         finally:
             slots.release()
 
     async def deliver(self, session: aiohttp.ClientSession, job_id: str, token: int) -> None:
         try:
             job = await self.client.get_job(job_id)
-        except JobNotFound:
-            return  # expired before delivery; nothing to call
+        except JobNotFound:  # expired or purged before delivery: nothing to call
+            await self.store.callback_done(job_id, token, False, 0, 1, "")  # lets go ("gone")
+            return
         delivered, note = await self._attempt(session, job)
         attempt = job.callback_attempts + 1
-        state = await self.store.callback_done(
-            job_id,
-            token,
-            delivered,
-            int(self.config.delay_before(attempt) * 1000),
-            self.config.attempts,
-            note,
+        state = await self._record(
+            job_id, token, delivered, int(self.config.delay_before(attempt) * 1000), note
         )
         if state == "delivered":
             self.delivered += 1
-        level = logging.INFO if state in ("delivered", "stale") else logging.WARNING
+        elif state == "retrying":
+            self._wake.set()  # the claim loop learns when the retry is due
+        level = logging.INFO if state in ("delivered", "stale", "gone") else logging.WARNING
         log.log(level, "callback of job %s attempt %d: %s (%s)", job_id, attempt, note, state,
                 extra={"job_id": job_id, "queue": self.store.keys.queue})  # fmt: skip
+
+    async def _record(
+        self, job_id: str, token: int, delivered: bool, delay_ms: int, note: str
+    ) -> str:
+        """Record an attempt that was made, riding out a Redis outage while its lease lasts
+        (after that, another delivery has been claimed, and this record would be stale)."""
+        backoff = Backoff()
+        outage = RedisUnavailable(f"recording the callback of job {job_id}: no answer")
+        # the attempt itself took up to `timeout` of the lease
+        with anyio.move_on_after(self.config.lease - self.config.timeout):
+            while True:
+                try:
+                    return await self.store.callback_done(
+                        job_id, token, delivered, delay_ms, self.config.attempts, note
+                    )
+                except RedisUnavailable as exc:
+                    outage = exc
+                    await backoff.sleep()
+        raise outage
 
     async def _attempt(self, session: aiohttp.ClientSession, job: Job) -> tuple[bool, str]:
         import aiohttp  # lazily: the memory of idle workers (see the top)
         import yarl
 
         method, url, body = request_for(job)
-        host = yarl.URL(url).host or ""
+        host = yarl.URL(url).host or ""  # host names are case-insensitive
         allowed = self.config.allowed_hosts
-        if allowed is not None and host not in allowed:
+        if allowed is not None and host.lower() not in {name.lower() for name in allowed}:
             return False, f"host {host!r} is not in the callback allowlist"
         timestamp = str(int(time.time()))
         headers = {

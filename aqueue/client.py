@@ -240,7 +240,7 @@ class Client:
     async def get_job(self, job_id: str) -> Job:
         """The whole record of a job; JobNotFound if there is none."""
         fields = await self.store.job_fields(_check_id(job_id))
-        if not fields:
+        if "status" not in fields:  # none, or callback fields an older build left behind
             raise JobNotFound(job_id, self.queue)
         job = decode_job(job_id, self.queue, fields)
         if job.callback_attempts:

@@ -3,11 +3,16 @@
 -- ARGV[1] queue prefix; ARGV[2] job id; ARGV[3] token (from claim_callbacks);
 -- ARGV[4] 'delivered' or 'failed'; ARGV[5] retry delay ms; ARGV[6] most attempts;
 -- ARGV[7] what happened (logged on the job)
--- Returns: 'delivered' | 'retrying' | 'failed' (no attempts left), or 'stale' when this
--- dispatcher no longer holds the delivery (its lease lapsed and another took it).
+-- Returns: 'delivered' | 'retrying' | 'failed' (no attempts left), 'stale' when this
+-- dispatcher no longer holds the delivery (its lease lapsed and another took it), or 'gone'
+-- when the job's record was deleted meanwhile (expired, purged): the delivery is let go of.
 local prefix, id, token = ARGV[1], ARGV[2], ARGV[3]
 local jk = prefix .. 'job:' .. id
 local active = prefix .. 'cb:active'
+if redis.call('EXISTS', jk) == 0 then
+  redis.call('ZREM', active, id)
+  return 'gone'
+end
 if redis.call('HGET', jk, 'cb_token') ~= token or not redis.call('ZSCORE', active, id) then
   return 'stale'
 end

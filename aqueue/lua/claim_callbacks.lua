@@ -14,12 +14,16 @@ local lapsed = redis.call('ZRANGEBYSCORE', active, '-inf', '(' .. now, 'LIMIT', 
 for _, id in ipairs(lapsed) do
   redis.call('ZREM', active, id)
   local jk = prefix .. 'job:' .. id
-  local attempts = redis.call('HINCRBY', jk, 'cb_attempts', 1)
-  callback_log(prefix, id, now, 'dispatcher stopped mid-delivery')
-  if attempts >= most then
-    redis.call('HSET', jk, 'cb_state', 'failed')
-  else
-    redis.call('ZADD', retry, now, id)
+  -- a record deleted mid-delivery (expired, purged) is not written to: HINCRBY would make
+  -- a record of callback fields alone, with no status
+  if redis.call('EXISTS', jk) == 1 then
+    local attempts = redis.call('HINCRBY', jk, 'cb_attempts', 1)
+    callback_log(prefix, id, now, 'dispatcher stopped mid-delivery')
+    if attempts >= most then
+      redis.call('HSET', jk, 'cb_state', 'failed')
+    else
+      redis.call('ZADD', retry, now, id)
+    end
   end
 end
 

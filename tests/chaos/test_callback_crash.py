@@ -4,7 +4,8 @@ delivered — not lost, and once delivered never repeated."""
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import anyio
 import pytest
@@ -19,10 +20,24 @@ from .conftest import StartWorker
 pytestmark = pytest.mark.chaos
 
 
+@asynccontextmanager
+async def receiving(handle: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
+    """A callback receiver on loopback answering GET /hook with `handle`; its URL."""
+    port = free_port()
+    app = web.Application()
+    app.router.add_get("/hook", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/hook"
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def hanging_once() -> AsyncIterator[tuple[str, list[str], anyio.Event]]:
     """A receiver whose first request hangs (long enough to kill the daemon); later ones 200."""
-    port = free_port()
     calls: list[str] = []
     first = anyio.Event()
 
@@ -33,13 +48,8 @@ async def hanging_once() -> AsyncIterator[tuple[str, list[str], anyio.Event]]:
             await anyio.sleep(60)
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_get("/hook", handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/hook", calls, first
-    await runner.cleanup()
+    async with receiving(handle) as url:
+        yield url, calls, first
 
 
 async def test_a_dispatcher_killed_mid_delivery_delivers_after_restart_exactly_once(
@@ -70,3 +80,37 @@ async def test_a_dispatcher_killed_mid_delivery_delivers_after_restart_exactly_o
         "dispatcher stopped mid-delivery",
         "HTTP 200",
     ]
+
+
+async def test_a_redis_outage_mid_delivery_is_ridden_out_and_the_callback_recorded_once(
+    private_redis: RedisServer, queue: str, start_worker: StartWorker
+) -> None:
+    # The receiver is called while Redis is up and answers while it is down: the daemon
+    # must wait for Redis to record the delivery, not die (and not call twice after).
+    calls: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        calls.append(request.headers.get("Idempotency-Key", ""))
+        if len(calls) == 1:
+            await anyio.to_thread.run_sync(private_redis.kill)  # a crash: SIGKILL
+        return web.Response(text="ok")
+
+    timing = ["--callback-timeout", "2", "--callback-lease", "30"]
+    async with receiving(handle) as url, start_worker(queue, private_redis.url, *timing) as worker:
+        async with Client(queue, redis_url=private_redis.url) as client:
+            job_id = await client.post({"seconds": 0}, functions=["slow"], callback=url)
+        with anyio.fail_after(20):
+            while not calls:  # noqa: ASYNC110 - the receiver's list is the condition
+                await anyio.sleep(0.02)
+        await anyio.sleep(1.0)  # the outage
+        await anyio.to_thread.run_sync(private_redis.start)
+        async with Client(queue, redis_url=private_redis.url) as client:
+            with anyio.fail_after(20):
+                while (await client.get_job(job_id)).callback_state != "delivered":  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            job = await client.get_job(job_id)
+        assert worker.process.returncode is None  # rode it out
+        worker.signal(signal.SIGTERM)
+        assert await worker.wait() == 0
+    assert calls == [f"{job_id}.1.complete"]
+    assert [line.split(" ", 1)[1] for line in job.callback_log] == ["HTTP 200"]

@@ -4,14 +4,14 @@ bounded number of times, and never holds up the worker's jobs."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 import anyio
 import pytest
 from aiohttp import web
 
-from aqueue import Client, Context, JobFailed, JobStatus, Listeners, Output
+from aqueue import Client, Context, JobFailed, JobNotFound, JobStatus, Listeners, Output
 from aqueue._callbacks import signature
 from aqueue._server import free_port
 from aqueue.testing import FAST_CALLBACKS, RedisServer, running_worker
@@ -28,11 +28,12 @@ class Received:
 @dataclass
 class Receiver:
     """A callback receiver: /ok answers 200, /flaky 500 twice then 200, /fail always 500,
-    /hang never answers in time."""
+    /hang never answers in time, /meanwhile does `before_answer` first, then answers 200."""
 
     base: str
     requests: list[Received] = field(default_factory=list)
     arrived: anyio.Event = field(default_factory=anyio.Event)
+    before_answer: Callable[[], Awaitable[object]] | None = None  # run by /meanwhile
 
     def to(self, path: str) -> list[Received]:
         return [r for r in self.requests if r.url.startswith(self.base + path)]
@@ -63,6 +64,8 @@ async def receiver() -> AsyncIterator[Receiver]:
             return web.Response(status=500)
         if request.path == "/hang":
             await anyio.sleep(30)
+        if request.path == "/meanwhile" and box.before_answer is not None:
+            await box.before_answer()
         return web.Response(text="thanks")
 
     app = web.Application()
@@ -206,3 +209,57 @@ async def test_callbacks_to_hosts_outside_the_allowlist_are_never_made(
                 await anyio.sleep(0.05)
     assert receiver.requests == []
     assert "not in the callback allowlist" in (await client.get_job(job_id)).callback_log[0]
+
+
+async def test_a_job_deleted_while_its_callback_is_delivered_is_let_go_of(
+    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+) -> None:
+    # The record went (a purge here; its ttl running out does the same) while its callback
+    # was on its way. The delivery's bookkeeping used to outlive it: once its lease lapsed,
+    # a claim wrote callback fields into a record with no status, which every worker of the
+    # queue then crashed on.
+    listeners = _listeners()
+
+    @listeners.listener
+    async def crash(msg: int, ctx: Context) -> None:
+        raise ValueError("dead on arrival")
+
+    receiver.before_answer = client.purge_dead
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        job_id = await client.post(
+            1, functions=["crash"], retry=0, callback=f"{receiver.base}/meanwhile"
+        )
+        await receiver.until("/meanwhile", 1)
+        await anyio.sleep(FAST_CALLBACKS.lease + 0.5)  # past the delivery's lease
+        with pytest.raises(JobNotFound):
+            await client.get_job(job_id)
+        # the worker lives on
+        assert await client.block_until_result(await client.post(7, functions=["quick"])) == 7
+    assert len(receiver.to("/meanwhile")) == 1
+
+
+async def test_the_allowlist_matches_host_names_whatever_their_case(
+    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+) -> None:
+    shouting = replace(FAST_CALLBACKS, allowed_hosts=("LocalHost",))
+    url = receiver.base.replace("127.0.0.1", "localHOST") + "/ok"
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=shouting
+    ):
+        job_id = await client.post(1, functions=["quick"], callback=url)
+        with anyio.fail_after(10):
+            while (await client.get_job(job_id)).callback_state != "delivered":  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+    assert [r.url.split("?")[0] for r in receiver.requests] == [url.lower()]
+
+
+async def test_a_failed_callback_is_retried_after_its_backoff_not_the_dispatcher_s_idle_wait(
+    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+) -> None:
+    # an idle dispatcher sleeps up to idle_wait (a minute here) unless told of a retry
+    drowsy = replace(FAST_CALLBACKS, idle_wait=60.0, lease=120.0)
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=drowsy
+    ):
+        await client.post("x", functions=["quick"], callback=f"{receiver.base}/flaky")
+        await receiver.until("/flaky", 3, timeout=20)
