@@ -9,12 +9,11 @@ import itertools
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
-from ._store import NewJobs
+from ._store import MOST_CALL_BYTES, NewJobs
 from .errors import RedisUnavailable
 
 Send = Callable[[NewJobs, int], Awaitable[list[str]]]
 MOST_JOBS = 1000  # per script call, as a bulk post sends them
-MOST_BYTES = 1 << 20  # of specs per script call: Redis runs a call whole, others wait
 
 
 def _future() -> asyncio.Future[list[str] | None]:
@@ -189,7 +188,7 @@ def _calls(batch: list[_Post]) -> list[list[_Post]]:
         share, p_size = p.share, p.size
         call, jobs, size = calls.get(share, ([], 0, 0))
         jobs, size = jobs + len(p.new.jobs), size + p_size
-        if call and (jobs > MOST_JOBS or size > MOST_BYTES):
+        if call and (jobs > MOST_JOBS or size > MOST_CALL_BYTES):
             done.append(call)
             call, jobs, size = [], len(p.new.jobs), p_size
         call.append(p)

@@ -28,6 +28,9 @@ from .errors import RedisUnavailable
 
 Arg = str | bytes | int | float
 FINISH_BATCH = 1000  # outcomes per finish call: its batched reads stay within Lua's limits
+# of specs or outcomes per script call: Redis runs a call whole (others wait), and takes no
+# argument over its proto-max-bulk-len (512 MB by default)
+MOST_CALL_BYTES = 1 << 20
 
 
 @contextlib.contextmanager
@@ -115,6 +118,20 @@ class Outcome:
     ttl_s: int
     calls_back: bool
     max_attempts: int
+
+
+def _finish_calls(outcomes: Sequence[Outcome]) -> Iterator[Sequence[Outcome]]:
+    """Outcomes in calls of at most FINISH_BATCH, cut before MOST_CALL_BYTES of fields (a call
+    holds one outcome at least, whatever its size)."""
+    start, size = 0, 0
+    for end, outcome in enumerate(outcomes):
+        grown = size + sum(len(f) for f in outcome.fields if isinstance(f, bytes | str))
+        if end > start and (end - start == FINISH_BATCH or grown > MOST_CALL_BYTES):
+            yield outcomes[start:end]
+            start, grown = end, grown - size
+        size = grown
+    if start < len(outcomes):
+        yield outcomes[start:]
 
 
 def _values(items: Sequence[Arg]) -> bytes:
@@ -253,8 +270,7 @@ class Store:
 
     async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
         accepted: list[bool] = []
-        for start in range(0, len(outcomes), FINISH_BATCH):
-            batch = outcomes[start : start + FINISH_BATCH]
+        for batch in _finish_calls(outcomes):
             ids = msgpack.packb([o.id for o in batch], use_bin_type=False)  # see post
             flat: list[Arg] = []
             for o in batch:

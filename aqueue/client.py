@@ -45,6 +45,9 @@ from .retry import DEFAULT_POLICY, RetryPolicy
 log = logging.getLogger(__name__)
 
 _TERMINAL_NAMES = frozenset(s.value.encode() for s in TERMINAL)
+# the most message bytes one post_many takes: it goes to Redis as one argument of one script
+# call, and Redis takes none over 512 MB (proto-max-bulk-len)
+MOST_POST_BYTES = 256 * 1024 * 1024
 
 
 class Client:
@@ -207,10 +210,16 @@ class Client:
         )
         delay_ms, at_ms = _when(delay, at)
         jobs = []
+        total = 0
         for i, msg in enumerate(messages):
             encoded = _codec.encode(msg, "message" if len(messages) == 1 else f"message {i}")
             if len(encoded) > self.config.max_message_bytes:
                 raise MessageTooLarge(len(encoded), self.config.max_message_bytes)
+            total += len(encoded)
+            if total > MOST_POST_BYTES:  # one post is one script call, never split
+                raise MessageTooLarge(
+                    total, MOST_POST_BYTES, f"the batch, up to message {i},", "post fewer at once"
+                )
             key = "" if keys is None else _check_key(keys[i])
             # as random as uuid4, without the UUID object
             jobs.append((os.urandom(16).hex(), key, shape.pack(encoded)))

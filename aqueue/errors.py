@@ -38,13 +38,18 @@ class MessageError(AqueueError, ValueError):
 
 
 class MessageTooLarge(MessageError):
-    """An encoded message is larger than the configured limit."""
+    """An encoded message (or a listener's result) is larger than the configured limit."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(
+        self,
+        size: int,
+        limit: int,
+        what: str = "message",
+        remedy: str = "raise ClientConfig.max_message_bytes, or store the payload elsewhere "
+        "and post a reference",
+    ) -> None:
         super().__init__(
-            f"message is {size} bytes encoded, over the limit of {limit} bytes "
-            "(raise ClientConfig.max_message_bytes, or store the payload elsewhere "
-            "and post a reference)"
+            f"{what} is {size} bytes encoded, over the limit of {limit} bytes ({remedy})"
         )
         self.size = size
         self.limit = limit

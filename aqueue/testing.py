@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import anyio
 
 from ._callbacks import CallbackConfig
 from ._server import RedisServer
-from .config import WorkerConfig
+from .config import ClientConfig, WorkerConfig
 from .listeners import Listeners
 from .worker import Worker
 
@@ -28,11 +29,16 @@ async def running_worker(
     queue: str,
     redis_url: str | None,
     callbacks: CallbackConfig | None = FAST_CALLBACKS,
+    client_config: ClientConfig | None = None,  # its own limits (redis_url and queue: these)
     **settings: Any,
 ) -> AsyncIterator[Worker]:
     """A worker serving `queue` while the block runs; drained and stopped after it."""
     config = WorkerConfig(queue=queue, **{**FAST, **settings})
-    worker = Worker(listeners, config, redis_url=redis_url, callbacks=callbacks)
+    if client_config is not None:
+        client_config = dataclasses.replace(client_config, queue=queue, redis_url=redis_url)
+    worker = Worker(
+        listeners, config, redis_url=redis_url, client_config=client_config, callbacks=callbacks
+    )
     async with anyio.create_task_group() as tg:
         await tg.start(worker.run)
         try:

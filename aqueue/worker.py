@@ -47,7 +47,7 @@ from ._records import retry_policy
 from ._store import Claimed, Outcome, Store, claimed_rows
 from .client import Client
 from .config import ClientConfig, WorkerConfig
-from .errors import JobTimeout, LeaseLost, MessageError, RedisUnavailable, Retry
+from .errors import JobTimeout, LeaseLost, MessageError, MessageTooLarge, RedisUnavailable, Retry
 from .job import Output
 from .listeners import AsyncListener, Context, Listener, Listeners, SyncContext, SyncListener
 
@@ -516,6 +516,12 @@ class Worker:
             result, short = value, None
         try:
             encoded = _codec.encode(result, "result")
+            # the limit of messages holds for results too: Redis takes no argument over 512 MB
+            limit = self.client_config.max_message_bytes
+            if len(encoded) > limit:
+                raise MessageTooLarge(
+                    len(encoded), limit, "result", "store it with ctx.store_data, return its key"
+                )
             if short is not None and not isinstance(short, str):
                 raise MessageError(f"short result must be a str, got {type(short).__name__}")
             if short is not None and short != _printable(short):
@@ -579,6 +585,8 @@ class Worker:
                     accepted = await store.finish(self.id, batch)
                 except RedisUnavailable as exc:
                     self._acks[:0] = batch
+                    if self._stopping and not final:
+                        return  # the final send takes them, for at most the grace period
                     log.warning("recording outcomes failed, retrying: %s", exc)
                     await backoff.sleep()
                     continue

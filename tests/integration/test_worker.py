@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -759,3 +760,83 @@ async def test_a_listener_that_raises_past_exception_fails_its_job_and_not_the_w
     assert errors["exits"].error_type == "SystemExit"
     assert errors["self_cancelled"].error_type == "asyncio.exceptions.CancelledError"
     assert errors["unprintable"].error_message == "<str() of the error failed: RuntimeError>"
+
+
+async def test_a_result_over_the_message_limit_fails_its_job_and_names_the_limit(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def weights(msg: int, ctx: Context) -> bytes:
+        return bytes(msg)
+
+    small = ClientConfig(max_message_bytes=4096)
+    async with running_worker(
+        listeners, queue=queue, redis_url=redis_server.url, client_config=small
+    ):
+        too_big = await client.post(5000, functions=["weights"], retry=0)
+        with pytest.raises(JobFailed):
+            await client.block_until_result(too_big, timeout=10)
+        assert await client.block_until_result(
+            await client.post(4000, functions=["weights"]), timeout=10
+        ) == bytes(4000)
+    job = await client.get_job(too_big)
+    assert (job.status, job.error_type) == (JobStatus.FAILED, "aqueue.errors.MessageTooLarge")
+    message = job.error_message or ""
+    assert message.startswith("result is ") and "over the limit of 4096 bytes" in message
+
+
+async def test_big_results_finishing_together_are_recorded_in_calls_redis_accepts(
+    tmp_path: Path, queue: str
+) -> None:
+    # Outcomes that end together go to Redis in one finish call, and Redis takes no argument
+    # over its proto-max-bulk-len (512 MB; 2 MB here, so that 300 KB results show it): a call
+    # over it was refused, sent again with more outcomes, refused again, and so on forever.
+    server = RedisServer(tmp_path / "redis", extra={"proto-max-bulk-len": "2mb"}).start()
+    listeners = Listeners()
+    all_started = anyio.Event()
+    started = 0
+
+    @listeners.listener
+    async def weights(msg: int, ctx: Context) -> bytes:
+        nonlocal started
+        started += 1
+        if started == 32:
+            all_started.set()
+        await all_started.wait()  # all end at once
+        return bytes(300_000)
+
+    try:
+        async with Client(queue, redis_url=server.url) as client:
+            async with running_worker(listeners, queue=queue, redis_url=server.url, concurrency=32):
+                ids = await client.post_many(list(range(32)), functions=["weights"])
+                with anyio.fail_after(30):
+                    for job_id in ids:
+                        assert await client.block_until_result(job_id) == bytes(300_000)
+    finally:
+        server.stop()
+
+
+async def test_a_worker_told_to_stop_while_redis_is_down_stops_after_its_grace(
+    private_redis: RedisServer, queue: str
+) -> None:
+    # its outcome cannot be recorded: the worker retries, but not past its grace period once
+    # stopped (the job's lease then lapses, and the reaper runs it again)
+    listeners = Listeners()
+    may_end, started = anyio.Event(), anyio.Event()
+
+    @listeners.listener
+    async def unrecorded(msg: Any, ctx: Context) -> str:
+        started.set()
+        await may_end.wait()
+        return "done, but Redis is away"
+
+    async with Client(queue, redis_url=private_redis.url) as client:
+        await client.post(None, functions=["unrecorded"])
+    with anyio.fail_after(30):
+        async with running_worker(listeners, queue=queue, redis_url=private_redis.url, grace=1):
+            await started.wait()
+            await anyio.to_thread.run_sync(private_redis.kill)
+            may_end.set()
+            await anyio.sleep(0.5)  # its outcome is tried and retried
