@@ -1,6 +1,7 @@
 """The msgpack envelope for everything aqueue stores: one version byte, then msgpack.
 
-Bytes stay bytes, str stays str; tuples come back as lists. Nothing here ever unpickles.
+Bytes stay bytes, str stays str; tuples come back as lists, except as the keys of a map,
+where they stay tuples. Nothing here ever unpickles.
 """
 
 from __future__ import annotations
@@ -34,4 +35,17 @@ def encode(value: Any, what: str = "message") -> bytes:
 def decode(data: bytes) -> Any:
     if data[:1] != VERSION:
         raise ValueError(f"unknown aqueue envelope version {data[:1]!r}")
-    return msgpack.unpackb(data[1:], raw=False, strict_map_key=False)
+    try:
+        return msgpack.unpackb(data[1:], raw=False, strict_map_key=False)
+    except TypeError:  # a map keyed by tuples, packed as arrays (lists): rare, read again
+        return msgpack.unpackb(
+            data[1:], raw=False, strict_map_key=False, object_pairs_hook=_tuple_keyed
+        )
+
+
+def _tuple_keyed(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    return {_hashable(key): value for key, value in pairs}
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key

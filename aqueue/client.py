@@ -73,6 +73,8 @@ class Client:
         self._posted: dict[str, int] = {}
         self._ended: dict[str, tuple[bytes, bytes | None]] = {}
         self._watchers: dict[str, set[MemoryObjectSendStream[JobEvent]]] = {}
+        # a watcher's final event that found its buffer full (see _tell)
+        self._finals: dict[MemoryObjectSendStream[JobEvent], JobEvent] = {}
         self._listener: asyncio.Task[None] | None = None
         self._listen_lock = anyio.Lock()
         self._posts: Coalescer | None = None  # posts made at the same time go together
@@ -378,6 +380,12 @@ class Client:
             await self._recheck_waiters()
             await self._recheck_watchers()
             return
+        try:
+            await self._on_change(data)
+        except Exception:  # one event we cannot read must not end the subscription
+            log.exception("an event on %s could not be read: %r", channel, data[:200])
+
+    async def _on_change(self, data: bytes) -> None:
         # raw: Lua's cmsgpack packs every string as str, binary ones included
         raw_id, kind, *rest = msgpack.unpackb(data, raw=True)
         job_id = raw_id.decode()
@@ -420,8 +428,14 @@ class Client:
 
     def _tell(self, event: JobEvent) -> None:
         for stream in self._watchers.get(event.job_id, ()):
-            with contextlib.suppress(anyio.WouldBlock):  # a slow reader misses intermediate ones
+            try:
                 stream.send_nowait(event)
+            except anyio.WouldBlock:  # a slow reader misses intermediate events...
+                if event.is_final:  # ...but not the last: its stream ends, then it comes
+                    self._finals[stream] = event
+                    stream.close()
+            except anyio.ClosedResourceError:  # ended so, above
+                pass
 
     async def _current_events(self, job_id: str) -> list[JobEvent]:
         await self.store.watch([job_id])
@@ -456,8 +470,12 @@ class Client:
                 yield event
                 if event.is_final:
                     return
+            final = self._finals.pop(send, None)
+            if final is not None:
+                yield final
         finally:
             receive.close()
+            self._finals.pop(send, None)
             watchers = self._watchers.get(job_id)
             if watchers is not None:
                 watchers.discard(send)

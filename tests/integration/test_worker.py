@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgpack
 import pytest
 
 from aqueue import (
@@ -618,6 +619,30 @@ async def test_watch_streams_progress_in_order_then_the_outcome(
     assert JobStatus.ACTIVE in seen and seen.index(JobStatus.ACTIVE) < seen.index(25)
 
 
+async def test_a_watcher_too_slow_for_every_update_still_sees_the_outcome(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    # a UI that redraws slower than a job reports: intermediate updates may be missed (the
+    # stream holds 256), the outcome never is, or the watch would never end
+    listeners = Listeners()
+
+    @listeners.listener
+    async def chatty(msg: Any, ctx: Context) -> str:
+        for step in range(1000):
+            await ctx.update_progress(step)
+        return "done"
+
+    job_id = await client.post(None, functions=["chatty"])
+    events = client.watch(job_id)
+    assert (await anext(events)).status is JobStatus.QUEUED
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        assert await client.block_until_result(job_id, timeout=20) == "done"  # not reading
+    with anyio.fail_after(10):
+        seen = [event async for event in events]
+    assert seen[-1].status is JobStatus.COMPLETE
+    assert 256 <= len(seen) < 1000  # a full buffer, then the outcome
+
+
 async def test_awaiting_a_thousand_jobs_uses_a_bounded_number_of_connections(
     redis_server: RedisServer, queue: str
 ) -> None:
@@ -840,3 +865,53 @@ async def test_a_worker_told_to_stop_while_redis_is_down_stops_after_its_grace(
             await anyio.to_thread.run_sync(private_redis.kill)
             may_end.set()
             await anyio.sleep(0.5)  # its outcome is tried and retried
+
+
+async def test_maps_keyed_by_tuples_come_back_as_they_went(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    # msgpack packs a tuple key as an array, which reads back as an unhashable list: such a
+    # message failed its job, its record could not be read, and such a progress value ended
+    # the client's one subscription (every later block_until_result then waited forever)
+    grid = {(0, 0): "origin", (1, (2, 3)): ["nested"]}
+    listeners = Listeners()
+
+    @listeners.listener
+    async def walk(msg: dict[Any, Any], ctx: Context) -> dict[Any, Any]:
+        await ctx.update_progress(msg)
+        return msg
+
+    assert await client.fetch_data(await client.store_data(grid)) == grid
+    job_id = await client.post(grid, functions=["walk"])
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        with anyio.fail_after(10):
+            progress = [e.progress.value async for e in client.watch(job_id) if e.progress]
+        assert progress == [grid]
+        assert await client.block_until_result(job_id, timeout=10) == grid
+        assert await client.block_until_result(await client.post(grid, functions=["walk"])) == grid
+    assert (await client.get_job(job_id)).msg == grid
+
+
+async def test_an_event_the_client_cannot_read_does_not_end_its_subscription(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    listeners = _echoing()
+    watched = await client.post(0, functions=["not_served_here"])
+    events = client.watch(watched)
+    assert (await anext(events)).status is JobStatus.QUEUED
+    # progress of the watched job, in an envelope this client cannot read
+    junk = msgpack.packb([watched, "progress", b"\x7fjunk", ""])
+    results: list[int] = []
+
+    async def await_it(job_id: str) -> None:
+        results.append(await client.block_until_result(job_id))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(await_it, await client.post(2, functions=["echo"]))  # waits meanwhile
+        await client.store.redis.publish(client.store.keys.events, junk)
+        async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+            with anyio.fail_after(10):
+                while not results:  # noqa: ASYNC110 - the waiter's result is the condition
+                    await anyio.sleep(0.01)
+    assert results == [2]
+    await events.aclose()
