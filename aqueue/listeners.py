@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
@@ -22,7 +23,7 @@ import anyio.from_thread
 
 from . import _codec
 from ._records import check_functions
-from .errors import LeaseLost, ListenerError
+from .errors import LeaseLost, ListenerError, RedisUnavailable
 from .job import Job
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 AsyncListener = Callable[[Any, "Context"], Awaitable[Any]]
 SyncListener = Callable[[Any, "SyncContext"], Any]
 ListenerFunc = AsyncListener | SyncListener
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +163,17 @@ class Context:
         """Record progress (any msgpack value, e.g. a percentage) and push it to watchers."""
         if message is not None and not isinstance(message, str):
             raise TypeError(f"progress message must be a str, got {type(message).__name__}")
-        accepted = await self._client.store.progress(
-            self.job_id,
-            self.attempt,
-            self.worker_id,
-            _codec.encode(value, "progress value"),
-            message or "",
-        )
+        encoded = _codec.encode(value, "progress value")
+        try:
+            accepted = await self._client.store.progress(
+                self.job_id, self.attempt, self.worker_id, encoded, message or ""
+            )
+        except RedisUnavailable as exc:
+            # a report, not the work: an outage loses it rather than failing the attempt
+            # (the heartbeat, not this, is what tells a job it lost its lease)
+            log.warning("progress of job %s not recorded: %s", self.job_id, exc,
+                        extra={"job_id": self.job_id})  # fmt: skip
+            return
         if not accepted:
             raise LeaseLost(self.job_id, self.attempt)
 

@@ -915,3 +915,36 @@ async def test_an_event_the_client_cannot_read_does_not_end_its_subscription(
                     await anyio.sleep(0.01)
     assert results == [2]
     await events.aclose()
+
+
+async def test_a_progress_report_during_a_redis_outage_does_not_fail_the_attempt(
+    private_redis: RedisServer, queue: str
+) -> None:
+    # the report is lost; the work (attempt 1) goes on and its outcome is recorded
+    listeners = Listeners()
+    redis_down, redis_back, reported = anyio.Event(), anyio.Event(), anyio.Event()
+
+    @listeners.listener
+    async def train(msg: Any, ctx: Context) -> str:
+        await ctx.update_progress(10)
+        await redis_down.wait()
+        await ctx.update_progress(50, "during the outage")
+        reported.set()
+        await redis_back.wait()
+        return "trained"
+
+    async with Client(queue, redis_url=private_redis.url) as client:
+        job_id = await client.post(None, functions=["train"], retry=0)
+        # a long lease: this is about the report, not a lapse
+        async with running_worker(listeners, queue=queue, redis_url=private_redis.url, lease=30):
+            with anyio.fail_after(20):
+                while (await client.get_job(job_id)).progress is None:  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+                await anyio.to_thread.run_sync(private_redis.kill)
+                redis_down.set()
+                await reported.wait()
+                await anyio.to_thread.run_sync(private_redis.start)
+                redis_back.set()
+                assert await client.block_until_result(job_id) == "trained"
+        job = await client.get_job(job_id)
+    assert (job.status, job.attempt) == (JobStatus.COMPLETE, 1)
