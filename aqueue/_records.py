@@ -11,6 +11,7 @@ from typing import Any, cast
 import msgpack
 
 from . import _codec
+from ._checks import seconds
 from .errors import TEN_YEARS, MessageError
 from .job import Job, JobStatus, Progress
 from .retry import DEFAULT_POLICY, RetryPolicy
@@ -118,10 +119,8 @@ def new_job_fields(
     names = check_functions(functions)
     if isinstance(priority, bool) or not isinstance(priority, int) or not -100 <= priority <= 100:
         raise MessageError(f"priority must be an int from -100 to 100, got {priority!r}")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
-        raise MessageError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if timeout is not None:
+        seconds("timeout", timeout, least=0.001)  # under 1 ms it would be none (0)
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 1 <= ttl <= TEN_YEARS:
         raise MessageError(f"ttl must be from 1 to {TEN_YEARS} seconds (ten years), got {ttl!r}")
     # Only what differs from the defaults is stored (a missing field reads as its default):

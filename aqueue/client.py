@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import uuid
 from collections.abc import AsyncGenerator, Iterable, Sequence
@@ -24,6 +25,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from . import _codec
 from ._backoff import follow
+from ._checks import is_number, seconds
 from ._coalesce import Coalescer
 from ._connection import open_store
 from ._records import decode_job, remembered_job_fields
@@ -306,6 +308,8 @@ class Client:
         at once. Raises JobFailed (carrying the remote error), ResultTimeout, JobNotFound.
         """
         _check_id(job_id)
+        if timeout is not None and (not is_number(timeout) or math.isnan(timeout)):
+            raise MessageError(f"timeout must be a number of seconds or None, got {timeout!r}")
         await self._ensure_listening()
         ended = self._ended.pop(job_id, None)
         if ended is not None:  # posted watched, and its outcome already heard
@@ -501,6 +505,9 @@ class Client:
 
     async def dead_letters(self, offset: int = 0, count: int = 100) -> list[Job]:
         """Jobs in the dead-letter queue, oldest first."""
+        for name, value in (("offset", offset), ("count", count)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise MessageError(f"{name} must be an int >= 0, got {value!r}")
         jobs = []
         for job_id in await self.store.dead_ids(offset, count):
             with contextlib.suppress(JobNotFound):
@@ -535,11 +542,9 @@ class Client:
     ) -> str:
         """Store any msgpack value (bytes stay bytes) under `key` (a new one if None), expiring
         after `expiry` seconds (the configured default if None). Returns the key."""
-        key = _check_key(key or uuid.uuid4().hex)
-        seconds = self.config.data_ttl if expiry is None else expiry
-        if seconds <= 0:
-            raise MessageError(f"expiry must be > 0 seconds, got {expiry!r}")
-        await self.store.set_data(key, _codec.encode(data, "data"), int(seconds * 1000))
+        key = uuid.uuid4().hex if key is None else _check_key(key)
+        ttl = self.config.data_ttl if expiry is None else seconds("expiry", expiry, least=0.001)
+        await self.store.set_data(key, _codec.encode(data, "data"), int(ttl * 1000))
         return key
 
     async def fetch_data(self, key: str) -> Any:
@@ -571,34 +576,38 @@ def _when(delay: float | None, at: datetime | float | None) -> tuple[int, int]:
     if delay is not None and at is not None:
         raise MessageError("give delay or at, not both")
     if delay is not None:
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-            raise MessageError(f"delay must be a number of seconds >= 0, got {delay!r}")
-        return int(delay * 1000), 0
+        return int(seconds("delay", delay) * 1000), 0
     if at is None:
         return 0, 0
     if isinstance(at, datetime):
         if at.tzinfo is None:
             raise MessageError("at must be a timezone-aware datetime (naive times are ambiguous)")
         return 0, int(at.timestamp() * 1000)
-    if isinstance(at, bool) or not isinstance(at, int | float) or at <= 0:
+    if not is_number(at) or not 0 < at < 1e13:  # NaN and infinity too
         raise MessageError(f"at must be an aware datetime or epoch seconds, got {at!r}")
     return 0, int(at * 1000)
 
 
 def _check_id(job_id: str) -> str:
-    if not isinstance(job_id, str) or not job_id or len(job_id) > 200:
-        raise MessageError(f"job id must be a non-empty string, got {job_id!r}")
-    return job_id
+    return _check_text("job id", job_id, 200)
 
 
 def _check_key(key: str) -> str:
-    if not isinstance(key, str) or not key or len(key) > 500:
-        raise MessageError(f"key must be a non-empty string of at most 500 characters, got {key!r}")
+    return _check_text("key", key, 500)
+
+
+def _check_text(name: str, text: str, most: int) -> str:
+    if not isinstance(text, str) or not text or len(text) > most:
+        raise MessageError(
+            f"{name} must be a non-empty string of at most {most} characters, got {text!r}"
+        )
     try:
-        key.encode()
+        text.encode()
     except UnicodeEncodeError:
-        raise MessageError(f"key {key!r} is not valid Unicode text (a lone surrogate?)") from None
-    return key
+        raise MessageError(
+            f"{name} {text!r} is not valid Unicode text (a lone surrogate?)"
+        ) from None
+    return text
 
 
 def _str(raw: bytes | None) -> str | None:

@@ -5,13 +5,9 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Any
 
-from .errors import TEN_YEARS, ConfigError
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+from ._checks import is_number, seconds
+from .errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +29,9 @@ class RetryPolicy:
         if not 0 <= self.retries <= 1000:
             raise ConfigError(f"retries must be between 0 and 1000, got {self.retries}")
         for name in ("delay", "max_delay"):
-            value = getattr(self, name)
             # NaN, infinity and huge delays crashed the worker when it scheduled a retry
-            if not _number(value) or not 0 <= value <= TEN_YEARS:
-                raise ConfigError(
-                    f"{name} must be a number of seconds from 0 to {TEN_YEARS}, got {value!r}"
-                )
-        if not _number(self.backoff) or not 1 <= self.backoff < math.inf:
+            seconds(name, getattr(self, name), error=ConfigError)
+        if not is_number(self.backoff) or not 1 <= self.backoff < math.inf:
             raise ConfigError(f"backoff must be a finite factor >= 1, got {self.backoff!r}")
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -93,6 +94,15 @@ async def test_an_oversized_message_is_refused_with_its_size_and_the_limit(
         ({"ttl": 0.0001}, "ttl must be from 1"),
         ({"ttl": 1e30}, "ten years"),
         ({"key": "\udc80"}, "lone surrogate"),
+        # each of these got past a `< 0` test and failed as a bare ValueError or OverflowError
+        ({"delay": float("nan")}, "delay must be a number of seconds"),
+        ({"delay": float("inf")}, "delay must be a number of seconds"),
+        ({"delay": 1e30}, "delay must be a number of seconds"),
+        ({"at": float("nan")}, "epoch seconds"),
+        ({"at": float("inf")}, "epoch seconds"),
+        ({"timeout": float("nan")}, "timeout must be a number of seconds"),
+        ({"timeout": float("inf")}, "timeout must be a number of seconds"),
+        ({"timeout": 0.0001}, "timeout must be a number of seconds from 0.001"),
     ],
 )
 async def test_bad_options_are_refused_naming_the_option(
@@ -100,6 +110,33 @@ async def test_bad_options_are_refused_naming_the_option(
 ) -> None:
     with pytest.raises(ValueError, match=complaint):
         await client.post("x", **options)  # type: ignore[arg-type]
+    assert (await client.counts())["queued"] == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "complaint"),
+    [
+        (lambda c: c.store_data(1, expiry=float("nan")), "expiry must be a number of seconds"),
+        (lambda c: c.store_data(1, expiry=float("inf")), "expiry must be a number of seconds"),
+        (lambda c: c.store_data(1, expiry="5"), "expiry must be a number of seconds"),
+        (lambda c: c.store_data(1, expiry=True), "expiry must be a number of seconds"),
+        # Redis refused these, and the refusal read as an outage (RedisUnavailable)
+        (lambda c: c.store_data(1, expiry=0.0001), "expiry must be a number of seconds"),
+        (lambda c: c.store_data(1, expiry=1e30), "expiry must be a number of seconds"),
+        (lambda c: c.store_data(1, key=""), "key must be a non-empty string"),  # made one up
+        (lambda c: c.get_job("\ud800"), "job id .* lone surrogate"),
+        (lambda c: c.cancel("\ud800"), "job id .* lone surrogate"),
+        (lambda c: c.block_until_result("x", timeout=float("nan")), "timeout must be"),
+        (lambda c: c.block_until_result("x", timeout="1"), "timeout must be"),
+        (lambda c: c.dead_letters("a"), "offset must be an int"),
+        (lambda c: c.dead_letters(0, -1), "count must be an int"),
+    ],
+)
+async def test_bad_arguments_to_reads_and_data_are_refused_naming_them(
+    client: Client, call: Callable[[Client], Awaitable[object]], complaint: str
+) -> None:
+    with pytest.raises(MessageError, match=complaint):
+        await call(client)
 
 
 async def test_options_once_accepted_let_no_lookalike_through(client: Client) -> None:
