@@ -46,6 +46,7 @@ class SyncClient:
 
     def close(self) -> None:
         stack, self._stack = self._stack, None
+        self._portal = None  # a call after close() is told to open the client first
         if stack is not None:
             stack.close()
 

@@ -115,6 +115,8 @@ def test_the_sync_client_works_from_plain_threads(redis_server: RedisServer, que
         assert client.get_job(ids[0]).result == 0
         with pytest.raises(JobNotFound):
             client.get_job("missing")
+    with pytest.raises(RuntimeError, match="open the client first"):  # not the portal's words
+        client.get_job(ids[0])
 
 
 # A client's script calls go over one connection of its own when it is free (aqueue/_direct.py),
