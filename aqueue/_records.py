@@ -83,6 +83,9 @@ def check_callback(url: str | None) -> str:
         raise MessageError(f"callback {url!r} is not a URL: {exc}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise MessageError(f"callback {url!r} must be an absolute http:// or https:// URL")
+    if not all(c.isalnum() or c in "-._~[]:%" for c in parsed.raw_host or ""):
+        # yarl takes any text as a host ("\x00", "a b"): no delivery to it could succeed
+        raise MessageError(f"callback {url!r} has no valid host name")
     return url
 
 

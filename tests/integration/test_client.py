@@ -89,6 +89,8 @@ async def test_an_oversized_message_is_refused_with_its_size_and_the_limit(
         ({"timeout": 0}, "timeout"),
         ({"callback": "ftp://example.test/x"}, "http"),
         ({"callback": "not a url"}, "callback"),
+        ({"callback": "http://\x00/"}, "no valid host name"),
+        ({"callback": "http://a b/"}, "no valid host name"),
         ({"retry": -1}, "retries"),
         ({"ttl": 0}, "ttl"),
         ({"ttl": 0.0001}, "ttl must be from 1"),
