@@ -94,7 +94,11 @@ class Listeners:
         for exc_type in retry_on:
             if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
                 raise ListenerError(f"retry_on must hold exception types, got {exc_type!r}")
-        listener = Listener(listener_name, func, inspect.iscoroutinefunction(func), tuple(retry_on))
+        # an object whose __call__ is async (a stateful handler) is async too
+        is_async = inspect.iscoroutinefunction(func) or (
+            not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
+        )
+        listener = Listener(listener_name, func, is_async, tuple(retry_on))
         self._by_name[listener_name] = listener
         return listener
 

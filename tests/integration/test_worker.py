@@ -948,3 +948,24 @@ async def test_a_progress_report_during_a_redis_outage_does_not_fail_the_attempt
                 assert await client.block_until_result(job_id) == "trained"
         job = await client.get_job(job_id)
     assert (job.status, job.attempt) == (JobStatus.COMPLETE, 1)
+
+
+async def test_a_stateful_handler_object_with_an_async_call_is_awaited(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    class Model:
+        """A PiCloud-style stateful handler: loaded once, called per job."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def __call__(self, msg: int, ctx: Context) -> int:
+            self.calls += 1
+            return msg * 2
+
+    model = Model()
+    listeners = Listeners()
+    listeners.add(model, name="model")
+    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+        assert await client.block_until_result(await client.post(21, functions=["model"])) == 42
+    assert model.calls == 1
