@@ -91,7 +91,7 @@ class Claimed:
     ttl_s: int  # how long its record is kept once it ends
     calls_back: bool  # it has a callback (its end goes to the outbox)
 
-    def outcome(self, kind: str, delay_ms: int = 0, fields: Sequence[Arg] = ()) -> Outcome:
+    def outcome(self, kind: str, delay_ms: int = 0, fields: Sequence[str | bytes] = ()) -> Outcome:
         """How this attempt ended, for finish.lua."""
         return Outcome(
             self.id, self.attempt, kind, delay_ms, fields,
@@ -113,7 +113,7 @@ class Outcome:
     attempt: int
     kind: str  # complete | retry | fail | release
     delay_ms: int
-    fields: Sequence[Arg]
+    fields: Sequence[str | bytes]  # names and values, for the record
     # from the job's spec, as its claim handed it over: finish.lua then needs not read it
     ttl_s: int
     calls_back: bool
@@ -125,7 +125,9 @@ def _finish_calls(outcomes: Sequence[Outcome]) -> Iterator[Sequence[Outcome]]:
     holds one outcome at least, whatever its size)."""
     start, size = 0, 0
     for end, outcome in enumerate(outcomes):
-        grown = size + sum(len(f) for f in outcome.fields if isinstance(f, bytes | str))
+        grown = size
+        for field in outcome.fields:  # a loop: sum() of a generator costs 4 times as much
+            grown += len(field)
         if end > start and (end - start == FINISH_BATCH or grown > MOST_CALL_BYTES):
             yield outcomes[start:end]
             start, grown = end, grown - size

@@ -14,6 +14,7 @@ from aqueue import ClientConfig, ConfigError, JobStatus, MessageError, RetryPoli
 from aqueue._codec import decode, encode
 from aqueue._keys import Keys
 from aqueue._states import TRANSITIONS, Event, allowed, is_allowed
+from aqueue._store import FINISH_BATCH, MOST_CALL_BYTES, Outcome, _finish_calls
 from aqueue.job import TERMINAL
 
 
@@ -141,3 +142,17 @@ def test_a_retry_delay_must_be_a_number_of_seconds_up_to_ten_years(delay: object
     with pytest.raises(ValueError, match="Retry delay must be from 0 to 315360000 seconds"):
         Retry(delay=delay)  # type: ignore[arg-type]
     assert Retry(delay=0).delay == 0 and Retry(delay=3600.5).delay == 3600.5
+
+
+def test_outcomes_go_in_calls_cut_by_count_and_by_bytes_never_empty() -> None:
+    def outcome(size: int) -> Outcome:
+        return Outcome("id", 1, "complete", 0, ["result", b"x" * size], 60, False, 1)
+
+    def sizes(outcomes: list[Outcome]) -> list[int]:
+        return [len(call) for call in _finish_calls(outcomes)]
+
+    assert sizes([outcome(1)] * 2500) == [FINISH_BATCH, FINISH_BATCH, 500]
+    half = MOST_CALL_BYTES // 2 - 100
+    assert sizes([outcome(half)] * 5) == [2, 2, 1]
+    assert sizes([outcome(3 * MOST_CALL_BYTES), outcome(1)]) == [1, 1]  # a big one goes alone
+    assert sizes([]) == []
