@@ -27,7 +27,9 @@ def seconds(
 ) -> float:
     """`value`, a number of seconds from `least` to `most`; else `error` naming `name`."""
     if not is_number(value) or not least <= value <= most:  # NaN fails every comparison
-        raise error(f"{name} must be a number of seconds from {least:g} to {most:g}, got {value!r}")
+        raise error(
+            f"{name} must be a number of seconds from {least:g} to {most:.0f}, got {value!r}"
+        )
     return float(value)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import mimetypes
 import re
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import anyio
 from aiohttp import web
 
 from ._keys import check_queue_name
-from ._output import jsonable
+from ._output import plain as _plain
 from ._records import check_functions
 from ._store import Store
 from .client import Client
@@ -153,18 +152,6 @@ class Problem(Exception):
 
 
 # -- JSON ------------------------------------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    """jsonable(), and floats JSON cannot carry (NaN, ±Infinity) as strings."""
-    value = jsonable(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _dumps(value: Any) -> str:

@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import enum
 import json
+import math
 import shutil
 import sys
 from collections.abc import Sequence
@@ -34,8 +35,27 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def plain(value: Any) -> Any:
+    """jsonable(), and floats JSON cannot carry (NaN, ±Infinity) as strings."""
+    return _finite(jsonable(value))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(jsonable(value), sort_keys=True, ensure_ascii=False)
+    """JSON by the HTTP API's rule: plain(), and any other value JSON has no form for (a msgpack
+    Timestamp or ext type in a message) as its str(), never a TypeError."""
+    return json.dumps(
+        plain(value), sort_keys=True, ensure_ascii=False, allow_nan=False, default=str
+    )
 
 
 class Style:

@@ -7,16 +7,19 @@ rising order of precedence. With no Redis URL anywhere, the embedded Redis in ./
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import anyio
 
 from . import _commands, _daemon, _settings
-from .errors import AqueueError
+from ._keys import check_queue_name
+from .errors import TEN_YEARS, AqueueError, ConfigError
 
 EXIT_HELP = """exit status: 0 done; 1 an error (printed); 2 `status` found something that needs
 attention; 64 bad command-line usage."""
@@ -28,26 +31,77 @@ class _Parser(argparse.ArgumentParser):
         self.exit(64, f"{self.prog}: error: {message}\n")  # EX_USAGE, apart from status's 2
 
 
+# argparse types: a bad value is a usage error naming its option, before anything connects
+
+
+def _seconds(least: float, *, above: bool = False) -> Callable[[str], float]:
+    """Finite seconds from `least` (or above it) to ten years. float() takes "nan" and "inf",
+    which no comparison below refuses and no millisecond conversion survives."""
+    bound = f"> {least:g}" if above else f">= {least:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        too_low = value <= least if above else value < least
+        if not math.isfinite(value) or too_low or value > TEN_YEARS:
+            raise argparse.ArgumentTypeError(
+                f"must be seconds {bound} and at most {TEN_YEARS} (ten years), got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+_positive = _seconds(0, above=True)
+
+
+def _queue(text: str) -> str:
+    try:
+        return check_queue_name(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _redis_url(text: str) -> str:
+    # redis-py refuses other schemes only when it connects, with a bare ValueError
+    try:
+        scheme = urlsplit(text).scheme
+    except ValueError:  # e.g. an unclosed [ in an IPv6 host
+        scheme = ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise argparse.ArgumentTypeError(f"must be a redis://, rediss:// or unix:// URL: {text!r}")
+    return text
+
+
 def _add_connection(p: argparse.ArgumentParser, *, many_queues: bool = False) -> None:
     p.add_argument("--config", type=Path, help="a TOML settings file (e.g. /etc/aqueue/gpu0.toml)")
-    p.add_argument("--redis-url", help="redis://, rediss:// or unix:// URL, with user:password")
+    p.add_argument(
+        "--redis-url",
+        type=_redis_url,
+        help="redis://, rediss:// or unix:// URL, with user:password",
+    )
     if many_queues:
         p.add_argument(
             "--queue",
             action="append",
+            type=_queue,
             dest="queues",
             metavar="QUEUE",
             help="a queue to serve (repeat for more; default: default)",
         )
     else:
-        p.add_argument("--queue", help="the queue (default: the first configured, or default)")
+        p.add_argument(
+            "--queue", type=_queue, help="the queue (default: the first configured, or default)"
+        )
 
 
 def _add_daemon(p: argparse.ArgumentParser) -> None:
     _add_connection(p, many_queues=True)
-    p.add_argument("--lease", type=float, help="seconds a claim lasts without a heartbeat (30)")
-    p.add_argument("--heartbeat", type=float, help="seconds between lease renewals (10)")
-    p.add_argument("--reaper-interval", type=float, help="seconds between reaper passes (5)")
+    p.add_argument("--lease", type=_positive, help="seconds a claim lasts without a heartbeat (30)")
+    p.add_argument("--heartbeat", type=_positive, help="seconds between lease renewals (10)")
+    p.add_argument("--reaper-interval", type=_positive, help="seconds between reaper passes (5)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument(
         "--log-format",
@@ -77,12 +131,16 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--prefetch", type=int, help="most jobs claimed ahead of free slots, for short jobs (64)"
     )
-    worker.add_argument("--grace", type=float, help="seconds running jobs get on SIGTERM (30)")
-    worker.add_argument("--idle-wait", type=float, help="longest block between claims (5)")
-    worker.add_argument("--callback-timeout", type=float, help="seconds per delivery attempt (10)")
+    worker.add_argument("--grace", type=_positive, help="seconds running jobs get on SIGTERM (30)")
+    worker.add_argument("--idle-wait", type=_positive, help="longest block between claims (5)")
+    worker.add_argument(
+        "--callback-timeout", type=_positive, help="seconds per delivery attempt (10)"
+    )
     worker.add_argument("--callback-attempts", type=int, help="deliveries tried per outcome (3)")
-    worker.add_argument("--callback-backoff", type=float, help="seconds before a 2nd try (1)")
-    worker.add_argument("--callback-lease", type=float, help="a stalled delivery is retried after")
+    worker.add_argument("--callback-backoff", type=_positive, help="seconds before a 2nd try (1)")
+    worker.add_argument(
+        "--callback-lease", type=_positive, help="a stalled delivery is retried after"
+    )
     worker.add_argument(
         "--no-callbacks", dest="callbacks", action="store_const", const=False,
         help="deliver no callbacks from this daemon",
@@ -127,14 +185,14 @@ def _parser() -> argparse.ArgumentParser:
     post.add_argument("--functions", help="listener names, comma-separated, run in order")
     post.add_argument("--callback", help="a URL called when the job ends")
     post.add_argument("--priority", type=int, default=0, help="-100..100, higher first")
-    post.add_argument("--delay", type=float, help="seconds before it may run")
-    post.add_argument("--timeout", type=float, help="seconds each attempt may run")
+    post.add_argument("--delay", type=_seconds(0), help="seconds before it may run")
+    post.add_argument("--timeout", type=_positive, help="seconds each attempt may run")
     post.add_argument("--retries", type=int, help="attempts after the first (3)")
     post.add_argument("--key", help="idempotency key: a second post returns the first job")
-    post.add_argument("--ttl", type=float, help="seconds the finished job is kept")
+    post.add_argument("--ttl", type=_seconds(1), help="seconds the finished job is kept")
     post.add_argument(
         "--wait",
-        type=float,
+        type=_seconds(0),
         nargs="?",
         const=0,
         metavar="SECONDS",
@@ -152,9 +210,10 @@ def _parser() -> argparse.ArgumentParser:
 
     dlq = commands.add_parser("dlq", help="the dead-letter queue: list, show, requeue, purge")
     dlq.add_argument("action", choices=["list", "show", "requeue", "purge"])
-    dlq.add_argument("job_ids", nargs="*", help="for show and requeue (requeue: none = all)")
+    dlq.add_argument("job_ids", nargs="*", help="for show (one or more) and requeue (none: all)")
     _add_connection(dlq)
     dlq.add_argument("--json", action="store_true", help="machine output")
+    dlq.set_defaults(dlq_parser=dlq)  # for _check_dlq's errors, which argparse cannot express
 
     status = commands.add_parser(
         "status",
@@ -167,12 +226,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_connection(status, many_queues=True)
     status.add_argument("--json", action="store_true", help="machine output")
-    status.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every SECONDS")
+    status.add_argument("--watch", type=_positive, metavar="SECONDS", help="refresh every SECONDS")
 
     check = commands.add_parser("check", help="validate a config file and its Redis")
     _add_connection(check, many_queues=True)
     check.add_argument("listeners", nargs="?", help="also check this module:object imports")
     return parser
+
+
+def _check_dlq(args: argparse.Namespace) -> None:
+    """Job ids only where the action takes them: purge empties the whole dead-letter queue
+    (Client.purge_dead takes no ids), so a stray id must not purge everything."""
+    if args.action in ("list", "purge") and args.job_ids:
+        args.dlq_parser.error(f"{args.action} takes no job ids, got {' '.join(args.job_ids)}")
+    if args.action == "show" and not args.job_ids:
+        args.dlq_parser.error("show needs one or more job ids")
 
 
 def _load(args: argparse.Namespace) -> _settings.Settings:
@@ -191,6 +259,8 @@ def _run(command: Callable[..., Coroutine[Any, Any, int]], *args: Any) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "dlq":
+        _check_dlq(args)
     sys.path.insert(0, os.getcwd())  # listeners import from the current directory, as python -m
     try:
         settings = _load(args)

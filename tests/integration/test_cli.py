@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import msgpack
 import pytest
 
 from aqueue import Client, Context, JobStatus, Listeners
@@ -196,8 +197,8 @@ async def test_check_validates_the_config_and_the_redis_it_points_at(
             "log_format = 'xml' in {config} is invalid: must be one of auto, text",
         ),
         ("queues = \n", [], "is not valid TOML"),
-        ("", ["--lease", "-1"], "lease = -1.0 in the command line is invalid"),
-        ("", ["--queue", "bad name"], "queue name 'bad name' is invalid"),
+        # a bad --lease or --queue is a usage error now: test_bad_option_values_are_usage_errors
+        ("", ["--concurrency", "0"], "concurrency = 0 in the command line is invalid"),
     ],
 )
 async def test_bad_settings_name_the_setting_the_value_and_where_it_came_from(
@@ -363,3 +364,102 @@ async def test_a_reaper_daemon_reclaims_stalled_jobs_and_stops_on_sigterm(
             process.send_signal(signal.SIGTERM)
             with anyio.fail_after(20):
                 assert await process.wait() == 0
+
+
+async def _dead_letters(redis_server: RedisServer, queue: str, messages: list[Any]) -> list[str]:
+    """The ids of `messages`, posted and dead-lettered by a listener that always fails."""
+    listeners = Listeners()
+
+    @listeners.listener
+    async def broken(msg: Any, ctx: Context) -> None:
+        raise RuntimeError("broken")
+
+    async with Client(queue, redis_url=redis_server.url) as client:
+        ids = await client.post_many(messages, retry=0)
+        async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+            for job_id in ids:
+                with pytest.raises(Exception, match="broken"):
+                    await client.block_until_result(job_id, timeout=10)
+    return ids
+
+
+async def test_dlq_refuses_job_ids_where_its_action_takes_none(
+    redis_server: RedisServer, queue: str
+) -> None:
+    where = ["--redis-url", redis_server.url, "--queue", queue]
+    [job_id] = await _dead_letters(redis_server, queue, ["a"])
+    code, out, err = await aqueue("dlq", "purge", "extra-arg", *where)
+    assert (code, out) == (64, "")
+    assert "aqueue dlq: error: purge takes no job ids, got extra-arg" in err
+    code, _, err = await aqueue("dlq", "list", "extra-arg", *where)
+    assert code == 64 and "list takes no job ids" in err
+    code, _, err = await aqueue("dlq", "show", *where)
+    assert code == 64 and "show needs one or more job ids" in err
+    code, out, _ = await aqueue("dlq", "list", *where)
+    assert code == 0 and job_id in out  # nothing was purged
+
+
+async def test_json_output_renders_what_json_cannot_carry_as_the_http_api_does(
+    redis_server: RedisServer, queue: str
+) -> None:
+    from aqueue._http_base import _dumps as http_dumps  # the HTTP API's own JSON
+
+    where = ["--redis-url", redis_server.url, "--queue", queue]
+    msg = {"at": msgpack.Timestamp(1, 0), "x": float("nan"), "ext": msgpack.ExtType(5, b"y")}
+    [job_id] = await _dead_letters(redis_server, queue, [msg])
+    async with Client(queue, redis_url=redis_server.url) as client:
+        over_http = json.loads(http_dumps(await client.get_job(job_id)))
+    assert over_http["msg"]["at"] == "Timestamp(seconds=1, nanoseconds=0)"
+    assert over_http["msg"]["x"] == "NaN"
+    code, out, err = await aqueue("job", job_id, "--json", *where)
+    assert code == 0, err
+    assert json.loads(out) == over_http
+    code, out, err = await aqueue("dlq", "list", "--json", *where)
+    assert code == 0, err
+    assert json.loads(out) == [over_http]
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["post", "{}", "--delay", "nan"], "argument --delay: must be seconds >= 0"),
+        (["post", "{}", "--delay", "inf"], "argument --delay: must be seconds >= 0"),
+        (
+            ["post", "{}", "--delay", "1e300"],
+            "argument --delay: must be seconds >= 0 and at most 315360000 (ten years), got '1e300'",
+        ),
+        (["post", "{}", "--timeout", "inf"], "argument --timeout: must be seconds > 0"),
+        (["post", "{}", "--timeout", "nan"], "argument --timeout: must be seconds > 0"),
+        (["post", "{}", "--ttl", "0.5"], "argument --ttl: must be seconds >= 1"),
+        (["post", "{}", "--wait", "-1"], "argument --wait: must be seconds >= 0"),
+        (["post", "{}", "--wait", "nan"], "argument --wait: must be seconds >= 0"),
+        (["worker", "x:y", "--lease", "nan"], "argument --lease: must be seconds > 0"),
+        (["worker", "x:y", "--lease", "-1"], "argument --lease: must be seconds > 0"),
+        (["worker", "x:y", "--reaper-interval", "inf"], "argument --reaper-interval: must be"),
+        (["status", "--watch", "-1"], "argument --watch: must be seconds > 0"),
+        (["status", "--watch", "0"], "argument --watch: must be seconds > 0"),
+    ],
+)
+async def test_bad_option_values_are_usage_errors_naming_the_option(
+    redis_server: RedisServer, queue: str, args: list[str], complaint: str
+) -> None:
+    with anyio.fail_after(30):  # a bad value let through could leave a daemon running
+        code, _, err = await aqueue(*args, "--redis-url", redis_server.url, "--queue", queue)
+    assert code == 64, err
+    assert f"aqueue {args[0]}: error: {complaint}" in err
+    assert err.startswith("usage: aqueue") and "Traceback" not in err
+
+
+async def test_a_bad_redis_url_or_queue_on_the_command_line_is_a_usage_error(
+    redis_server: RedisServer,
+) -> None:
+    code, _, err = await aqueue("job", "x", "--redis-url", "http://x")
+    assert code == 64 and "Traceback" not in err
+    assert (
+        "aqueue job: error: argument --redis-url: must be a redis://, rediss:// or unix://" in err
+    )
+    code, _, err = await aqueue("job", "x", "--queue", "bad queue", "--redis-url", redis_server.url)
+    assert code == 64 and "from the defaults" not in err
+    assert "aqueue job: error: argument --queue: queue name 'bad queue' is invalid" in err
+    code, _, err = await aqueue("worker", "x:y", "--queue", "q1", "--queue", "bad name")
+    assert code == 64 and "argument --queue: queue name 'bad name' is invalid" in err
