@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._callbacks import CallbackConfig
+from ._checks import is_number
+from ._keys import check_queue_name
 from .config import ClientConfig, WorkerConfig
-from .errors import ConfigError
+from .errors import TEN_YEARS, ConfigError
 
 if TYPE_CHECKING:
     from ._http_base import HttpConfig
@@ -43,8 +45,9 @@ def _seconds(value: Any) -> float:
         seconds = float(value) if isinstance(value, str) else value
     except ValueError:
         raise ValueError("a number of seconds") from None
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-        raise ValueError("a positive number of seconds")
+    # NaN passes `<= 0`; infinity and 1e300 pass it and overflow as milliseconds
+    if not is_number(seconds) or not 0 < seconds <= TEN_YEARS:
+        raise ValueError(f"a positive number of seconds, at most {TEN_YEARS} (ten years)")
     return float(seconds)
 
 
@@ -54,11 +57,28 @@ def _text(value: Any) -> str:
     return value
 
 
-def _queues(value: Any) -> tuple[str, ...]:
+def _names(value: Any) -> tuple[str, ...]:
     names = value.split(",") if isinstance(value, str) else value
     if not isinstance(names, list | tuple) or not names:
-        raise ValueError("a list of queue names (or a comma-separated string)")
+        raise ValueError("a list of names (or a comma-separated string)")
     return tuple(_text(n).strip() for n in names)
+
+
+def _queues(value: Any) -> tuple[str, ...]:
+    names = _names(value)
+    for name in names:
+        try:
+            check_queue_name(name)
+        except ConfigError as exc:
+            raise ValueError(f"a list of valid queue names ({exc})") from None
+    return names
+
+
+def _redis_url(value: Any) -> str:
+    # redis-py refuses other schemes only when it connects, with a bare ValueError
+    if _text(value).partition("://")[0] not in ("redis", "rediss", "unix"):
+        raise ValueError("a redis://, rediss:// or unix:// URL")
+    return str(value)
 
 
 def _bind(value: Any) -> str:
@@ -96,7 +116,7 @@ def _flag(value: Any) -> bool:
 
 # name -> parser. The same names in TOML, as AQUEUE_<NAME> variables and as --<name> flags.
 SETTINGS: dict[str, Callable[[Any], Any]] = {
-    "redis_url": _text,
+    "redis_url": _redis_url,
     "queues": _queues,
     "listeners": _text,
     "concurrency": _positive_int,
@@ -108,14 +128,14 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "idle_wait": _seconds,
     "reaper": _flag,
     "http_bind": _bind,
-    "http_read_tokens": _queues,  # a list, or a comma-separated string
-    "http_write_tokens": _queues,
+    "http_read_tokens": _names,  # a list, or a comma-separated string
+    "http_write_tokens": _names,
     "callback_timeout": _seconds,
     "callback_attempts": _positive_int,
     "callback_backoff": _seconds,
     "callback_lease": _seconds,
     "callback_secret": _text,
-    "callback_hosts": _queues,  # a list of host names, or a comma-separated string
+    "callback_hosts": _names,  # a list of host names, or a comma-separated string
     "callbacks": _flag,
     "log_format": _choice("auto", "text", "json", "journal"),
     "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),

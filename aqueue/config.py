@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ._keys import check_queue_name
@@ -12,7 +13,8 @@ DAY = 86400.0
 
 def _positive(name: str, value: object, *, integer: bool = False) -> None:
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+    # NaN passes `<= 0`, and infinity overflows as milliseconds
+    if isinstance(value, bool) or not isinstance(value, kind) or not 0 < value < math.inf:
         what = "a positive integer" if integer else "a positive number of seconds"
         raise ConfigError(f"{name} must be {what}, got {value!r}")
 

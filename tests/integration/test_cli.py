@@ -197,6 +197,12 @@ async def test_check_validates_the_config_and_the_redis_it_points_at(
             "log_format = 'xml' in {config} is invalid: must be one of auto, text",
         ),
         ("queues = \n", [], "is not valid TOML"),
+        # NaN and infinity got past `<= 0`, a bad queue name was blamed on the defaults, and a
+        # URL of another scheme failed in redis-py with a traceback
+        ("lease = nan\n", [], "lease = nan in {config} is invalid: must be a positive number"),
+        ("grace = inf\n", [], "grace = inf in {config} is invalid: must be a positive number"),
+        ("queues = ['ok', 'bad name']\n", [], "queues = ['ok', 'bad name'] in {config} is invalid"),
+        ("redis_url = 'http://x'\n", [], "in {config} is invalid: must be a redis://, rediss://"),
         # a bad --lease or --queue is a usage error now: test_bad_option_values_are_usage_errors
         ("", ["--concurrency", "0"], "concurrency = 0 in the command line is invalid"),
     ],
