@@ -47,9 +47,18 @@ from ._records import retry_policy
 from ._store import Claimed, Outcome, Store, claimed_rows
 from .client import Client
 from .config import ClientConfig, WorkerConfig
-from .errors import JobTimeout, LeaseLost, MessageError, MessageTooLarge, RedisUnavailable, Retry
+from .errors import (
+    ConfigError,
+    JobTimeout,
+    LeaseLost,
+    MessageError,
+    MessageTooLarge,
+    RedisUnavailable,
+    Retry,
+)
 from .job import Output
 from .listeners import AsyncListener, Context, Listener, Listeners, SyncContext, SyncListener
+from .retry import DEFAULT_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -559,7 +568,10 @@ class Worker:
         if not retryable:
             return job.outcome("fail", 0, fields)
         if delay is None:
-            policy = retry_policy(job.retry, job.max_attempts)
+            try:
+                policy = retry_policy(job.retry, job.max_attempts)
+            except ConfigError:  # posted by an older build, which let a bad policy through
+                policy = DEFAULT_POLICY
             delay = policy.delay_before(job.attempt - job.released)
         return job.outcome("retry", int(delay * 1000), fields)
 

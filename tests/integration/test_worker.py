@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -26,6 +27,8 @@ from aqueue import (
     SyncContext,
 )
 from aqueue._coalesce import Coalescer
+from aqueue._codec import encode
+from aqueue._records import SpecShape
 from aqueue._store import NewJobs
 from aqueue.config import ClientConfig
 from aqueue.testing import RedisServer, run_until_idle, running_worker
@@ -970,3 +973,22 @@ async def test_a_stateful_handler_object_with_an_async_call_is_awaited(
     async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
         assert await client.block_until_result(await client.post(21, functions=["model"])) == 42
     assert model.calls == 1
+
+
+async def test_a_job_an_older_build_posted_with_a_bad_retry_policy_is_retried_not_fatal(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    # an older build let a NaN delay through; its spec is as it stored it
+    job_id = await client.post(None, functions=["refuse"], retry=2)
+    spec = await client.store.redis.hget(client.store.keys.spec, job_id)
+    assert isinstance(spec, bytes)
+    msg, shape = SpecShape.unpack(spec)
+    nan_delays = encode([float("nan"), 2.0, float("nan"), True])
+    bad = dataclasses.replace(shape, retry=nan_delays)
+    await client.store.redis.hset(client.store.keys.spec, job_id, bad.pack(msg))
+    async with running_worker(_echoing(refusing=True), queue=queue, redis_url=redis_server.url):
+        with pytest.raises(JobFailed):
+            await client.block_until_result(job_id, timeout=20)  # retried with default delays
+        assert await client.block_until_result(await client.post(5, functions=["echo"])) == 5
+    job = await client.get_job(job_id)
+    assert (job.status, job.attempt) == (JobStatus.DEAD, 3)
