@@ -203,8 +203,9 @@ async def test_check_validates_the_config_and_the_redis_it_points_at(
         ("grace = inf\n", [], "grace = inf in {config} is invalid: must be a positive number"),
         ("queues = ['ok', 'bad name']\n", [], "queues = ['ok', 'bad name'] in {config} is invalid"),
         ("redis_url = 'http://x'\n", [], "in {config} is invalid: must be a redis://, rediss://"),
-        # a bad --lease or --queue is a usage error now: test_bad_option_values_are_usage_errors
-        ("", ["--concurrency", "0"], "concurrency = 0 in the command line is invalid"),
+        # a bad --lease, --queue or --concurrency alone is a usage error: see
+        # test_bad_option_values_are_usage_errors_naming_the_option
+        ("", ["--lease", "10", "--heartbeat", "20"], "lease=10 s (from the command line)"),
     ],
 )
 async def test_bad_settings_name_the_setting_the_value_and_where_it_came_from(
@@ -234,7 +235,7 @@ async def test_a_missing_config_file_and_bad_usage_fail_clearly(tmp_path: Path) 
     code, _, err = await aqueue("worker", "x:y", "--config", str(tmp_path / "nope.toml"))
     assert code == 1 and "nope.toml does not exist" in err
     code, _, err = await aqueue("worker", "--concurrency", "lots")
-    assert code == 64 and "invalid int value: 'lots'" in err
+    assert code == 64 and "argument --concurrency: must be a whole number >= 1, got 'lots'" in err
     code, _, err = await aqueue("frobnicate")
     assert code == 64 and "invalid choice: 'frobnicate'" in err
     code, _, err = await aqueue("worker", "--redis-url", "redis://127.0.0.1:1/0")
@@ -444,6 +445,10 @@ async def test_json_output_renders_what_json_cannot_carry_as_the_http_api_does(
         (["worker", "x:y", "--reaper-interval", "inf"], "argument --reaper-interval: must be"),
         (["status", "--watch", "-1"], "argument --watch: must be seconds > 0"),
         (["status", "--watch", "0"], "argument --watch: must be seconds > 0"),
+        (["post", "{}", "--priority", "1000"], "argument --priority: must be a whole number from"),
+        (["post", "{}", "--retries", "-1"], "argument --retries: must be a whole number from 0"),
+        (["worker", "x:y", "--concurrency", "0"], "argument --concurrency: must be a whole"),
+        (["worker", "x:y", "--prefetch", "-1"], "argument --prefetch: must be a whole number"),
     ],
 )
 async def test_bad_option_values_are_usage_errors_naming_the_option(
@@ -469,3 +474,13 @@ async def test_a_bad_redis_url_or_queue_on_the_command_line_is_a_usage_error(
     assert "aqueue job: error: argument --queue: queue name 'bad queue' is invalid" in err
     code, _, err = await aqueue("worker", "x:y", "--queue", "q1", "--queue", "bad name")
     assert code == 64 and "argument --queue: queue name 'bad name' is invalid" in err
+
+
+async def test_an_empty_functions_option_names_no_listener_rather_than_any(
+    redis_server: RedisServer, queue: str
+) -> None:
+    where = ["--redis-url", redis_server.url, "--queue", queue]
+    code, _, err = await aqueue("post", "{}", "--functions", "", *where)
+    assert code == 1 and "listener name '' is invalid" in err
+    async with Client(queue, redis_url=redis_server.url) as client:
+        assert (await client.counts())["queued"] == 0
