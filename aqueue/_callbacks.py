@@ -54,6 +54,9 @@ class CallbackConfig:
     idle_wait: float = 5.0
 
     def __post_init__(self) -> None:
+        if self.allowed_hosts is not None:  # host names are case-insensitive
+            hosts = tuple(name.lower() for name in self.allowed_hosts)
+            object.__setattr__(self, "allowed_hosts", hosts)
         if self.attempts < 1:
             raise ConfigError(f"callback attempts must be at least 1, got {self.attempts}")
         if self.lease <= self.timeout:
@@ -215,9 +218,9 @@ class Dispatcher:
         import yarl
 
         method, url, body = request_for(job)
-        host = yarl.URL(url).host or ""  # host names are case-insensitive
-        allowed = self.config.allowed_hosts
-        if allowed is not None and host.lower() not in {name.lower() for name in allowed}:
+        host = yarl.URL(url).host or ""
+        allowed = self.config.allowed_hosts  # lower case (see CallbackConfig)
+        if allowed is not None and host.lower() not in allowed:
             return False, f"host {host!r} is not in the callback allowlist"
         timestamp = str(int(time.time()))
         headers = {

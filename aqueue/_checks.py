@@ -6,7 +6,6 @@ a bare ValueError or OverflowError where it is turned into milliseconds, or in R
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .errors import TEN_YEARS, MessageError
@@ -30,10 +29,4 @@ def seconds(
         raise error(
             f"{name} must be a number of seconds from {least:g} to {most:.0f}, got {value!r}"
         )
-    return float(value)
-
-
-def finite(name: str, value: Any, error: type[ValueError] = MessageError) -> float:
-    if not is_number(value) or not math.isfinite(value):
-        raise error(f"{name} must be a finite number, got {value!r}")
     return float(value)

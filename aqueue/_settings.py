@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ._callbacks import CallbackConfig
 from ._checks import is_number
@@ -74,9 +75,13 @@ def _queues(value: Any) -> tuple[str, ...]:
     return names
 
 
-def _redis_url(value: Any) -> str:
+def redis_url(value: Any) -> str:
     # redis-py refuses other schemes only when it connects, with a bare ValueError
-    if _text(value).partition("://")[0] not in ("redis", "rediss", "unix"):
+    try:
+        scheme = urlsplit(_text(value)).scheme
+    except ValueError:  # e.g. an unclosed [ in an IPv6 host
+        scheme = ""
+    if scheme not in ("redis", "rediss", "unix"):
         raise ValueError("a redis://, rediss:// or unix:// URL")
     return str(value)
 
@@ -116,7 +121,7 @@ def _flag(value: Any) -> bool:
 
 # name -> parser. The same names in TOML, as AQUEUE_<NAME> variables and as --<name> flags.
 SETTINGS: dict[str, Callable[[Any], Any]] = {
-    "redis_url": _redis_url,
+    "redis_url": redis_url,
     "queues": _queues,
     "listeners": _text,
     "concurrency": _positive_int,

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 import anyio
 
@@ -81,14 +80,10 @@ def _queue(text: str) -> str:
 
 
 def _redis_url(text: str) -> str:
-    # redis-py refuses other schemes only when it connects, with a bare ValueError
     try:
-        scheme = urlsplit(text).scheme
-    except ValueError:  # e.g. an unclosed [ in an IPv6 host
-        scheme = ""
-    if scheme not in ("redis", "rediss", "unix"):
-        raise argparse.ArgumentTypeError(f"must be a redis://, rediss:// or unix:// URL: {text!r}")
-    return text
+        return _settings.redis_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"must be {exc}: {text!r}") from None
 
 
 def _add_connection(p: argparse.ArgumentParser, *, many_queues: bool = False) -> None:
