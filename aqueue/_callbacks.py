@@ -20,13 +20,20 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
 
 from . import _output
 from ._backoff import Backoff, follow
+from ._callback_guard import (
+    CallbackRefused,
+    Network,
+    guarded_resolver,
+    literal_refusal,
+    parse_networks,
+)
 from ._store import Store
 from .client import Client
 from .errors import ConfigError, JobNotFound, RedisUnavailable
@@ -49,11 +56,19 @@ class CallbackConfig:
     backoff: float = 1.0  # seconds before the second attempt; doubles each time
     secret: str | None = None  # HMAC-SHA256 key for X-Aqueue-Signature
     allowed_hosts: tuple[str, ...] | None = None  # None: any host
+    # Networks callbacks may reach though they are not public (loopback, private, link-local,
+    # metadata): none by default. CIDRs or addresses; `networks` holds them parsed.
+    allow_networks: tuple[str, ...] = ()
     lease: float = 60.0  # a delivery whose dispatcher vanished is retried after this
     concurrency: int = 16  # deliveries in flight at once
     idle_wait: float = 5.0
+    networks: tuple[Network, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "networks", parse_networks(tuple(self.allow_networks)))
+        except ValueError as exc:
+            raise ConfigError(f"callback allow_networks: {exc}") from None
         if self.allowed_hosts is not None:  # host names are case-insensitive
             hosts = tuple(name.lower() for name in self.allowed_hosts)
             object.__setattr__(self, "allowed_hosts", hosts)
@@ -104,7 +119,9 @@ class Dispatcher:
             import aiohttp  # lazily: the memory of idle workers (see the top)
 
             timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            # every name resolves through the guard: only the addresses it passes are dialled
+            connector = aiohttp.TCPConnector(resolver=guarded_resolver(self.config.networks))
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         return self._session
 
     @contextlib.asynccontextmanager
@@ -222,6 +239,8 @@ class Dispatcher:
         allowed = self.config.allowed_hosts  # lower case (see CallbackConfig)
         if allowed is not None and host.lower() not in allowed:
             return False, f"host {host!r} is not in the callback allowlist"
+        if refused := literal_refusal(yarl.URL(url).raw_host or "", self.config.networks):
+            return False, refused
         timestamp = str(int(time.time()))
         headers = {
             "Idempotency-Key": f"{job.id}.{job.attempt}.{job.status}",
@@ -245,5 +264,9 @@ class Dispatcher:
                 return False, f"HTTP {response.status}"
         except TimeoutError:
             return False, f"no answer within {self.config.timeout:g} s"
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, CallbackRefused):  # from the guard, not the network
+                return False, str(exc.os_error)
+            return False, f"{type(exc).__name__}: {exc}"
         except aiohttp.ClientError as exc:
             return False, f"{type(exc).__name__}: {exc}"

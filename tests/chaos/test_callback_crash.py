@@ -19,6 +19,8 @@ from .conftest import StartWorker
 
 pytestmark = pytest.mark.chaos
 
+LOOPBACK = ["--callback-allow-networks", "127.0.0.0/8"]  # where the receivers listen
+
 
 @asynccontextmanager
 async def receiving(handle: Callable[[web.Request], Awaitable[web.Response]]) -> AsyncIterator[str]:
@@ -59,7 +61,8 @@ async def test_a_dispatcher_killed_mid_delivery_delivers_after_restart_exactly_o
     hanging_once: tuple[str, list[str], anyio.Event],
 ) -> None:
     url, calls, first = hanging_once
-    timing = ["--callback-timeout", "0.8", "--callback-lease", "1", "--callback-backoff", "0.05"]
+    timing = ["--callback-timeout", "0.8", "--callback-lease", "1", "--callback-backoff", "0.05",
+              *LOOPBACK]  # fmt: skip
     async with Client(queue, redis_url=redis_server.url) as client:
         async with start_worker(queue, redis_server.url, *timing) as doomed:
             job_id = await client.post({"seconds": 0}, functions=["slow"], callback=url)
@@ -95,7 +98,7 @@ async def test_a_redis_outage_mid_delivery_is_ridden_out_and_the_callback_record
             await anyio.to_thread.run_sync(private_redis.kill)  # a crash: SIGKILL
         return web.Response(text="ok")
 
-    timing = ["--callback-timeout", "2", "--callback-lease", "30"]
+    timing = ["--callback-timeout", "2", "--callback-lease", "30", *LOOPBACK]
     async with receiving(handle) as url, start_worker(queue, private_redis.url, *timing) as worker:
         async with Client(queue, redis_url=private_redis.url) as client:
             job_id = await client.post({"seconds": 0}, functions=["slow"], callback=url)

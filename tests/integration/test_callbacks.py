@@ -11,7 +11,7 @@ import anyio
 import pytest
 from aiohttp import web
 
-from aqueue import Client, Context, JobFailed, JobNotFound, JobStatus, Listeners, Output
+from aqueue import Client, Context, Job, JobFailed, JobNotFound, JobStatus, Listeners, Output
 from aqueue._callbacks import signature
 from aqueue._server import free_port
 from aqueue.testing import FAST_CALLBACKS, RedisServer, running_worker
@@ -44,6 +44,14 @@ class Receiver:
                 self.arrived = anyio.Event()
                 await self.arrived.wait()
         return self.to(path)
+
+
+async def settled(client: Client, job_id: str, state: str, timeout: float = 20) -> Job:
+    """The job, once its callback has reached `state` ("delivered", "failed")."""
+    with anyio.fail_after(timeout):
+        while (job := await client.get_job(job_id)).callback_state != state:  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+    return job
 
 
 @pytest.fixture
@@ -95,8 +103,10 @@ def _listeners() -> Listeners:
     return listeners
 
 
+# The receiver is on loopback, which callbacks may not reach unless the operator allows it.
+LOOPBACK = replace(FAST_CALLBACKS, allow_networks=("127.0.0.0/8",))
 SECRET = "shh"
-SIGNED = replace(FAST_CALLBACKS, secret=SECRET)
+SIGNED = replace(LOOPBACK, secret=SECRET)
 
 
 async def test_success_is_called_back_once_keeping_the_url_s_own_query(
@@ -128,7 +138,9 @@ async def test_success_is_called_back_once_keeping_the_url_s_own_query(
 async def test_a_failure_is_called_back_with_success_0(
     client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
 ) -> None:
-    async with running_worker(_listeners(), queue=queue, redis_url=redis_server.url):
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=LOOPBACK
+    ):
         job_id = await client.post("x", functions=["refuse"], callback=f"{receiver.base}/ok")
         with pytest.raises(JobFailed):
             await client.block_until_result(job_id, timeout=10)
@@ -157,7 +169,9 @@ async def test_post_callbacks_carry_the_json_record(
 async def test_a_receiver_that_fails_twice_then_succeeds_gets_exactly_three_requests(
     client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
 ) -> None:
-    async with running_worker(_listeners(), queue=queue, redis_url=redis_server.url):
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=LOOPBACK
+    ):
         job_id = await client.post("x", functions=["quick"], callback=f"{receiver.base}/flaky")
         await receiver.until("/flaky", 3)
         await anyio.sleep(0.3)
@@ -178,15 +192,15 @@ async def test_a_receiver_that_never_succeeds_gets_the_configured_attempts_and_w
     url = (
         f"http://127.0.0.1:{free_port()}/nobody" if target == "refused" else receiver.base + target
     )
-    async with running_worker(_listeners(), queue=queue, redis_url=redis_server.url, concurrency=1):
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=LOOPBACK, concurrency=1
+    ):
         job_id = await client.post(1, functions=["quick"], callback=url)
         assert await client.block_until_result(job_id, timeout=10) == 1
         # while its callback is being tried and retried, the worker's only slot is free
         with anyio.fail_after(5):
             assert await client.block_until_result(await client.post(2, functions=["quick"])) == 2
-        with anyio.fail_after(20):
-            while (await client.get_job(job_id)).callback_state != "failed":  # noqa: ASYNC110
-                await anyio.sleep(0.05)
+        await settled(client, job_id, "failed")
     job = await client.get_job(job_id)
     assert job.status is JobStatus.COMPLETE
     assert job.callback_attempts == 3 and len(job.callback_log) == 3
@@ -199,14 +213,12 @@ async def test_a_receiver_that_never_succeeds_gets_the_configured_attempts_and_w
 async def test_callbacks_to_hosts_outside_the_allowlist_are_never_made(
     client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
 ) -> None:
-    only_elsewhere = replace(FAST_CALLBACKS, allowed_hosts=("hooks.example.test",))
+    only_elsewhere = replace(LOOPBACK, allowed_hosts=("hooks.example.test",))
     async with running_worker(
         _listeners(), queue=queue, redis_url=redis_server.url, callbacks=only_elsewhere
     ):
         job_id = await client.post(1, functions=["quick"], callback=f"{receiver.base}/ok")
-        with anyio.fail_after(20):
-            while (await client.get_job(job_id)).callback_state != "failed":  # noqa: ASYNC110
-                await anyio.sleep(0.05)
+        await settled(client, job_id, "failed")
     assert receiver.requests == []
     assert "not in the callback allowlist" in (await client.get_job(job_id)).callback_log[0]
 
@@ -225,7 +237,9 @@ async def test_a_job_deleted_while_its_callback_is_delivered_is_let_go_of(
         raise ValueError("dead on arrival")
 
     receiver.before_answer = client.purge_dead
-    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+    async with running_worker(
+        listeners, queue=queue, redis_url=redis_server.url, callbacks=LOOPBACK
+    ):
         job_id = await client.post(
             1, functions=["crash"], retry=0, callback=f"{receiver.base}/meanwhile"
         )
@@ -241,15 +255,13 @@ async def test_a_job_deleted_while_its_callback_is_delivered_is_let_go_of(
 async def test_the_allowlist_matches_host_names_whatever_their_case(
     client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
 ) -> None:
-    shouting = replace(FAST_CALLBACKS, allowed_hosts=("LocalHost",))
+    shouting = replace(LOOPBACK, allowed_hosts=("LocalHost",))
     url = receiver.base.replace("127.0.0.1", "localHOST") + "/ok"
     async with running_worker(
         _listeners(), queue=queue, redis_url=redis_server.url, callbacks=shouting
     ):
         job_id = await client.post(1, functions=["quick"], callback=url)
-        with anyio.fail_after(10):
-            while (await client.get_job(job_id)).callback_state != "delivered":  # noqa: ASYNC110
-                await anyio.sleep(0.05)
+        await settled(client, job_id, "delivered", 10)
     assert [r.url.split("?")[0] for r in receiver.requests] == [url.lower()]
 
 
@@ -257,9 +269,38 @@ async def test_a_failed_callback_is_retried_after_its_backoff_not_the_dispatcher
     client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
 ) -> None:
     # an idle dispatcher sleeps up to idle_wait (a minute here) unless told of a retry
-    drowsy = replace(FAST_CALLBACKS, idle_wait=60.0, lease=120.0)
+    drowsy = replace(LOOPBACK, idle_wait=60.0, lease=120.0)
     async with running_worker(
         _listeners(), queue=queue, redis_url=redis_server.url, callbacks=drowsy
     ):
         await client.post("x", functions=["quick"], callback=f"{receiver.base}/flaky")
         await receiver.until("/flaky", 3, timeout=20)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_callbacks_to_loopback_are_refused_by_default_and_delivered_once_allowed(
+    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver, host: str
+) -> None:
+    # Whoever may post chooses the URL and reads the outcome back: by default that must not
+    # reach the daemon's own network, whether named by address or by a name resolving to it.
+    url = receiver.base.replace("127.0.0.1", host) + "/ok"
+    once = replace(FAST_CALLBACKS, attempts=1)
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=once
+    ):
+        job_id = await client.post(1, functions=["quick"], callback=url)
+        [line] = (await settled(client, job_id, "failed")).callback_log
+    assert receiver.requests == []
+    refused = (
+        "refused: a loopback address" if host == "127.0.0.1" else "resolves only to a loopback"
+    )
+    assert refused in line and "callback_allow_networks" in line, line
+
+    allowed = replace(once, allow_networks=("127.0.0.0/8",))
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=allowed
+    ):
+        job_id = await client.post(1, functions=["quick"], callback=url)
+        await settled(client, job_id, "delivered")
+    [call] = receiver.requests
+    assert call.url.startswith(url) and f"job_id={job_id}" in call.url
