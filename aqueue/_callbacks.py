@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Deliveries lost to a dispatcher's crash (its lease lapsed) are tried again this many times,
+# apart from the job's callback_attempts, which count only the receiver's answers.
+CRASH_RETRIES = 3
+
+
 @dataclass(frozen=True, slots=True)
 class CallbackConfig:
     timeout: float = 10.0  # seconds one attempt may take
@@ -146,7 +151,7 @@ class Dispatcher:
                 free = slots.value
                 try:
                     due, claimed = await self.store.claim_callbacks(
-                        int(self.config.lease * 1000), max(free, 1), self.config.attempts
+                        int(self.config.lease * 1000), max(free, 1), CRASH_RETRIES
                     )
                 except RedisUnavailable as exc:
                     log.warning(

@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 
 from aqueue import Client, Context, Job, JobFailed, JobNotFound, JobStatus, Listeners, Output
-from aqueue._callbacks import signature
+from aqueue._callbacks import CRASH_RETRIES, signature
 from aqueue._server import free_port
-from aqueue.testing import FAST_CALLBACKS, RedisServer, running_worker
+from aqueue.testing import FAST_CALLBACKS, RedisServer, run_until_idle, running_worker
 
 
 @dataclass
@@ -304,3 +304,25 @@ async def test_callbacks_to_loopback_are_refused_by_default_and_delivered_once_a
         await settled(client, job_id, "delivered")
     [call] = receiver.requests
     assert call.url.startswith(url) and f"job_id={job_id}" in call.url
+
+
+async def test_deliveries_lost_to_dispatcher_crashes_spend_no_attempt_and_are_bounded_apart(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    # A dispatcher that claims a delivery and vanishes, again and again (as one whose receiver
+    # answers with something that kills it would): each lapse is re-tried without touching
+    # the job's callback_attempts, and after CRASH_RETRIES of them the callback is given up.
+    job_id = await client.post(1, functions=["quick"], callback="https://hooks.example.org/x")
+    await run_until_idle(_listeners(), queue=queue, redis_url=redis_server.url, callbacks=None)
+    claims = 0
+    with anyio.fail_after(20):
+        while (await client.get_job(job_id)).callback_state != "failed":
+            _, claimed = await client.store.claim_callbacks(1, 1, CRASH_RETRIES)  # 1 ms lease
+            claims += len(claimed)
+            await anyio.sleep(0.01)  # past that lease
+    job = await client.get_job(job_id)
+    assert claims == 1 + CRASH_RETRIES
+    assert job.callback_attempts == 0  # none of the receiver's budget
+    assert [line.split(" ", 1)[1] for line in job.callback_log] == [
+        "dispatcher stopped mid-delivery: tried again, not counted as an attempt"
+    ] * CRASH_RETRIES + [f"dispatcher stopped mid-delivery {CRASH_RETRIES + 1} times: given up"]
