@@ -9,11 +9,19 @@ delivered callback is never recorded twice. Each attempt is logged on the job.
 MLQ-compatible GET: `success`, `job_id` and `short_result` are added to the URL's own query.
 POST: the job's record as JSON. Every delivery carries an `Idempotency-Key` and, with a secret,
 `X-Aqueue-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<method>.<url>.<body>">` with the
-`X-Aqueue-Timestamp` it names, so receivers can check the origin and drop duplicates.
+`X-Aqueue-Timestamp` it names, so receivers can check the origin and drop duplicates. The
+signed URL is the one the receiver gets (`as_sent`): a URL's userinfo goes as Basic auth and its
+fragment is never sent, so neither is signed.
+
+Deliveries are at least once: a dispatcher that stops between the receiver's answer and
+recording it (a crash, a lease lapsed in a Redis outage) leaves the delivery to be made again,
+with the same Idempotency-Key. Such re-tries spend none of the job's attempts (see
+claim_callbacks.lua).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -41,6 +49,7 @@ from .job import Job, JobStatus
 
 if TYPE_CHECKING:
     import aiohttp
+    import yarl
 
 # aiohttp and yarl (~10 MB of RSS) are imported at the first delivery, not with this module:
 # every worker runs a dispatcher, and the memory of idle workers matters more than the first
@@ -95,19 +104,43 @@ def signature(secret: str, timestamp: str, method: str, url: str, body: bytes) -
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def request_for(job: Job) -> tuple[str, str, bytes]:
-    """(method, url, body) of the callback for a finished job."""
+@dataclass(frozen=True, slots=True)
+class CallbackRequest:
+    method: str
+    url: str  # as the receiver gets it (see `as_sent`): what is signed
+    body: bytes
+    authorization: str | None  # the URL's userinfo, sent as Basic auth, never on the URL
+
+
+def as_sent(url: yarl.URL) -> str:
+    """The URL a receiver rebuilds from the request it gets: the scheme, then the Host header
+    aiohttp sends (the host in ASCII, the port only when not the scheme's default), then the
+    request target. Userinfo and fragment are never on the request line, so never signed."""
+    host = url.raw_host or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    if not url.is_default_port():
+        host += f":{url.port}"
+    return f"{url.scheme}://{host}{url.raw_path_qs}"
+
+
+def request_for(job: Job) -> CallbackRequest:
+    """The callback request for a finished job."""
     import yarl  # lazily: the memory of idle workers (see the top)
 
     assert job.callback is not None
+    given = yarl.URL(job.callback)
+    authorization = None
+    if given.raw_user is not None or given.raw_password is not None:
+        userinfo = f"{given.user or ''}:{given.password or ''}".encode()
+        authorization = "Basic " + base64.b64encode(userinfo).decode()
+    url = given.with_user(None).with_fragment(None)
     success = "1" if job.status is JobStatus.COMPLETE else "0"
     if job.callback_method == "POST":
         body = _output.dumps({**_output.jsonable(job), "success": success == "1"}).encode()
-        return "POST", job.callback, body
-    url = yarl.URL(job.callback).extend_query(
-        success=success, job_id=job.id, short_result=job.short_result or ""
-    )
-    return "GET", str(url), b""
+        return CallbackRequest("POST", as_sent(url), body, authorization)
+    url = url.extend_query(success=success, job_id=job.id, short_result=job.short_result or "")
+    return CallbackRequest("GET", as_sent(url), b"", authorization)
 
 
 class Dispatcher:
@@ -239,12 +272,13 @@ class Dispatcher:
         import aiohttp  # lazily: the memory of idle workers (see the top)
         import yarl
 
-        method, url, body = request_for(job)
-        host = yarl.URL(url).host or ""
+        request = request_for(job)
+        target = yarl.URL(request.url, encoded=True)
+        host = target.host or ""
         allowed = self.config.allowed_hosts  # lower case (see CallbackConfig)
         if allowed is not None and host.lower() not in allowed:
             return False, f"host {host!r} is not in the callback allowlist"
-        if refused := literal_refusal(yarl.URL(url).raw_host or "", self.config.networks):
+        if refused := literal_refusal(target.raw_host or "", self.config.networks):
             return False, refused
         timestamp = str(int(time.time()))
         headers = {
@@ -252,15 +286,17 @@ class Dispatcher:
             "X-Aqueue-Timestamp": timestamp,
             "User-Agent": "aqueue-callbacks",
         }
-        if method == "POST":
+        if request.method == "POST":
             headers["Content-Type"] = "application/json"
+        if request.authorization is not None:
+            headers["Authorization"] = request.authorization
         if self.config.secret:
             headers["X-Aqueue-Signature"] = signature(
-                self.config.secret, timestamp, method, url, body
+                self.config.secret, timestamp, request.method, request.url, request.body
             )
         try:
             async with session.request(
-                method, yarl.URL(url, encoded=True), data=body or None, headers=headers,
+                request.method, target, data=request.body or None, headers=headers,
                 allow_redirects=False,
             ) as response:  # fmt: skip
                 await response.read()
