@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
@@ -347,3 +348,17 @@ async def test_the_signature_is_verifiable_from_the_request_the_receiver_gets(
     expected = signature(SECRET, timestamp, method, call.url, call.body)
     assert call.headers["X-Aqueue-Signature"] == expected
     assert call.headers["Authorization"] == "Basic " + base64.b64encode(b"hook:pa ss").decode()
+
+
+async def test_the_resolver_passes_on_only_the_addresses_callbacks_may_reach() -> None:
+    # What the connector dials is what the guard returned: names resolving only to refused
+    # addresses fail; of a mixed answer only the allowed addresses are kept.
+    from aqueue._callback_guard import CallbackRefused, guarded_resolver, parse_networks
+
+    strict, loopback = guarded_resolver(()), guarded_resolver(parse_networks(("127.0.0.0/8",)))
+    with pytest.raises(CallbackRefused, match="'localhost' refused: it resolves only to a loop"):
+        await strict.resolve("localhost", 80, socket.AF_UNSPEC)
+    results = await loopback.resolve("localhost", 80, socket.AF_UNSPEC)
+    await strict.close()
+    await loopback.close()
+    assert results and {r["host"] for r in results} <= {"127.0.0.1"}  # ::1 is not allowed
