@@ -9,24 +9,39 @@ delivered callback is never recorded twice. Each attempt is logged on the job.
 MLQ-compatible GET: `success`, `job_id` and `short_result` are added to the URL's own query.
 POST: the job's record as JSON. Every delivery carries an `Idempotency-Key` and, with a secret,
 `X-Aqueue-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<method>.<url>.<body>">` with the
-`X-Aqueue-Timestamp` it names, so receivers can check the origin and drop duplicates.
+`X-Aqueue-Timestamp` it names, so receivers can check the origin and drop duplicates. The
+signed URL is the one the receiver gets (`as_sent`): a URL's userinfo goes as Basic auth and its
+fragment is never sent, so neither is signed.
+
+Deliveries are at least once: a dispatcher that stops between the receiver's answer and
+recording it (a crash, a lease lapsed in a Redis outage) leaves the delivery to be made again,
+with the same Idempotency-Key. Such re-tries spend none of the job's attempts (see
+claim_callbacks.lua).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
 
 from . import _output
 from ._backoff import Backoff, follow
+from ._callback_guard import (
+    CallbackRefused,
+    Network,
+    guarded_resolver,
+    literal_refusal,
+    parse_networks,
+)
 from ._store import Store
 from .client import Client
 from .errors import ConfigError, JobNotFound, RedisUnavailable
@@ -34,12 +49,18 @@ from .job import Job, JobStatus
 
 if TYPE_CHECKING:
     import aiohttp
+    import yarl
 
 # aiohttp and yarl (~10 MB of RSS) are imported at the first delivery, not with this module:
 # every worker runs a dispatcher, and the memory of idle workers matters more than the first
 # callback's few milliseconds.
 
 log = logging.getLogger(__name__)
+
+
+# Deliveries lost to a dispatcher's crash (its lease lapsed) are tried again this many times,
+# apart from the job's callback_attempts, which count only the receiver's answers.
+CRASH_RETRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +70,19 @@ class CallbackConfig:
     backoff: float = 1.0  # seconds before the second attempt; doubles each time
     secret: str | None = None  # HMAC-SHA256 key for X-Aqueue-Signature
     allowed_hosts: tuple[str, ...] | None = None  # None: any host
+    # Networks callbacks may reach though they are not public (loopback, private, link-local,
+    # metadata): none by default. CIDRs or addresses; `networks` holds them parsed.
+    allow_networks: tuple[str, ...] = ()
     lease: float = 60.0  # a delivery whose dispatcher vanished is retried after this
     concurrency: int = 16  # deliveries in flight at once
     idle_wait: float = 5.0
+    networks: tuple[Network, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "networks", parse_networks(tuple(self.allow_networks)))
+        except ValueError as exc:
+            raise ConfigError(f"callback allow_networks: {exc}") from None
         if self.allowed_hosts is not None:  # host names are case-insensitive
             hosts = tuple(name.lower() for name in self.allowed_hosts)
             object.__setattr__(self, "allowed_hosts", hosts)
@@ -75,19 +104,43 @@ def signature(secret: str, timestamp: str, method: str, url: str, body: bytes) -
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def request_for(job: Job) -> tuple[str, str, bytes]:
-    """(method, url, body) of the callback for a finished job."""
+@dataclass(frozen=True, slots=True)
+class CallbackRequest:
+    method: str
+    url: str  # as the receiver gets it (see `as_sent`): what is signed
+    body: bytes
+    authorization: str | None  # the URL's userinfo, sent as Basic auth, never on the URL
+
+
+def as_sent(url: yarl.URL) -> str:
+    """The URL a receiver rebuilds from the request it gets: the scheme, then the Host header
+    aiohttp sends (the host in ASCII, the port only when not the scheme's default), then the
+    request target. Userinfo and fragment are never on the request line, so never signed."""
+    host = url.raw_host or ""
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    if not url.is_default_port():
+        host += f":{url.port}"
+    return f"{url.scheme}://{host}{url.raw_path_qs}"
+
+
+def request_for(job: Job) -> CallbackRequest:
+    """The callback request for a finished job."""
     import yarl  # lazily: the memory of idle workers (see the top)
 
     assert job.callback is not None
+    given = yarl.URL(job.callback)
+    authorization = None
+    if given.raw_user is not None or given.raw_password is not None:
+        userinfo = f"{given.user or ''}:{given.password or ''}".encode()
+        authorization = "Basic " + base64.b64encode(userinfo).decode()
+    url = given.with_user(None).with_fragment(None)
     success = "1" if job.status is JobStatus.COMPLETE else "0"
     if job.callback_method == "POST":
         body = _output.dumps({**_output.jsonable(job), "success": success == "1"}).encode()
-        return "POST", job.callback, body
-    url = yarl.URL(job.callback).extend_query(
-        success=success, job_id=job.id, short_result=job.short_result or ""
-    )
-    return "GET", str(url), b""
+        return CallbackRequest("POST", as_sent(url), body, authorization)
+    url = url.extend_query(success=success, job_id=job.id, short_result=job.short_result or "")
+    return CallbackRequest("GET", as_sent(url), b"", authorization)
 
 
 class Dispatcher:
@@ -104,7 +157,9 @@ class Dispatcher:
             import aiohttp  # lazily: the memory of idle workers (see the top)
 
             timeout = aiohttp.ClientTimeout(total=self.config.timeout)
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            # every name resolves through the guard: only the addresses it passes are dialled
+            connector = aiohttp.TCPConnector(resolver=guarded_resolver(self.config.networks))
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         return self._session
 
     @contextlib.asynccontextmanager
@@ -129,7 +184,7 @@ class Dispatcher:
                 free = slots.value
                 try:
                     due, claimed = await self.store.claim_callbacks(
-                        int(self.config.lease * 1000), max(free, 1), self.config.attempts
+                        int(self.config.lease * 1000), max(free, 1), CRASH_RETRIES
                     )
                 except RedisUnavailable as exc:
                     log.warning(
@@ -217,26 +272,31 @@ class Dispatcher:
         import aiohttp  # lazily: the memory of idle workers (see the top)
         import yarl
 
-        method, url, body = request_for(job)
-        host = yarl.URL(url).host or ""
+        request = request_for(job)
+        target = yarl.URL(request.url, encoded=True)
+        host = target.host or ""
         allowed = self.config.allowed_hosts  # lower case (see CallbackConfig)
         if allowed is not None and host.lower() not in allowed:
             return False, f"host {host!r} is not in the callback allowlist"
+        if refused := literal_refusal(target.raw_host or "", self.config.networks):
+            return False, refused
         timestamp = str(int(time.time()))
         headers = {
             "Idempotency-Key": f"{job.id}.{job.attempt}.{job.status}",
             "X-Aqueue-Timestamp": timestamp,
             "User-Agent": "aqueue-callbacks",
         }
-        if method == "POST":
+        if request.method == "POST":
             headers["Content-Type"] = "application/json"
+        if request.authorization is not None:
+            headers["Authorization"] = request.authorization
         if self.config.secret:
             headers["X-Aqueue-Signature"] = signature(
-                self.config.secret, timestamp, method, url, body
+                self.config.secret, timestamp, request.method, request.url, request.body
             )
         try:
             async with session.request(
-                method, yarl.URL(url, encoded=True), data=body or None, headers=headers,
+                request.method, target, data=request.body or None, headers=headers,
                 allow_redirects=False,
             ) as response:  # fmt: skip
                 await response.read()
@@ -245,5 +305,9 @@ class Dispatcher:
                 return False, f"HTTP {response.status}"
         except TimeoutError:
             return False, f"no answer within {self.config.timeout:g} s"
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, CallbackRefused):  # from the guard, not the network
+                return False, str(exc.os_error)
+            return False, f"{type(exc).__name__}: {exc}"
         except aiohttp.ClientError as exc:
             return False, f"{type(exc).__name__}: {exc}"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ._callback_guard import parse_networks
 from ._callbacks import CallbackConfig
 from ._checks import is_number
 from ._keys import check_queue_name
@@ -73,6 +74,15 @@ def _queues(value: Any) -> tuple[str, ...]:
         except ConfigError as exc:
             raise ValueError(f"a list of valid queue names ({exc})") from None
     return names
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    entries = _names(value)
+    try:
+        parse_networks(entries)
+    except ValueError as exc:
+        raise ValueError(f"a list of networks ({exc})") from None
+    return entries
 
 
 def redis_url(value: Any) -> str:
@@ -141,6 +151,7 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "callback_lease": _seconds,
     "callback_secret": _text,
     "callback_hosts": _names,  # a list of host names, or a comma-separated string
+    "callback_allow_networks": _networks,  # non-public networks callbacks may reach (CIDRs)
     "callbacks": _flag,
     "log_format": _choice("auto", "text", "json", "journal"),
     "log_level": _choice("DEBUG", "INFO", "WARNING", "ERROR"),

@@ -310,10 +310,11 @@ class Store:
         return total
 
     async def claim_callbacks(
-        self, lease_ms: int, count: int, most_attempts: int
+        self, lease_ms: int, count: int, crash_retries: int
     ) -> tuple[int | None, list[tuple[str, int]]]:
-        """(ms until the next retry is due, [(job id, token)]) of the callbacks to deliver now."""
-        raw = await self._run("claim_callbacks", [lease_ms, count, most_attempts])
+        """(ms until the next retry is due, [(job id, token)]) of the callbacks to deliver now;
+        a delivery whose dispatcher stopped is re-tried up to `crash_retries` times."""
+        raw = await self._run("claim_callbacks", [lease_ms, count, crash_retries])
         due = int(raw[0])
         pairs = [(_text(raw[i]), int(raw[i + 1])) for i in range(1, len(raw), 2)]
         return (None if due < 0 else due), pairs

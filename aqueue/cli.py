@@ -157,6 +157,10 @@ def _parser() -> argparse.ArgumentParser:
         "--callback-lease", type=_positive, help="a stalled delivery is retried after"
     )
     worker.add_argument(
+        "--callback-allow-networks", metavar="CIDR,...",
+        help="non-public networks callbacks may reach, e.g. 10.0.0.0/8 (none)",
+    )  # fmt: skip
+    worker.add_argument(
         "--no-callbacks", dest="callbacks", action="store_const", const=False,
         help="deliver no callbacks from this daemon",
     )  # fmt: skip

@@ -256,7 +256,7 @@ class Client:
         if "status" not in fields:  # none, or callback fields an older build left behind
             raise JobNotFound(job_id, self.queue)
         job = decode_job(job_id, self.queue, fields)
-        if job.callback_attempts:
+        if job.callback_state not in (None, "pending"):  # claimed: maybe lost to a crash
             job = replace(job, callback_log=tuple(await self.store.callback_log(job_id)))
         if job.status is JobStatus.QUEUED:
             job = await self._explain_wait(job)

@@ -1,12 +1,15 @@
 -- claim_callbacks: take up to n callbacks to deliver, each under a lease.
--- Sources, in order: deliveries whose dispatcher stopped mid-way (lease lapsed; that attempt
--- counts), retries that are due, then the outbox (written by finish_terminal atomically with
--- the job's outcome).
+-- Sources, in order: deliveries whose dispatcher stopped mid-way (lease lapsed), retries that
+-- are due, then the outbox (written by finish_terminal atomically with the job's outcome).
+-- A delivery lost to a dispatcher's crash is not the receiver's failure: it is tried again at
+-- once without spending one of the job's attempts (cb_attempts), counted apart (cb_crashes)
+-- and given up after `crashes` such re-tries, so that a receiver whose answer kills
+-- dispatchers (a huge body, say) is not called for ever.
 -- KEYS: none; every key is built from ARGV[1].
--- ARGV[1] queue prefix; ARGV[2] lease ms; ARGV[3] n; ARGV[4] most attempts per callback
+-- ARGV[1] queue prefix; ARGV[2] lease ms; ARGV[3] n; ARGV[4] most re-tries after crashes
 -- Returns: {ms until the next retry is due or -1, then per callback: job id, token}
 local prefix, lease = ARGV[1], tonumber(ARGV[2])
-local n, most = tonumber(ARGV[3]), tonumber(ARGV[4])
+local n, crashes = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 local active, retry = prefix .. 'cb:active', prefix .. 'cb:retry'
 
@@ -17,11 +20,14 @@ for _, id in ipairs(lapsed) do
   -- a record deleted mid-delivery (expired, purged) is not written to: HINCRBY would make
   -- a record of callback fields alone, with no status
   if redis.call('EXISTS', jk) == 1 then
-    local attempts = redis.call('HINCRBY', jk, 'cb_attempts', 1)
-    callback_log(prefix, id, now, 'dispatcher stopped mid-delivery')
-    if attempts >= most then
+    local stops = redis.call('HINCRBY', jk, 'cb_crashes', 1)
+    if stops > crashes then
+      callback_log(prefix, id, now, 'dispatcher stopped mid-delivery ' .. stops ..
+                   ' times: given up')
       redis.call('HSET', jk, 'cb_state', 'failed')
     else
+      callback_log(prefix, id, now, 'dispatcher stopped mid-delivery: tried again, ' ..
+                   'not counted as an attempt')
       redis.call('ZADD', retry, now, id)
     end
   end

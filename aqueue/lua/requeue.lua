@@ -22,7 +22,7 @@ end
 local attempts = f[2] and select(2, run_parts(f[2])) or '0'
 redis.call('HSET', prefix .. 'tries', id, attempts .. '|' .. attempts) -- a fresh budget
 redis.call('HSET', jk, 'released', attempts, 'reason', 'requeued from ' .. status, 'finished', '')
-redis.call('HDEL', jk, 'cb_attempts', 'cb_state') -- its next outcome is called back afresh
+redis.call('HDEL', jk, 'cb_attempts', 'cb_crashes', 'cb_state') -- called back afresh
 enqueue(prefix, jk, id, lane_of(f[3], f[4], f[5]))
 publish_status(prefix, id, 'queued')
 redis.call('PUBLISH', prefix .. 'wake', 'requeued')

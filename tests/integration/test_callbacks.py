@@ -3,18 +3,21 @@ bounded number of times, and never holds up the worker's jobs."""
 
 from __future__ import annotations
 
+import base64
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
 from aiohttp import web
 
-from aqueue import Client, Context, JobFailed, JobNotFound, JobStatus, Listeners, Output
-from aqueue._callbacks import signature
+from aqueue import Client, Context, Job, JobFailed, JobNotFound, JobStatus, Listeners, Output
+from aqueue._callbacks import CRASH_RETRIES, signature
 from aqueue._server import free_port
-from aqueue.testing import FAST_CALLBACKS, RedisServer, running_worker
+from aqueue.testing import FAST_CALLBACKS, RedisServer, run_until_idle, running_worker
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Receiver:
     before_answer: Callable[[], Awaitable[object]] | None = None  # run by /meanwhile
 
     def to(self, path: str) -> list[Received]:
-        return [r for r in self.requests if r.url.startswith(self.base + path)]
+        return [r for r in self.requests if urlsplit(r.url).path.startswith(path)]
 
     async def until(self, path: str, count: int, timeout: float = 15) -> list[Received]:
         with anyio.fail_after(timeout):
@@ -44,6 +47,14 @@ class Receiver:
                 self.arrived = anyio.Event()
                 await self.arrived.wait()
         return self.to(path)
+
+
+async def settled(client: Client, job_id: str, state: str, timeout: float = 20) -> Job:
+    """The job, once its callback has reached `state` ("delivered", "failed")."""
+    with anyio.fail_after(timeout):
+        while (job := await client.get_job(job_id)).callback_state != state:  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+    return job
 
 
 @pytest.fixture
@@ -95,8 +106,10 @@ def _listeners() -> Listeners:
     return listeners
 
 
+# The receiver is on loopback, which callbacks may not reach unless the operator allows it.
+LOOPBACK = replace(FAST_CALLBACKS, allow_networks=("127.0.0.0/8",))
 SECRET = "shh"
-SIGNED = replace(FAST_CALLBACKS, secret=SECRET)
+SIGNED = replace(LOOPBACK, secret=SECRET)
 
 
 async def test_success_is_called_back_once_keeping_the_url_s_own_query(
@@ -128,7 +141,9 @@ async def test_success_is_called_back_once_keeping_the_url_s_own_query(
 async def test_a_failure_is_called_back_with_success_0(
     client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
 ) -> None:
-    async with running_worker(_listeners(), queue=queue, redis_url=redis_server.url):
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=LOOPBACK
+    ):
         job_id = await client.post("x", functions=["refuse"], callback=f"{receiver.base}/ok")
         with pytest.raises(JobFailed):
             await client.block_until_result(job_id, timeout=10)
@@ -157,7 +172,9 @@ async def test_post_callbacks_carry_the_json_record(
 async def test_a_receiver_that_fails_twice_then_succeeds_gets_exactly_three_requests(
     client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
 ) -> None:
-    async with running_worker(_listeners(), queue=queue, redis_url=redis_server.url):
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=LOOPBACK
+    ):
         job_id = await client.post("x", functions=["quick"], callback=f"{receiver.base}/flaky")
         await receiver.until("/flaky", 3)
         await anyio.sleep(0.3)
@@ -178,15 +195,15 @@ async def test_a_receiver_that_never_succeeds_gets_the_configured_attempts_and_w
     url = (
         f"http://127.0.0.1:{free_port()}/nobody" if target == "refused" else receiver.base + target
     )
-    async with running_worker(_listeners(), queue=queue, redis_url=redis_server.url, concurrency=1):
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=LOOPBACK, concurrency=1
+    ):
         job_id = await client.post(1, functions=["quick"], callback=url)
         assert await client.block_until_result(job_id, timeout=10) == 1
         # while its callback is being tried and retried, the worker's only slot is free
         with anyio.fail_after(5):
             assert await client.block_until_result(await client.post(2, functions=["quick"])) == 2
-        with anyio.fail_after(20):
-            while (await client.get_job(job_id)).callback_state != "failed":  # noqa: ASYNC110
-                await anyio.sleep(0.05)
+        await settled(client, job_id, "failed")
     job = await client.get_job(job_id)
     assert job.status is JobStatus.COMPLETE
     assert job.callback_attempts == 3 and len(job.callback_log) == 3
@@ -199,14 +216,12 @@ async def test_a_receiver_that_never_succeeds_gets_the_configured_attempts_and_w
 async def test_callbacks_to_hosts_outside_the_allowlist_are_never_made(
     client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
 ) -> None:
-    only_elsewhere = replace(FAST_CALLBACKS, allowed_hosts=("hooks.example.test",))
+    only_elsewhere = replace(LOOPBACK, allowed_hosts=("hooks.example.test",))
     async with running_worker(
         _listeners(), queue=queue, redis_url=redis_server.url, callbacks=only_elsewhere
     ):
         job_id = await client.post(1, functions=["quick"], callback=f"{receiver.base}/ok")
-        with anyio.fail_after(20):
-            while (await client.get_job(job_id)).callback_state != "failed":  # noqa: ASYNC110
-                await anyio.sleep(0.05)
+        await settled(client, job_id, "failed")
     assert receiver.requests == []
     assert "not in the callback allowlist" in (await client.get_job(job_id)).callback_log[0]
 
@@ -225,7 +240,9 @@ async def test_a_job_deleted_while_its_callback_is_delivered_is_let_go_of(
         raise ValueError("dead on arrival")
 
     receiver.before_answer = client.purge_dead
-    async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+    async with running_worker(
+        listeners, queue=queue, redis_url=redis_server.url, callbacks=LOOPBACK
+    ):
         job_id = await client.post(
             1, functions=["crash"], retry=0, callback=f"{receiver.base}/meanwhile"
         )
@@ -241,15 +258,13 @@ async def test_a_job_deleted_while_its_callback_is_delivered_is_let_go_of(
 async def test_the_allowlist_matches_host_names_whatever_their_case(
     client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
 ) -> None:
-    shouting = replace(FAST_CALLBACKS, allowed_hosts=("LocalHost",))
+    shouting = replace(LOOPBACK, allowed_hosts=("LocalHost",))
     url = receiver.base.replace("127.0.0.1", "localHOST") + "/ok"
     async with running_worker(
         _listeners(), queue=queue, redis_url=redis_server.url, callbacks=shouting
     ):
         job_id = await client.post(1, functions=["quick"], callback=url)
-        with anyio.fail_after(10):
-            while (await client.get_job(job_id)).callback_state != "delivered":  # noqa: ASYNC110
-                await anyio.sleep(0.05)
+        await settled(client, job_id, "delivered", 10)
     assert [r.url.split("?")[0] for r in receiver.requests] == [url.lower()]
 
 
@@ -257,9 +272,93 @@ async def test_a_failed_callback_is_retried_after_its_backoff_not_the_dispatcher
     client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
 ) -> None:
     # an idle dispatcher sleeps up to idle_wait (a minute here) unless told of a retry
-    drowsy = replace(FAST_CALLBACKS, idle_wait=60.0, lease=120.0)
+    drowsy = replace(LOOPBACK, idle_wait=60.0, lease=120.0)
     async with running_worker(
         _listeners(), queue=queue, redis_url=redis_server.url, callbacks=drowsy
     ):
         await client.post("x", functions=["quick"], callback=f"{receiver.base}/flaky")
         await receiver.until("/flaky", 3, timeout=20)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_callbacks_to_loopback_are_refused_by_default_and_delivered_once_allowed(
+    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver, host: str
+) -> None:
+    # Whoever may post chooses the URL and reads the outcome back: by default that must not
+    # reach the daemon's own network, whether named by address or by a name resolving to it.
+    url = receiver.base.replace("127.0.0.1", host) + "/ok"
+    once = replace(FAST_CALLBACKS, attempts=1)
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=once
+    ):
+        job_id = await client.post(1, functions=["quick"], callback=url)
+        [line] = (await settled(client, job_id, "failed")).callback_log
+    assert receiver.requests == []
+    refused = (
+        "refused: a loopback address" if host == "127.0.0.1" else "resolves only to a loopback"
+    )
+    assert refused in line and "callback_allow_networks" in line, line
+
+    allowed = replace(once, allow_networks=("127.0.0.0/8",))
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=allowed
+    ):
+        job_id = await client.post(1, functions=["quick"], callback=url)
+        [call] = await receiver.until("/ok", 1)
+    assert call.url.startswith(url) and f"job_id={job_id}" in call.url
+
+
+async def test_deliveries_lost_to_dispatcher_crashes_spend_no_attempt_and_are_bounded_apart(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    # A dispatcher that claims a delivery and vanishes, again and again (as one whose receiver
+    # answers with something that kills it would): each lapse is re-tried without touching
+    # the job's callback_attempts, and after CRASH_RETRIES of them the callback is given up.
+    job_id = await client.post(1, functions=["quick"], callback="https://hooks.example.org/x")
+    await run_until_idle(_listeners(), queue=queue, redis_url=redis_server.url, callbacks=None)
+    claims = 0
+    with anyio.fail_after(20):
+        while (await client.get_job(job_id)).callback_state != "failed":
+            _, claimed = await client.store.claim_callbacks(1, 1, CRASH_RETRIES)  # 1 ms lease
+            claims += len(claimed)
+            await anyio.sleep(0.01)  # past that lease
+    job = await client.get_job(job_id)
+    assert claims == 1 + CRASH_RETRIES
+    assert job.callback_attempts == 0  # none of the receiver's budget
+    assert [line.split(" ", 1)[1] for line in job.callback_log] == [
+        "dispatcher stopped mid-delivery: tried again, not counted as an attempt"
+    ] * CRASH_RETRIES + [f"dispatcher stopped mid-delivery {CRASH_RETRIES + 1} times: given up"]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_the_signature_is_verifiable_from_the_request_the_receiver_gets(
+    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver, method: str
+) -> None:
+    # Userinfo goes as Basic auth and a fragment is never sent; the host is sent lower-case
+    # and a default port not at all: the signed URL is the one the receiver can rebuild.
+    port = receiver.base.rsplit(":", 1)[1]
+    url = f"http://hook:pa%20ss@LocalHost:{port}/ok/a%2Fb?x=1#part"
+    async with running_worker(
+        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=SIGNED
+    ):
+        await client.post(1, functions=["quick"], callback=url, callback_method=method)
+        [call] = await receiver.until("/ok", 1)
+    assert call.url.startswith(f"http://localhost:{port}/ok/a%2Fb?x=1")
+    timestamp = call.headers["X-Aqueue-Timestamp"]
+    expected = signature(SECRET, timestamp, method, call.url, call.body)
+    assert call.headers["X-Aqueue-Signature"] == expected
+    assert call.headers["Authorization"] == "Basic " + base64.b64encode(b"hook:pa ss").decode()
+
+
+async def test_the_resolver_passes_on_only_the_addresses_callbacks_may_reach() -> None:
+    # What the connector dials is what the guard returned: names resolving only to refused
+    # addresses fail; of a mixed answer only the allowed addresses are kept.
+    from aqueue._callback_guard import CallbackRefused, guarded_resolver, parse_networks
+
+    strict, loopback = guarded_resolver(()), guarded_resolver(parse_networks(("127.0.0.0/8",)))
+    with pytest.raises(CallbackRefused, match="'localhost' refused: it resolves only to a loop"):
+        await strict.resolve("localhost", 80, socket.AF_UNSPEC)
+    results = await loopback.resolve("localhost", 80, socket.AF_UNSPEC)
+    await strict.close()
+    await loopback.close()
+    assert results and {r["host"] for r in results} <= {"127.0.0.1"}  # ::1 is not allowed

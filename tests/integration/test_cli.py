@@ -203,6 +203,12 @@ async def test_check_validates_the_config_and_the_redis_it_points_at(
         ("grace = inf\n", [], "grace = inf in {config} is invalid: must be a positive number"),
         ("queues = ['ok', 'bad name']\n", [], "queues = ['ok', 'bad name'] in {config} is invalid"),
         ("redis_url = 'http://x'\n", [], "in {config} is invalid: must be a redis://, rediss://"),
+        (
+            "callback_allow_networks = ['10.0.0.0/8', '10.0.0.0/33']\n",
+            [],
+            "callback_allow_networks = ['10.0.0.0/8', '10.0.0.0/33'] in {config} is invalid: "
+            "must be a list of networks ('10.0.0.0/33' is not a network",
+        ),
         # a bad --lease, --queue or --concurrency alone is a usage error: see
         # test_bad_option_values_are_usage_errors_naming_the_option
         ("", ["--lease", "10", "--heartbeat", "20"], "lease=10 s (from the command line)"),

@@ -10,13 +10,12 @@ from pathlib import Path
 ROOT = Path(__file__).parents[2]
 
 
-def test_the_quickstart_runs_a_daemon_on_real_jobs_and_prints_their_results(
-    tmp_path: Path,
-) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "AQUEUE_REDIS_URL"}
-    env["AQUEUE_HOME"] = str(tmp_path)  # a fresh embedded Redis of its own
+def run_example(name: str, home: Path) -> list[str]:
+    """Run examples/`name` as a new user does, with a fresh embedded Redis; its output lines."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AQUEUE_")}
+    env["AQUEUE_HOME"] = str(home)
     done = subprocess.run(
-        [sys.executable, "examples/quickstart.py"],
+        [sys.executable, f"examples/{name}"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -25,7 +24,14 @@ def test_the_quickstart_runs_a_daemon_on_real_jobs_and_prints_their_results(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    assert not (home / "redis" / "redis.url").exists()  # the embedded server was stopped
+    return done.stdout.splitlines()
+
+
+def test_the_quickstart_runs_a_daemon_on_real_jobs_and_prints_their_results(
+    tmp_path: Path,
+) -> None:
+    lines = run_example("quickstart.py", tmp_path)
     progress = [
         line.strip() for line in lines if line.strip().startswith("train: ") and "%" in line
     ]
@@ -34,4 +40,18 @@ def test_the_quickstart_runs_a_daemon_on_real_jobs_and_prints_their_results(
     assert "infer -> 14.0" in lines
     assert "fragile -> dead: ValueError: cannot parse 'garbage'" in lines
     assert lines[-1] == "worker daemon exited with status 0"
-    assert not (tmp_path / "redis" / "redis.url").exists()  # the embedded server was stopped
+
+
+def test_the_callback_receiver_acts_on_each_outcome_once_and_refuses_forgeries(
+    tmp_path: Path,
+) -> None:
+    # Deliveries are at least once: the receiver must drop a repeat by its Idempotency-Key.
+    lines = run_example("callback_receiver.py", tmp_path)
+    called = [line for line in lines if line.startswith("called back: job ")]
+    assert len(called) == 3 and all(line.endswith("success=True") for line in called)
+    [repeat] = [line for line in lines if line.startswith("repeat of ")]
+    assert repeat.endswith(".1.complete ignored")
+    assert "repeated delivery answered: HTTP 200" in lines
+    assert "forged delivery answered: HTTP 401" in lines
+    assert "3 outcomes recorded, once each; 1 repeat ignored" in lines
+    assert lines[-1] == "worker daemon exited with status 0"
