@@ -263,6 +263,8 @@ async def _serve(
     response = web.StreamResponse(headers=headers)
     response.content_length = payload[2]
     await response.prepare(request)
+    if request.method == "HEAD":  # its headers say it all: no chunk read for nothing
+        return response
     try:
         async for chunk in stored.payload_chunks(payload[1]):
             await response.write(chunk)

@@ -284,6 +284,13 @@ _NAME_PARAMETER = {
 }
 
 
+# a bytes value as it is, any other as JSON (GET /jobs/{id}/result, GET /data/{key})
+_BYTES_OR_JSON = {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "application/json": {"schema": _ANY},
+}
+
+
 def _answers(*codes: str, **more: Any) -> dict[str, Any]:
     common = {
         "400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound",
@@ -373,10 +380,7 @@ _PATHS: dict[str, Any] = {
             "The result",
             {
                 "description": "the exact bytes of a binary result, JSON for any other value",
-                "content": {
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                    "application/json": {"schema": _ANY},
-                },
+                "content": _BYTES_OR_JSON,
             },
             "202",
             "409",
@@ -459,17 +463,7 @@ _PATHS: dict[str, Any] = {
                 "404",
                 "422",
                 "503",
-                **{
-                    "200": {
-                        "description": "the data",
-                        "content": {
-                            "application/octet-stream": {
-                                "schema": {"type": "string", "format": "binary"}
-                            },
-                            "application/json": {"schema": _ANY},
-                        },
-                    },
-                },
+                **{"200": {"description": "the data", "content": _BYTES_OR_JSON}},
             ),
         }
     },

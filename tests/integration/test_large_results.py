@@ -14,7 +14,17 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
-from aqueue import Client, ConfigError, Context, JobFailed, JobStatus, Listeners, Output
+from aqueue import (
+    Client,
+    ConfigError,
+    Context,
+    JobFailed,
+    JobNotFound,
+    JobStatus,
+    Listeners,
+    MessageError,
+    Output,
+)
 from aqueue._http import HttpConfig, serve_http
 from aqueue._results import CHUNK_BYTES
 from aqueue._settings import resolve
@@ -210,3 +220,32 @@ async def test_results_at_the_edge_of_a_chunk_read_back_intact(
         with anyio.fail_after(30):
             assert await client.block_until_result(job_id) == weights(size)
     assert (await client.get_job(job_id)).result_bytes == size + 6
+
+
+async def test_a_large_result_whose_chunks_are_gone_or_whose_reference_is_garbage_says_so(
+    redis_server: RedisServer, client: Client, queue: str
+) -> None:
+    async with running_worker(make_listeners(), queue=queue, redis_url=redis_server.url, **SLOW):
+        gone, garbage = [
+            await client.post({"size": CHUNK_BYTES * 2, "as": "bytes"}, functions=["train"])
+            for _ in range(2)
+        ]
+        with anyio.fail_after(30):
+            for job_id in (gone, garbage):
+                await client.block_until_result(job_id)
+    store = client.store
+    await store.redis.unlink(store.keys.blob(gone))  # as if expired before its record
+    await store.redis.hset(store.keys.job(garbage), "result", b"\x02\xc1 not msgpack")
+    with pytest.raises(JobNotFound):
+        await client.get_result(gone)
+    with pytest.raises(MessageError, match=r"result of job .* unreadable reference"):
+        await client.get_result(garbage)
+    assert (await client.get_job(garbage)).result_bytes is None  # the record stays readable
+    async with http(redis_server.url, queue) as session:
+        async with session.get(f"/jobs/{gone}/result.bin") as resp:
+            assert resp.status == 404 and (await resp.json())["error"] == "job_not_found"
+        async with session.get(f"/jobs/{garbage}/result") as resp:
+            assert resp.status == 422 and "unreadable reference" in (await resp.json())["detail"]
+        key = await client.store_data(weights(CHUNK_BYTES + 1))
+        async with session.head(f"/data/{key}") as resp:  # the length, and no chunk read
+            assert resp.status == 200 and resp.headers["Content-Length"] == str(CHUNK_BYTES + 1)
