@@ -31,7 +31,7 @@ from .errors import JobNotFound, MessageError, MessageTooLarge
 
 CHUNK_BYTES = 4 * MIB  # the most one command carries; a result up to it stays in its record
 REF = _codec.REF  # a `result` that refers to its chunks (an envelope is the value itself)
-_UPLOAD_DAYS = 86400 * 1000  # an upload outlives its job's ttl by a day, then goes on its own
+_UPLOAD_GRACE_MS = 86400 * 1000  # an upload outlives its job's ttl by a day, then goes by itself
 _PIECES = Sequence[bytes | memoryview]
 # msgpack's bin and str headers: the type byte -> (kind, bytes of length after it)
 _HEADS = {0xC4: ("bytes", 1), 0xC5: ("bytes", 2), 0xC6: ("bytes", 4)}
@@ -42,7 +42,8 @@ def envelope(value: Any, limit: int, remedy: str) -> tuple[int, _PIECES]:
     """A result's envelope as its size and the pieces it is, end to end. A large bytes value
     is not copied: its header, then the value itself. Over `limit`: MessageTooLarge."""
     if isinstance(value, bytes) and len(value) > CHUNK_BYTES:
-        head = _codec.VERSION + b"\xc6" + min(len(value), 2**32 - 1).to_bytes(4, "big")  # bin 32
+        # bin 32 (a value of 4 GiB or more would not fit it, and is over any limit below)
+        head = _codec.VERSION + b"\xc6" + min(len(value), 2**32 - 1).to_bytes(4, "big")
         pieces: _PIECES = [head, memoryview(value)]
         size = len(head) + len(value)
     else:
@@ -80,7 +81,7 @@ async def upload(
     """Upload a large result's chunks; the outcome fields that finish.lua adopts them by."""
     token = os.urandom(8).hex()
     key = store.keys.upload(job_id, token)
-    count = await store.upload_chunks(key, _chunks(pieces), ttl_s * 1000 + _UPLOAD_DAYS)
+    count = await store.upload_chunks(key, _chunks(pieces), ttl_s * 1000 + _UPLOAD_GRACE_MS)
     # bytes, not str: the reference is an envelope, binary like any result
     return ["result", REF + msgpack.packb([size, count]), "blob", token]
 
@@ -89,7 +90,6 @@ async def upload(
 class Stored:
     """An envelope stored whole or in chunks, read a chunk at a time, the first one already."""
 
-    what: str  # for errors: "the result of job '...'", "the data at key '...'"
     size: int
     count: int  # chunks
     first: bytes
@@ -142,7 +142,7 @@ async def stored_result(store: Store, job_id: str, raw: bytes) -> Stored:
     """The stored result of a complete job, from its record's `result`."""
     what = f"the result of job {job_id!r}"
     if raw[:1] != REF:
-        return Stored(what, len(raw), 1, raw, _nothing, _nothing_gone)
+        return Stored(len(raw), 1, raw, _nothing, _nothing_gone)
     try:
         size, count = msgpack.unpackb(raw[1:])
         if not (isinstance(size, int) and isinstance(count, int) and 0 < count <= size):
@@ -156,7 +156,7 @@ async def stored_result(store: Store, job_id: str, raw: bytes) -> Stored:
     first = await store.result_chunk(job_id, 0)
     if first is None:
         raise gone()
-    return Stored(what, size, count, first, functools.partial(store.result_chunk, job_id), gone)
+    return Stored(size, count, first, functools.partial(store.result_chunk, job_id), gone)
 
 
 async def stored_data(store: Store, key: str, gone: Callable[[], Exception]) -> Stored:
@@ -169,7 +169,7 @@ async def stored_data(store: Store, key: str, gone: Callable[[], Exception]) -> 
         return await store.data_range(key, index * CHUNK_BYTES, CHUNK_BYTES)
 
     count = -(-size // CHUNK_BYTES)
-    return Stored(f"the data at key {key!r}", size, count, first, read, gone)
+    return Stored(size, count, first, read, gone)
 
 
 async def _nothing(index: int) -> bytes | None:
