@@ -13,6 +13,9 @@ import msgpack
 from .errors import MessageError
 
 VERSION = b"\x01"
+# not an envelope: a large result's reference to its chunks, msgpack [size, chunks], in its
+# record's `result` (see _results.py); decode() refuses it, as an older build's does
+REF = b"\x02"
 
 
 def _refuse(obj: Any) -> Any:

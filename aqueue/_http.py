@@ -30,6 +30,7 @@ from ._http_events import job_events
 from ._http_jobs import (
     cancel_job,
     dead_letters,
+    get_data,
     get_job,
     get_progress,
     get_queue,
@@ -45,6 +46,7 @@ from ._http_jobs import (
 from ._store import redis_errors
 from .errors import (
     ConfigError,
+    DataNotFound,
     InvalidTransition,
     JobFailed,
     JobNotFound,
@@ -123,6 +125,8 @@ async def _errors_and_auth(request: web.Request, handler: Handler) -> web.Stream
         return Problem(exc.status, code, detail, headers).response()
     except JobNotFound as exc:
         return Problem(404, "job_not_found", str(exc)).response()
+    except DataNotFound as exc:
+        return Problem(404, "data_not_found", str(exc)).response()
     except JobFailed as exc:
         return _failed(exc).response()
     except InvalidTransition as exc:
@@ -197,6 +201,7 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get("/jobs/{id}/result", get_result)
     app.router.add_get(r"/jobs/{id}/result.{ext:[A-Za-z0-9]{1,16}}", get_result)
     app.router.add_get("/jobs/{id}/events", job_events, allow_head=False)  # a HEAD never ends
+    app.router.add_get("/data/{key}", get_data)
     app.router.add_get("/queues", list_queues)
     app.router.add_get("/queues/{name}", get_queue)
     app.router.add_get("/queues/{name}/dead", dead_letters)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from datetime import datetime
 from typing import Any
@@ -16,9 +17,11 @@ from ._keys import check_queue_name
 from ._openapi import openapi_spec
 from ._output import QueueStatus
 from ._records import check_functions
+from ._results import Stored
 from ._store import Store, redis_errors
 from .client import Client
 from .errors import (
+    AqueueError,
     InvalidTransition,
     JobNotFound,
     MessageError,
@@ -26,6 +29,8 @@ from .errors import (
 )
 from .job import JobStatus
 from .retry import RetryPolicy
+
+log = logging.getLogger(__name__)
 
 # -- requests --------------------------------------------------------------------------------
 
@@ -208,38 +213,68 @@ async def get_short_result(request: web.Request) -> web.Response:
     return web.Response(text=job.short_result, content_type="text/plain")
 
 
-async def get_result(request: web.Request) -> web.Response:
+async def get_result(request: web.Request) -> web.StreamResponse:
     """The result: the exact bytes of a binary one, JSON otherwise; `result.<ext>` serves
     them with the extension's content type, so that a browser shows or plays them."""
     client, job_id = await _job_client(request)
-    ext = request.match_info.get("ext")
     try:
-        result = await client.get_result(job_id)
+        stored = await client._stored_result(job_id)
     except InvalidTransition as pending:
         return _pending(client, job_id, pending.status)
+    return await _serve(
+        request, stored, request.match_info.get("ext"), f"the result of job {job_id!r}"
+    )
+
+
+async def get_data(request: web.Request) -> web.StreamResponse:
+    """What a listener or client stored with `store_data`, served as a result is."""
+    state = request.app[STATE]
+    client = await state.client(request.query.get("queue", state.config.queue))
+    key = request.match_info["key"]
+    return await _serve(request, await client._stored_data(key), None, f"the data at {key!r}")
+
+
+async def _serve(
+    request: web.Request, stored: Stored | None, ext: str | None, what: str
+) -> web.StreamResponse:
+    """A stored value: a bytes or str one streamed a chunk at a time, as it is in Redis (with
+    the extension's content type), any other read whole and sent as JSON."""
     kind = "application/octet-stream"
     if ext is not None:
         kind = _TYPES.guess_type(f"result.{ext.lower()}", strict=False)[0] or kind
-    if kind == "application/json" and not isinstance(result, bytes):
-        return _json(result)
-    if ext is None and not isinstance(result, bytes):
-        return _json(result)
-    if isinstance(result, str):  # e.g. result.txt, result.csv, result.html of a text result
-        result = result.encode()
-        kind += "; charset=utf-8" if kind.startswith("text/") else ""
-    if not isinstance(result, bytes):
-        raise Problem(
-            406,
-            "not_binary",
-            f"the result of job {job_id!r} is a {type(result).__name__}, not bytes: "
-            "GET its /result (JSON) instead",
-        )
+    payload = None if stored is None else stored.payload()
+    is_bytes = payload is not None and payload[0] == "bytes"
+    if not is_bytes and (kind == "application/json" or ext is None or payload is None):
+        if payload is None and ext is not None and kind != "application/json":
+            raise Problem(
+                406,
+                "not_binary",
+                f"{what} is not bytes or text: GET its /result (JSON) instead",
+            )
+        return _json(None if stored is None else await stored.value())
+    assert stored is not None and payload is not None  # (is_bytes, or a str with an ext)
+    if payload[0] == "str" and kind.startswith("text/"):  # e.g. result.txt, .csv, .html
+        kind += "; charset=utf-8"
     headers = {
         "Content-Type": kind,
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "sandbox",  # a result is data, never a page that runs code
     }
-    return web.Response(body=result, headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = payload[2]
+    await response.prepare(request)
+    if request.method == "HEAD":  # its headers say it all: no chunk read for nothing
+        return response
+    try:
+        async for chunk in stored.payload_chunks(payload[1]):
+            await response.write(chunk)
+    except AqueueError as exc:  # gone or Redis away half way: the headers are sent, so the
+        log.warning("HTTP %s: %s cut short: %s", request.path, what, exc)  # body is cut
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
 
 
 async def list_queues(request: web.Request) -> web.Response:

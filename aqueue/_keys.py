@@ -46,6 +46,12 @@ class Keys:
     def data(self, key: str) -> str:
         return f"{self.prefix}data:{key}"
 
+    def blob(self, job_id: str) -> str:  # list: a large result's chunks (aqueue/_results.py)
+        return f"{self.prefix}blob:{job_id}"
+
+    def upload(self, job_id: str, token: str) -> str:  # list: chunks until finish adopts them
+        return f"{self.prefix}upload:{job_id}:{token}"
+
     @property
     def spec(self) -> str:  # hash: job id -> what a worker needs to run it (msgpack), while kept
         return self.prefix + "spec"

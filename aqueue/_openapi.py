@@ -182,7 +182,11 @@ _SCHEMAS: dict[str, Any] = {
             "worker": _NULLABLE_STRING,
             "progress": _nullable({"allOf": [_ref("Progress")]}),
             "short_result": _NULLABLE_STRING,
-            "result": _ANY,
+            "result": {
+                **_ANY,
+                "description": "null for a result over 4 MiB: GET /jobs/{id}/result for it",
+            },
+            "result_bytes": _nullable({**_INT, "description": "the stored result's size"}),
             "error_type": _NULLABLE_STRING,
             "error_message": _NULLABLE_STRING,
             "traceback": _NULLABLE_STRING,
@@ -280,6 +284,13 @@ _NAME_PARAMETER = {
 }
 
 
+# a bytes value as it is, any other as JSON (GET /jobs/{id}/result, GET /data/{key})
+_BYTES_OR_JSON = {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "application/json": {"schema": _ANY},
+}
+
+
 def _answers(*codes: str, **more: Any) -> dict[str, Any]:
     common = {
         "400": "BadRequest", "401": "Unauthorized", "403": "Forbidden", "404": "NotFound",
@@ -369,10 +380,7 @@ _PATHS: dict[str, Any] = {
             "The result",
             {
                 "description": "the exact bytes of a binary result, JSON for any other value",
-                "content": {
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                    "application/json": {"schema": _ANY},
-                },
+                "content": _BYTES_OR_JSON,
             },
             "202",
             "409",
@@ -438,6 +446,24 @@ _PATHS: dict[str, Any] = {
                     },
                     "204": {"description": "the outcome was already sent"},
                 },
+            ),
+        }
+    },
+    "/data/{key}": {
+        "get": {
+            "summary": "Data stored with store_data (a listener's ctx, or a client)",
+            "description": "Bytes are served as they are (application/octet-stream), streamed; "
+            "any other value as JSON.",
+            "parameters": [
+                {"name": "key", "in": "path", "required": True, "schema": _STRING},
+                {**_QUEUE_PARAMETER, "description": "the data's queue; default: the service's"},
+            ],
+            "responses": _answers(
+                "401",
+                "404",
+                "422",
+                "503",
+                **{"200": {"description": "the data", "content": _BYTES_OR_JSON}},
             ),
         }
     },
@@ -531,6 +557,7 @@ _OPERATION_IDS = {
     ("/jobs/{id}/result", "get"): "getResult",
     ("/jobs/{id}/result.{ext}", "get"): "getResultAs",
     ("/jobs/{id}/events", "get"): "streamEvents",
+    ("/data/{key}", "get"): "getData",
     ("/queues", "get"): "listQueues",
     ("/queues/{name}", "get"): "getQueue",
     ("/queues/{name}/dead", "get"): "listDeadLetters",

@@ -174,6 +174,19 @@ def _value(fields: Mapping[str, bytes], name: str) -> Any:
     return None if raw is None else _codec.decode(raw)
 
 
+def _result(raw: bytes | None) -> dict[str, Any]:
+    """A record's result, and its size; a large one's chunks (see _results.py) are not read."""
+    if raw is None:
+        return {}
+    if raw[:1] == _codec.REF:  # a reference to its chunks, [size, chunks]
+        try:
+            size = msgpack.unpackb(raw[1:])[0]
+        except (ValueError, TypeError, LookupError, msgpack.UnpackException):
+            size = None
+        return {"result_bytes": size if isinstance(size, int) else None}
+    return {"result": _codec.decode(raw), "result_bytes": len(raw)}
+
+
 def posted_ms(posted: bytes) -> int:
     """When a job was posted, from its record's `posted`: "ms|score|sig" (see lane_of in
     lua/_lib.lua), or "ms" alone in an older version's records."""
@@ -207,7 +220,7 @@ def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
         worker=worker or None,
         progress=progress,
         short_result=_s(f, "short"),
-        result=_value(f, "result"),
+        **_result(f.get("result")),
         error_type=_s(f, "err_type"),
         error_message=_s(f, "err_msg"),
         traceback=_s(f, "err_tb"),

@@ -16,7 +16,7 @@ from ._callback_guard import parse_networks
 from ._callbacks import CallbackConfig
 from ._checks import is_number
 from ._keys import check_queue_name
-from .config import ClientConfig, WorkerConfig
+from .config import MOST_RESULT_BYTES, ClientConfig, WorkerConfig
 from .errors import TEN_YEARS, ConfigError
 
 if TYPE_CHECKING:
@@ -51,6 +51,26 @@ def _seconds(value: Any) -> float:
     if not is_number(seconds) or not 0 < seconds <= TEN_YEARS:
         raise ValueError(f"a positive number of seconds, at most {TEN_YEARS} (ten years)")
     return float(seconds)
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def result_bytes(value: Any) -> int:
+    """A result size limit: a whole number of bytes, or one with a unit (500MB, 64MiB)."""
+    allowed = f"a size from 1 byte to {MOST_RESULT_BYTES} (2GiB), e.g. 67108864, 64MiB or 500MB"
+    size: Any = value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        digits = text.rstrip("kmgib ")
+        unit = _UNITS.get(text[len(digits) :].strip())
+        if not digits.isdigit() or unit is None:
+            raise ValueError(allowed)
+        size = int(digits) * unit
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MOST_RESULT_BYTES:
+        raise ValueError(allowed)
+    return size
 
 
 def _text(value: Any) -> str:
@@ -141,6 +161,7 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "grace": _seconds,
     "reaper_interval": _seconds,
     "idle_wait": _seconds,
+    "max_result_bytes": result_bytes,
     "reaper": _flag,
     "http_bind": _bind,
     "http_read_tokens": _names,  # a list, or a comma-separated string
@@ -256,6 +277,7 @@ def resolve(
             "reaper_interval",
             "idle_wait",
             "reaper",
+            "max_result_bytes",
         )
         if k in values
     }

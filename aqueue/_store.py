@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import anyio
 import msgpack
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
@@ -390,6 +391,59 @@ class Store:
     async def get_data(self, key: str) -> bytes | None:
         with redis_errors(f"fetching data at {key!r}"):
             return cast(bytes | None, await self.redis.get(self.keys.data(key)))
+
+    async def data_head(self, key: str, most: int) -> tuple[int, bytes]:
+        """The size of the data at `key` (0: none) and its first `most` bytes, at one moment."""
+        k = self.keys.data(key)
+        with redis_errors(f"fetching data at {key!r}"):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.strlen(k)
+                pipe.getrange(k, 0, most - 1)
+                size, head = await pipe.execute()
+        return int(size), cast(bytes, head)
+
+    async def data_range(self, key: str, start: int, count: int) -> bytes:
+        with redis_errors(f"fetching data at {key!r}"):
+            return cast(
+                bytes, await self.redis.getrange(self.keys.data(key), start, start + count - 1)
+            )
+
+    async def upload_chunks(
+        self, key: str, chunks: Iterable[bytes | memoryview], ttl_ms: int, in_flight: int = 4
+    ) -> int:
+        """Append `chunks` to the list at `key` (expiring after `ttl_ms`), a few per round
+        trip and one per command; deleted again if that fails or is cancelled. How many."""
+        count = 0
+
+        async def send(batch: list[bytes | memoryview]) -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for item in batch:
+                    pipe.rpush(key, item)
+                pipe.pexpire(key, ttl_ms)
+                await pipe.execute()
+
+        try:
+            with redis_errors(f"uploading {key!r}"):
+                batch: list[bytes | memoryview] = []
+                for chunk in chunks:
+                    batch.append(chunk)
+                    if len(batch) == in_flight:
+                        await send(batch)
+                        count, batch = count + len(batch), []
+                if batch:
+                    await send(batch)
+                    count += len(batch)
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                with contextlib.suppress(Exception):
+                    await self.redis.unlink(key)
+            raise
+        return count
+
+    async def result_chunk(self, job_id: str, index: int) -> bytes | None:
+        """Chunk `index` of a large result (see aqueue/_results.py); None when gone."""
+        with redis_errors(f"reading the result of job {job_id!r}"):
+            return cast(bytes | None, await self.redis.lindex(self.keys.blob(job_id), index))
 
     async def dead_ids(self, offset: int, count: int) -> list[str]:
         with redis_errors("listing dead letters"):

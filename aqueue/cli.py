@@ -86,6 +86,13 @@ def _redis_url(text: str) -> str:
         raise argparse.ArgumentTypeError(f"must be {exc}: {text!r}") from None
 
 
+def _result_bytes(text: str) -> int:
+    try:
+        return _settings.result_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"must be {exc}, got {text!r}") from None
+
+
 def _add_connection(p: argparse.ArgumentParser, *, many_queues: bool = False) -> None:
     p.add_argument("--config", type=Path, help="a TOML settings file (e.g. /etc/aqueue/gpu0.toml)")
     p.add_argument(
@@ -146,6 +153,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--grace", type=_positive, help="seconds running jobs get on SIGTERM (30)")
     worker.add_argument("--idle-wait", type=_positive, help="longest block between claims (5)")
+    worker.add_argument(
+        "--max-result-bytes",
+        type=_result_bytes,
+        metavar="SIZE",
+        help="largest result a listener may return, e.g. 1GiB (16MiB; at most 2GiB)",
+    )
     worker.add_argument(
         "--callback-timeout", type=_positive, help="seconds per delivery attempt (10)"
     )

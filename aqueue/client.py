@@ -29,6 +29,7 @@ from ._checks import is_number, seconds
 from ._coalesce import Coalescer
 from ._connection import open_store
 from ._records import decode_job, remembered_job_fields
+from ._results import REF, Stored, stored_data, stored_result
 from ._store import NewJobs, Store
 from .config import ClientConfig
 from .errors import (
@@ -288,6 +289,12 @@ class Client:
     async def get_result(self, job_id: str) -> Any:
         """The result of a finished job; JobFailed if it did not complete, InvalidTransition
         (status still pending) if it has not finished."""
+        stored = await self._stored_result(job_id)
+        return None if stored is None else await stored.value()
+
+    async def _stored_result(self, job_id: str) -> Stored | None:
+        """A complete job's stored result (None: it has none), read no further than its first
+        chunk; the errors of get_result."""
         status, result, err_type, err_msg, err_tb = await self.store.job_field_values(
             _check_id(job_id), ["status", "result", "err_type", "err_msg", "err_tb"]
         )
@@ -295,7 +302,7 @@ class Client:
             raise JobNotFound(job_id, self.queue)
         name = status.decode()
         if name == JobStatus.COMPLETE:
-            return None if result is None else _codec.decode(result)
+            return None if result is None else await stored_result(self.store, job_id, result)
         if status in _TERMINAL_NAMES:
             raise JobFailed(job_id, name, _str(err_type), _str(err_msg), _str(err_tb))
         raise InvalidTransition(job_id, "read the result of", name)
@@ -315,7 +322,7 @@ class Client:
         if ended is not None:  # posted watched, and its outcome already heard
             self._posted.pop(job_id, None)
             if ended[1] is not None:
-                return _codec.decode(ended[1])
+                return await self._pushed_result(job_id, ended[1])
             return await self.get_result(job_id)
         # posted watched in this subscription: its outcome will reach us, no watch needed
         heard = self._posted.pop(job_id, None) == self._epoch
@@ -342,8 +349,15 @@ class Client:
                     del self._waiters[job_id]
                     self._results.pop(job_id, None)
         if pushed is not None:  # came with the completion event: no read needed
-            return _codec.decode(pushed)
+            return await self._pushed_result(job_id, pushed)
         return await self.get_result(job_id)
+
+    async def _pushed_result(self, job_id: str, pushed: bytes) -> Any:
+        """A result that came with its completion event: the value, or a large one's reference
+        to its chunks (aqueue/_results.py), read from them."""
+        if pushed[:1] != REF:
+            return _codec.decode(pushed)
+        return await (await stored_result(self.store, job_id, pushed)).value()
 
     async def _ensure_listening(self) -> None:
         if self._listener is not None and not self._listener.done():
@@ -552,6 +566,10 @@ class Client:
         if raw is None:
             raise DataNotFound(key, self.queue)
         return _codec.decode(raw)
+
+    async def _stored_data(self, key: str) -> Stored:
+        """The data at `key`, read no further than its first chunk (for streaming it)."""
+        return await stored_data(self.store, _check_key(key), lambda: DataNotFound(key, self.queue))
 
 
 _REMEMBERED = 10_000

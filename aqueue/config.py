@@ -9,6 +9,12 @@ from ._keys import check_queue_name
 from .errors import ConfigError
 
 DAY = 86400.0
+MIB = 1024 * 1024
+# The most a result may be, whatever the setting: a worker holds it whole (and a value that is
+# not bytes or str, twice: the value and its encoding), and so does a Python reader. Results
+# over one chunk are stored in chunks (aqueue/_results.py), so Redis's own limit of 512 MB a
+# value or an argument never applies.
+MOST_RESULT_BYTES = 2048 * MIB
 
 
 def _positive(name: str, value: object, *, integer: bool = False) -> None:
@@ -59,11 +65,20 @@ class WorkerConfig:
     prefetch: int = 64
     worker_id: str | None = None
     reaper: bool = True  # run the reaper in this daemon
+    # The largest result (its msgpack encoding) a listener may return; over it the job fails
+    # with MessageTooLarge. Up to MOST_RESULT_BYTES; it is Redis memory, for the result's ttl.
+    max_result_bytes: int = 16 * MIB
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
         _positive("concurrency", self.concurrency, integer=True)
         _positive("claim_batch", self.claim_batch, integer=True)
+        _positive("max_result_bytes", self.max_result_bytes, integer=True)
+        if self.max_result_bytes > MOST_RESULT_BYTES:
+            raise ConfigError(
+                f"max_result_bytes must be at most {MOST_RESULT_BYTES} (2 GiB), "
+                f"got {self.max_result_bytes}"
+            )
         if (
             isinstance(self.prefetch, bool)
             or not isinstance(self.prefetch, int)

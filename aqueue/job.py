@@ -80,7 +80,10 @@ class Job:
     worker: str | None = None
     progress: Progress | None = None
     short_result: str | None = None
+    # A result over 4 MiB is not in the record (None here; its size in result_bytes): read it
+    # with get_result, or GET /jobs/{id}/result, which stream it
     result: Any = None
+    result_bytes: int | None = None  # the stored result's size (its msgpack envelope)
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None

@@ -37,7 +37,7 @@ import anyio.to_thread
 import msgpack
 from anyio.abc import TaskStatus
 
-from . import _codec
+from . import _codec, _results
 from ._backoff import Backoff, follow
 from ._callbacks import CallbackConfig, Dispatcher
 from ._connection import open_store
@@ -52,7 +52,6 @@ from .errors import (
     JobTimeout,
     LeaseLost,
     MessageError,
-    MessageTooLarge,
     RedisUnavailable,
     Retry,
 )
@@ -63,6 +62,10 @@ from .retry import DEFAULT_POLICY
 log = logging.getLogger(__name__)
 
 _TRACEBACK_LIMIT = 64 * 1024
+_RESULT_REMEDY = (
+    "raise the worker's max_result_bytes (--max-result-bytes, AQUEUE_MAX_RESULT_BYTES), "
+    "or store it elsewhere and return a reference"
+)
 
 
 def _message_of(exc: BaseException) -> str:
@@ -461,7 +464,7 @@ class Worker:
             if isinstance(exc, asyncio.CancelledError) and _cancelled(running):
                 raise
             return self._failure(job, exc, retryable=False)
-        return self._success(job, value)
+        return await self._success(client, job, value)
 
     async def _call(self, listener: Listener, msg: Any, ctx: Context, running: _Running) -> Any:
         if listener.is_async:
@@ -516,7 +519,7 @@ class Worker:
 
         return reacquire
 
-    def _success(self, job: Claimed, value: Any) -> Outcome:
+    async def _success(self, client: Client, job: Claimed, value: Any) -> Outcome:
         if isinstance(value, Output):
             result, short = value.result, value.short
         elif isinstance(value, str):
@@ -524,23 +527,25 @@ class Worker:
         else:
             result, short = value, None
         try:
-            encoded = _codec.encode(result, "result")
-            # the limit of messages holds for results too: Redis takes no argument over 512 MB
-            limit = self.client_config.max_message_bytes
-            if len(encoded) > limit:
-                raise MessageTooLarge(
-                    len(encoded), limit, "result", "store it with ctx.store_data, return its key"
-                )
+            size, pieces = _results.envelope(result, self.config.max_result_bytes, _RESULT_REMEDY)
             if short is not None and not isinstance(short, str):
                 raise MessageError(f"short result must be a str, got {type(short).__name__}")
             if short is not None and short != _printable(short):
                 raise MessageError(f"short result {short!r} is not valid Unicode text")
         except MessageError as exc:
             return self._failure(job, exc, retryable=False)
-        fields: list[str | bytes] = ["result", encoded]
+        kind = "complete"
+        if size <= _results.CHUNK_BYTES:  # the common case: in the record, by the finish
+            fields: list[str | bytes] = ["result", cast(bytes, pieces[0])]  # one: see envelope
+        else:  # in chunks beside it, that the finish makes the job's (see _results.py)
+            try:
+                fields = await _results.upload(client.store, job.id, pieces, size, job.ttl_s)
+            except RedisUnavailable as exc:  # (e.g. Redis out of memory) an attempt spent
+                return self._failure(job, exc, retryable=True)
+            kind = "chunked"
         if short is not None:
             fields += ["short", short]
-        return job.outcome("complete", 0, fields)
+        return job.outcome(kind, 0, fields)
 
     def _failure(
         self, job: Claimed, exc: BaseException, *, retryable: bool, delay: float | None = None

@@ -136,6 +136,18 @@ local function finish_terminal(prefix, jk, id, status, now, ttl_s, calls_back, w
   if watched then publish_status(prefix, id, status, result) end
 end
 
+-- A large result's chunks, uploaded beside its job (aqueue/_results.py) as `upload:<id>:<token>`,
+-- become the job's `blob:<id>` as it completes: kept an hour past its record, which deletes them
+-- with it (forget). An upload that is gone (expired, purged) leaves a record whose readers say so.
+local function adopt_chunks(prefix, id, token, ttl_s)
+  if not token then return end
+  local upload = prefix .. 'upload:' .. id .. ':' .. token
+  if redis.call('EXISTS', upload) == 0 then return end
+  local blob = prefix .. 'blob:' .. id
+  redis.call('RENAME', upload, blob)
+  redis.call('PEXPIRE', blob, int((tonumber(ttl_s) + 3600) * 1000))
+end
+
 -- Let go of the jobs that ended in this call, and add its outcomes to the lifetime counters
 -- and to a 10 s bucket (kept 2 minutes), from which `aqueue status` reads jobs/s over the last
 -- minute. `watched_any`: false when none of them was watched (a SREM saved).
@@ -190,12 +202,14 @@ local function out_of_expiries(prefix, id, finished, ttl_s)
   end
 end
 
--- Delete what a job leaves behind: its record, callback log and spec. `ids`: up to 1000.
+-- Delete what a job leaves behind: its record, callback log, large result and spec. `ids`: up
+-- to 1000.
 local function forget(prefix, ids)
   local keys = {}
   for _, id in ipairs(ids) do
     keys[#keys + 1] = prefix .. 'job:' .. id
     keys[#keys + 1] = prefix .. 'cblog:' .. id
+    keys[#keys + 1] = prefix .. 'blob:' .. id
   end
   redis.call('UNLINK', unpack(keys))
   redis.call('HDEL', prefix .. 'spec', unpack(ids))

@@ -8,7 +8,10 @@
 --          collect): per outcome attempt (text), kind, delay ms, ttl s, calls back (0|1),
 --          max_att, n, then n items: field, value, ...; ttl, calls back and max_att are from
 --          the spec the claim handed over
---   kind complete: fields short, result            -> complete
+--   kind complete: fields result, short            -> complete
+--   kind chunked:  fields result (a reference), blob (an upload token), short -> complete:
+--                  the upload `upload:<id>:<token>` becomes `blob:<id>` (aqueue/_results.py);
+--                  refused, it is deleted
 --   kind retry:    fields err_type, err_msg, err_tb -> queued | scheduled (after delay ms),
 --                  or dead once attempts (less releases) reach max_att
 --   kind fail:     fields err_type, err_msg, err_tb -> failed
@@ -34,6 +37,12 @@ local function fields(at, n)
   end
   return kept(read(stream, n, at))
 end
+-- A chunked result's upload token: its fields are result, reference, blob, token, ...
+local function upload_of(at)
+  local _, _, _, name, token = read(stream, 4, at)
+  if name ~= 'blob' or type(token) ~= 'string' then return nil end
+  return token
+end
 local now = now_ms()
 local now_s = int(now)
 local runs = redis.call('HMGET', prefix .. 'running', unpack(ids))
@@ -56,12 +65,13 @@ for j = 1, #ids do
     local watched = awaited[j] == 1
     any_watched = any_watched or watched
     -- the attempt's own facts go on its record (while it ran, its `running` entry): `ran`
-    if kind == 'complete' then
+    if kind == 'complete' or kind == 'chunked' then
       local result = nil -- rides along with the event (saving its waiter a read) when small
       if watched and n >= 2 then
         local _, name, value = read(stream, 2, first)
         if name == 'result' and #value <= 4096 then result = value end
       end
+      if kind == 'chunked' then adopt_chunks(prefix, id, upload_of(first), ttl) end
       finish_terminal(prefix, jk, id, 'complete', now_s, ttl, calls_back, watched, result,
         'ran', run, fields(first, n))
     elseif kind == 'fail' then
@@ -97,10 +107,16 @@ for j = 1, #ids do
   else
     -- the same outcome sent again (its first reply was lost) finds itself recorded: a
     -- complete or failed record whose `ran` is this attempt (only a finish writes those)
+    local upload = kind == 'chunked' and upload_of(first)
     fields(first, n) -- passed over
     local f = redis.call('HMGET', jobs .. id, 'status', 'ran')
-    local recorded = f[1] == (kind == 'complete' and 'complete' or kind == 'fail' and 'failed')
-    accepted[j] = (recorded and f[2] and holds(f[2], worker, attempt)) and '1' or '0'
+    local ended_as = (kind == 'complete' or kind == 'chunked') and 'complete'
+      or kind == 'fail' and 'failed'
+    local recorded = f[1] == ended_as and f[2] and holds(f[2], worker, attempt)
+    accepted[j] = recorded and '1' or '0'
+    if upload and not recorded then
+      redis.call('UNLINK', prefix .. 'upload:' .. id .. ':' .. upload)
+    end
   end
 end
 if ndone > 0 then

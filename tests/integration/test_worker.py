@@ -790,7 +790,7 @@ async def test_a_listener_that_raises_past_exception_fails_its_job_and_not_the_w
     assert errors["unprintable"].error_message == "<str() of the error failed: RuntimeError>"
 
 
-async def test_a_result_over_the_message_limit_fails_its_job_and_names_the_limit(
+async def test_a_result_over_the_worker_s_limit_fails_its_job_and_names_the_limit(
     client: Client, redis_server: RedisServer, queue: str
 ) -> None:
     listeners = Listeners()
@@ -799,9 +799,8 @@ async def test_a_result_over_the_message_limit_fails_its_job_and_names_the_limit
     async def weights(msg: int, ctx: Context) -> bytes:
         return bytes(msg)
 
-    small = ClientConfig(max_message_bytes=4096)
     async with running_worker(
-        listeners, queue=queue, redis_url=redis_server.url, client_config=small
+        listeners, queue=queue, redis_url=redis_server.url, max_result_bytes=4096
     ):
         too_big = await client.post(5000, functions=["weights"], retry=0)
         with pytest.raises(JobFailed):
