@@ -29,10 +29,77 @@ local function lane_of(posted, sig, score)
   return sig, score
 end
 
+-- Can a worker with listeners `have` (a set) run jobs of lane `sig`? A job naming no listener
+-- runs on any worker that has one.
+local function fits(have, any, sig)
+  if not any then return false end
+  for name in string.gmatch(sig, '[^,]+') do
+    if not have[name] then return false end
+  end
+  return true
+end
+
+-- Lanes are indexed by what can serve them, so that a claim's cost does not grow with lanes
+-- its worker cannot serve (junk listener names, say). A worker's kind is the set of its
+-- listeners: names sorted, joined by ','. `kinds` (zset) holds the kinds of live workers, by
+-- the latest liveness deadline of one (ms); `serves:<sha1 of kind>` (set) the signatures of
+-- the lanes with ready jobs that kind can serve (and perhaps some emptied since: its claims
+-- drop those). `unserved` (zset) holds the lanes no live kind can serve: with ready jobs
+-- (score +inf), or kept for scheduled ones (score: when the latest is due); posts refuse to
+-- add one past the queue's bound (post.lua). `lanes` still lists every lane with ready jobs.
+local function serving_key(prefix, kind)
+  return prefix .. 'serves:' .. redis.sha1hex(kind)
+end
+
+-- The kinds in `kinds`, {kind, its listeners as a set}, read once per call (see live_kinds).
+local kinds_read = nil
+
+local function live_kinds(prefix)
+  if not kinds_read then
+    kinds_read = {}
+    for _, kind in ipairs(redis.call('ZRANGE', prefix .. 'kinds', '0', '-1')) do
+      local have = {}
+      for name in string.gmatch(kind, '[^,]+') do have[name] = true end
+      kinds_read[#kinds_read + 1] = {kind, have}
+    end
+  end
+  return kinds_read
+end
+
+-- Can a live worker serve lane `sig`? `index`: list it for each kind that can.
+local function lane_served(prefix, sig, index)
+  local served = false
+  for _, k in ipairs(live_kinds(prefix)) do
+    if fits(k[2], true, sig) then
+      if not index then return true end
+      redis.call('SADD', serving_key(prefix, k[1]), sig)
+      served = true
+    end
+  end
+  return served
+end
+
+-- A lane that has just got ready jobs (it was not in `lanes`): listed for every kind that can
+-- serve it, else as unserved.
+local function index_lane(prefix, sig)
+  if not lane_served(prefix, sig, true) then
+    redis.call('ZADD', prefix .. 'unserved', '+inf', sig)
+  end
+end
+
 -- Put a job id on its lane (the caller records its status).
 local function onto_lane(prefix, sig, score, id)
   redis.call('ZADD', prefix .. 'lane:' .. sig, score, id)
-  redis.call('SADD', prefix .. 'lanes', sig)
+  if redis.call('SADD', prefix .. 'lanes', sig) == 1 then index_lane(prefix, sig) end
+end
+
+-- A lane left with no ready jobs, off `lanes` (and off `unserved`, unless kept there for
+-- scheduled jobs). Kinds' indexes may still list it: their claims drop it.
+local function off_lanes(prefix, sig)
+  redis.call('SREM', prefix .. 'lanes', sig)
+  if redis.call('ZSCORE', prefix .. 'unserved', sig) == 'inf' then
+    redis.call('ZREM', prefix .. 'unserved', sig)
+  end
 end
 
 -- Put a job (already out of every other list) on its lane as `queued`.
@@ -79,6 +146,69 @@ end
 local function call_many(cmd, key, args)
   for k = 1, #args, 4000 do
     redis.call(cmd, key, unpack(args, k, math.min(k + 3999, #args)))
+  end
+end
+
+-- A worker of `kind` (its listeners: `have`, a set) is live until `deadline` (ms, as text).
+-- A kind not listed before gets its index: every lane with ready jobs it can serve, which
+-- is then no longer unserved. Returns the index's key.
+local function serve_kind(prefix, kind, have, deadline)
+  local key = serving_key(prefix, kind)
+  if redis.call('ZADD', prefix .. 'kinds', 'GT', deadline, kind) == 1 then
+    kinds_read = nil
+    local fitting = {}
+    for _, sig in ipairs(redis.call('SMEMBERS', prefix .. 'lanes')) do
+      if fits(have, true, sig) then fitting[#fitting + 1] = sig end
+    end
+    if #fitting > 0 then
+      call_many('SADD', key, fitting)
+      call_many('ZREM', prefix .. 'unserved', fitting)
+    end
+  end
+  return key
+end
+
+-- A worker's kind (see serving_key) from its listener names, and those names as a set.
+local function kind_of(names)
+  local have, sorted = {}, {}
+  for _, name in ipairs(names) do
+    if not have[name] then
+      have[name] = true
+      sorted[#sorted + 1] = name
+    end
+  end
+  table.sort(sorted)
+  return table.concat(sorted, ','), have
+end
+
+-- Kinds whose workers are all gone: their indexes go, and the lanes with ready jobs that no
+-- live kind serves become unserved. Then lanes kept for scheduled jobs now due: kept on as
+-- lanes with ready jobs, or let go of (`limit` of them).
+local function tend_kinds(prefix, now, limit)
+  local lapsed = redis.call('ZRANGEBYSCORE', prefix .. 'kinds', '-inf', '(' .. int(now))
+  if #lapsed > 0 then
+    redis.call('ZREM', prefix .. 'kinds', unpack(lapsed))
+    kinds_read = nil
+    local orphans = {}
+    for _, kind in ipairs(lapsed) do
+      local key = serving_key(prefix, kind)
+      for _, sig in ipairs(redis.call('SMEMBERS', key)) do orphans[sig] = true end
+      redis.call('DEL', key)
+    end
+    for sig in pairs(orphans) do
+      if redis.call('SISMEMBER', prefix .. 'lanes', sig) == 1 and not lane_served(prefix, sig) then
+        redis.call('ZADD', prefix .. 'unserved', '+inf', sig)
+      end
+    end
+  end
+  local kept = redis.call('ZRANGEBYSCORE', prefix .. 'unserved', '-inf', '(' .. int(now),
+    'LIMIT', '0', int(limit))
+  for _, sig in ipairs(kept) do
+    if redis.call('SISMEMBER', prefix .. 'lanes', sig) == 1 then
+      redis.call('ZADD', prefix .. 'unserved', '+inf', sig)
+    else
+      redis.call('ZREM', prefix .. 'unserved', sig)
+    end
   end
 end
 
@@ -199,16 +329,6 @@ local function forget(prefix, ids)
   end
   redis.call('UNLINK', unpack(keys))
   redis.call('HDEL', prefix .. 'spec', unpack(ids))
-end
-
--- Can a worker with listeners `have` (a set) run jobs of lane `sig`? A job naming no listener
--- runs on any worker that has one.
-local function fits(have, any, sig)
-  if not any then return false end
-  for name in string.gmatch(sig, '[^,]+') do
-    if not have[name] then return false end
-  end
-  return true
 end
 
 -- Who runs a job: {worker, attempt, its `running` entry "worker|attempt|started ms"}, or
