@@ -22,7 +22,8 @@ local function job_key(j) return batch[5 + 3 * j] end
 local function job_spec(j) return batch[6 + 3 * j] end
 -- A lane no live worker can serve (unknown listener names: a typo, or junk) is one more only
 -- within the queue's bound, checked before any write. A lane that has ready jobs is counted.
-if redis.call('SISMEMBER', prefix .. 'lanes', sig) == 0 and not lane_served(prefix, sig)
+local listed = redis.call('SISMEMBER', prefix .. 'lanes', sig) == 1
+if not listed and not lane_served(prefix, sig)
     and not redis.call('ZSCORE', prefix .. 'unserved', sig)
     and redis.call('ZCARD', prefix .. 'unserved') >= tonumber(ARGV[4]) then
   return tonumber(ARGV[4])
@@ -173,7 +174,10 @@ for _, w in ipairs(idle) do
 end
 if #lane > 0 then
   call_many('ZADD', prefix .. 'lane:' .. sig, lane)
-  if redis.call('SADD', prefix .. 'lanes', sig) == 1 then index_lane(prefix, sig) end
+  if not listed then -- (the SISMEMBER above saves the SADD that a listed lane needs not)
+    redis.call('SADD', prefix .. 'lanes', sig)
+    index_lane(prefix, sig)
+  end
 end
 if #later > 0 then
   call_many('ZADD', prefix .. 'scheduled', later)
