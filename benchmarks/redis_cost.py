@@ -45,7 +45,7 @@ from pathlib import Path
 import anyio
 import msgpack
 
-from aqueue import Client
+from aqueue import Client, _scripts
 from aqueue._codec import encode
 from aqueue._records import SpecShape
 from aqueue._server import find_redis_server, free_port, ping
@@ -107,7 +107,7 @@ async def post_to_lanes(store: Store, signatures: Iterable[str]) -> None:
     """One job for each lane of `signatures`, each a post.lua call of its own as many clients
     would make them (none refused: no bound on lanes no worker serves), a thousand calls a
     round trip."""
-    sha = store._scripts["post"].sha
+    sha = await store.redis.script_load(_scripts.source("post"))  # EVALSHA needs it loaded
     lanes = iter(signatures)
     while chunk := list(itertools.islice(lanes, 1000)):
         async with store.redis.pipeline(transaction=False) as pipe:

@@ -95,7 +95,7 @@ end
 
 -- A lane left with no ready jobs, off `lanes` (and off `unserved`, unless kept there for
 -- scheduled jobs). Kinds' indexes may still list it: their claims drop it.
-local function off_lanes(prefix, sig)
+local function unlist_lane(prefix, sig)
   redis.call('SREM', prefix .. 'lanes', sig)
   if redis.call('ZSCORE', prefix .. 'unserved', sig) == 'inf' then
     redis.call('ZREM', prefix .. 'unserved', sig)

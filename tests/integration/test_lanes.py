@@ -131,6 +131,7 @@ async def test_lanes_become_servable_when_a_worker_serving_them_registers(
         assert (await client.get_job(later)).status is JobStatus.QUEUED
         # status still counts every lane's jobs
         assert (await client.counts())["queued"] == 2
+        assert (await client.store.snapshot())["queued"] == 2
 
 
 async def test_a_worker_that_claims_before_its_first_heartbeat_is_served(client: Client) -> None:
