@@ -5,14 +5,14 @@ it nothing, and a queue holds at most `max_unserved_lanes` of those, refusing po
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import pytest
 
-from aqueue import Client, ClientConfig, JobStatus, MessageError, TooManyLanes
+from aqueue import Client, ClientConfig, Context, JobStatus, Listeners, MessageError, TooManyLanes
 from aqueue._http import HttpConfig
-from aqueue.testing import RedisServer
+from aqueue.testing import RedisServer, running_worker
 from benchmarks.redis_cost import dump, post_to_lanes, start_under_callgrind
 from tests.integration.test_http import serving
 
@@ -132,6 +132,31 @@ async def test_lanes_become_servable_when_a_worker_serving_them_registers(
         # status still counts every lane's jobs
         assert (await client.counts())["queued"] == 2
         assert (await client.store.snapshot())["queued"] == 2
+
+
+async def test_a_worker_started_later_runs_the_jobs_waiting_for_it_and_lifts_the_bound(
+    redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def resize(msg: Any, ctx: Context) -> Any:
+        return msg
+
+    @listeners.listener
+    async def crop(msg: Any, ctx: Context) -> Any:
+        return msg
+
+    config = ClientConfig(queue, redis_server.url, max_unserved_lanes=1)
+    async with Client(config=config) as client:
+        first = await client.post("a", functions=["resize", "crop"])
+        with pytest.raises(TooManyLanes):
+            await client.post("b", functions=["crop"])
+        async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
+            second = await client.post("b", functions=["crop"])  # its worker is live
+            with anyio.fail_after(10):
+                assert await client.block_until_result(first) == "a"
+                assert await client.block_until_result(second) == "b"
 
 
 async def test_a_worker_that_claims_before_its_first_heartbeat_is_served(client: Client) -> None:
