@@ -60,10 +60,15 @@ elseif #lanes > 1 then
     picked[#picked + 1] = heads[k][2]
   end
 end
-for _, sig in ipairs(lanes) do
-  if redis.call('ZCARD', prefix .. 'lane:' .. sig) == 0 then
-    redis.call('SREM', prefix .. 'lanes', sig)
-    redis.call('SREM', index, sig)
+-- A worker's only lane stays listed when it empties: the next post to it then has no lane
+-- to list again (SADDs to `lanes` and each kind's index). Among several, the empty ones go,
+-- so that a claim reads no more lanes than have jobs, and one.
+if #lanes > 1 then
+  for _, sig in ipairs(lanes) do
+    if redis.call('ZCARD', prefix .. 'lane:' .. sig) == 0 then
+      redis.call('SREM', prefix .. 'lanes', sig)
+      redis.call('SREM', index, sig)
+    end
   end
 end
 
