@@ -78,7 +78,7 @@ class Keys:
     def lane(self, signature: str) -> str:  # zset of ready job ids by (priority, sequence)
         return f"{self.prefix}lane:{signature}"
 
-    # The lanes indexed by what can serve them (see serving_key in lua/_lib.lua): a worker's
+    # The lanes indexed by what can serve them (see lane_served in lua/_lib.lua): a worker's
     # kind is the signature of its listeners.
     @property
     def kinds(self) -> str:  # zset: kind of live worker -> latest liveness deadline (ms)

@@ -42,56 +42,34 @@ end
 -- Lanes are indexed by what can serve them, so that a claim's cost does not grow with lanes
 -- its worker cannot serve (junk listener names, say). A worker's kind is the set of its
 -- listeners: names sorted, joined by ','. `kinds` (zset) holds the kinds of live workers, by
--- the latest liveness deadline of one (ms); `serves:<kind>` (set) the signatures of
--- the lanes with ready jobs that kind can serve (and some emptied since: see claim.lua).
+-- the latest liveness deadline of one (ms); `serves:<kind>` (set: its index; a sha1hex of
+-- the kind in its key cost a claim 4% more) the signatures of the lanes with ready jobs that
+-- kind can serve (and some emptied since: see claim.lua).
 -- `unserved` (zset) holds the lanes no live kind can serve: with ready jobs (score +inf), or
 -- kept for scheduled ones (score: when the latest is due); posts refuse to add one past the
 -- queue's bound (post.lua). `lanes` still lists every lane with ready jobs (and some emptied
 -- since); each lane it lists is in the index of a live kind that can serve it, or unserved.
-local function serving_key(prefix, kind)
-  return prefix .. 'serves:' .. kind -- (a sha1hex of it cost a claim 4% more)
-end
-
--- The kinds in `kinds`, {kind, its listeners as a set}, read once per call (see live_kinds).
-local kinds_read = nil
-
-local function live_kinds(prefix)
-  if not kinds_read then
-    kinds_read = {}
-    for _, kind in ipairs(redis.call('ZRANGE', prefix .. 'kinds', '0', '-1')) do
-      local have = {}
-      for name in string.gmatch(kind, '[^,]+') do have[name] = true end
-      kinds_read[#kinds_read + 1] = {kind, have}
-    end
-  end
-  return kinds_read
-end
-
--- Can a live worker serve lane `sig`? `index`: list it for each kind that can.
-local function lane_served(prefix, sig, index)
+-- Can a live worker serve lane `sig`? With `list` (the lane has just got ready jobs: it was
+-- not in `lanes`), it is listed in the index of each kind that can, else as unserved.
+local function lane_served(prefix, sig, list)
   local served = false
-  for _, k in ipairs(live_kinds(prefix)) do
-    if fits(k[2], true, sig) then
-      if not index then return true end
-      redis.call('SADD', serving_key(prefix, k[1]), sig)
+  for _, kind in ipairs(redis.call('ZRANGE', prefix .. 'kinds', '0', '-1')) do
+    local have = {}
+    for name in string.gmatch(kind, '[^,]+') do have[name] = true end
+    if fits(have, true, sig) then
+      if not list then return true end
+      redis.call('SADD', prefix .. 'serves:' .. kind, sig)
       served = true
     end
   end
+  if list and not served then redis.call('ZADD', prefix .. 'unserved', '+inf', sig) end
   return served
-end
-
--- A lane that has just got ready jobs (it was not in `lanes`): listed for every kind that can
--- serve it, else as unserved.
-local function index_lane(prefix, sig)
-  if not lane_served(prefix, sig, true) then
-    redis.call('ZADD', prefix .. 'unserved', '+inf', sig)
-  end
 end
 
 -- Put a job id on its lane (the caller records its status).
 local function onto_lane(prefix, sig, score, id)
   redis.call('ZADD', prefix .. 'lane:' .. sig, score, id)
-  if redis.call('SADD', prefix .. 'lanes', sig) == 1 then index_lane(prefix, sig) end
+  if redis.call('SADD', prefix .. 'lanes', sig) == 1 then lane_served(prefix, sig, true) end
 end
 
 -- A lane left with no ready jobs, off `lanes` (and off `unserved`, unless kept there for
@@ -154,9 +132,8 @@ end
 -- A kind not listed before gets its index: every lane with ready jobs it can serve, which
 -- is then no longer unserved. Returns the index's key.
 local function serve_kind(prefix, kind, have, deadline)
-  local key = serving_key(prefix, kind)
+  local key = prefix .. 'serves:' .. kind
   if redis.call('ZADD', prefix .. 'kinds', 'GT', deadline, kind) == 1 then
-    kinds_read = nil
     local fitting = {}
     for _, sig in ipairs(redis.call('SMEMBERS', prefix .. 'lanes')) do
       if fits(have, true, sig) then fitting[#fitting + 1] = sig end
@@ -169,7 +146,7 @@ local function serve_kind(prefix, kind, have, deadline)
   return key
 end
 
--- A worker's kind (see serving_key) from its listener names, and those names as a set.
+-- A worker's kind (see lane_served) from its listener names, and those names as a set.
 local function kind_of(names)
   local have, sorted = {}, {}
   for _, name in ipairs(names) do
@@ -189,10 +166,9 @@ local function tend_kinds(prefix, now, limit)
   local lapsed = redis.call('ZRANGEBYSCORE', prefix .. 'kinds', '-inf', '(' .. int(now))
   if #lapsed > 0 then
     redis.call('ZREM', prefix .. 'kinds', unpack(lapsed))
-    kinds_read = nil
     local orphans = {}
     for _, kind in ipairs(lapsed) do
-      local key = serving_key(prefix, kind)
+      local key = prefix .. 'serves:' .. kind
       for _, sig in ipairs(redis.call('SMEMBERS', key)) do orphans[sig] = true end
       redis.call('DEL', key)
     end

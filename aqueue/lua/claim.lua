@@ -22,12 +22,12 @@ promote_due(prefix, now, 1000)
 
 redis.call('HDEL', prefix .. 'idle', worker) -- claiming: no longer waiting for pushes
 
--- Only the lanes of this worker's kind are read (see serving_key in _lib.lua): a claim costs
+-- Only the lanes of this worker's kind are read (see lane_served in _lib.lua): a claim costs
 -- the same however many lanes others, or no one, can serve.
 local lanes, index = {}, nil
 if #ARGV >= 5 then
   local kind, have = kind_of({unpack(ARGV, 5)})
-  index = serving_key(prefix, kind)
+  index = prefix .. 'serves:' .. kind
   local listed = redis.call('SMEMBERS', index)
   if #listed == 0 then -- nothing to serve, or a kind not listed yet (before its first beat)
     serve_kind(prefix, kind, have, deadline)

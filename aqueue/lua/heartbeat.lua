@@ -4,7 +4,7 @@
 -- ARGV[2]  worker id
 -- ARGV[3]  lease, ms
 -- ARGV[4]  worker info (encoded), kept as long as the worker's liveness
--- ARGV[5]  the worker's listener names, joined by ',': its kind is kept live (see serving_key
+-- ARGV[5]  the worker's listener names, joined by ',': its kind is kept live (see lane_served
 --          in _lib.lua)
 -- ARGV[6..] pairs: job id, attempt
 -- Returns: the ids whose lease this worker no longer holds (reclaimed, cancelled, finished):

@@ -7,7 +7,7 @@
 --          then per job: id, key ('' = none), spec (what a worker needs to run it, see
 --          aqueue/_records.py SpecShape)]. One packed argument rather than thousands, and
 --          what the jobs share sent once: far cheaper to send and to parse.
--- ARGV[4]  the most lanes no live worker can serve (see serving_key in _lib.lua) the queue
+-- ARGV[4]  the most lanes no live worker can serve (see lane_served in _lib.lua) the queue
 --          may have: a post that would add one more is refused
 -- Returns: the n job ids in order; where a key or the id was already taken, the existing id.
 --          Or, refused (nothing written): ARGV[4], an integer.
@@ -176,7 +176,7 @@ if #lane > 0 then
   call_many('ZADD', prefix .. 'lane:' .. sig, lane)
   if not listed then -- (the SISMEMBER above saves the SADD that a listed lane needs not)
     redis.call('SADD', prefix .. 'lanes', sig)
-    index_lane(prefix, sig)
+    lane_served(prefix, sig, true)
   end
 end
 if #later > 0 then

@@ -1,4 +1,4 @@
-"""Lanes are indexed by the kinds of worker that can serve them (see serving_key in
+"""Lanes are indexed by the kinds of worker that can serve them (see lane_served in
 aqueue/lua/_lib.lua): a claim reads only its own kind's lanes, so lanes no one can serve cost
 it nothing, and a queue holds at most `max_unserved_lanes` of those, refusing posts past it."""
 
