@@ -210,3 +210,15 @@ async def test_a_scheduled_jobs_lane_counts_until_its_jobs_leave(
         await client.cancel(job_id)  # its lane is empty: no longer counted
         assert await _unserved(client) == set()
         await client.post(None, functions=["other"])
+
+
+async def test_a_lane_emptied_and_filled_again_by_a_retry_is_claimed_again(client: Client) -> None:
+    first = await client.post("a", functions=["f"])
+    other = await client.post("b", functions=["g"])
+    jobs = {j.id: j for j in (await client.store.claim("w", LEASE_MS, 10, ["f", "g"])).jobs}
+    assert set(jobs) == {first, other}
+    # a claim over several lanes unlists those it emptied
+    assert await client.store.redis.scard(client.store.keys.lanes) == 0
+    assert await client.store.finish("w", [jobs[first].outcome("retry")]) == [True]
+    [again] = (await client.store.claim("w", LEASE_MS, 10, ["f", "g"])).jobs
+    assert (again.id, again.attempt) == (first, 2)
