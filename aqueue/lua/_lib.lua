@@ -39,6 +39,17 @@ local function fits(have, any, sig)
   return true
 end
 
+-- A command on `kinds` or `unserved` (see lane_served). Something else sitting there (a
+-- hostile or corrupt write) is deleted, as absent, rather than failing every post and claim.
+local function index_call(cmd, key, ...)
+  local reply = redis.pcall(cmd, key, ...)
+  if type(reply) == 'table' and reply.err then
+    redis.call('DEL', key)
+    return redis.call(cmd, key, ...)
+  end
+  return reply
+end
+
 -- Lanes are indexed by what can serve them, so that a claim's cost does not grow with lanes
 -- its worker cannot serve (junk listener names, say). A worker's kind is the set of its
 -- listeners: names sorted, joined by ','. `kinds` (zset) holds the kinds of live workers, by
@@ -53,16 +64,20 @@ end
 -- not in `lanes`), it is listed in the index of each kind that can, else as unserved.
 local function lane_served(prefix, sig, list)
   local served = false
-  for _, kind in ipairs(redis.call('ZRANGE', prefix .. 'kinds', '0', '-1')) do
+  for _, kind in ipairs(index_call('ZRANGE', prefix .. 'kinds', '0', '-1')) do
     local have = {}
     for name in string.gmatch(kind, '[^,]+') do have[name] = true end
     if fits(have, true, sig) then
       if not list then return true end
-      redis.call('SADD', prefix .. 'serves:' .. kind, sig)
+      local added = redis.pcall('SADD', prefix .. 'serves:' .. kind, sig)
+      if type(added) == 'table' and added.err then -- not an index: unlist the kind, which
+        redis.call('DEL', prefix .. 'serves:' .. kind) -- lists itself anew, index and all,
+        redis.call('ZREM', prefix .. 'kinds', kind) -- at its next beat or claim
+      end
       served = true
     end
   end
-  if list and not served then redis.call('ZADD', prefix .. 'unserved', '+inf', sig) end
+  if list and not served then index_call('ZADD', prefix .. 'unserved', '+inf', sig) end
   return served
 end
 
@@ -76,7 +91,7 @@ end
 -- scheduled jobs). Kinds' indexes may still list it: their claims drop it.
 local function unlist_lane(prefix, sig)
   redis.call('SREM', prefix .. 'lanes', sig)
-  if redis.call('ZSCORE', prefix .. 'unserved', sig) == 'inf' then
+  if index_call('ZSCORE', prefix .. 'unserved', sig) == 'inf' then
     redis.call('ZREM', prefix .. 'unserved', sig)
   end
 end
@@ -133,13 +148,15 @@ end
 -- is then no longer unserved. Returns the index's key.
 local function serve_kind(prefix, kind, have, deadline)
   local key = prefix .. 'serves:' .. kind
-  if redis.call('ZADD', prefix .. 'kinds', 'GT', deadline, kind) == 1 then
+  if index_call('ZADD', prefix .. 'kinds', 'GT', deadline, kind) == 1 then
+    redis.call('DEL', key) -- what an unlisted kind's index holds is stale
     local fitting = {}
     for _, sig in ipairs(redis.call('SMEMBERS', prefix .. 'lanes')) do
       if fits(have, true, sig) then fitting[#fitting + 1] = sig end
     end
     if #fitting > 0 then
       call_many('SADD', key, fitting)
+      index_call('ZCARD', prefix .. 'unserved') -- (deleted if it is no zset)
       call_many('ZREM', prefix .. 'unserved', fitting)
     end
   end
@@ -163,26 +180,27 @@ end
 -- live kind serves become unserved (empty ones are no longer listed). Then lanes kept for
 -- scheduled jobs now due: kept on as lanes with ready jobs, or let go of (`limit` of them).
 local function tend_kinds(prefix, now, limit)
-  local lapsed = redis.call('ZRANGEBYSCORE', prefix .. 'kinds', '-inf', '(' .. int(now))
+  local lapsed = index_call('ZRANGEBYSCORE', prefix .. 'kinds', '-inf', '(' .. int(now))
   if #lapsed > 0 then
     redis.call('ZREM', prefix .. 'kinds', unpack(lapsed))
     local orphans = {}
     for _, kind in ipairs(lapsed) do
       local key = prefix .. 'serves:' .. kind
-      for _, sig in ipairs(redis.call('SMEMBERS', key)) do orphans[sig] = true end
+      local listed = redis.pcall('SMEMBERS', key)
+      for _, sig in ipairs(listed.err and {} or listed) do orphans[sig] = true end
       redis.call('DEL', key)
     end
     for sig in pairs(orphans) do
       if not lane_served(prefix, sig) then
         if redis.call('EXISTS', prefix .. 'lane:' .. sig) == 1 then
-          redis.call('ZADD', prefix .. 'unserved', '+inf', sig)
+          index_call('ZADD', prefix .. 'unserved', '+inf', sig)
         else
           redis.call('SREM', prefix .. 'lanes', sig)
         end
       end
     end
   end
-  local kept = redis.call('ZRANGEBYSCORE', prefix .. 'unserved', '-inf', '(' .. int(now),
+  local kept = index_call('ZRANGEBYSCORE', prefix .. 'unserved', '-inf', '(' .. int(now),
     'LIMIT', '0', int(limit))
   for _, sig in ipairs(kept) do
     if redis.call('EXISTS', prefix .. 'lane:' .. sig) == 1 then

@@ -28,7 +28,12 @@ local lanes, index = {}, nil
 if #ARGV >= 5 then
   local kind, have = kind_of({unpack(ARGV, 5)})
   index = prefix .. 'serves:' .. kind
-  local listed = redis.call('SMEMBERS', index)
+  local listed = redis.pcall('SMEMBERS', index)
+  if listed.err then -- not an index (a hostile or corrupt write): the kind lists itself anew
+    redis.call('DEL', index)
+    index_call('ZREM', prefix .. 'kinds', kind)
+    listed = {}
+  end
   if #listed == 0 then -- nothing to serve, or a kind not listed yet (before its first beat)
     serve_kind(prefix, kind, have, deadline)
     listed = redis.call('SMEMBERS', index)

@@ -24,7 +24,7 @@ local function job_spec(j) return batch[6 + 3 * j] end
 -- within the queue's bound, checked before any write. A lane that has ready jobs is counted.
 local listed = redis.call('SISMEMBER', prefix .. 'lanes', sig) == 1
 if not listed and not lane_served(prefix, sig)
-    and not redis.call('ZSCORE', prefix .. 'unserved', sig)
+    and not index_call('ZSCORE', prefix .. 'unserved', sig)
     and redis.call('ZCARD', prefix .. 'unserved') >= tonumber(ARGV[4]) then
   return tonumber(ARGV[4])
 end
@@ -182,7 +182,7 @@ end
 if #later > 0 then
   call_many('ZADD', prefix .. 'scheduled', later)
   if not lane_served(prefix, sig) then -- counted until due (see tend_kinds)
-    redis.call('ZADD', prefix .. 'unserved', 'GT', int(due), sig)
+    index_call('ZADD', prefix .. 'unserved', 'GT', int(due), sig)
   end
 end
 if #lane > 0 then

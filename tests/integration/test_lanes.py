@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from aqueue import Client, ClientConfig, Context, JobStatus, Listeners, MessageError, TooManyLanes
+from aqueue._codec import decode
 from aqueue._http import HttpConfig
 from aqueue.testing import RedisServer, running_worker
 from benchmarks.redis_cost import dump, post_to_lanes, start_under_callgrind
@@ -222,3 +223,23 @@ async def test_a_lane_emptied_and_filled_again_by_a_retry_is_claimed_again(clien
     assert await client.store.finish("w", [jobs[first].outcome("retry")]) == [True]
     [again] = (await client.store.claim("w", LEASE_MS, 10, ["f", "g"])).jobs
     assert (again.id, again.attempt) == (first, 2)
+
+
+@pytest.mark.parametrize("where", ["kinds", "unserved", "index"])
+async def test_garbage_in_a_key_of_the_lane_index_costs_no_post_nor_claim(
+    client: Client, where: str
+) -> None:
+    keys = client.store.keys
+    await _beat(client, "w", ["f"])
+    await client.post("before", functions=["f"])
+    planted = {"kinds": keys.kinds, "unserved": keys.unserved, "index": keys.serving("f")}[where]
+    await client.store.redis.delete(planted)
+    await client.store.redis.set(planted, "not what aqueue keeps here")
+    await client.post("typo", functions=["nobody"])
+    await client.post("scheduled", functions=["nobody-either"], delay=60)
+    await client.post("after", functions=["f"])
+    await _beat(client, "w", ["f"])
+    await client.store.reap(100)
+    claimed = (await client.store.claim("w", LEASE_MS, 10, ["f"])).jobs
+    assert sorted(decode(job.msg) for job in claimed) == ["after", "before"]
+    assert await _unserved(client) >= {"nobody"}
