@@ -17,6 +17,7 @@ from .errors import (
     RedisUnavailable,
     ResultTimeout,
     Retry,
+    TooManyLanes,
 )
 from .job import Job, JobEvent, JobStatus, Output, Progress
 from .listeners import Context, Listeners, SyncContext
@@ -51,6 +52,7 @@ __all__ = [
     "RetryPolicy",
     "SyncClient",
     "SyncContext",
+    "TooManyLanes",
     "Worker",
     "WorkerConfig",
 ]

@@ -32,7 +32,7 @@ class _Post:
         """What posts must have in common to go in one call."""
         n = self.new
         return (n.signature, n.priority, n.delay_ms, n.at_ms, n.watched, tuple(n.fields),
-                self.key_ttl_ms)  # fmt: skip
+                n.most_unserved_lanes, self.key_ttl_ms)  # fmt: skip
 
     @property
     def size(self) -> int:

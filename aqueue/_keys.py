@@ -84,6 +84,19 @@ class Keys:
     def lane(self, signature: str) -> str:  # zset of ready job ids by (priority, sequence)
         return f"{self.prefix}lane:{signature}"
 
+    # The lanes indexed by what can serve them (see lane_served in lua/_lib.lua): a worker's
+    # kind is the signature of its listeners.
+    @property
+    def kinds(self) -> str:  # zset: kind of live worker -> latest liveness deadline (ms)
+        return self.prefix + "kinds"
+
+    def serving(self, kind: str) -> str:  # set of the signatures of lanes `kind` can serve
+        return f"{self.prefix}serves:{kind}"
+
+    @property
+    def unserved(self) -> str:  # zset: lanes no live kind can serve -> +inf, or when due (ms)
+        return self.prefix + "unserved"
+
     @property
     def scheduled(self) -> str:  # zset: job id -> due time (ms, Redis clock)
         return self.prefix + "scheduled"

@@ -25,7 +25,8 @@ from . import _scripts
 from ._direct import MISSED, Direct
 from ._keys import PRIORITY_BAND, Keys
 from ._records import SpecShape, posted_ms
-from .errors import RedisUnavailable
+from .config import MOST_UNSERVED_LANES
+from .errors import RedisUnavailable, TooManyLanes
 
 Arg = str | bytes | int | float
 FINISH_BATCH = 1000  # outcomes per finish call: its batched reads stay within Lua's limits
@@ -77,6 +78,8 @@ class NewJobs:
     watched: bool  # a client awaits them (see watch.lua)
     fields: Sequence[Arg]  # flat field, value pairs that every job's record starts with
     jobs: Sequence[tuple[str, str, bytes]]  # (id, key or "", spec: _records.SpecShape.pack)
+    # a post to a lane no live worker serves is refused past this many such lanes (post.lua)
+    most_unserved_lanes: int = MOST_UNSERVED_LANES
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +255,10 @@ class Store:
             [*shared, list(new.fields), *itertools.chain.from_iterable(new.jobs)],
             use_bin_type=False,  # Lua's cmsgpack predates the bin types; raw str is binary-safe
         )
-        return [_text(i) for i in await self._run("post", [key_ttl_ms, packed])]
+        ids = await self._run("post", [key_ttl_ms, packed, new.most_unserved_lanes])
+        if isinstance(ids, int):  # refused: the limit
+            raise TooManyLanes(self.keys.queue, new.signature, ids)
+        return [_text(i) for i in ids]
 
     async def claim(
         self, worker_id: str, lease_ms: int, count: int, functions: Sequence[str]
@@ -264,9 +270,16 @@ class Store:
         )
 
     async def heartbeat(
-        self, worker_id: str, lease_ms: int, info: bytes, leases: Sequence[tuple[str, int]]
+        self,
+        worker_id: str,
+        lease_ms: int,
+        info: bytes,
+        leases: Sequence[tuple[str, int]],
+        listeners: Sequence[str] = (),
     ) -> list[str]:
-        args: list[Arg] = [worker_id, lease_ms, info]
+        """Renew this worker's liveness (and its `listeners`' kind's) and its leases; the
+        ids of the jobs it no longer holds."""
+        args: list[Arg] = [worker_id, lease_ms, info, ",".join(listeners)]
         for job_id, attempt in leases:
             args += [job_id, attempt]
         return [_text(i) for i in await self._run("heartbeat", args)]

@@ -229,7 +229,10 @@ class Client:
             # as random as uuid4, without the UUID object
             jobs.append((os.urandom(16).hex(), key, shape.pack(encoded)))
         key_ttl_ms = int(1000 * (self.config.result_ttl if ttl is None else ttl))
-        new = NewJobs(signature, priority, delay_ms, at_ms, watched_in is not None, common, jobs)
+        new = NewJobs(
+            signature, priority, delay_ms, at_ms, watched_in is not None, common, jobs,
+            self.config.max_unserved_lanes,
+        )  # fmt: skip
         if self._posts is None:
             self._posts = Coalescer(self.store.post)
         if watched_in is None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from ._keys import check_queue_name
 from .errors import ConfigError
 
+MOST_UNSERVED_LANES = 1000  # ClientConfig.max_unserved_lanes's default
+
 DAY = 86400.0
 MIB = 1024 * 1024
 # The most a result may be, whatever the setting: a worker holds it whole (and a value that is
@@ -37,10 +39,14 @@ class ClientConfig:
     # the pool's bound, however many jobs are awaited (script calls made one after another
     # use one more connection, of their own: aqueue/_direct.py)
     max_connections: int = 32
+    # the most lanes (sets of listener names) with waiting jobs that no live worker serves:
+    # a post past it is refused (TooManyLanes), so that junk names cannot grow the queue
+    max_unserved_lanes: int = MOST_UNSERVED_LANES
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
         _positive("max_message_bytes", self.max_message_bytes, integer=True)
+        _positive("max_unserved_lanes", self.max_unserved_lanes, integer=True)
         _positive("result_ttl", self.result_ttl)
         _positive("data_ttl", self.data_ttl)
         _positive("max_connections", self.max_connections, integer=True)

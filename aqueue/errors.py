@@ -3,7 +3,9 @@
     AqueueError
     ├── ConfigError (ValueError)          a setting is invalid; names the setting and the value
     ├── MessageError (ValueError)         a message or option is refused at post, before Redis
-    │   └── MessageTooLarge               the encoded message is over the configured limit
+    │   ├── MessageTooLarge               the encoded message is over the configured limit
+    │   └── TooManyLanes                  the post would add a lane no live worker can serve,
+    │                                     past the queue's bound
     ├── JobNotFound (LookupError)         no job with that id in this queue (or it expired)
     ├── DataNotFound (LookupError)        nothing stored at that data key (or it expired)
     ├── InvalidTransition                 the job's state does not allow that (e.g. cancel a
@@ -52,6 +54,22 @@ class MessageTooLarge(MessageError):
             f"{what} is {size} bytes encoded, over the limit of {limit} bytes ({remedy})"
         )
         self.size = size
+        self.limit = limit
+
+
+class TooManyLanes(MessageError):
+    """A post names listeners no live worker serves, and the queue already has as many such
+    lanes (listener sets) with waiting jobs as it may."""
+
+    def __init__(self, queue: str, signature: str, limit: int) -> None:
+        super().__init__(
+            f"queue {queue!r} already has {limit} lanes of waiting jobs that no live worker "
+            f"can serve, its limit (ClientConfig.max_unserved_lanes): a job for listeners "
+            f"{signature!r} would add one more. Start a worker with those listeners, check "
+            "the names, or cancel jobs that no worker will ever take"
+        )
+        self.queue = queue
+        self.signature = signature
         self.limit = limit
 
 

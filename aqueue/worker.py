@@ -651,7 +651,7 @@ class Worker:
             sent = dict(self._leases)  # job id -> the attempt this beat asks about
             try:
                 lost = await store.heartbeat(
-                    self.id, self._lease_ms, self._info(), list(sent.items())
+                    self.id, self._lease_ms, self._info(), list(sent.items()), self.listeners.names
                 )
             except RedisUnavailable as exc:
                 log.warning("heartbeat failed, retrying in %.2f s: %s", backoff.delay, exc)

@@ -21,29 +21,35 @@ Redis runs some 50x slower, so the default is a few thousand jobs.
 
 `--backlog N` first queues N jobs in a plain redis-server, saved to disk and loaded by the one
 under callgrind (its loading is not counted): the run then takes the oldest of a big queue, as a
-worker behind a backlog does. `--cache-sim` adds callgrind's model of the CPU's caches (this
-machine's sizes, as valgrind reads them) and reports the data reads and writes per job that miss
-the last-level cache: each of those waits on memory, which an instruction count does not show.
+worker behind a backlog does. `--junk-lanes N` likewise first posts one job to each of N lanes
+that no worker serves (N distinct unknown listener names): a claim should cost the same.
+`--cache-sim` adds callgrind's model of the CPU's caches (this machine's sizes, as valgrind reads
+them) and reports the data reads and writes per job that miss the last-level cache: each of
+those waits on memory, which an instruction count does not show.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import anyio
+import msgpack
 
-from aqueue import Client
+from aqueue import Client, _scripts
 from aqueue._codec import encode
+from aqueue._records import SpecShape
 from aqueue._server import find_redis_server, free_port, ping
-from aqueue._store import Arg
+from aqueue._store import Arg, Store
 from aqueue.testing import RedisServer
 
 QUEUE = "cost"
@@ -97,13 +103,36 @@ def dump(process: subprocess.Popen[bytes], home: Path, phase: str) -> dict[str, 
         time.sleep(0.1)
 
 
-async def queue_backlog(home: Path, jobs: int) -> None:
-    """`jobs` queued no-op jobs in `home/dump.rdb`, for the server under callgrind to load."""
+async def post_to_lanes(store: Store, signatures: Iterable[str]) -> None:
+    """One job for each lane of `signatures`, each a post.lua call of its own as many clients
+    would make them (none refused: no bound on lanes no worker serves), a thousand calls a
+    round trip."""
+    sha = await store.redis.script_load(_scripts.source("post"))  # EVALSHA needs it loaded
+    lanes = iter(signatures)
+    while chunk := list(itertools.islice(lanes, 1000)):
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for lane in chunk:
+                spec = SpecShape(lane, 0, 1, b"", 60, "").pack(encode(None))
+                # the batch as Store.post packs it: lane, priority, delay, at, watched,
+                # fields, then the job's id, key and spec
+                batch = [lane, 0, 0, 0, 0, [], os.urandom(16).hex(), "", spec]
+                packed = msgpack.packb(batch, use_bin_type=False)  # Lua's cmsgpack has no bin
+                pipe.evalsha(sha, 1, store.keys.stats, store.keys.prefix, 60_000, packed, 2**40)
+            await pipe.execute()
+
+
+async def queue_backlog(home: Path, jobs: int, junk_lanes: int = 0) -> None:
+    """`jobs` queued no-op jobs, and one job in each of `junk_lanes` lanes no worker serves,
+    in `home/dump.rdb`, for the server under callgrind to load."""
     server = RedisServer(home, appendonly=False).start()
     try:
         async with Client(QUEUE, redis_url=server.url) as client:
+            # the worker that drives the run is live all along (it lists the lanes it serves
+            # as they come, not all 50,000 at its first beat: under valgrind, that is seconds)
+            await client.store.heartbeat("w1", 3_600_000, b"\x80", [], ["noop"])
             for start in range(0, jobs, 2000):
                 await client.post_many([None] * min(2000, jobs - start), functions=["noop"])
+            await post_to_lanes(client.store, (f"junk-{i}" for i in range(junk_lanes)))
             await client.store.redis.save()
     finally:
         server.stop()
@@ -122,6 +151,9 @@ async def drive(
     async with Client(QUEUE, redis_url=url) as client:
         store = client.store
         await store.redis.ping()
+        # the worker's first heartbeat lists its kind as live (with --junk-lanes, it also
+        # finds the lanes it serves among all): posts to its lanes are then never refused
+        await store.heartbeat("w1", 60_000, b"\x80", [], ["noop"])
         await phase_done("setup")
         for start in range(0, jobs, 1000):
             await client.post_many(range(start, min(jobs, start + 1000)), functions=["noop"])
@@ -149,6 +181,9 @@ async def main() -> None:
     )
     parser.add_argument("--backlog", type=int, default=0, help="jobs queued before it starts")
     parser.add_argument(
+        "--junk-lanes", type=int, default=0, help="lanes no worker serves, made before it starts"
+    )
+    parser.add_argument(
         "--cache-sim", action="store_true", help="count last-level cache misses too (slower)"
     )
     args = parser.parse_args()
@@ -156,8 +191,8 @@ async def main() -> None:
         raise SystemExit("needs valgrind and callgrind_control (apt-get install valgrind)")
     with tempfile.TemporaryDirectory(prefix="aqueue-cost-") as tmp:
         home = Path(tmp)
-        if args.backlog:
-            await queue_backlog(home, args.backlog)
+        if args.backlog or args.junk_lanes:
+            await queue_backlog(home, args.backlog, args.junk_lanes)
         process, port = start_under_callgrind(home, args.cache_sim)
         rows: list[tuple[str, dict[str, int]]] = []
 
@@ -174,6 +209,8 @@ async def main() -> None:
             if args.keep:
                 await anyio.to_thread.run_sync(keep_dumps, home, args.keep)
     behind = f", behind a backlog of {args.backlog:,}" if args.backlog else ""
+    if args.junk_lanes:
+        behind += f", {args.junk_lanes:,} lanes no worker serves"
     print(f"Redis instructions per job ({args.jobs} jobs{behind}, callgrind):")
     for phase, counts in rows:
         line = f"  {phase:<28} {counts['Ir'] / args.jobs / 1000:6.1f}k"

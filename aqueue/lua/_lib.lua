@@ -29,10 +29,71 @@ local function lane_of(posted, sig, score)
   return sig, score
 end
 
+-- Can a worker with listeners `have` (a set) run jobs of lane `sig`? A job naming no listener
+-- runs on any worker that has one.
+local function fits(have, any, sig)
+  if not any then return false end
+  for name in string.gmatch(sig, '[^,]+') do
+    if not have[name] then return false end
+  end
+  return true
+end
+
+-- A command on `kinds` or `unserved` (see lane_served). Something else sitting there (a
+-- hostile or corrupt write) is deleted, as absent, rather than failing every post and claim.
+local function index_call(cmd, key, ...)
+  local reply = redis.pcall(cmd, key, ...)
+  if type(reply) == 'table' and reply.err then
+    redis.call('DEL', key)
+    return redis.call(cmd, key, ...)
+  end
+  return reply
+end
+
+-- Lanes are indexed by what can serve them, so that a claim's cost does not grow with lanes
+-- its worker cannot serve (junk listener names, say). A worker's kind is the set of its
+-- listeners: names sorted, joined by ','. `kinds` (zset) holds the kinds of live workers, by
+-- the latest liveness deadline of one (ms); `serves:<kind>` (set: its index; a sha1hex of
+-- the kind in its key cost a claim 4% more) the signatures of the lanes with ready jobs that
+-- kind can serve (and some emptied since: see claim.lua).
+-- `unserved` (zset) holds the lanes no live kind can serve: with ready jobs (score +inf), or
+-- kept for scheduled ones (score: when the latest is due); posts refuse to add one past the
+-- queue's bound (post.lua). `lanes` still lists every lane with ready jobs (and some emptied
+-- since); each lane it lists is in the index of a live kind that can serve it, or unserved.
+-- Can a live worker serve lane `sig`? With `list` (the lane has just got ready jobs: it was
+-- not in `lanes`), it is listed in the index of each kind that can, else as unserved.
+local function lane_served(prefix, sig, list)
+  local served = false
+  for _, kind in ipairs(index_call('ZRANGE', prefix .. 'kinds', '0', '-1')) do
+    local have = {}
+    for name in string.gmatch(kind, '[^,]+') do have[name] = true end
+    if fits(have, true, sig) then
+      if not list then return true end
+      local added = redis.pcall('SADD', prefix .. 'serves:' .. kind, sig)
+      if type(added) == 'table' and added.err then -- not an index: unlist the kind, which
+        redis.call('DEL', prefix .. 'serves:' .. kind) -- lists itself anew, index and all,
+        redis.call('ZREM', prefix .. 'kinds', kind) -- at its next beat or claim
+      end
+      served = true
+    end
+  end
+  if list and not served then index_call('ZADD', prefix .. 'unserved', '+inf', sig) end
+  return served
+end
+
 -- Put a job id on its lane (the caller records its status).
 local function onto_lane(prefix, sig, score, id)
   redis.call('ZADD', prefix .. 'lane:' .. sig, score, id)
-  redis.call('SADD', prefix .. 'lanes', sig)
+  if redis.call('SADD', prefix .. 'lanes', sig) == 1 then lane_served(prefix, sig, true) end
+end
+
+-- A lane left with no ready jobs, off `lanes` (and off `unserved`, unless kept there for
+-- scheduled jobs). Kinds' indexes may still list it: their claims drop it.
+local function unlist_lane(prefix, sig)
+  redis.call('SREM', prefix .. 'lanes', sig)
+  if index_call('ZSCORE', prefix .. 'unserved', sig) == 'inf' then
+    redis.call('ZREM', prefix .. 'unserved', sig)
+  end
 end
 
 -- Put a job (already out of every other list) on its lane as `queued`.
@@ -79,6 +140,74 @@ end
 local function call_many(cmd, key, args)
   for k = 1, #args, 4000 do
     redis.call(cmd, key, unpack(args, k, math.min(k + 3999, #args)))
+  end
+end
+
+-- A worker of `kind` (its listeners: `have`, a set) is live until `deadline` (ms, as text).
+-- A kind not listed before gets its index: every lane with ready jobs it can serve, which
+-- is then no longer unserved. Returns the index's key.
+local function serve_kind(prefix, kind, have, deadline)
+  local key = prefix .. 'serves:' .. kind
+  if index_call('ZADD', prefix .. 'kinds', 'GT', deadline, kind) == 1 then
+    redis.call('DEL', key) -- what an unlisted kind's index holds is stale
+    local fitting = {}
+    for _, sig in ipairs(redis.call('SMEMBERS', prefix .. 'lanes')) do
+      if fits(have, true, sig) then fitting[#fitting + 1] = sig end
+    end
+    if #fitting > 0 then
+      call_many('SADD', key, fitting)
+      index_call('ZCARD', prefix .. 'unserved') -- (deleted if it is no zset)
+      call_many('ZREM', prefix .. 'unserved', fitting)
+    end
+  end
+  return key
+end
+
+-- A worker's kind (see lane_served) from its listener names, and those names as a set.
+local function kind_of(names)
+  local have, sorted = {}, {}
+  for _, name in ipairs(names) do
+    if not have[name] then
+      have[name] = true
+      sorted[#sorted + 1] = name
+    end
+  end
+  table.sort(sorted)
+  return table.concat(sorted, ','), have
+end
+
+-- Kinds whose workers are all gone: their indexes go, and the lanes with ready jobs that no
+-- live kind serves become unserved (empty ones are no longer listed). Then lanes kept for
+-- scheduled jobs now due: kept on as lanes with ready jobs, or let go of (`limit` of them).
+local function tend_kinds(prefix, now, limit)
+  local lapsed = index_call('ZRANGEBYSCORE', prefix .. 'kinds', '-inf', '(' .. int(now))
+  if #lapsed > 0 then
+    redis.call('ZREM', prefix .. 'kinds', unpack(lapsed))
+    local orphans = {}
+    for _, kind in ipairs(lapsed) do
+      local key = prefix .. 'serves:' .. kind
+      local listed = redis.pcall('SMEMBERS', key)
+      for _, sig in ipairs(listed.err and {} or listed) do orphans[sig] = true end
+      redis.call('DEL', key)
+    end
+    for sig in pairs(orphans) do
+      if not lane_served(prefix, sig) then
+        if redis.call('EXISTS', prefix .. 'lane:' .. sig) == 1 then
+          index_call('ZADD', prefix .. 'unserved', '+inf', sig)
+        else
+          redis.call('SREM', prefix .. 'lanes', sig)
+        end
+      end
+    end
+  end
+  local kept = index_call('ZRANGEBYSCORE', prefix .. 'unserved', '-inf', '(' .. int(now),
+    'LIMIT', '0', int(limit))
+  for _, sig in ipairs(kept) do
+    if redis.call('EXISTS', prefix .. 'lane:' .. sig) == 1 then
+      redis.call('ZADD', prefix .. 'unserved', '+inf', sig)
+    else
+      redis.call('ZREM', prefix .. 'unserved', sig)
+    end
   end
 end
 
@@ -213,16 +342,6 @@ local function forget(prefix, ids)
   end
   redis.call('UNLINK', unpack(keys))
   redis.call('HDEL', prefix .. 'spec', unpack(ids))
-end
-
--- Can a worker with listeners `have` (a set) run jobs of lane `sig`? A job naming no listener
--- runs on any worker that has one.
-local function fits(have, any, sig)
-  if not any then return false end
-  for name in string.gmatch(sig, '[^,]+') do
-    if not have[name] then return false end
-  end
-  return true
 end
 
 -- Who runs a job: {worker, attempt, its `running` entry "worker|attempt|started ms"}, or

@@ -17,7 +17,7 @@ if status == 'queued' then
   local sig = lane_of(f[2], f[3], f[4])
   local lane = prefix .. 'lane:' .. sig
   redis.call('ZREM', lane, id)
-  if redis.call('ZCARD', lane) == 0 then redis.call('SREM', prefix .. 'lanes', sig) end
+  if redis.call('ZCARD', lane) == 0 then unlist_lane(prefix, sig) end
 elseif status == 'scheduled' then
   redis.call('ZREM', prefix .. 'scheduled', id)
 elseif status == 'active' then

@@ -5,7 +5,9 @@
 -- ARGV[2]  worker id
 -- ARGV[3]  lease, ms
 -- ARGV[4]  n, the most jobs to take
--- ARGV[5..] the worker's listener names; a job is taken only if they include all of its own
+-- ARGV[5..] the worker's listener names; a job is taken only if they include all of its own.
+--          A worker of a kind not yet in `kinds` (its first claim before a heartbeat) is
+--          listed there, live for one lease.
 -- Returns: {now ms, next due ms or -1, count, full (1: took n, more may be ready), then per job:
 --           id, attempt, released, spec (msgpack: msg, fns, timeout ms, max_att, retry, ...)}
 -- A short claim (fewer than n) registers the worker in `idle` with its n - taken free places,
@@ -20,11 +22,25 @@ promote_due(prefix, now, 1000)
 
 redis.call('HDEL', prefix .. 'idle', worker) -- claiming: no longer waiting for pushes
 
-local have = {}
-for k = 5, #ARGV do have[ARGV[k]] = true end
-local lanes = {}
-for _, sig in ipairs(redis.call('SMEMBERS', prefix .. 'lanes')) do
-  if fits(have, #ARGV >= 5, sig) then lanes[#lanes + 1] = sig end
+-- Only the lanes of this worker's kind are read (see lane_served in _lib.lua): a claim costs
+-- the same however many lanes others, or no one, can serve.
+local lanes, index = {}, nil
+if #ARGV >= 5 then
+  local kind, have = kind_of({unpack(ARGV, 5)})
+  index = prefix .. 'serves:' .. kind
+  local listed = redis.pcall('SMEMBERS', index)
+  if listed.err then -- not an index (a hostile or corrupt write): the kind lists itself anew
+    redis.call('DEL', index)
+    index_call('ZREM', prefix .. 'kinds', kind)
+    listed = {}
+  end
+  if #listed == 0 then -- nothing to serve, or a kind not listed yet (before its first beat)
+    serve_kind(prefix, kind, have, deadline)
+    listed = redis.call('SMEMBERS', index)
+  end
+  for _, sig in ipairs(listed) do
+    if fits(have, true, sig) then lanes[#lanes + 1] = sig end
+  end
 end
 
 local picked = {}
@@ -49,9 +65,15 @@ elseif #lanes > 1 then
     picked[#picked + 1] = heads[k][2]
   end
 end
-for _, sig in ipairs(lanes) do
-  if redis.call('ZCARD', prefix .. 'lane:' .. sig) == 0 then
-    redis.call('SREM', prefix .. 'lanes', sig)
+-- A worker's only lane stays listed when it empties: the next post to it then has no lane
+-- to list again (SADDs to `lanes` and each kind's index). Among several, the empty ones go,
+-- so that a claim reads no more lanes than have jobs, and one.
+if #lanes > 1 then
+  for _, sig in ipairs(lanes) do
+    if redis.call('ZCARD', prefix .. 'lane:' .. sig) == 0 then
+      redis.call('SREM', prefix .. 'lanes', sig)
+      redis.call('SREM', index, sig)
+    end
   end
 end
 

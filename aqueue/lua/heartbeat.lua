@@ -4,7 +4,9 @@
 -- ARGV[2]  worker id
 -- ARGV[3]  lease, ms
 -- ARGV[4]  worker info (encoded), kept as long as the worker's liveness
--- ARGV[5..] pairs: job id, attempt
+-- ARGV[5]  the worker's listener names, joined by ',': its kind is kept live (see lane_served
+--          in _lib.lua)
+-- ARGV[6..] pairs: job id, attempt
 -- Returns: the ids whose lease this worker no longer holds (reclaimed, cancelled, finished):
 --          the worker stops running them.
 -- Transitions: none (an active job's lease deadline moves).
@@ -14,12 +16,18 @@ local now = now_ms()
 local deadline = int(now + lease) -- as text: see int in _lib.lua
 redis.call('ZADD', prefix .. 'workers', deadline, worker)
 redis.call('SET', prefix .. 'worker:' .. worker, ARGV[4], 'PX', int(lease))
+local names = {}
+for name in string.gmatch(ARGV[5], '[^,]+') do names[#names + 1] = name end
+if #names > 0 then
+  local kind, have = kind_of(names)
+  serve_kind(prefix, kind, have, deadline)
+end
 local renew, lost = {}, {}
 local ids = {}
-for k = 5, #ARGV, 2 do ids[#ids + 1] = ARGV[k] end
+for k = 6, #ARGV, 2 do ids[#ids + 1] = ARGV[k] end
 local runs = #ids > 0 and redis.call('HMGET', prefix .. 'running', unpack(ids)) or {}
 for j, id in ipairs(ids) do
-  if holds(runs[j], worker, ARGV[4 + 2 * j]) then
+  if holds(runs[j], worker, ARGV[5 + 2 * j]) then
     renew[#renew + 1] = deadline
     renew[#renew + 1] = id
   else

@@ -7,7 +7,10 @@
 --          then per job: id, key ('' = none), spec (what a worker needs to run it, see
 --          aqueue/_records.py SpecShape)]. One packed argument rather than thousands, and
 --          what the jobs share sent once: far cheaper to send and to parse.
+-- ARGV[4]  the most lanes no live worker can serve (see lane_served in _lib.lua) the queue
+--          may have: a post that would add one more is refused
 -- Returns: the n job ids in order; where a key or the id was already taken, the existing id.
+--          Or, refused (nothing written): ARGV[4], an integer.
 -- Transitions: (none) -> queued | scheduled | active (handed to a waiting worker).
 local prefix = ARGV[1]
 local key_ttl = ARGV[2]
@@ -17,6 +20,14 @@ local n = (#batch - 6) / 3
 local function job_id(j) return batch[4 + 3 * j] end
 local function job_key(j) return batch[5 + 3 * j] end
 local function job_spec(j) return batch[6 + 3 * j] end
+-- A lane no live worker can serve (unknown listener names: a typo, or junk) is one more only
+-- within the queue's bound, checked before any write. A lane that has ready jobs is counted.
+local listed = redis.call('SISMEMBER', prefix .. 'lanes', sig) == 1
+if not listed and not lane_served(prefix, sig)
+    and not index_call('ZSCORE', prefix .. 'unserved', sig)
+    and redis.call('ZCARD', prefix .. 'unserved') >= tonumber(ARGV[4]) then
+  return tonumber(ARGV[4])
+end
 -- Ids are fresh random ones, made for this call, and a batch is written whole or not at all.
 -- So if its first job without a key exists, this is the same call sent again (a retry after
 -- a lost reply): answer as the first time did and write nothing. (Keyed jobs dedupe by key.)
@@ -163,10 +174,16 @@ for _, w in ipairs(idle) do
 end
 if #lane > 0 then
   call_many('ZADD', prefix .. 'lane:' .. sig, lane)
-  redis.call('SADD', prefix .. 'lanes', sig)
+  if not listed then -- (the SISMEMBER above saves the SADD that a listed lane needs not)
+    redis.call('SADD', prefix .. 'lanes', sig)
+    lane_served(prefix, sig, true)
+  end
 end
 if #later > 0 then
   call_many('ZADD', prefix .. 'scheduled', later)
+  if not lane_served(prefix, sig) then -- counted until due (see tend_kinds)
+    index_call('ZADD', prefix .. 'unserved', 'GT', int(due), sig)
+  end
 end
 if #lane > 0 then
   redis.call('PUBLISH', prefix .. 'wake', 'posted')

@@ -1,5 +1,6 @@
--- reap: reclaim jobs whose lease lapsed, promote due jobs, forget dead workers, and delete
--- the records of finished jobs whose time is up.
+-- reap: reclaim jobs whose lease lapsed, promote due jobs, forget dead workers (and the kinds
+-- of worker none is left of: see tend_kinds), and delete the records of finished jobs whose
+-- time is up.
 -- Safe with any number of reapers at once: each lapsed job is handled by exactly one call,
 -- since the check and the move are one atomic step.
 -- KEYS: none; every key is built from ARGV[1].
@@ -54,6 +55,7 @@ if #gone > 0 then
   redis.call('ZREM', prefix .. 'workers', unpack(gone))
   redis.call('HDEL', prefix .. 'idle', unpack(gone)) -- hand them no more jobs
 end
+tend_kinds(prefix, now, limit)
 flush_tally(prefix, now)
 -- finished jobs past their time to live, a group at a time (see finish_terminal), until
 -- `limit` jobs are gone; `expiring` holds an older version's entries, one id each. Groups
