@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ._callbacks import CallbackConfig
-from ._checks import is_number
+from ._checks import is_number, is_whole, whole_range
 from ._keys import check_queue_name
 from .config import ClientConfig, WorkerConfig
 from .errors import TEN_YEARS, ConfigError
@@ -22,23 +22,20 @@ if TYPE_CHECKING:
     from ._http_base import HttpConfig
 
 
-def _int_from(value: Any, least: int, what: str) -> int:
-    if isinstance(value, str):
-        value = value.strip()
-        if not value.isdigit():
-            raise ValueError(what)
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(what)
-    return value
+def whole_setting(name: str) -> Callable[[Any], int]:
+    """A parser of the whole-number setting `name`, within its range (_checks.WHOLE)."""
 
+    def parse(value: Any) -> int:
+        if isinstance(value, str):  # from AQUEUE_* or a flag
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ValueError(whole_range(name)) from None
+        if not is_whole(name, value):
+            raise ValueError(whole_range(name))
+        return int(value)
 
-def _positive_int(value: Any) -> int:
-    return _int_from(value, 1, "a positive integer")
-
-
-def _count(value: Any) -> int:
-    return _int_from(value, 0, "an integer >= 0")
+    return parse
 
 
 def _seconds(value: Any) -> float:
@@ -124,8 +121,8 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "redis_url": redis_url,
     "queues": _queues,
     "listeners": _text,
-    "concurrency": _positive_int,
-    "prefetch": _count,
+    "concurrency": whole_setting("concurrency"),
+    "prefetch": whole_setting("prefetch"),
     "lease": _seconds,
     "heartbeat": _seconds,
     "grace": _seconds,
@@ -136,7 +133,7 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "http_read_tokens": _names,  # a list, or a comma-separated string
     "http_write_tokens": _names,
     "callback_timeout": _seconds,
-    "callback_attempts": _positive_int,
+    "callback_attempts": whole_setting("callback_attempts"),
     "callback_backoff": _seconds,
     "callback_lease": _seconds,
     "callback_secret": _text,

@@ -56,18 +56,15 @@ def _seconds(least: float, *, above: bool = False) -> Callable[[str], float]:
 _positive = _seconds(0, above=True)
 
 
-def _whole(least: int, most: int | None = None) -> Callable[[str], int]:
-    """A whole number from `least` (to `most`): out of range is a usage error too."""
-    bound = f"from {least} to {most}" if most is not None else f">= {least}"
+def _whole(name: str) -> Callable[[str], int]:
+    """The whole-number setting `name`, in its range (_checks.WHOLE): else a usage error."""
+    parse_setting = _settings.whole_setting(name)
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
-        except ValueError:
-            value = least - 1
-        if value < least or (most is not None and value > most):
-            raise argparse.ArgumentTypeError(f"must be a whole number {bound}, got {text!r}")
-        return value
+            return parse_setting(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"must be {exc}, got {text!r}") from None
 
     return parse
 
@@ -138,10 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("listeners", nargs="?", help="the Listeners registry, as module:object")
     _add_daemon(worker)
-    worker.add_argument("--concurrency", type=_whole(1), help="jobs run at once per queue (16)")
+    worker.add_argument(
+        "--concurrency", type=_whole("concurrency"), help="jobs run at once per queue (16)"
+    )
     worker.add_argument(
         "--prefetch",
-        type=_whole(0),
+        type=_whole("prefetch"),
         help="most jobs claimed ahead of free slots, for short jobs (64)",
     )
     worker.add_argument("--grace", type=_positive, help="seconds running jobs get on SIGTERM (30)")
@@ -150,7 +149,9 @@ def _parser() -> argparse.ArgumentParser:
         "--callback-timeout", type=_positive, help="seconds per delivery attempt (10)"
     )
     worker.add_argument(
-        "--callback-attempts", type=_whole(1), help="deliveries tried per outcome (3)"
+        "--callback-attempts",
+        type=_whole("callback_attempts"),
+        help="deliveries tried per outcome (3)",
     )
     worker.add_argument("--callback-backoff", type=_positive, help="seconds before a 2nd try (1)")
     worker.add_argument(
@@ -200,11 +201,11 @@ def _parser() -> argparse.ArgumentParser:
     post.add_argument("--functions", help="listener names, comma-separated, run in order")
     post.add_argument("--callback", help="a URL called when the job ends")
     post.add_argument(
-        "--priority", type=_whole(-100, 100), default=0, help="-100..100, higher first"
+        "--priority", type=_whole("priority"), default=0, help="-100..100, higher first"
     )
     post.add_argument("--delay", type=_seconds(0), help="seconds before it may run")
     post.add_argument("--timeout", type=_positive, help="seconds each attempt may run")
-    post.add_argument("--retries", type=_whole(0, 1000), help="attempts after the first (3)")
+    post.add_argument("--retries", type=_whole("retries"), help="attempts after the first (3)")
     post.add_argument("--key", help="idempotency key: a second post returns the first job")
     post.add_argument("--ttl", type=_seconds(1), help="seconds the finished job is kept")
     post.add_argument(

@@ -5,18 +5,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ._checks import whole
 from ._keys import check_queue_name
 from .errors import ConfigError
 
 DAY = 86400.0
 
 
-def _positive(name: str, value: object, *, integer: bool = False) -> None:
-    kind = int if integer else (int, float)
+def _positive(name: str, value: object) -> None:
     # NaN passes `<= 0`, and infinity overflows as milliseconds
-    if isinstance(value, bool) or not isinstance(value, kind) or not 0 < value < math.inf:
-        what = "a positive integer" if integer else "a positive number of seconds"
-        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +33,10 @@ class ClientConfig:
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
-        _positive("max_message_bytes", self.max_message_bytes, integer=True)
+        whole("max_message_bytes", self.max_message_bytes)
         _positive("result_ttl", self.result_ttl)
         _positive("data_ttl", self.data_ttl)
-        _positive("max_connections", self.max_connections, integer=True)
+        whole("max_connections", self.max_connections)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +61,8 @@ class WorkerConfig:
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
-        _positive("concurrency", self.concurrency, integer=True)
-        _positive("claim_batch", self.claim_batch, integer=True)
-        if (
-            isinstance(self.prefetch, bool)
-            or not isinstance(self.prefetch, int)
-            or self.prefetch < 0
-        ):
-            raise ConfigError(f"prefetch must be an int >= 0, got {self.prefetch!r}")
+        for name in ("concurrency", "claim_batch", "prefetch"):
+            whole(name, getattr(self, name))
         for name in ("lease", "heartbeat", "grace", "reaper_interval", "idle_wait"):
             _positive(name, getattr(self, name))
         if self.heartbeat > self.lease / 3:
