@@ -20,8 +20,9 @@ from . import _commands, _daemon, _settings
 from ._keys import check_queue_name
 from .errors import TEN_YEARS, AqueueError, ConfigError
 
+EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader left
 EXIT_HELP = """exit status: 0 done; 1 an error (printed); 2 `status` found something that needs
-attention; 64 bad command-line usage."""
+attention; 64 bad command-line usage; 141 its output was closed early (| head)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -275,6 +276,16 @@ def _run(command: Callable[..., Coroutine[Any, Any, int]], *args: Any) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader left early (`aqueue dlq show ... | head`): no traceback, and the rest of
+        # stdout, which Python flushes at exit, goes nowhere rather than failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "dlq":
