@@ -156,7 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--callback-backoff", type=_positive, help="seconds before a 2nd try (1)")
     worker.add_argument(
-        "--callback-lease", type=_positive, help="a stalled delivery is retried after"
+        "--callback-lease",
+        type=_positive,
+        help="seconds after which a delivery whose daemon stopped answering is retried (60)",
     )
     worker.add_argument(
         "--no-callbacks", dest="callbacks", action="store_const", const=False,
@@ -218,16 +220,32 @@ def _parser() -> argparse.ArgumentParser:
         help="block for the result (0 or nothing: forever), a progress bar on a TTY",
     )
 
-    job = commands.add_parser("job", help="show a job's whole record")
+    job = commands.add_parser(
+        "job",
+        help="show a job's whole record",
+        description="Print a job's record: status, attempts, times, progress, and its result "
+        "or its error and traceback.",
+    )
     job.add_argument("job_id")
     _add_connection(job)
     job.add_argument("--json", action="store_true", help="machine output")
 
-    cancel = commands.add_parser("cancel", help="cancel a job")
+    cancel = commands.add_parser(
+        "cancel",
+        help="cancel a job",
+        description="Cancel a job that has not finished: a queued or scheduled one never "
+        "runs, a running one's listener is cancelled. Prints the status it had.",
+    )
     cancel.add_argument("job_id")
     _add_connection(cancel)
 
-    dlq = commands.add_parser("dlq", help="the dead-letter queue: list, show, requeue, purge")
+    dlq = commands.add_parser(
+        "dlq",
+        help="the dead-letter queue: list, show, requeue, purge",
+        description="Jobs that failed for good (out of retries, or lost their lease once too "
+        "often). list: the first 1000; show ID...: their records; requeue [ID...]: back to "
+        "the queue with a fresh retry budget (no ID: all); purge: delete them all.",
+    )
     dlq.add_argument("action", choices=["list", "show", "requeue", "purge"])
     dlq.add_argument("job_ids", nargs="*", help="for show (one or more) and requeue (none: all)")
     _add_connection(dlq)
@@ -247,7 +265,13 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine output")
     status.add_argument("--watch", type=_positive, metavar="SECONDS", help="refresh every SECONDS")
 
-    check = commands.add_parser("check", help="validate a config file and its Redis")
+    check = commands.add_parser(
+        "check",
+        help="validate a config file and its Redis",
+        description="Validate the settings (file, AQUEUE_* and flags, as a daemon reads them, "
+        "HTTP tokens included), then check the Redis they point at: reachable, its version, "
+        "maxmemory-policy and persistence; and with module:object, that the listeners import.",
+    )
     _add_connection(check, many_queues=True)
     check.add_argument("listeners", nargs="?", help="also check this module:object imports")
     return parser
