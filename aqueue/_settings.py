@@ -181,6 +181,33 @@ class Settings:
         return ClientConfig(queue=queue, redis_url=self.redis_url)
 
 
+HTTP_SETTINGS = ("http_bind", "http_read_tokens", "http_write_tokens")
+
+
+def _check_http(settings: Settings, sources: Mapping[str, str]) -> None:
+    """The HTTP settings as the service takes them, each error naming the setting at fault
+    and where it came from: the token lists alone first, then all of them together."""
+    from ._http_base import HttpConfig  # lazily: see Settings.http_config
+
+    read, write = settings.http_tokens
+    for name, (reads, writes) in (
+        ("http_read_tokens", (read, ())),
+        ("http_write_tokens", ((), write)),
+    ):
+        if name in sources:
+            try:
+                HttpConfig(read_tokens=reads, write_tokens=writes)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} ({name} from {sources[name]})") from None
+    try:
+        settings.http_config()
+    except ConfigError as exc:
+        where = ", ".join(
+            f"{name} from {sources[name]}" for name in HTTP_SETTINGS if name in sources
+        )
+        raise ConfigError(f"{exc} ({where})") from None
+
+
 def read_file(path: Path) -> dict[str, Any]:
     import tomllib  # lazily, as difflib below: only a --config or a mistake needs them (idle RSS)
 
@@ -266,12 +293,8 @@ def resolve(
         http_tokens=(values.get("http_read_tokens", ()), values.get("http_write_tokens", ())),
         sources=sources,
     )
-    if settings.http_bind is not None:
-        try:
-            settings.http_config()
-        except ConfigError as exc:
-            where = sources.get("http_bind", "the defaults")
-            raise ConfigError(f"{exc} (http_bind from {where})") from None
+    if any(name in sources for name in HTTP_SETTINGS):
+        _check_http(settings, sources)
     for queue in settings.queues:  # cross-checks (heartbeat vs lease, queue names) name sources
         try:
             settings.worker_config(queue)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -14,6 +15,7 @@ from aqueue import Client
 from aqueue.testing import RedisServer
 
 from ..processes import ROOT
+from .test_cli import aqueue
 
 
 async def test_output_cut_short_by_its_reader_ends_quietly(
@@ -41,3 +43,25 @@ async def test_output_cut_short_by_its_reader_ends_quietly(
     assert first.startswith(b"id: " + job_id.encode())
     assert errors == b"", errors.decode(errors="replace")
     assert code == 141  # 128 + SIGPIPE, as the shell reports a command its reader left
+
+
+GOOD_TOKEN = "r" * 16
+
+
+async def test_check_validates_the_http_tokens_and_blames_a_bad_one_on_its_own_source(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """`aqueue check` passed a bad token, and the worker blamed it on "http_bind from the
+    command line" when the bind came from there and the token from the file."""
+    config = tmp_path / "gpu0.toml"
+    head = f'redis_url = "{redis_server.url}"\n'
+    config.write_text(head + f'http_read_tokens = ["{GOOD_TOKEN}"]\nhttp_write_tokens = "w"\n')
+    blame = "an http write token is invalid: use at least 16 characters of letters, digits"
+    for args in (["check"], ["worker", "tests.chaos.listeners:listeners", "--http", "[::1]:0"]):
+        code, _, err = await aqueue(*args, "--config", str(config))
+        assert code == 1 and blame in err and f"(http_write_tokens from {config})" in err, err
+        assert "http_bind" not in err
+    config.write_text(head + f'http_read_tokens = ["{GOOD_TOKEN}"]\n')
+    code, out, err = await aqueue("check", "--config", str(config))
+    assert code == 0, err
+    assert "ok: http on 127.0.0.1:8080: 1 read-only and 0 read-write token(s)" in out
