@@ -53,6 +53,7 @@ local gone = redis.call('ZRANGEBYSCORE', prefix .. 'workers', '-inf', '(' .. now
 if #gone > 0 then
   redis.call('ZREM', prefix .. 'workers', unpack(gone))
   redis.call('HDEL', prefix .. 'idle', unpack(gone)) -- hand them no more jobs
+  redis.pcall('HDEL', prefix .. 'done', unpack(gone)) -- their counts (a pcall: see finish)
 end
 flush_tally(prefix, now)
 -- finished jobs past their time to live, a group at a time (see finish_terminal), until

@@ -3,16 +3,18 @@ settings checked before anything runs, log lines a machine reads."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
 
-from aqueue import Client
-from aqueue.testing import RedisServer
+from aqueue import Client, Context, Listeners
+from aqueue.testing import RedisServer, running_worker
 
 from ..processes import ROOT
 from .test_cli import aqueue
@@ -65,3 +67,28 @@ async def test_check_validates_the_http_tokens_and_blames_a_bad_one_on_its_own_s
     code, out, err = await aqueue("check", "--config", str(config))
     assert code == 0, err
     assert "ok: http on 127.0.0.1:8080: 1 read-only and 0 read-write token(s)" in out
+
+
+async def test_status_counts_a_worker_s_finished_jobs_at_once_not_at_its_next_heartbeat(
+    redis_server: RedisServer, queue: str
+) -> None:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def echo(msg: Any, ctx: Context) -> Any:
+        return msg
+
+    where = ["--redis-url", redis_server.url, "--queue", queue]
+    async with Client(queue, redis_url=redis_server.url) as client:
+        # its first heartbeat (done: 0) registers it; the next is a minute away
+        async with running_worker(
+            listeners, queue=queue, redis_url=redis_server.url, heartbeat=60.0, lease=180.0
+        ) as worker:
+            for job_id in await client.post_many([1, 2, 3]):
+                assert await client.block_until_result(job_id, timeout=20) is not None
+            code, out, err = await aqueue("status", "--json", *where)
+            assert code == 0, err
+            [report] = json.loads(out)["queues"]
+            assert [(w["id"], w["processed"]) for w in report["workers"]] == [(worker.id, 3)]
+            code, out, _ = await aqueue("status", *where)
+            assert f"worker {worker.id} up" in out and ", 3 done;" in out
