@@ -27,6 +27,7 @@ class StopClock:
         self.grace = grace
         self.run = anyio.CancelScope()  # around the whole run: its deadline is the hard stop
         self.drain_by = math.inf  # when running jobs stop getting time to finish
+        self._draining: anyio.CancelScope | None = None
         self._shields: set[anyio.CancelScope] = set()
 
     def stop(self, *, now: bool = False) -> None:
@@ -37,6 +38,8 @@ class StopClock:
         self._end_by(start + (HAND_BACK if now else self.grace + WRAP_UP))
         if now:
             self.drain_by = min(self.drain_by, start)
+            if self._draining is not None:
+                self._draining.cancel()
 
     def abandon(self) -> None:
         """End the run at once (it holds no job yet: nothing to drain or hand back)."""
@@ -47,6 +50,12 @@ class StopClock:
             self.run.deadline = deadline
             for scope in self._shields:
                 scope.deadline = min(scope.deadline, deadline)
+
+    @contextmanager
+    def draining(self) -> Iterator[None]:
+        """While running jobs may still finish: until the grace period ends, or a stop now."""
+        with anyio.CancelScope(deadline=self.drain_by) as self._draining:
+            yield
 
     @contextmanager
     def shielded(self, most: float = math.inf) -> Iterator[anyio.CancelScope]:

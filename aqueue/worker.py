@@ -255,7 +255,7 @@ class Worker:
                             await self._claim_loop(claims, burst)
                         self.stop()
                         await self._stop_waiting(store)
-                        with anyio.CancelScope(deadline=self._clock.drain_by):
+                        with self._clock.draining():
                             await self._drained.wait()
                         for running in list(self._running.values()):
                             running.scope.cancel()  # past the grace period: hand back
