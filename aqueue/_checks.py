@@ -41,6 +41,8 @@ WHOLE: dict[str, tuple[int, int]] = {
     "prefetch": (0, 10_000),
     "claim_batch": (1, 10_000),
     "max_connections": (1, 10_000),  # Redis's own maxclients default
+    "http_max_connections": (1, 10_000),
+    "http_max_body_bytes": (1, 512 * 1024 * 1024),
     "max_message_bytes": (1, 512 * 1024 * 1024),  # Redis takes no argument over 512 MB
     "callback_attempts": (1, 100),
     "callback_concurrency": (1, 10_000),
