@@ -42,6 +42,7 @@ from ._callback_guard import (
     literal_refusal,
     parse_networks,
 )
+from ._checks import whole
 from ._store import Store
 from .client import Client
 from .errors import ConfigError, JobNotFound, RedisUnavailable
@@ -86,8 +87,8 @@ class CallbackConfig:
         if self.allowed_hosts is not None:  # host names are case-insensitive
             hosts = tuple(name.lower() for name in self.allowed_hosts)
             object.__setattr__(self, "allowed_hosts", hosts)
-        if self.attempts < 1:
-            raise ConfigError(f"callback attempts must be at least 1, got {self.attempts}")
+        whole("callback_attempts", self.attempts, label="callback attempts")
+        whole("callback_concurrency", self.concurrency, label="callback concurrency")
         if self.lease <= self.timeout:
             raise ConfigError(
                 f"callback lease ({self.lease:g} s) must be longer than the per-attempt "

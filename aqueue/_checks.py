@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import TEN_YEARS, MessageError
+from .errors import TEN_YEARS, ConfigError, MessageError
 
 
 def is_number(value: Any) -> bool:
@@ -30,3 +30,47 @@ def seconds(
             f"{name} must be a number of seconds from {least:g} to {most:.0f}, got {value!r}"
         )
     return float(value)
+
+
+# The range of every whole-number setting and option, wherever it is given: WorkerConfig,
+# ClientConfig, CallbackConfig, RetryPolicy, a post, TOML, AQUEUE_* and the command line.
+# Past the top is a slip (an extra zero, a 10**18), never a wish: a worker would spend all
+# its memory on slots or claim places before it served a job.
+WHOLE: dict[str, tuple[int, int]] = {
+    "concurrency": (1, 10_000),  # runner tasks, and threads for plain functions, per queue
+    "prefetch": (0, 10_000),
+    "claim_batch": (1, 10_000),
+    "max_connections": (1, 10_000),  # Redis's own maxclients default
+    "http_max_connections": (1, 10_000),
+    "http_max_body_bytes": (1, 512 * 1024 * 1024),
+    "max_message_bytes": (1, 512 * 1024 * 1024),  # Redis takes no argument over 512 MB
+    # A worker holds a result whole (a value not bytes or str twice: it and its encoding), and
+    # so does a Python reader; over one chunk it is stored in chunks (aqueue/_results.py), so
+    # Redis's 512 MB a value never applies.
+    "max_result_bytes": (1, 2048 * 1024 * 1024),
+    "max_unserved_lanes": (1, 1_000_000),  # lanes no live worker serves, per queue
+    "callback_attempts": (1, 100),
+    "callback_concurrency": (1, 10_000),
+    "retries": (0, 1000),
+    "priority": (-100, 100),
+}
+
+
+def whole_range(name: str) -> str:
+    """What the setting `name` takes, as errors say it."""
+    least, most = WHOLE[name]
+    return f"a whole number from {least} to {most}"
+
+
+def is_whole(name: str, value: Any) -> bool:
+    least, most = WHOLE[name]
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= most
+
+
+def whole(
+    name: str, value: Any, *, label: str | None = None, error: type[ValueError] = ConfigError
+) -> int:
+    """`value`, within the range of the setting `name`; else `error` naming `label or name`."""
+    if not is_whole(name, value):
+        raise error(f"{label or name} must be {whole_range(name)}, got {value!r}")
+    return int(value)

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from . import _output
-from ._settings import Settings
+from ._settings import HTTP_SETTINGS, Settings
 from .client import Client
 from .errors import AqueueError, JobFailed
 from .listeners import load_listeners
@@ -104,6 +104,10 @@ async def check(settings: Settings, listeners: str | None) -> int:
               "snapshot, if any (deploy/redis.conf turns AOF on)")  # fmt: skip
     for queue in settings.queues:
         print(f"ok: queue {queue}: {settings.worker_config(queue)}")
+    if any(name in settings.sources for name in HTTP_SETTINGS):  # valid, or we would not be here
+        http = settings.http_config()
+        print(f"ok: http on {settings.http_bind or '127.0.0.1:8080'}: {len(http.read_tokens)} "
+              f"read-only and {len(http.write_tokens)} read-write token(s)")  # fmt: skip
     return 1 if problems else 0
 
 

@@ -45,5 +45,6 @@ async def open_store(
         with contextlib.suppress(Exception):
             await redis.aclose()
             await redis.connection_pool.disconnect()  # a pool we made is ours to close
-        if embedded is not None:
-            await anyio.to_thread.run_sync(embedded.stop)
+        if embedded is not None:  # stopped even when a deadline cut the run short
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(embedded.stop)

@@ -8,7 +8,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import anyio
@@ -36,7 +37,8 @@ _FIELDS = ("job_id", "queue", "worker")
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": self.formatTime(record),
+            # ISO 8601 in UTC, to the millisecond: what log shippers parse without a format
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -65,21 +67,50 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
-async def _on_signals(workers: Sequence[Worker], notifier: Notifier) -> None:
-    """First SIGTERM/SIGINT: drain (running jobs get the grace period). Second: hand back now."""
+async def _until_signalled(
+    serve: Callable[[], Awaitable[None]], on_signal: Callable[[int, str], None]
+) -> None:
+    """Run `serve`; every SIGTERM/SIGINT meanwhile calls `on_signal(count, name)`.
+
+    The signals are watched beside `serve` from its very start, so that a daemon still starting
+    (its Redis not answering, or refusing its scripts) stops when told, as a serving one does.
+    """
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        count = 0
-        async for signum in signals:
-            count += 1
-            name = signal.Signals(signum).name
-            notifier.stopping(f"{name}: draining")
-            for worker in workers:
-                if count == 1:
-                    log.info("%s: draining (grace %.1f s)", name, worker.config.grace)
-                    worker.stop()
-                else:
-                    log.warning("%s again: handing running jobs back now", name)
-                    worker.hand_back_now()
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                count = 0
+                async for signum in signals:
+                    count += 1
+                    on_signal(count, signal.Signals(signum).name)
+
+            tg.start_soon(watch)
+            await serve()
+            tg.cancel_scope.cancel()
+
+
+def _cancelling(scope: anyio.CancelScope, notifier: Notifier) -> Callable[[int, str], None]:
+    def on_signal(count: int, name: str) -> None:
+        notifier.stopping("stopping")
+        scope.cancel()
+
+    return on_signal
+
+
+def _stopping_workers(workers: Sequence[Worker], notifier: Notifier) -> Callable[[int, str], None]:
+    """First SIGTERM/SIGINT: drain (running jobs get the grace period). Second: hand back now."""
+
+    def on_signal(count: int, name: str) -> None:
+        notifier.stopping(f"{name}: draining")
+        for worker in workers:
+            if count == 1:
+                log.info("%s: draining (grace %.1f s)", name, worker.config.grace)
+                worker.stop()
+            else:
+                log.warning("%s again: handing running jobs back now", name)
+                worker.hand_back_now()
+
+    return on_signal
 
 
 async def _report(workers: Sequence[Worker], notifier: Notifier) -> None:
@@ -94,35 +125,37 @@ async def _report(workers: Sequence[Worker], notifier: Notifier) -> None:
 async def serve_workers(
     workers: Sequence[Worker], notifier: Notifier, http: HttpConfig | None = None
 ) -> None:
-    async with anyio.create_task_group() as services:
-        services.start_soon(_on_signals, workers, notifier)
-        services.start_soon(watchdog_loop, notifier)
-        if http is not None:  # the HTTP API inside the worker daemon
-            from ._http import serve_http  # lazily: see the top
+    async def serve() -> None:
+        async with anyio.create_task_group() as services:
+            services.start_soon(watchdog_loop, notifier)
+            if http is not None:  # the HTTP API inside the worker daemon
+                from ._http import serve_http  # lazily: see the top
 
-            await services.start(serve_http, http)
-        async with anyio.create_task_group() as serving:
-            for worker in workers:
-                await serving.start(worker.run)
-            notifier.ready("connected; serving")
-            services.start_soon(_report, workers, notifier)
-        notifier.stopping("stopped")
-        services.cancel_scope.cancel()
+                await services.start(serve_http, http)
+            async with anyio.create_task_group() as serving:
+                for worker in workers:
+                    await serving.start(worker.run)
+                notifier.ready("connected; serving")
+                services.start_soon(_report, workers, notifier)
+            notifier.stopping("stopped")
+            services.cancel_scope.cancel()
+
+    await _until_signalled(serve, _stopping_workers(workers, notifier))
 
 
 async def serve_reaper(settings: Settings, notifier: Notifier) -> None:
-    # the signal receiver is installed before READY: a SIGTERM right after it still drains
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watchdog_loop, notifier)
-            for queue in settings.queues:
-                interval = settings.worker_config(queue).reaper_interval
-                await tg.start(_reaper_for, settings, queue, interval)
-            notifier.ready(f"reaping {', '.join(settings.queues)}")
-            async for _ in signals:
-                notifier.stopping("stopping")
-                tg.cancel_scope.cancel()
-                break
+    scope = anyio.CancelScope()
+
+    async def serve() -> None:
+        with scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watchdog_loop, notifier)
+                for queue in settings.queues:
+                    interval = settings.worker_config(queue).reaper_interval
+                    await tg.start(_reaper_for, settings, queue, interval)
+                notifier.ready(f"reaping {', '.join(settings.queues)}")
+
+    await _until_signalled(serve, _cancelling(scope, notifier))
 
 
 async def _reaper_for(
@@ -167,15 +200,16 @@ def run_workers(settings: Settings) -> int:
 async def serve_http_daemon(config: HttpConfig, notifier: Notifier) -> None:
     from ._http import serve_http  # lazily: see the top
 
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watchdog_loop, notifier)
-            port = await tg.start(serve_http, config)
-            notifier.ready(f"serving HTTP on {config.host}:{port}")
-            async for _ in signals:
-                notifier.stopping("stopping")
-                tg.cancel_scope.cancel()
-                break
+    scope = anyio.CancelScope()
+
+    async def serve() -> None:
+        with scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watchdog_loop, notifier)
+                port = await tg.start(serve_http, config)
+                notifier.ready(f"serving HTTP on {config.host}:{port}")
+
+    await _until_signalled(serve, _cancelling(scope, notifier))
 
 
 def run_http(settings: Settings) -> int:

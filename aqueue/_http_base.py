@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 from aiohttp import web
 
+from ._checks import whole
 from ._keys import check_queue_name
 from ._output import plain as _plain
 from ._records import check_functions
@@ -105,9 +106,7 @@ class HttpConfig:
                 "it could post and cancel jobs. Set read/write tokens, or bind 127.0.0.1"
             )
         for name in ("max_body_bytes", "max_connections"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"http {name} must be a positive integer, got {value!r}")
+            whole(f"http_{name}", getattr(self, name), label=f"http {name}")
         for name in ("keepalive", "shutdown_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

@@ -118,6 +118,10 @@ class Keys:
         return f"{self.prefix}worker:{worker_id}"
 
     @property
+    def done(self) -> str:  # hash: worker id -> outcomes recorded (finish), for its status
+        return self.prefix + "done"
+
+    @property
     def outbox(self) -> str:  # list of job ids whose callback is due
         return self.prefix + "outbox"
 

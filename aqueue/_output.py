@@ -146,6 +146,8 @@ class QueueStatus:
         for raw in infos:
             info = msgpack.unpackb(raw)
             if info.get("queue") == queue:
+                # its own count is as old as its last heartbeat; finish keeps this one current
+                info["processed"] = snapshot["done"].get(info.get("id"), info.get("processed", 0))
                 workers.append(info)
         return cls(
             queue=queue,

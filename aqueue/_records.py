@@ -11,7 +11,7 @@ from typing import Any, cast
 import msgpack
 
 from . import _codec
-from ._checks import seconds
+from ._checks import seconds, whole
 from .errors import TEN_YEARS, MessageError
 from .job import Job, JobStatus, Progress
 from .retry import DEFAULT_POLICY, RetryPolicy
@@ -120,8 +120,7 @@ def new_job_fields(
     """The hash fields every job of one post shares, its lane signature, and its spec's
     fields but the message (see `SpecShape.pack`)."""
     names = check_functions(functions)
-    if isinstance(priority, bool) or not isinstance(priority, int) or not -100 <= priority <= 100:
-        raise MessageError(f"priority must be an int from -100 to 100, got {priority!r}")
+    whole("priority", priority, error=MessageError)
     if timeout is not None:
         seconds("timeout", timeout, least=0.001)  # under 1 ms it would be none (0)
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 1 <= ttl <= TEN_YEARS:

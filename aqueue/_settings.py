@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from ._callback_guard import parse_networks
 from ._callbacks import CallbackConfig
-from ._checks import is_number
+from ._checks import is_number, is_whole, whole_range
 from ._keys import check_queue_name
 from .config import MOST_RESULT_BYTES, ClientConfig, WorkerConfig
 from .errors import TEN_YEARS, ConfigError
@@ -23,23 +23,20 @@ if TYPE_CHECKING:
     from ._http_base import HttpConfig
 
 
-def _int_from(value: Any, least: int, what: str) -> int:
-    if isinstance(value, str):
-        value = value.strip()
-        if not value.isdigit():
-            raise ValueError(what)
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(what)
-    return value
+def whole_setting(name: str) -> Callable[[Any], int]:
+    """A parser of the whole-number setting `name`, within its range (_checks.WHOLE)."""
 
+    def parse(value: Any) -> int:
+        if isinstance(value, str):  # from AQUEUE_* or a flag
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ValueError(whole_range(name)) from None
+        if not is_whole(name, value):
+            raise ValueError(whole_range(name))
+        return int(value)
 
-def _positive_int(value: Any) -> int:
-    return _int_from(value, 1, "a positive integer")
-
-
-def _count(value: Any) -> int:
-    return _int_from(value, 0, "an integer >= 0")
+    return parse
 
 
 def _seconds(value: Any) -> float:
@@ -154,8 +151,8 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "redis_url": redis_url,
     "queues": _queues,
     "listeners": _text,
-    "concurrency": _positive_int,
-    "prefetch": _count,
+    "concurrency": whole_setting("concurrency"),
+    "prefetch": whole_setting("prefetch"),
     "lease": _seconds,
     "heartbeat": _seconds,
     "grace": _seconds,
@@ -167,7 +164,7 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "http_read_tokens": _names,  # a list, or a comma-separated string
     "http_write_tokens": _names,
     "callback_timeout": _seconds,
-    "callback_attempts": _positive_int,
+    "callback_attempts": whole_setting("callback_attempts"),
     "callback_backoff": _seconds,
     "callback_lease": _seconds,
     "callback_secret": _text,
@@ -214,6 +211,33 @@ class Settings:
 
     def client_config(self, queue: str) -> ClientConfig:
         return ClientConfig(queue=queue, redis_url=self.redis_url)
+
+
+HTTP_SETTINGS = ("http_bind", "http_read_tokens", "http_write_tokens")
+
+
+def _check_http(settings: Settings, sources: Mapping[str, str]) -> None:
+    """The HTTP settings as the service takes them, each error naming the setting at fault
+    and where it came from: the token lists alone first, then all of them together."""
+    from ._http_base import HttpConfig  # lazily: see Settings.http_config
+
+    read, write = settings.http_tokens
+    for name, (reads, writes) in (
+        ("http_read_tokens", (read, ())),
+        ("http_write_tokens", ((), write)),
+    ):
+        if name in sources:
+            try:
+                HttpConfig(read_tokens=reads, write_tokens=writes)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} ({name} from {sources[name]})") from None
+    try:
+        settings.http_config()
+    except ConfigError as exc:
+        where = ", ".join(
+            f"{name} from {sources[name]}" for name in HTTP_SETTINGS if name in sources
+        )
+        raise ConfigError(f"{exc} ({where})") from None
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -302,12 +326,8 @@ def resolve(
         http_tokens=(values.get("http_read_tokens", ()), values.get("http_write_tokens", ())),
         sources=sources,
     )
-    if settings.http_bind is not None:
-        try:
-            settings.http_config()
-        except ConfigError as exc:
-            where = sources.get("http_bind", "the defaults")
-            raise ConfigError(f"{exc} (http_bind from {where})") from None
+    if any(name in sources for name in HTTP_SETTINGS):
+        _check_http(settings, sources)
     for queue in settings.queues:  # cross-checks (heartbeat vs lease, queue names) name sources
         try:
             settings.worker_config(queue)

@@ -511,11 +511,12 @@ class Store:
                 pipe.zcount(k.active, "-inf", f"({now}")
                 pipe.hgetall(k.stats)
                 pipe.get(k.seq)
+                pipe.hgetall(k.done)
                 for bucket in buckets:
                     pipe.hgetall(bucket)
                 raw = await pipe.execute()
             queued = sum(raw[: len(lanes)])
-            scheduled, active, dead, stalled, stats, posted, *rates = raw[len(lanes) :]
+            scheduled, active, dead, stalled, stats, posted, done, *rates = raw[len(lanes) :]
             oldest = await self._oldest_queued(lanes)
             oldest_posted: bytes | None = None
             if oldest is not None:
@@ -536,6 +537,8 @@ class Store:
             # the current (partial) 10 s bucket and the five before it: about the last minute
             "last_minute": [{_text(a): int(b) for a, b in r.items()} for r in rates],
             "window_s": 50 + (now % 10000) / 1000,
+            # per worker, the outcomes it recorded: current, where its info is a heartbeat old
+            "done": {_text(w): int(n) for w, n in done.items() if n.isdigit()},
         }
 
     async def _oldest_queued(self, lanes: list[str]) -> bytes | None:
@@ -582,6 +585,7 @@ class Store:
                 pipe.zrem(self.keys.workers, worker_id)
                 pipe.delete(self.keys.worker(worker_id))
                 pipe.hdel(self.keys.idle, worker_id)
+                pipe.hdel(self.keys.done, worker_id)
                 await pipe.execute()
 
     async def stop_waiting(self, worker_id: str) -> bool:

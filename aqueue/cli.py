@@ -20,8 +20,9 @@ from . import _commands, _daemon, _settings
 from ._keys import check_queue_name
 from .errors import TEN_YEARS, AqueueError, ConfigError
 
+EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader left
 EXIT_HELP = """exit status: 0 done; 1 an error (printed); 2 `status` found something that needs
-attention; 64 bad command-line usage."""
+attention; 64 bad command-line usage; 141 its output was closed early (| head)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,18 +57,15 @@ def _seconds(least: float, *, above: bool = False) -> Callable[[str], float]:
 _positive = _seconds(0, above=True)
 
 
-def _whole(least: int, most: int | None = None) -> Callable[[str], int]:
-    """A whole number from `least` (to `most`): out of range is a usage error too."""
-    bound = f"from {least} to {most}" if most is not None else f">= {least}"
+def _whole(name: str) -> Callable[[str], int]:
+    """The whole-number setting `name`, in its range (_checks.WHOLE): else a usage error."""
+    parse_setting = _settings.whole_setting(name)
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
-        except ValueError:
-            value = least - 1
-        if value < least or (most is not None and value > most):
-            raise argparse.ArgumentTypeError(f"must be a whole number {bound}, got {text!r}")
-        return value
+            return parse_setting(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"must be {exc}, got {text!r}") from None
 
     return parse
 
@@ -145,10 +143,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("listeners", nargs="?", help="the Listeners registry, as module:object")
     _add_daemon(worker)
-    worker.add_argument("--concurrency", type=_whole(1), help="jobs run at once per queue (16)")
+    worker.add_argument(
+        "--concurrency", type=_whole("concurrency"), help="jobs run at once per queue (16)"
+    )
     worker.add_argument(
         "--prefetch",
-        type=_whole(0),
+        type=_whole("prefetch"),
         help="most jobs claimed ahead of free slots, for short jobs (64)",
     )
     worker.add_argument("--grace", type=_positive, help="seconds running jobs get on SIGTERM (30)")
@@ -163,11 +163,15 @@ def _parser() -> argparse.ArgumentParser:
         "--callback-timeout", type=_positive, help="seconds per delivery attempt (10)"
     )
     worker.add_argument(
-        "--callback-attempts", type=_whole(1), help="deliveries tried per outcome (3)"
+        "--callback-attempts",
+        type=_whole("callback_attempts"),
+        help="deliveries tried per outcome (3)",
     )
     worker.add_argument("--callback-backoff", type=_positive, help="seconds before a 2nd try (1)")
     worker.add_argument(
-        "--callback-lease", type=_positive, help="a stalled delivery is retried after"
+        "--callback-lease",
+        type=_positive,
+        help="seconds after which a delivery whose daemon stopped answering is retried (60)",
     )
     worker.add_argument(
         "--callback-allow-networks", metavar="CIDR,...",
@@ -217,11 +221,11 @@ def _parser() -> argparse.ArgumentParser:
     post.add_argument("--functions", help="listener names, comma-separated, run in order")
     post.add_argument("--callback", help="a URL called when the job ends")
     post.add_argument(
-        "--priority", type=_whole(-100, 100), default=0, help="-100..100, higher first"
+        "--priority", type=_whole("priority"), default=0, help="-100..100, higher first"
     )
     post.add_argument("--delay", type=_seconds(0), help="seconds before it may run")
     post.add_argument("--timeout", type=_positive, help="seconds each attempt may run")
-    post.add_argument("--retries", type=_whole(0, 1000), help="attempts after the first (3)")
+    post.add_argument("--retries", type=_whole("retries"), help="attempts after the first (3)")
     post.add_argument("--key", help="idempotency key: a second post returns the first job")
     post.add_argument("--ttl", type=_seconds(1), help="seconds the finished job is kept")
     post.add_argument(
@@ -233,16 +237,32 @@ def _parser() -> argparse.ArgumentParser:
         help="block for the result (0 or nothing: forever), a progress bar on a TTY",
     )
 
-    job = commands.add_parser("job", help="show a job's whole record")
+    job = commands.add_parser(
+        "job",
+        help="show a job's whole record",
+        description="Print a job's record: status, attempts, times, progress, and its result "
+        "or its error and traceback.",
+    )
     job.add_argument("job_id")
     _add_connection(job)
     job.add_argument("--json", action="store_true", help="machine output")
 
-    cancel = commands.add_parser("cancel", help="cancel a job")
+    cancel = commands.add_parser(
+        "cancel",
+        help="cancel a job",
+        description="Cancel a job that has not finished: a queued or scheduled one never "
+        "runs, a running one's listener is cancelled. Prints the status it had.",
+    )
     cancel.add_argument("job_id")
     _add_connection(cancel)
 
-    dlq = commands.add_parser("dlq", help="the dead-letter queue: list, show, requeue, purge")
+    dlq = commands.add_parser(
+        "dlq",
+        help="the dead-letter queue: list, show, requeue, purge",
+        description="Jobs that failed for good (out of retries, or lost their lease once too "
+        "often). list: the first 1000; show ID...: their records; requeue [ID...]: back to "
+        "the queue with a fresh retry budget (no ID: all); purge: delete them all.",
+    )
     dlq.add_argument("action", choices=["list", "show", "requeue", "purge"])
     dlq.add_argument("job_ids", nargs="*", help="for show (one or more) and requeue (none: all)")
     _add_connection(dlq)
@@ -262,7 +282,13 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine output")
     status.add_argument("--watch", type=_positive, metavar="SECONDS", help="refresh every SECONDS")
 
-    check = commands.add_parser("check", help="validate a config file and its Redis")
+    check = commands.add_parser(
+        "check",
+        help="validate a config file and its Redis",
+        description="Validate the settings (file, AQUEUE_* and flags, as a daemon reads them, "
+        "HTTP tokens included), then check the Redis they point at: reachable, its version, "
+        "maxmemory-policy and persistence; and with module:object, that the listeners import.",
+    )
     _add_connection(check, many_queues=True)
     check.add_argument("listeners", nargs="?", help="also check this module:object imports")
     return parser
@@ -291,6 +317,16 @@ def _run(command: Callable[..., Coroutine[Any, Any, int]], *args: Any) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader left early (`aqueue dlq show ... | head`): no traceback, and the rest of
+        # stdout, which Python flushes at exit, goes nowhere rather than failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "dlq":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ._checks import WHOLE, whole
 from ._keys import check_queue_name
 from .errors import ConfigError
 
@@ -12,19 +13,13 @@ MOST_UNSERVED_LANES = 1000  # ClientConfig.max_unserved_lanes's default
 
 DAY = 86400.0
 MIB = 1024 * 1024
-# The most a result may be, whatever the setting: a worker holds it whole (and a value that is
-# not bytes or str, twice: the value and its encoding), and so does a Python reader. Results
-# over one chunk are stored in chunks (aqueue/_results.py), so Redis's own limit of 512 MB a
-# value or an argument never applies.
-MOST_RESULT_BYTES = 2048 * MIB
+MOST_RESULT_BYTES = WHOLE["max_result_bytes"][1]  # whatever the setting (see _checks.WHOLE)
 
 
-def _positive(name: str, value: object, *, integer: bool = False) -> None:
-    kind = int if integer else (int, float)
+def _positive(name: str, value: object) -> None:
     # NaN passes `<= 0`, and infinity overflows as milliseconds
-    if isinstance(value, bool) or not isinstance(value, kind) or not 0 < value < math.inf:
-        what = "a positive integer" if integer else "a positive number of seconds"
-        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +40,11 @@ class ClientConfig:
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
-        _positive("max_message_bytes", self.max_message_bytes, integer=True)
-        _positive("max_unserved_lanes", self.max_unserved_lanes, integer=True)
+        whole("max_message_bytes", self.max_message_bytes)
+        whole("max_unserved_lanes", self.max_unserved_lanes)
         _positive("result_ttl", self.result_ttl)
         _positive("data_ttl", self.data_ttl)
-        _positive("max_connections", self.max_connections, integer=True)
+        whole("max_connections", self.max_connections)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,20 +72,8 @@ class WorkerConfig:
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
-        _positive("concurrency", self.concurrency, integer=True)
-        _positive("claim_batch", self.claim_batch, integer=True)
-        _positive("max_result_bytes", self.max_result_bytes, integer=True)
-        if self.max_result_bytes > MOST_RESULT_BYTES:
-            raise ConfigError(
-                f"max_result_bytes must be at most {MOST_RESULT_BYTES} (2 GiB), "
-                f"got {self.max_result_bytes}"
-            )
-        if (
-            isinstance(self.prefetch, bool)
-            or not isinstance(self.prefetch, int)
-            or self.prefetch < 0
-        ):
-            raise ConfigError(f"prefetch must be an int >= 0, got {self.prefetch!r}")
+        for name in ("concurrency", "claim_batch", "prefetch", "max_result_bytes"):
+            whole(name, getattr(self, name))
         for name in ("lease", "heartbeat", "grace", "reaper_interval", "idle_wait"):
             _positive(name, getattr(self, name))
         if self.heartbeat > self.lease / 3:

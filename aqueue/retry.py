@@ -6,7 +6,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from ._checks import is_number, seconds
+from ._checks import is_number, seconds, whole
 from .errors import ConfigError
 
 
@@ -24,10 +24,7 @@ class RetryPolicy:
     jitter: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.retries, int) or isinstance(self.retries, bool):
-            raise ConfigError(f"retries must be an int, got {type(self.retries).__name__}")
-        if not 0 <= self.retries <= 1000:
-            raise ConfigError(f"retries must be between 0 and 1000, got {self.retries}")
+        whole("retries", self.retries)
         for name in ("delay", "max_delay"):
             # NaN, infinity and huge delays crashed the worker when it scheduled a retry
             seconds(name, getattr(self, name), error=ConfigError)

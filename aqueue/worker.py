@@ -44,6 +44,7 @@ from ._connection import open_store
 from ._prefetch import PrefetchGauge
 from ._reaper import reap_forever
 from ._records import retry_policy
+from ._stopping import StopClock
 from ._store import Claimed, Outcome, Store, claimed_rows
 from .client import Client
 from .config import ClientConfig, WorkerConfig
@@ -139,6 +140,8 @@ class Worker:
         self._drained = anyio.Event()
         self._pushes_read = anyio.Event()
         self._claim_scope = anyio.CancelScope()
+        self._clock = StopClock(self.config.grace)  # bounds the stop, whatever Redis answers
+        self._serving = False  # started: from here on it may hold jobs
         # a claim place is held from claim to outcome; a slot (a runner) while a job runs
         self._slots = anyio.Semaphore(self.config.concurrency + self.config.prefetch)
         self._parked = 0  # prefetch places the claim loop holds back (see _park)
@@ -148,8 +151,9 @@ class Worker:
         self._thread_waits: set[anyio.CancelScope] = set()  # runners waiting on threads
         self._threads_left = False  # stopped waiting for them (past the grace period)
         self._threads = anyio.CapacityLimiter(self.config.concurrency)
-        if self._stopping:  # stop() came before run()
+        if self._stopping:  # stop() came before run(): nothing to serve, nothing to drain
             self._claim_scope.cancel()
+            self._clock.abandon()
 
     # -- control -------------------------------------------------------------------------
 
@@ -157,6 +161,9 @@ class Worker:
         """Stop claiming; running jobs get the grace period to finish, then are handed back."""
         self._stopping = True
         if hasattr(self, "_claim_scope"):
+            self._clock.stop()
+            if not self._serving:  # still starting (Redis refusing its scripts, say)
+                self._clock.abandon()
             self._claim_scope.cancel()
             while True:  # prefetched, never started: hand them back at once
                 try:
@@ -173,6 +180,8 @@ class Worker:
     def hand_back_now(self) -> None:
         """Stop at once: running jobs are cancelled and handed back to the queue."""
         self.stop()
+        if hasattr(self, "_clock"):
+            self._clock.stop(now=True)
         for running in list(self._running.values()):
             running.scope.cancel()
         self._leave_threads()
@@ -190,6 +199,21 @@ class Worker:
         """Serve until stop() — or, with `burst`, until no job is ready or running."""
         self._burst = burst
         self._prepare()
+        with self._clock.run:
+            await self._serve(burst, task_status)
+        if not self._serving:  # stopped while starting: there is nothing to wait for
+            task_status.started()
+        elif self._clock.run.cancelled_caught:
+            log.warning(
+                "worker %s stopped at its deadline (grace + wrap-up) with %d outcome(s) not "
+                "recorded: the reaper requeues those jobs once their leases lapse",
+                self.id,
+                len(self._acks),
+                extra={"worker": self.id},
+            )
+        log.info("worker %s stopped", self.id, extra={"worker": self.id})
+
+    async def _serve(self, burst: bool, task_status: TaskStatus[None]) -> None:
         async with open_store(
             self.client_config.redis_url,
             self.config.queue,
@@ -220,6 +244,7 @@ class Worker:
                         ", ".join(self.listeners.names),
                         extra={"queue": self.config.queue, "worker": self.id},
                     )
+                    self._serving = True
                     task_status.started()
                     async with anyio.create_task_group() as slots:
 
@@ -233,7 +258,7 @@ class Worker:
                             await self._claim_loop(claims, burst)
                         self.stop()
                         await self._stop_waiting(store)
-                        with anyio.move_on_after(self.config.grace):
+                        with self._clock.draining():
                             await self._drained.wait()
                         for running in list(self._running.values()):
                             running.scope.cancel()  # past the grace period: hand back
@@ -241,12 +266,11 @@ class Worker:
                     self._add_slot = None
                     services.cancel_scope.cancel()
                 await self._send_acks(store, final=True)
-                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                with self._clock.shielded(5):
                     try:
                         await store.retire_worker(self.id)
                     except RedisUnavailable as exc:  # it will lapse on its own
                         log.warning("could not deregister worker %s: %s", self.id, exc)
-        log.info("worker %s stopped", self.id, extra={"worker": self.id})
 
     async def _claim_loop(self, store: Store, burst: bool) -> None:
         names = self.listeners.names
@@ -261,10 +285,14 @@ class Worker:
                 taken += 1
             self._wake = anyio.Event()
             try:
-                with anyio.CancelScope(shield=True):  # a claim is never abandoned half-read
+                # a claim is never abandoned half-read, but at the stop's deadline
+                with self._clock.shielded() as claiming:
                     began = time.monotonic()
                     claim = await store.claim(self.id, self._lease_ms, taken, names)
                     self._prefetch.claim_took(time.monotonic() - began)
+                if claiming.cancelled_caught:
+                    self._release_slots(taken)
+                    return
             except RedisUnavailable as exc:
                 self._release_slots(taken)
                 log.warning("claim failed, retrying in %.2f s: %s", backoff.delay, exc)
@@ -330,7 +358,7 @@ class Worker:
         """Posts stop handing this worker jobs, and those already on their way are read (and
         handed back) before the subscription closes: else they would stay leased to a worker
         that has gone until the reaper finds the lease lapsed."""
-        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+        with self._clock.shielded(5):
             try:
                 if await store.stop_waiting(self.id):
                     await self._pushes_read.wait()
@@ -589,13 +617,10 @@ class Worker:
             await self._send_acks(store)
 
     async def _send_acks(self, store: Store, *, final: bool = False) -> None:
-        """Record pending outcomes; retried while Redis is away (for at most the grace period
-        when stopping: after that the reaper recovers those jobs)."""
+        """Record pending outcomes; retried while Redis is away (when stopping, until the
+        stop's deadline: after that the reaper recovers those jobs)."""
         backoff = Backoff()
-        with (
-            anyio.CancelScope(shield=True),
-            anyio.move_on_after(self.config.grace if final else float("inf")),
-        ):
+        with self._clock.shielded():
             while self._acks:
                 batch, self._acks = self._acks, []
                 try:

@@ -19,6 +19,7 @@
 -- Returns: a string, per outcome '1' if accepted (or recorded already: the same outcome sent
 -- again), '0' if refused by the fence (the attempt is not current). One bulk reply, not an
 -- integer reply per outcome: cheaper to make for Redis and to read for the worker.
+-- The worker's count of recorded outcomes (`done`, for `aqueue status`) grows by the accepted.
 -- A completion writes one command of its own (its record's HSET): the fence and the watch
 -- marks are read for the whole batch at once, and flush_tally lets go of them.
 local prefix, worker = ARGV[1], ARGV[2]
@@ -121,6 +122,8 @@ for j = 1, #ids do
 end
 if ndone > 0 then
   redis.call('ZREM', prefix .. 'active', unpack(done))
+  -- pcall: a count only, which an unreadable entry there must not stop the finish for
+  redis.pcall('HINCRBY', prefix .. 'done', worker, ndone)
 end
 if requeued > 0 then
   redis.call('PUBLISH', prefix .. 'wake', 'requeued')

@@ -54,6 +54,7 @@ local gone = redis.call('ZRANGEBYSCORE', prefix .. 'workers', '-inf', '(' .. now
 if #gone > 0 then
   redis.call('ZREM', prefix .. 'workers', unpack(gone))
   redis.call('HDEL', prefix .. 'idle', unpack(gone)) -- hand them no more jobs
+  redis.pcall('HDEL', prefix .. 'done', unpack(gone)) -- their counts (a pcall: see finish)
 end
 tend_kinds(prefix, now, limit)
 flush_tally(prefix, now)

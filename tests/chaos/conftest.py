@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import signal
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from pathlib import Path
 
 import anyio
 import pytest
 from anyio.abc import Process
+
+from aqueue import Client
 
 from ..processes import aqueue_process
 
@@ -46,6 +48,15 @@ class WorkerProcess:
     async def wait(self, timeout: float = 20) -> int:
         with anyio.fail_after(timeout):
             return await self.process.wait()
+
+
+async def until_active(client: Client, job_id: str) -> None:
+    """Until the job's listener reports progress (the chaos listeners do as they start)."""
+    with anyio.fail_after(20):
+        async with aclosing(client.watch(job_id)) as events:
+            async for event in events:
+                if event.progress is not None:
+                    return
 
 
 StartWorker = Callable[..., AbstractAsyncContextManager[WorkerProcess]]

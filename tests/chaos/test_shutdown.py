@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from contextlib import aclosing
 
 import anyio
 import pytest
@@ -11,17 +10,9 @@ import pytest
 from aqueue import Client, JobStatus
 from aqueue.testing import RedisServer
 
-from .conftest import StartWorker
+from .conftest import StartWorker, until_active
 
 pytestmark = pytest.mark.chaos
-
-
-async def _until_active(client: Client, job_id: str) -> None:
-    with anyio.fail_after(20):
-        async with aclosing(client.watch(job_id)) as events:
-            async for event in events:
-                if event.progress is not None:
-                    return
 
 
 async def test_sigterm_lets_a_running_job_finish_then_exits_zero(
@@ -30,7 +21,7 @@ async def test_sigterm_lets_a_running_job_finish_then_exits_zero(
     async with Client(queue, redis_url=redis_server.url) as client:
         async with start_worker(queue, redis_server.url) as worker:
             job_id = await client.post({"seconds": 0.5}, functions=["slow"])
-            await _until_active(client, job_id)
+            await until_active(client, job_id)
             worker.signal(signal.SIGTERM)
             await worker.wait_for_log("draining")
             queued_after = await client.post({"seconds": 0}, functions=["slow"])
@@ -46,7 +37,7 @@ async def test_past_the_grace_period_running_jobs_are_handed_back_and_run_again(
     async with Client(queue, redis_url=redis_server.url) as client:
         async with start_worker(queue, redis_server.url, "--grace", "0.3") as worker:
             job_id = await client.post({"seconds": 1.5}, functions=["slow"], retry=0)
-            await _until_active(client, job_id)
+            await until_active(client, job_id)
             worker.signal(signal.SIGTERM)
             assert await worker.wait() == 0
             assert "handing back job" in worker.text()
@@ -64,7 +55,7 @@ async def test_a_second_sigterm_hands_running_jobs_back_at_once(
     async with Client(queue, redis_url=redis_server.url) as client:
         async with start_worker(queue, redis_server.url, "--grace", "60") as worker:
             job_id = await client.post({"seconds": 30}, functions=["slow"])
-            await _until_active(client, job_id)
+            await until_active(client, job_id)
             worker.signal(signal.SIGTERM)
             await worker.wait_for_log("draining")
             worker.signal(signal.SIGTERM)

@@ -18,6 +18,7 @@ import msgpack
 import pytest
 
 from aqueue import Client, Context, JobStatus, Listeners
+from aqueue._checks import whole_range
 from aqueue._server import free_port
 from aqueue.testing import RedisServer, running_worker
 
@@ -184,12 +185,12 @@ async def test_check_validates_the_config_and_the_redis_it_points_at(
         (
             "concurrency = 'many'\n",
             [],
-            "concurrency = 'many' in {config} is invalid: must be a positive integer",
+            "concurrency = 'many' in {config} is invalid: must be a whole number from 1 to",
         ),
         (
             "prefetch = -1\n",
             [],
-            "prefetch = -1 in {config} is invalid: must be an integer >= 0",
+            "prefetch = -1 in {config} is invalid: must be a whole number from 0 to",
         ),
         (
             "log_format = 'xml'\n",
@@ -226,6 +227,25 @@ async def test_bad_settings_name_the_setting_the_value_and_where_it_came_from(
     assert complaint.format(config=config) in err
 
 
+async def test_whole_numbers_past_their_bound_are_refused_from_the_file_and_environment(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Accepted before: a worker with them took all its memory before it served a job (and
+    ignored SIGTERM). `check` reads the settings as the worker does, and ends either way."""
+    config = tmp_path / "gpu0.toml"
+    config.write_text(f'redis_url = "{redis_server.url}"\nprefetch = {10**18}\n')
+    code, _, err = await aqueue("check", "--config", str(config))
+    assert code == 1
+    assert f"prefetch = {10**18} in {config} is invalid: must be {whole_range('prefetch')}" in err
+    env = {"AQUEUE_REDIS_URL": redis_server.url, "AQUEUE_CONCURRENCY": "1000000000"}
+    code, _, err = await aqueue("check", env=env)
+    assert code == 1
+    assert (
+        "concurrency = '1000000000' in the environment (AQUEUE_*) is invalid: must be "
+        + whole_range("concurrency")
+    ) in err
+
+
 async def test_environment_settings_apply_and_flags_override_them(
     redis_server: RedisServer,
 ) -> None:
@@ -241,7 +261,10 @@ async def test_a_missing_config_file_and_bad_usage_fail_clearly(tmp_path: Path) 
     code, _, err = await aqueue("worker", "x:y", "--config", str(tmp_path / "nope.toml"))
     assert code == 1 and "nope.toml does not exist" in err
     code, _, err = await aqueue("worker", "--concurrency", "lots")
-    assert code == 64 and "argument --concurrency: must be a whole number >= 1, got 'lots'" in err
+    assert (
+        code == 64
+        and f"argument --concurrency: must be {whole_range('concurrency')}, got 'lots'" in err
+    )
     code, _, err = await aqueue("frobnicate")
     assert code == 64 and "invalid choice: 'frobnicate'" in err
     code, _, err = await aqueue("worker", "--redis-url", "redis://127.0.0.1:1/0")
@@ -455,6 +478,14 @@ async def test_json_output_renders_what_json_cannot_carry_as_the_http_api_does(
         (["post", "{}", "--retries", "-1"], "argument --retries: must be a whole number from 0"),
         (["worker", "x:y", "--concurrency", "0"], "argument --concurrency: must be a whole"),
         (["worker", "x:y", "--prefetch", "-1"], "argument --prefetch: must be a whole number"),
+        (  # accepted before, and the worker never served nor obeyed SIGTERM
+            ["worker", "x:y", "--concurrency", "1000000000"],
+            f"argument --concurrency: must be {whole_range('concurrency')}, got '1000000000'",
+        ),
+        (
+            ["worker", "x:y", "--callback-attempts", "1000000000"],
+            f"argument --callback-attempts: must be {whole_range('callback_attempts')}",
+        ),
     ],
 )
 async def test_bad_option_values_are_usage_errors_naming_the_option(

@@ -205,7 +205,9 @@ def test_the_result_limit_is_a_setting_of_the_toml_environment_and_command_line(
     assert _load(args).worker_config("q").max_result_bytes == 64 * 2**20
     with pytest.raises(ConfigError, match=r"max_result_bytes = '3GiB' in .* at most|2GiB"):
         resolve({"max_result_bytes": "3GiB"}, "gpu.toml")
-    with pytest.raises(ConfigError, match="max_result_bytes must be at most 2147483648"):
+    with pytest.raises(
+        ConfigError, match="max_result_bytes must be a whole number from 1 to 2147483648"
+    ):
         WorkerConfig(max_result_bytes=2**31 + 1)
     with pytest.raises(SystemExit):
         _parser().parse_args(["worker", "--max-result-bytes", "lots"])
