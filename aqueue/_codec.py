@@ -13,6 +13,11 @@ import msgpack
 from .errors import MessageError
 
 VERSION = b"\x01"
+# The deepest nesting of lists and maps stored: readers (JSON answers, the CLI) walk values
+# recursively, and a message nested ~500 deep was stored, then broke every read of its job.
+MAX_DEPTH = 100
+_NESTED = (list, tuple, dict)
+_FLAT = frozenset({int, float, str, bytes, bool, type(None)})
 
 
 def _refuse(obj: Any) -> Any:
@@ -22,7 +27,13 @@ def _refuse(obj: Any) -> Any:
 
 
 def encode(value: Any, what: str = "message") -> bytes:
-    """Encode `value`; a value msgpack cannot carry raises MessageError naming its type."""
+    """Encode `value`; a value msgpack cannot carry (or nested deeper than MAX_DEPTH) raises
+    MessageError naming why."""
+    if not _within_depth(value):
+        raise MessageError(
+            f"{what} is nested more than {MAX_DEPTH} levels deep (lists and maps within one "
+            "another): flatten it, or send it as bytes"
+        )
     try:
         packed: bytes = msgpack.packb(value, use_bin_type=True, default=_refuse, datetime=False)
         return VERSION + packed
@@ -30,6 +41,25 @@ def encode(value: Any, what: str = "message") -> bytes:
         raise MessageError(f"{what} is not encodable with msgpack: {exc}") from None
     except (ValueError, OverflowError) as exc:  # e.g. ints beyond 64 bits, too-deep nesting
         raise MessageError(f"{what} is not encodable with msgpack: {exc}") from None
+
+
+def _within_depth(value: Any) -> bool:
+    """Whether `value` nests at most MAX_DEPTH lists and maps, read level by level. Containers
+    of scalars only are passed over at C speed (set of types), so a typical message costs
+    about a microsecond."""
+    level = [value]
+    for _ in range(MAX_DEPTH):
+        below: list[Any] = []
+        for item in level:  # each a container, but for the value itself
+            if not isinstance(item, _NESTED):
+                continue
+            for part in (item.values(), item.keys()) if isinstance(item, dict) else (item,):
+                if not _FLAT.issuperset(map(type, part)):
+                    below += [v for v in part if isinstance(v, _NESTED)]
+        if not below:
+            return True
+        level = below
+    return False
 
 
 def decode(data: bytes) -> Any:

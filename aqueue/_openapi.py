@@ -98,7 +98,9 @@ _SCHEMAS: dict[str, Any] = {
                     "description": "listeners to run, in order; none: every listener",
                 }
             ),
-            "callback": _nullable({**_STRING, "description": "http(s) URL called at the end"}),
+            "callback": _nullable(
+                {**_STRING, "format": "uri", "description": "http(s) URL called at the end"}
+            ),
             "priority": {"type": "integer", "minimum": -100, "maximum": 100},
             "delay": _nullable({**_SECONDS, "description": "seconds before it may run"}),
             "at": _nullable(

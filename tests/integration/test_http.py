@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from aqueue import Client, ConfigError, Context, JobStatus, Listeners, Output
+from aqueue._codec import MAX_DEPTH
 from aqueue._http import HttpConfig, make_app, serve_http
 from aqueue._output import QueueStatus
 from aqueue.testing import RedisServer, running_worker
@@ -208,6 +209,11 @@ async def test_msgpack_posts_carry_binary_messages_byte_for_byte(
         (b'{"msg": 1, "functions": ["no spaces"]}', "application/json", 422, "is invalid"),
         (b'{"msg": 1, "callback": "ftp://x"}', "application/json", 422, "http"),
         (b'{"msg": 1, "callback": 7}', "application/json", 422, "not a URL"),
+        (b'{"msg": 1, "callback": "http://x/\\ud800"}', "application/json", 422, "not a URL"),
+        (b'{"msg": 1, "callback": "http://xn--/"}', "application/json", 422, "not a URL"),
+        (b'{"msg": 1, "callback": "http://xn--lcalhost-/"}', "application/json", 422, "not a URL"),
+        (b'{"msg": 1, "callback": "http://a..b/"}', "application/json", 422, "not a URL"),
+        (b'{"msg": ' + b"[" * 500 + b"]" * 500 + b"}", "application/json", 422, "100 levels"),
         (b'{"msg": 1, "delay": -1}', "application/json", 422, "delay"),
         (b'{"msg": 1, "ttl": 1e300}', "application/json", 422, "ttl"),
         (b'{"msg": 1, "ttl": 5e-324}', "application/json", 422, "ttl must be from 1"),
@@ -236,6 +242,21 @@ async def test_malformed_or_wrong_bodies_get_clear_json_errors(
     headers = {"Content-Type": content_type}
     error = await api.json("POST", "/jobs", status, data=body, headers=headers)
     assert words in error["detail"], error
+
+
+async def test_the_deepest_message_accepted_is_readable_on_every_route(
+    api: Api, client: Client, redis_server: RedisServer
+) -> None:
+    deepest: Any = "bottom"
+    for _ in range(MAX_DEPTH):
+        deepest = [deepest]
+    created = await api.post({"msg": deepest, "functions": ["echo"]})
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+        await finished(client, created["id"])
+    assert (await api.json("GET", created["url"], 200))["msg"] == deepest
+    assert await api.json("GET", f"{created['url']}/result", 200) == deepest
+    error = await api.post({"msg": [deepest]}, 422)  # one more level: refused, naming the limit
+    assert f"nested more than {MAX_DEPTH} levels" in error["detail"]
 
 
 async def test_an_oversized_body_is_refused_with_413(redis_server: RedisServer, queue: str) -> None:
