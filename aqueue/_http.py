@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 
@@ -42,6 +43,7 @@ from ._http_jobs import (
     readyz,
     requeue,
 )
+from ._pubsub import SharedSubscription
 from ._store import redis_errors
 from .errors import (
     ConfigError,
@@ -72,9 +74,15 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     config = state.config
     name = f"aqueue-http-{os.getpid()}"
     async with open_store(
-        config.redis_url, config.queue, config.max_connections, name=name, check=False
+        config.redis_url,
+        config.queue,
+        config.max_connections,
+        name=name,
+        check=False,
+        pool_timeout=config.pool_timeout,
     ) as store:
         state.store, state.closing, state.lock = store, anyio.Event(), anyio.Lock()
+        state.subscription = SharedSubscription(store)
         try:
             with redis_errors("connecting"):
                 await store.redis.ping()
@@ -83,10 +91,11 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            clients, state.clients = state.clients, {}
+            clients, state.clients = state.clients, OrderedDict()
             for client in clients.values():
                 await client.__aexit__(None, None, None)
-            state.store = None
+            await state.subscription.aclose()
+            state.store = state.subscription = None
 
 
 async def _closing(app: web.Application) -> None:

@@ -4,9 +4,11 @@ worker and the suite's Redis."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from aiohttp import web
 from aqueue import Client, ConfigError, Context, JobStatus, Listeners, Output
 from aqueue._codec import MAX_DEPTH
 from aqueue._http import HttpConfig, make_app, serve_http
+from aqueue._http_base import CACHED_CLIENTS, STATE
 from aqueue._output import QueueStatus
 from aqueue.testing import RedisServer, running_worker
 
@@ -66,6 +69,7 @@ class Api:
     session: aiohttp.ClientSession
     config: HttpConfig
     port: int
+    app: web.Application
 
     @property
     def queue(self) -> str:
@@ -94,13 +98,14 @@ class Api:
 @contextlib.asynccontextmanager
 async def serving(config: HttpConfig) -> AsyncIterator[Api]:
     """The app on a free loopback port, and a session against it."""
-    runner = web.AppRunner(make_app(config), shutdown_timeout=2)
+    app = make_app(config)
+    runner = web.AppRunner(app, shutdown_timeout=2)
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         port = int(runner.addresses[0][1])
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
-            yield Api(session, config, port)
+            yield Api(session, config, port, app)
     finally:
         await runner.cleanup()
 
@@ -617,6 +622,138 @@ async def test_stopping_the_service_ends_open_event_streams(
                 with anyio.fail_after(5):  # well before the 30 s shutdown timeout
                     tg.cancel_scope.cancel()
                     assert await resp.content.read() == b""
+
+
+async def test_event_streams_of_300_queues_share_one_connection_and_every_endpoint_answers(
+    redis_server: RedisServer, client: Client
+) -> None:
+    """Each queue's client once kept a subscription of its own, on a connection of the pool:
+    as many queues as connections wedged the service for good. Now every stream shares one
+    subscription, and a client leaves it when its last stream ends."""
+    queues = [f"{client.queue}-{i}" for i in range(300)]
+    config = HttpConfig(
+        port=0, redis_url=redis_server.url, queue=queues[0], max_connections=16, keepalive=0.3
+    )
+
+    async def stream_one(api: Api, queue: str) -> None:
+        created = await api.post({"msg": 1, "queue": queue})
+        with anyio.fail_after(20):
+            async with api.session.get(f"/jobs/{created['id']}/events?queue={queue}") as resp:
+                assert (await read_events(resp, until="status"))[-1]["data"]["status"] == "queued"
+                await api.json("DELETE", created["url"], 200)
+                outcome = (await read_events(resp))[-1]
+        assert outcome["event"] == "outcome" and outcome["data"]["status"] == "cancelled"
+
+    try:
+        async with serving(config) as api:
+            for start in range(0, len(queues), 50):  # 50 streams open at once, 6 times
+                async with anyio.create_task_group() as tg:
+                    for queue in queues[start : start + 50]:
+                        tg.start_soon(stream_one, api, queue)
+            with anyio.fail_after(20):
+                job = (await api.post({"msg": 2, "queue": queues[-1]}))["id"]
+                at = f"?queue={queues[-1]}"
+                await api.json("GET", f"/jobs/{job}{at}", 200)
+                await api.json("GET", f"/jobs/{job}/progress{at}", 200)
+                await api.json("GET", f"/jobs/{job}/result{at}", 202)
+                await api.json("DELETE", f"/jobs/{job}{at}", 200)
+                await api.json("GET", "/queues", 200)
+                await api.json("GET", f"/queues/{queues[7]}", 200)
+                await api.json("GET", f"/queues/{queues[7]}/dead", 200)
+                await api.json("GET", "/readyz", 200)
+            state = api.app[STATE]
+            assert state.subscription is not None
+            assert state.subscription.joined == 0  # every client left with its last stream
+            with anyio.fail_after(10):  # (left channels are dropped soon after, but the last)
+                while state.subscription.channels > 1:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            assert len(state.clients) <= CACHED_CLIENTS
+            info = await client.store.redis.client_list()
+            service = [c for c in info if c["name"] == f"aqueue-http-{os.getpid()}"]
+            assert len(service) <= config.max_connections + 1  # the pool, and its direct one
+    finally:
+        for queue in queues:
+            await client.store.view(queue).purge_queue()
+
+
+async def test_event_streams_of_several_queues_go_on_across_a_redis_restart(
+    private_redis: RedisServer, queue: str
+) -> None:
+    """The shared subscription resubscribes every queue's channel, and each client re-reads
+    what it follows, so no outcome is lost to the outage."""
+    config = HttpConfig(port=0, redis_url=private_redis.url, queue=queue, keepalive=0.3)
+    async with serving(config) as api, contextlib.AsyncExitStack() as stack:
+        paths = []
+        for name in (queue, f"{queue}-b", f"{queue}-c"):
+            created = await api.post({"msg": 1, "queue": name})
+            paths.append(f"/jobs/{created['id']}?queue={name}")
+        streams = []
+        for path in paths:
+            path, _, query = path.partition("?")
+            resp = await stack.enter_async_context(api.session.get(f"{path}/events?{query}"))
+            assert (await read_events(resp, until="status"))[-1]["data"]["status"] == "queued"
+            streams.append(resp)
+        await anyio.to_thread.run_sync(private_redis.restart)
+        for path in paths:
+            with anyio.fail_after(10):
+                while True:  # (503 until the pool has reconnected)
+                    async with api.session.delete(path) as answer:
+                        if answer.status != 503:
+                            assert answer.status == 200, await answer.text()
+                            break
+                    await anyio.sleep(0.05)
+        for resp in streams:
+            outcome = (await read_events(resp))[-1]
+            assert outcome["event"] == "outcome" and outcome["data"]["status"] == "cancelled"
+
+
+async def test_the_clients_kept_for_queue_names_asked_about_are_bounded(
+    redis_server: RedisServer, queue: str
+) -> None:
+    """A read token may ask about any number of queue names: each once kept a client for good
+    (~4 kB). Counted as the Client objects alive, whoever holds them."""
+    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, read_tokens=(READ,))
+    read = {"Authorization": f"Bearer {READ}"}
+    async with serving(config) as api:
+        state = api.app[STATE]
+        for i in range(CACHED_CLIENTS + 300):
+            await api.json("GET", f"/jobs/{'0' * 32}?queue={queue}-{i}", 404, headers=read)
+        assert len(state.clients) == CACHED_CLIENTS
+        gc.collect()
+        alive = sum(isinstance(o, Client) for o in gc.get_objects())
+        assert alive <= CACHED_CLIENTS + 1, alive  # (+1: the suite's own `client`, if any)
+        kept = state.clients[f"{queue}-{CACHED_CLIENTS + 299}"]
+        await api.json(
+            "GET", f"/jobs/{'0' * 32}?queue={queue}-{CACHED_CLIENTS + 299}", 404, headers=read
+        )
+        assert state.clients[f"{queue}-{CACHED_CLIENTS + 299}"] is kept  # recent ones are reused
+
+
+async def test_a_wait_for_a_connection_of_the_pool_times_out_into_a_503(
+    redis_server: RedisServer, queue: str, client: Client
+) -> None:
+    """Every connection busy (here: Redis paused, each holding a request) is a 503 after the
+    pool's wait limit, never a request that waits for good."""
+    config = HttpConfig(
+        port=0, redis_url=redis_server.url, queue=queue, max_connections=2, pool_timeout=0.2
+    )
+    async with serving(config) as api:
+        await client.store.redis.client_pause(3000)  # (ms) all clients
+        statuses: list[int] = []
+
+        async def read(path: str) -> None:
+            async with api.session.get(path) as resp:
+                statuses.append(resp.status)
+                if resp.status == 503:
+                    error = await resp.json()
+                    assert error["error"] == "redis_unavailable", error
+                    assert "connection of the pool" in error["detail"], error
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for _ in range(6):
+                    tg.start_soon(read, f"/jobs/{'0' * 32}")
+    assert 503 in statuses and set(statuses) <= {404, 503}, statuses
 
 
 # -- security ----------------------------------------------------------------------------------
