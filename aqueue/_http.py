@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
@@ -29,6 +30,7 @@ from ._http_base import _OPEN_PATHS, _READ_METHODS, STATE, Problem, _failed, _St
 from ._http_base import HttpConfig as HttpConfig
 from ._http_events import job_events
 from ._http_jobs import (
+    _MSGPACK,
     cancel_job,
     dead_letters,
     get_job,
@@ -114,7 +116,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Check the token, then turn every error into JSON: a user's mistake is a 4xx."""
     try:
-        _authorize(request, request.app[STATE].config)
+        config = request.app[STATE].config
+        if config.open:
+            _refuse_other_sites(request, config)
+        _authorize(request, config)
         return await handler(request)
     except Problem as problem:
         return problem.response()
@@ -144,6 +149,49 @@ async def _errors_and_auth(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("HTTP %s %s failed", request.method, request.path)
         return Problem(500, "internal", "the service failed; its log says why").response()
+
+
+# The names a loopback service is reached by; Host carries IPv6 ones in brackets.
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_BODY_TYPES = frozenset({"application/json", *_MSGPACK})
+_HOST = re.compile(
+    r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9.-]+))(?::(?P<port>\d+))?$"
+)
+
+
+def _refuse_other_sites(request: web.Request, config: HttpConfig) -> None:
+    """What lets a web page in another tab use a service without tokens, refused.
+
+    A DNS-rebinding page (evil.example resolved to 127.0.0.1) is same-origin to the browser,
+    so only the Host it sends gives it away: it must be one of the bind's own names, with its
+    port. Any page may POST cross-site without asking (a form, or fetch with no-cors), but only
+    with a text/plain, form or absent Content-Type: JSON or msgpack needs a CORS preflight,
+    which the service never grants. DELETE always needs one.
+    """
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    port = sockname[1] if sockname else 0
+    host = request.headers.get("Host", "")
+    named = _HOST.match(host)
+    name = (named["ipv6"] or named["name"]).lower() if named else None
+    named_port = int(named["port"] or 80) if named else None
+    if name not in _LOOPBACK_NAMES | {config.host.lower()} or named_port != port:
+        raise Problem(
+            421,
+            "misdirected_request",
+            f"Host {host!r} is not this service's: reach it as 127.0.0.1:{port}, "
+            f"localhost:{port} or [::1]:{port} (a service without tokens answers no other "
+            "name, so that a web page cannot reach it through a name of its own)",
+        )
+    if request.method == "POST" and request.content_type not in _BODY_TYPES:
+        given = request.headers.get("Content-Type", "none")
+        raise Problem(
+            415,
+            "unsupported_media_type",
+            "a POST to a service without tokens needs Content-Type application/json or "
+            f"application/msgpack, even without a body (got {given!r}): a web page cannot "
+            "send those to it from another site",
+        )
 
 
 def _authorize(request: web.Request, config: HttpConfig) -> None:

@@ -31,6 +31,7 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
 WAV = b"RIFF\x24\x08\x00\x00WAVEfmt " + bytes(range(255, -1, -1)) * 4
 NPY = b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False}" + bytes(1024)
 READ, WRITE = "r" * 24, "w" * 24
+JSON = {"Content-Type": "application/json"}  # a POST to the open service names its type
 
 
 def make_listeners() -> Listeners:
@@ -176,11 +177,17 @@ async def test_post_to_another_queue_gives_a_url_naming_it(
         await client.purge()
 
 
-async def test_a_body_without_content_type_is_read_as_json(api: Api) -> None:
-    body = b'{"msg": [1]}'
-    async with api.session.post("/jobs", data=body, skip_auto_headers=["Content-Type"]) as resp:
-        assert "Content-Type" not in resp.request_info.headers
-        assert resp.status == 201
+async def test_a_body_without_content_type_is_read_as_json_where_tokens_guard_the_service(
+    redis_server: RedisServer, queue: str
+) -> None:
+    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, write_tokens=(WRITE,))
+    body, headers = b'{"msg": [1]}', {"Authorization": f"Bearer {WRITE}"}
+    async with serving(config) as api:
+        async with api.session.post(
+            "/jobs", data=body, headers=headers, skip_auto_headers=["Content-Type"]
+        ) as resp:
+            assert "Content-Type" not in resp.request_info.headers
+            assert resp.status == 201
 
 
 async def test_msgpack_posts_carry_binary_messages_byte_for_byte(
@@ -380,7 +387,7 @@ async def test_unknown_jobs_are_404_on_every_job_route(api: Api) -> None:
         assert error["error"] == "job_not_found"
         await api.json("GET", f"/jobs/{'x' * 300}{tail}", 404)
     await api.json("DELETE", f"/jobs/{'0' * 32}", 404)
-    await api.json("POST", f"/queues/{api.queue}/dead/{'0' * 32}/requeue", 404)
+    await api.json("POST", f"/queues/{api.queue}/dead/{'0' * 32}/requeue", 404, headers=JSON)
     await api.json("GET", f"/jobs/{'0' * 32}?queue=bad%20name", 422)
 
 
@@ -479,11 +486,11 @@ async def test_dead_letters_are_listed_and_requeued(
     for bad in ("count=0", "count=5000", "offset=-1", "count=many"):
         await api.json("GET", f"/queues/{api.queue}/dead?{bad}", 422)
     path = f"/queues/{api.queue}/dead/{created['id']}/requeue"
-    answer = await api.json("POST", path, 200)
+    answer = await api.json("POST", path, 200, headers=JSON)
     assert answer == {"id": created["id"], "queue": api.queue, "status": "queued", "was": "dead"}
     assert (await client.get_job(created["id"])).status is JobStatus.QUEUED
     assert (await api.json("GET", f"/queues/{api.queue}/dead", 200))["jobs"] == []
-    assert (await api.json("POST", path, 409))["error"] == "invalid_transition"
+    assert (await api.json("POST", path, 409, headers=JSON))["error"] == "invalid_transition"
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -816,6 +823,63 @@ async def test_a_token_that_is_not_utf8_is_refused_not_a_500(
             while True:
                 answer += await sock.receive()
     assert answer.startswith(b"HTTP/1.1 401 ") and b'"error": "unauthorized"' in answer
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        (None, b'{"msg": 1, "callback": "http://127.0.0.1:9/steal"}'),  # fetch(), no-cors
+        ("text/plain", b'{"msg": 1}'),  # a form with enctype=text/plain
+        ("application/x-www-form-urlencoded", b"msg=1"),
+        ("multipart/form-data; boundary=x", b"--x--"),
+    ],
+)
+async def test_the_open_service_refuses_posts_a_page_of_another_site_could_send(
+    api: Api, client: Client, content_type: str | None, body: bytes
+) -> None:
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    skip = ["Content-Type"] if content_type is None else []
+    for path in ("/jobs", f"/queues/{api.queue}/dead/{'0' * 32}/requeue"):
+        async with api.session.post(
+            path, data=body, headers=headers, skip_auto_headers=skip
+        ) as resp:
+            assert resp.status == 415, await resp.text()
+            error = await resp.json()
+        assert error["error"] == "unsupported_media_type" and "application/json" in error["detail"]
+    counts = await client.counts()
+    assert counts["queued"] == counts["scheduled"] == 0  # nothing was posted
+    requeue = f"/queues/{api.queue}/dead/{'0' * 32}/requeue"
+    await api.json("POST", requeue, 404, headers=JSON)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil.example:{port}", "127.0.0.1.evil.example:{port}", "127.0.0.1:1", "127.0.0.1",
+     "localhost", "[::2]:{port}", "", "u@127.0.0.1:{port}", "127.0.0.1:{port}/x"],
+)  # fmt: skip
+async def test_the_open_service_answers_no_host_but_its_own_names(api: Api, host: str) -> None:
+    """A DNS-rebinding page (its own name resolved to 127.0.0.1) sends its name as Host."""
+    headers = {"Host": host.format(port=api.port)}
+    for method, path, expect in (
+        ("GET", "/queues", 421),
+        ("POST", "/jobs", 421),
+        ("DELETE", f"/jobs/{'0' * 32}", 421),
+    ):
+        kwargs: dict[str, Any] = {"json": {"msg": 1}} if method == "POST" else {}
+        error = await api.json(method, path, expect, headers=headers, **kwargs)
+        assert error["error"] == "misdirected_request" and str(api.port) in error["detail"]
+    for own in (f"127.0.0.1:{api.port}", f"localhost:{api.port}", f"LOCALHOST:{api.port}"):
+        await api.json("GET", "/queues", 200, headers={"Host": own})
+
+
+async def test_a_service_with_tokens_answers_any_host(
+    redis_server: RedisServer, queue: str
+) -> None:
+    """Behind a reverse proxy, Host is the public name; a page cannot send the token."""
+    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, read_tokens=(READ,))
+    headers = {"Host": "queue.example.org", "Authorization": f"Bearer {READ}"}
+    async with serving(config) as api:
+        await api.json("GET", "/queues", 200, headers=headers)
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.org", ""])  # noqa: S104
