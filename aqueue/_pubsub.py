@@ -112,7 +112,9 @@ class SharedSubscription:
                 await subscription.add(*joined)
                 self._sent.update(joined)
             left = [c for c in self._sent if c not in self._handlers]
-            if left and len(left) < len(self._sent):
+            if len(left) == len(self._sent):
+                left = left[1:]  # never subscribed to nothing (see the class)
+            if left:
                 self._sent.difference_update(left)
                 for channel in left:
                     self._confirmed.pop(channel, None)
