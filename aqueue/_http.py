@@ -67,6 +67,7 @@ def make_app(config: HttpConfig) -> web.Application:
     app[STATE] = _State(config)
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_closing)
+    app.on_response_prepare.append(_no_sniffing)
     _add_routes(app)
     return app
 
@@ -98,6 +99,11 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
                 await client.__aexit__(None, None, None)
             await state.subscription.aclose()
             state.store = state.subscription = None
+
+
+async def _no_sniffing(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer is what its Content-Type says: a browser must not guess a page in it."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
 
 
 async def _closing(app: web.Application) -> None:
@@ -273,6 +279,9 @@ async def serve_http(
         handle_signals=False,  # signals belong to the process edge (the daemon)
         access_log_class=_AccessLogger,
         shutdown_timeout=config.shutdown_timeout,
+        # aiohttp closes a connection that sends no whole request head within this of its
+        # opening or its last answer: the header-read timeout, against slow-sending clients
+        keepalive_timeout=config.header_timeout,
     )
     await runner.setup()
     try:

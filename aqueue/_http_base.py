@@ -55,6 +55,24 @@ def _content_types() -> mimetypes.MimeTypes:
 
 
 _TYPES = _content_types()  # never changed after this
+# What a browser only shows or plays: any other type a result is served as (text/html,
+# image/svg+xml, text/xml, text/javascript, application/pdf, ...) may run a page's code on
+# the service's origin, so it is downloaded instead (besides CSP sandbox and nosniff).
+_SHOWN_KINDS = ("image/", "audio/", "video/")
+_SHOWN_TYPES = frozenset({"text/plain", "text/csv", "application/json"})
+
+
+def result_headers(kind: str, ext: str | None) -> dict[str, str]:
+    """The headers of a result served as `kind` (its `result.<ext>`, if named so)."""
+    headers = {
+        "Content-Type": kind,
+        "Content-Security-Policy": "sandbox",  # a result is data, never a page that runs code
+    }
+    media = kind.partition(";")[0]
+    shown = media.startswith(_SHOWN_KINDS) and media != "image/svg+xml"
+    if not shown and media not in _SHOWN_TYPES:
+        headers["Content-Disposition"] = f'attachment; filename="result.{ext or "bin"}"'
+    return headers
 
 
 def _is_loopback(host: str) -> bool:
@@ -81,6 +99,11 @@ class HttpConfig:
     max_connections: int = 64  # Redis connections, over every queue served
     pool_timeout: float = 5.0  # longest wait for a free one, then 503
     keepalive: float = 15.0  # seconds between SSE keep-alive comments
+    # Slow clients: a connection must send a request's head within `header_timeout` of its
+    # opening or of its last answer (also how long an idle keep-alive connection is kept);
+    # and a request its body within `body_timeout` (else 408).
+    header_timeout: float = 10.0
+    body_timeout: float = 120.0
     shutdown_timeout: float = 5.0  # how long requests in flight may finish on shutdown
     stream_limit: float | None = None  # end an event stream after this long (it reconnects)
 
@@ -114,7 +137,10 @@ class HttpConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"http {name} must be a positive integer, got {value!r}")
-        for name in ("keepalive", "shutdown_timeout", "pool_timeout"):
+        for name in (
+            *("keepalive", "shutdown_timeout", "pool_timeout", "header_timeout"),
+            "body_timeout",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(f"http {name} must be a positive number of seconds")

@@ -347,6 +347,33 @@ async def test_binary_results_are_served_byte_for_byte_with_the_extension_s_type
     assert resp.headers["Content-Type"] == "application/octet-stream" and body == blob
     resp, body = await api.call("GET", f"{created['url']}/short_result", 200)
     assert resp.content_type == "text/plain" and body == f"a {kind}".encode()
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"  # a browser guesses no page
+
+
+@pytest.mark.parametrize(
+    ("kind", "ext", "download"),
+    [
+        *[("png", ext, True) for ext in ("html", "htm", "svg", "xml", "js", "xhtml", "pdf")],
+        *[("text", ext, True) for ext in ("html", "svg", "mjs", "css", "unknownext")],
+        ("png", "png", False),
+        ("wav", "wav", False),
+        ("text", "txt", False),
+        ("text", "csv", False),
+        ("png", "json", False),
+    ],
+)
+async def test_results_of_active_content_types_are_downloaded_not_shown(
+    api: Api, client: Client, redis_server: RedisServer, kind: str, ext: str, download: bool
+) -> None:
+    """A result served as HTML, SVG, XML or script would run on the service's origin."""
+    created = await api.post({"msg": {"kind": kind}, "functions": ["produce"]})
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+        await finished(client, created["id"])
+    resp, _ = await api.call("GET", f"{created['url']}/result.{ext}", 200)
+    disposition = resp.headers.get("Content-Disposition")
+    assert disposition == (f'attachment; filename="result.{ext}"' if download else None)
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Content-Security-Policy"] == "sandbox"
 
 
 async def test_value_results_are_json_and_never_the_text_none(
@@ -969,6 +996,46 @@ async def test_openapi_describes_every_route(api: Api) -> None:
                     )
                     schema = answer["content"]["application/json"]["schema"]["$ref"]
                     assert schema.endswith(("/Error", "/JobFailedError"))
+
+
+@contextlib.asynccontextmanager
+async def raw_connection(config: HttpConfig) -> AsyncIterator[tuple[Any, int]]:
+    """`serve_http` (with its server settings) and a plain TCP connection to it."""
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve_http, config)
+        async with await anyio.connect_tcp("127.0.0.1", port) as sock:
+            yield sock, port
+        tg.cancel_scope.cancel()
+
+
+async def test_a_client_sending_its_request_head_too_slowly_is_cut_off(
+    redis_server: RedisServer, queue: str
+) -> None:
+    """Slowloris: a header's value a byte at a time. aiohttp's default waited an hour."""
+    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, header_timeout=0.5)
+    async with raw_connection(config) as (sock, port):
+        await sock.send(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: ".encode())
+        with anyio.fail_after(20), pytest.raises((anyio.EndOfStream, OSError)):
+            while True:  # until the service closes the connection (within aiohttp's limits)
+                await sock.send(b"a")
+                with anyio.move_on_after(0.05):
+                    await sock.receive()  # (nothing comes, but the end)
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_a_408(
+    redis_server: RedisServer, queue: str
+) -> None:
+    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, body_timeout=0.5)
+    answer = b""
+    async with raw_connection(config) as (sock, port):
+        await sock.send(
+            f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
+        )
+        with anyio.fail_after(20), contextlib.suppress(anyio.EndOfStream):
+            while b"\r\n\r\n" not in answer:
+                answer += await sock.receive()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
 
 
 async def test_serve_http_reports_its_port_and_stops_when_cancelled(
