@@ -6,6 +6,8 @@ where they stay tuples. Nothing here ever unpickles.
 
 from __future__ import annotations
 
+import gc
+from itertools import compress, repeat
 from typing import Any
 
 import msgpack
@@ -44,21 +46,21 @@ def encode(value: Any, what: str = "message") -> bytes:
 
 
 def _within_depth(value: Any) -> bool:
-    """Whether `value` nests at most MAX_DEPTH lists and maps, read level by level. Containers
-    of scalars only are passed over at C speed (set of types), so a typical message costs
-    about a microsecond."""
+    """Whether `value` nests at most MAX_DEPTH lists and maps, read a level at a time in C:
+    gc.get_referents gives every item, value and key of a level's containers at once (what
+    their tp_traverse visits: at least every object that can hold others; str keys are left
+    out, and cannot nest). About a microsecond for a typical message, twice msgpack's own
+    time for 1,000 records, nothing for a scalar."""
+    if not isinstance(value, _NESTED):
+        return True
     level = [value]
     for _ in range(MAX_DEPTH):
-        below: list[Any] = []
-        for item in level:  # each a container, but for the value itself
-            if not isinstance(item, _NESTED):
-                continue
-            for part in (item.values(), item.keys()) if isinstance(item, dict) else (item,):
-                if not _FLAT.issuperset(map(type, part)):
-                    below += [v for v in part if isinstance(v, _NESTED)]
-        if not below:
+        below = gc.get_referents(*level)
+        if _FLAT.issuperset(map(type, below)):
             return True
-        level = below
+        level = list(compress(below, map(isinstance, below, repeat(_NESTED))))
+        if not level:
+            return True
     return False
 
 
