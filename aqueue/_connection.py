@@ -22,11 +22,18 @@ def embedded_directory() -> Path:
 
 @contextlib.asynccontextmanager
 async def open_store(
-    url: str | None, queue: str, max_connections: int, *, name: str, check: bool = True
+    url: str | None,
+    queue: str,
+    max_connections: int,
+    *,
+    name: str,
+    check: bool = True,
+    pool_timeout: float | None = None,
 ) -> AsyncIterator[Store]:
     """A Store on the configured Redis, starting (and later stopping) the embedded one.
 
     With `check`, a Redis that cannot be reached fails here, at once, rather than later.
+    `pool_timeout`: see `_store.connect`.
     """
     url = url or os.environ.get("AQUEUE_REDIS_URL") or None
     embedded: EmbeddedRedis | None = None
@@ -34,7 +41,7 @@ async def open_store(
         embedded = EmbeddedRedis(embedded_directory())
         url = await anyio.to_thread.run_sync(embedded.start)
         log.info("no Redis configured: using the embedded server at %s", url)
-    redis = connect(url, max_connections, name)
+    redis = connect(url, max_connections, name, pool_timeout)
     try:
         if check:
             with redis_errors(f"connecting to {url}"):

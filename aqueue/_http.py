@@ -15,6 +15,8 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 
@@ -28,6 +30,7 @@ from ._http_base import _OPEN_PATHS, _READ_METHODS, STATE, Problem, _failed, _St
 from ._http_base import HttpConfig as HttpConfig
 from ._http_events import job_events
 from ._http_jobs import (
+    _MSGPACK,
     cancel_job,
     dead_letters,
     get_data,
@@ -43,6 +46,7 @@ from ._http_jobs import (
     readyz,
     requeue,
 )
+from ._pubsub import SharedSubscription
 from ._store import redis_errors
 from .errors import (
     ConfigError,
@@ -65,6 +69,7 @@ def make_app(config: HttpConfig) -> web.Application:
     app[STATE] = _State(config)
     app.cleanup_ctx.append(_lifetime)
     app.on_shutdown.append(_closing)
+    app.on_response_prepare.append(_no_sniffing)
     _add_routes(app)
     return app
 
@@ -74,9 +79,15 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     config = state.config
     name = f"aqueue-http-{os.getpid()}"
     async with open_store(
-        config.redis_url, config.queue, config.max_connections, name=name, check=False
+        config.redis_url,
+        config.queue,
+        config.max_connections,
+        name=name,
+        check=False,
+        pool_timeout=config.pool_timeout,
     ) as store:
         state.store, state.closing, state.lock = store, anyio.Event(), anyio.Lock()
+        state.subscription = SharedSubscription(store)
         try:
             with redis_errors("connecting"):
                 await store.redis.ping()
@@ -85,10 +96,16 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            clients, state.clients = state.clients, {}
+            clients, state.clients = state.clients, OrderedDict()
             for client in clients.values():
                 await client.__aexit__(None, None, None)
-            state.store = None
+            await state.subscription.aclose()
+            state.store = state.subscription = None
+
+
+async def _no_sniffing(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer is what its Content-Type says: a browser must not guess a page in it."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
 
 
 async def _closing(app: web.Application) -> None:
@@ -107,7 +124,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Check the token, then turn every error into JSON: a user's mistake is a 4xx."""
     try:
-        _authorize(request, request.app[STATE].config)
+        config = request.app[STATE].config
+        if config.open:
+            _refuse_other_sites(request, config)
+        _authorize(request, config)
         return await handler(request)
     except Problem as problem:
         return problem.response()
@@ -139,6 +159,49 @@ async def _errors_and_auth(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("HTTP %s %s failed", request.method, request.path)
         return Problem(500, "internal", "the service failed; its log says why").response()
+
+
+# The names a loopback service is reached by; Host carries IPv6 ones in brackets.
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_BODY_TYPES = frozenset({"application/json", *_MSGPACK})
+_HOST = re.compile(
+    r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9.-]+))(?::(?P<port>\d+))?$"
+)
+
+
+def _refuse_other_sites(request: web.Request, config: HttpConfig) -> None:
+    """What lets a web page in another tab use a service without tokens, refused.
+
+    A DNS-rebinding page (evil.example resolved to 127.0.0.1) is same-origin to the browser,
+    so only the Host it sends gives it away: it must be one of the bind's own names, with its
+    port. Any page may POST cross-site without asking (a form, or fetch with no-cors), but only
+    with a text/plain, form or absent Content-Type: JSON or msgpack needs a CORS preflight,
+    which the service never grants. DELETE always needs one.
+    """
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    port = sockname[1] if sockname else 0
+    host = request.headers.get("Host", "")
+    named = _HOST.match(host)
+    name = (named["ipv6"] or named["name"]).lower() if named else None
+    named_port = int(named["port"] or 80) if named else None
+    if name not in _LOOPBACK_NAMES | {config.host.lower()} or named_port != port:
+        raise Problem(
+            421,
+            "misdirected_request",
+            f"Host {host!r} is not this service's: reach it as 127.0.0.1:{port}, "
+            f"localhost:{port} or [::1]:{port} (a service without tokens answers no other "
+            "name, so that a web page cannot reach it through a name of its own)",
+        )
+    if request.method == "POST" and request.content_type not in _BODY_TYPES:
+        given = request.headers.get("Content-Type", "none")
+        raise Problem(
+            415,
+            "unsupported_media_type",
+            "a POST to a service without tokens needs Content-Type application/json or "
+            f"application/msgpack, even without a body (got {given!r}): a web page cannot "
+            "send those to it from another site",
+        )
 
 
 def _authorize(request: web.Request, config: HttpConfig) -> None:
@@ -221,6 +284,9 @@ async def serve_http(
         handle_signals=False,  # signals belong to the process edge (the daemon)
         access_log_class=_AccessLogger,
         shutdown_timeout=config.shutdown_timeout,
+        # aiohttp closes a connection that sends no whole request head within this of its
+        # opening or its last answer: the header-read timeout, against slow-sending clients
+        keepalive_timeout=config.header_timeout,
     )
     await runner.setup()
     try:

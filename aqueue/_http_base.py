@@ -7,6 +7,7 @@ import ipaddress
 import json
 import mimetypes
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from aiohttp import web
 from ._checks import whole
 from ._keys import check_queue_name
 from ._output import plain as _plain
+from ._pubsub import SharedSubscription
 from ._records import check_functions
 from ._store import Store
 from .client import Client
@@ -32,6 +34,9 @@ _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_SECONDS = 10 * 365 * 86400.0  # longest delay, timeout or ttl accepted over HTTP
 _MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z
+# Clients kept for the queues asked about lately: a client costs a few kB, and a read token
+# may ask about any number of queue names (each new one grew the service by ~4 kB for good).
+CACHED_CLIENTS = 256
 # A fixed table (Python's own, not the machine's /etc/mime.types), with the common media
 # types pinned (they differ between Python versions) and what ML results use.
 _MORE_TYPES = {
@@ -51,6 +56,24 @@ def _content_types() -> mimetypes.MimeTypes:
 
 
 _TYPES = _content_types()  # never changed after this
+# What a browser only shows or plays: any other type a result is served as (text/html,
+# image/svg+xml, text/xml, text/javascript, application/pdf, ...) may run a page's code on
+# the service's origin, so it is downloaded instead (besides CSP sandbox and nosniff).
+_SHOWN_KINDS = ("image/", "audio/", "video/")
+_SHOWN_TYPES = frozenset({"text/plain", "text/csv", "application/json"})
+
+
+def result_headers(kind: str, ext: str | None) -> dict[str, str]:
+    """The headers of a result served as `kind` (its `result.<ext>`, if named so)."""
+    headers = {
+        "Content-Type": kind,
+        "Content-Security-Policy": "sandbox",  # a result is data, never a page that runs code
+    }
+    media = kind.partition(";")[0]
+    shown = media.startswith(_SHOWN_KINDS) and media != "image/svg+xml"
+    if not shown and media not in _SHOWN_TYPES:
+        headers["Content-Disposition"] = f'attachment; filename="result.{ext or "bin"}"'
+    return headers
 
 
 def _is_loopback(host: str) -> bool:
@@ -75,7 +98,13 @@ class HttpConfig:
     max_body_bytes: int = 16 * 1024 * 1024 + 64 * 1024  # a message at the client's limit
     known_listeners: tuple[str, ...] | None = None  # besides those of live workers
     max_connections: int = 64  # Redis connections, over every queue served
+    pool_timeout: float = 5.0  # longest wait for a free one, then 503
     keepalive: float = 15.0  # seconds between SSE keep-alive comments
+    # Slow clients: a connection must send a request's head within `header_timeout` of its
+    # opening or of its last answer (also how long an idle keep-alive connection is kept);
+    # and a request its body within `body_timeout` (else 408).
+    header_timeout: float = 10.0
+    body_timeout: float = 120.0
     shutdown_timeout: float = 5.0  # how long requests in flight may finish on shutdown
     stream_limit: float | None = None  # end an event stream after this long (it reconnects)
 
@@ -107,7 +136,10 @@ class HttpConfig:
             )
         for name in ("max_body_bytes", "max_connections"):
             whole(f"http_{name}", getattr(self, name), label=f"http {name}")
-        for name in ("keepalive", "shutdown_timeout"):
+        for name in (
+            *("keepalive", "shutdown_timeout", "pool_timeout", "header_timeout"),
+            "body_timeout",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(f"http {name} must be a positive number of seconds")
@@ -185,22 +217,31 @@ class _State:
     def __init__(self, config: HttpConfig) -> None:
         self.config = config
         self.store: Store | None = None
-        self.clients: dict[str, Client] = {}
+        self.subscription: SharedSubscription | None = None
+        # the clients of the queues asked about lately, least recently used first
+        self.clients: OrderedDict[str, Client] = OrderedDict()
         self.closing: anyio.Event | None = None
         self.lock: anyio.Lock | None = None
 
     async def client(self, queue: str) -> Client:
-        """The one client of `queue`, sharing the service's connection pool."""
+        """The client of `queue`, sharing the service's connection pool and subscription."""
         check_queue_name(queue)
-        if self.store is None or self.lock is None:
+        if self.store is None or self.lock is None or self.subscription is None:
             raise RedisUnavailable("the service is not started")
         async with self.lock:
             client = self.clients.get(queue)
             if client is None:
                 config = ClientConfig(queue=queue, redis_url=self.config.redis_url)
-                client = Client.over(self.store.view(queue), config)
+                client = Client.over(self.store.view(queue), config, self.subscription)
                 await client.__aenter__()  # opens nothing: it only arms the listener's stop
                 self.clients[queue] = client
+                if len(self.clients) > CACHED_CLIENTS:
+                    # Dropped, not closed: whoever still uses it (an event stream) goes on,
+                    # and it leaves the shared subscription when its last one ends.
+                    _, oldest = self.clients.popitem(last=False)
+                    oldest._leave_if_idle()
+            else:
+                self.clients.move_to_end(queue)
         return client
 
 

@@ -12,7 +12,7 @@ import anyio
 import msgpack
 from aiohttp import web
 
-from ._http_base import _MAX_EPOCH, _MAX_SECONDS, _TYPES, STATE, Problem, _json
+from ._http_base import _MAX_EPOCH, _MAX_SECONDS, _TYPES, STATE, Problem, _json, result_headers
 from ._keys import check_queue_name
 from ._openapi import openapi_spec
 from ._output import QueueStatus
@@ -44,10 +44,17 @@ _MSGPACK = frozenset({"application/msgpack", "application/x-msgpack", "applicati
 
 async def _body(request: web.Request) -> dict[Any, Any]:
     """The request body as a dict, from JSON or msgpack; 4xx for anything else."""
-    limit = request.app[STATE].config.max_body_bytes
+    config = request.app[STATE].config
+    limit = config.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    raw = await request.read()
+    raw = b""
+    with anyio.move_on_after(config.body_timeout) as reading:
+        raw = await request.read()
+    if reading.cancelled_caught:
+        raise Problem(
+            408, "request_timeout", f"the body did not arrive within {config.body_timeout:g} s"
+        )
     kind = request.content_type if "Content-Type" in request.headers else "application/json"
     if kind in _MSGPACK:
         try:
@@ -255,12 +262,7 @@ async def _serve(
     assert stored is not None and payload is not None  # (is_bytes, or a str with an ext)
     if payload[0] == "str" and kind.startswith("text/"):  # e.g. result.txt, .csv, .html
         kind += "; charset=utf-8"
-    headers = {
-        "Content-Type": kind,
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox",  # a result is data, never a page that runs code
-    }
-    response = web.StreamResponse(headers=headers)
+    response = web.StreamResponse(headers=result_headers(kind, ext))
     response.content_length = payload[2]
     await response.prepare(request)
     if request.method == "HEAD":  # its headers say it all: no chunk read for nothing

@@ -98,7 +98,9 @@ _SCHEMAS: dict[str, Any] = {
                     "description": "listeners to run, in order; none: every listener",
                 }
             ),
-            "callback": _nullable({**_STRING, "description": "http(s) URL called at the end"}),
+            "callback": _nullable(
+                {**_STRING, "format": "uri", "description": "http(s) URL called at the end"}
+            ),
             "priority": {"type": "integer", "minimum": -100, "maximum": 100},
             "delay": _nullable({**_SECONDS, "description": "seconds before it may run"}),
             "at": _nullable(
@@ -518,6 +520,7 @@ _PATHS: dict[str, Any] = {
                 **{
                     "200": _json(_ref("Changed"), "requeued"),
                     "409": _error("the job is not dead, failed or cancelled"),
+                    "415": _error("no JSON or msgpack Content-Type, to a service without tokens"),
                 },
             ),
         }
@@ -596,7 +599,9 @@ def openapi_spec() -> dict[str, Any]:
                 "description": "Post jobs, read them, stream their progress, manage queues. "
                 "Every error is JSON {error, detail}. Bearer tokens: read-only ones may GET, "
                 "read-write ones may also POST and DELETE; a service on loopback without "
-                "tokens is open.",
+                "tokens is open, to requests whose Host is its own (127.0.0.1, localhost or "
+                "[::1], with its port; else 421) and POSTs with a JSON or msgpack Content-Type, "
+                "even without a body (else 415), which a page of another site cannot send.",
             },
             "paths": paths,
             "components": {

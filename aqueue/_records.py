@@ -79,9 +79,13 @@ def check_callback(url: str | None) -> str:
 
     try:
         parsed = yarl.URL(url)
-    except (TypeError, ValueError) as exc:
+        url.encode()  # a lone surrogate (from a JSON escape) is no text Redis or HTTP takes
+        host = parsed.host  # decodes an IDNA name: "xn--" and "xn--lcalhost-" are not names
+        if host:
+            host.encode("idna")  # as the resolver will: ".." and ".a" have an empty label
+    except (TypeError, ValueError) as exc:  # UnicodeError is a ValueError
         raise MessageError(f"callback {url!r} is not a URL: {exc}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    if parsed.scheme not in ("http", "https") or not host:
         raise MessageError(f"callback {url!r} must be an absolute http:// or https:// URL")
     if not all(c.isalnum() or c in "-._~[]:%" for c in parsed.raw_host or ""):
         # yarl takes any text as a host ("\x00", "a b"): no delivery to it could succeed

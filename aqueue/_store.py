@@ -41,6 +41,10 @@ def redis_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+        if str(exc) == _POOL_WAIT_TIMED_OUT:
+            raise RedisUnavailable(
+                f"{what}: every Redis connection of the pool stayed busy past its wait limit"
+            ) from exc
         raise RedisUnavailable(f"{what}: Redis unreachable ({exc})") from exc
     except rexc.RedisError as exc:
         raise RedisUnavailable(f"{what}: Redis refused the command ({exc})") from exc
@@ -52,14 +56,21 @@ def redis_errors(what: str) -> Iterator[None]:
         raise RedisUnavailable(f"{what}: Redis connection lost ({exc})") from exc
 
 
-def connect(url: str, max_connections: int, name: str) -> aioredis.Redis:
+_POOL_WAIT_TIMED_OUT = "No connection available."  # redis-py's BlockingConnectionPool's words
+
+
+def connect(
+    url: str, max_connections: int, name: str, pool_timeout: float | None = None
+) -> aioredis.Redis:
     """A client with a bounded pool that retries a dropped connection a few times.
-    Its connections carry `name` (CLIENT LIST shows who is connected)."""
+    Its connections carry `name` (CLIENT LIST shows who is connected). A command waits for a
+    free connection up to `pool_timeout` seconds (None: as long as it takes, rather than fail
+    under load), then fails with RedisUnavailable."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         client_name=name,
         max_connections=max_connections,
-        timeout=None,  # wait for a free connection rather than fail under load
+        timeout=pool_timeout,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
         retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
         health_check_interval=30,
@@ -636,6 +647,15 @@ class Subscription:
 
     def __init__(self, pubsub: PubSub) -> None:
         self._pubsub = pubsub
+
+    async def add(self, *channels: str) -> None:
+        """Subscribe to more channels too (each confirmed by a `(channel, None)` from get)."""
+        with redis_errors(f"subscribing to {', '.join(channels)}"):
+            await self._pubsub.subscribe(*channels)
+
+    async def drop(self, *channels: str) -> None:
+        with redis_errors(f"unsubscribing from {', '.join(channels)}"):
+            await self._pubsub.unsubscribe(*channels)
 
     async def get(self, timeout: float | None) -> tuple[str, bytes | None] | None:
         with redis_errors("reading subscription"):

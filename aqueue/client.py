@@ -28,6 +28,7 @@ from ._backoff import follow
 from ._checks import is_number, seconds
 from ._coalesce import Coalescer
 from ._connection import open_store
+from ._pubsub import SharedSubscription
 from ._records import decode_job, remembered_job_fields
 from ._results import REF, Stored, stored_data, stored_result
 from ._store import NewJobs, Store
@@ -79,14 +80,21 @@ class Client:
         # a watcher's final event that found its buffer full (see _tell)
         self._finals: dict[MemoryObjectSendStream[JobEvent], JobEvent] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._shared: SharedSubscription | None = None  # listens there instead (see over)
+        self._joined = False
         self._listen_lock = anyio.Lock()
         self._posts: Coalescer | None = None  # posts made at the same time go together
 
     @classmethod
-    def over(cls, store: Store, config: ClientConfig) -> Client:
-        """A client sharing an open Store (the worker's, for listeners' contexts)."""
+    def over(
+        cls, store: Store, config: ClientConfig, shared: SharedSubscription | None = None
+    ) -> Client:
+        """A client sharing an open Store (the worker's, for listeners' contexts). With
+        `shared`, it listens for events there, and only while someone of its own waits: a
+        service's clients of many queues then hold no connection each."""
         client = cls(config=config)
         client._store = store
+        client._shared = shared
         return client
 
     async def __aenter__(self) -> Self:
@@ -320,7 +328,7 @@ class Client:
         _check_id(job_id)
         if timeout is not None and (not is_number(timeout) or math.isnan(timeout)):
             raise MessageError(f"timeout must be a number of seconds or None, got {timeout!r}")
-        await self._ensure_listening()
+        await self._listen_or_leave()
         ended = self._ended.pop(job_id, None)
         if ended is not None:  # posted watched, and its outcome already heard
             self._posted.pop(job_id, None)
@@ -351,6 +359,7 @@ class Client:
                 if not waiters:
                     del self._waiters[job_id]
                     self._results.pop(job_id, None)
+            self._leave_if_idle()
         if pushed is not None:  # came with the completion event: no read needed
             return await self._pushed_result(job_id, pushed)
         return await self.get_result(job_id)
@@ -363,6 +372,9 @@ class Client:
         return await (await stored_result(self.store, job_id, pushed)).value()
 
     async def _ensure_listening(self) -> None:
+        if self._shared is not None:
+            await self._join()
+            return
         if self._listener is not None and not self._listener.done():
             return
         async with self._listen_lock:
@@ -378,7 +390,32 @@ class Client:
                 if waited.cancelled_caught:
                     raise RedisUnavailable("could not subscribe to job events within 30 s")
 
+    async def _listen_or_leave(self) -> None:
+        try:
+            await self._ensure_listening()
+        except BaseException:  # cancelled once joined, say: nobody will wait to leave it
+            self._leave_if_idle()
+            raise
+
+    async def _join(self) -> None:
+        async with self._listen_lock:
+            if self._shared is not None and not self._joined:
+                with anyio.move_on_after(30) as waited:
+                    await self._shared.join(self.store.keys.events, self._on_event)
+                    self._joined = True
+                if waited.cancelled_caught:
+                    raise RedisUnavailable("could not subscribe to job events within 30 s")
+
+    def _leave_if_idle(self) -> None:
+        """A client over a shared subscription leaves it once nobody of its own waits."""
+        if self._joined and self._shared is not None and not self._waiters and not self._watchers:
+            self._shared.leave(self.store.keys.events, self._on_event)
+            self._joined = self._subscribed = False
+
     async def _stop_listening(self) -> None:
+        if self._joined and self._shared is not None:
+            self._shared.leave(self.store.keys.events, self._on_event)
+            self._joined = self._subscribed = False
         task, self._listener = self._listener, None
         if task is not None:
             task.cancel()
@@ -392,6 +429,8 @@ class Client:
                      "result")  # fmt: skip
 
     def _listening(self) -> bool:
+        if self._joined:
+            return self._subscribed
         return self._subscribed and self._listener is not None and not self._listener.done()
 
     async def _on_event(self, channel: str, data: bytes | None) -> None:
@@ -479,7 +518,7 @@ class Client:
         Leaving early? Close it: `async with contextlib.aclosing(client.watch(id)) as events`.
         """
         _check_id(job_id)
-        await self._ensure_listening()
+        await self._listen_or_leave()
         send, receive = anyio.create_memory_object_stream[JobEvent](256)
         self._watchers.setdefault(job_id, set()).add(send)
         try:
@@ -503,6 +542,7 @@ class Client:
                 if not watchers:
                     del self._watchers[job_id]
             send.close()
+            self._leave_if_idle()
 
     def _wake(self, job_id: str) -> None:
         for event in self._waiters.get(job_id, ()):

@@ -4,9 +4,11 @@ worker and the suite's Redis."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,7 +21,9 @@ import pytest
 from aiohttp import web
 
 from aqueue import Client, ConfigError, Context, JobStatus, Listeners, Output
+from aqueue._codec import MAX_DEPTH
 from aqueue._http import HttpConfig, make_app, serve_http
+from aqueue._http_base import CACHED_CLIENTS, STATE
 from aqueue._output import QueueStatus
 from aqueue.testing import RedisServer, running_worker
 
@@ -27,6 +31,7 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
 WAV = b"RIFF\x24\x08\x00\x00WAVEfmt " + bytes(range(255, -1, -1)) * 4
 NPY = b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False}" + bytes(1024)
 READ, WRITE = "r" * 24, "w" * 24
+JSON = {"Content-Type": "application/json"}  # a POST to the open service names its type
 
 
 def make_listeners() -> Listeners:
@@ -65,6 +70,7 @@ class Api:
     session: aiohttp.ClientSession
     config: HttpConfig
     port: int
+    app: web.Application
 
     @property
     def queue(self) -> str:
@@ -93,13 +99,14 @@ class Api:
 @contextlib.asynccontextmanager
 async def serving(config: HttpConfig) -> AsyncIterator[Api]:
     """The app on a free loopback port, and a session against it."""
-    runner = web.AppRunner(make_app(config), shutdown_timeout=2)
+    app = make_app(config)
+    runner = web.AppRunner(app, shutdown_timeout=2)
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         port = int(runner.addresses[0][1])
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
-            yield Api(session, config, port)
+            yield Api(session, config, port, app)
     finally:
         await runner.cleanup()
 
@@ -170,11 +177,17 @@ async def test_post_to_another_queue_gives_a_url_naming_it(
         await client.purge()
 
 
-async def test_a_body_without_content_type_is_read_as_json(api: Api) -> None:
-    body = b'{"msg": [1]}'
-    async with api.session.post("/jobs", data=body, skip_auto_headers=["Content-Type"]) as resp:
-        assert "Content-Type" not in resp.request_info.headers
-        assert resp.status == 201
+async def test_a_body_without_content_type_is_read_as_json_where_tokens_guard_the_service(
+    redis_server: RedisServer, queue: str
+) -> None:
+    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, write_tokens=(WRITE,))
+    body, headers = b'{"msg": [1]}', {"Authorization": f"Bearer {WRITE}"}
+    async with serving(config) as api:
+        async with api.session.post(
+            "/jobs", data=body, headers=headers, skip_auto_headers=["Content-Type"]
+        ) as resp:
+            assert "Content-Type" not in resp.request_info.headers
+            assert resp.status == 201
 
 
 async def test_msgpack_posts_carry_binary_messages_byte_for_byte(
@@ -213,6 +226,11 @@ async def test_msgpack_posts_carry_binary_messages_byte_for_byte(
         (b'{"msg": 1, "functions": ["no spaces"]}', "application/json", 422, "is invalid"),
         (b'{"msg": 1, "callback": "ftp://x"}', "application/json", 422, "http"),
         (b'{"msg": 1, "callback": 7}', "application/json", 422, "not a URL"),
+        (b'{"msg": 1, "callback": "http://x/\\ud800"}', "application/json", 422, "not a URL"),
+        (b'{"msg": 1, "callback": "http://xn--/"}', "application/json", 422, "not a URL"),
+        (b'{"msg": 1, "callback": "http://xn--lcalhost-/"}', "application/json", 422, "not a URL"),
+        (b'{"msg": 1, "callback": "http://a..b/"}', "application/json", 422, "not a URL"),
+        (b'{"msg": ' + b"[" * 500 + b"]" * 500 + b"}", "application/json", 422, "100 levels"),
         (b'{"msg": 1, "delay": -1}', "application/json", 422, "delay"),
         (b'{"msg": 1, "ttl": 1e300}', "application/json", 422, "ttl"),
         (b'{"msg": 1, "ttl": 5e-324}', "application/json", 422, "ttl must be from 1"),
@@ -241,6 +259,21 @@ async def test_malformed_or_wrong_bodies_get_clear_json_errors(
     headers = {"Content-Type": content_type}
     error = await api.json("POST", "/jobs", status, data=body, headers=headers)
     assert words in error["detail"], error
+
+
+async def test_the_deepest_message_accepted_is_readable_on_every_route(
+    api: Api, client: Client, redis_server: RedisServer
+) -> None:
+    deepest: Any = "bottom"
+    for _ in range(MAX_DEPTH):
+        deepest = [deepest]
+    created = await api.post({"msg": deepest, "functions": ["echo"]})
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+        await finished(client, created["id"])
+    assert (await api.json("GET", created["url"], 200))["msg"] == deepest
+    assert await api.json("GET", f"{created['url']}/result", 200) == deepest
+    error = await api.post({"msg": [deepest]}, 422)  # one more level: refused, naming the limit
+    assert f"nested more than {MAX_DEPTH} levels" in error["detail"]
 
 
 async def test_an_oversized_body_is_refused_with_413(redis_server: RedisServer, queue: str) -> None:
@@ -319,6 +352,33 @@ async def test_binary_results_are_served_byte_for_byte_with_the_extension_s_type
     assert resp.headers["Content-Type"] == "application/octet-stream" and body == blob
     resp, body = await api.call("GET", f"{created['url']}/short_result", 200)
     assert resp.content_type == "text/plain" and body == f"a {kind}".encode()
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"  # a browser guesses no page
+
+
+@pytest.mark.parametrize(
+    ("kind", "ext", "download"),
+    [
+        *[("png", ext, True) for ext in ("html", "htm", "svg", "xml", "js", "xhtml", "pdf")],
+        *[("text", ext, True) for ext in ("html", "svg", "mjs", "css", "unknownext")],
+        ("png", "png", False),
+        ("wav", "wav", False),
+        ("text", "txt", False),
+        ("text", "csv", False),
+        ("png", "json", False),
+    ],
+)
+async def test_results_of_active_content_types_are_downloaded_not_shown(
+    api: Api, client: Client, redis_server: RedisServer, kind: str, ext: str, download: bool
+) -> None:
+    """A result served as HTML, SVG, XML or script would run on the service's origin."""
+    created = await api.post({"msg": {"kind": kind}, "functions": ["produce"]})
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+        await finished(client, created["id"])
+    resp, _ = await api.call("GET", f"{created['url']}/result.{ext}", 200)
+    disposition = resp.headers.get("Content-Disposition")
+    assert disposition == (f'attachment; filename="result.{ext}"' if download else None)
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert resp.headers["Content-Security-Policy"] == "sandbox"
 
 
 async def test_value_results_are_json_and_never_the_text_none(
@@ -359,7 +419,7 @@ async def test_unknown_jobs_are_404_on_every_job_route(api: Api) -> None:
         assert error["error"] == "job_not_found"
         await api.json("GET", f"/jobs/{'x' * 300}{tail}", 404)
     await api.json("DELETE", f"/jobs/{'0' * 32}", 404)
-    await api.json("POST", f"/queues/{api.queue}/dead/{'0' * 32}/requeue", 404)
+    await api.json("POST", f"/queues/{api.queue}/dead/{'0' * 32}/requeue", 404, headers=JSON)
     await api.json("GET", f"/jobs/{'0' * 32}?queue=bad%20name", 422)
 
 
@@ -458,11 +518,11 @@ async def test_dead_letters_are_listed_and_requeued(
     for bad in ("count=0", "count=5000", "offset=-1", "count=many"):
         await api.json("GET", f"/queues/{api.queue}/dead?{bad}", 422)
     path = f"/queues/{api.queue}/dead/{created['id']}/requeue"
-    answer = await api.json("POST", path, 200)
+    answer = await api.json("POST", path, 200, headers=JSON)
     assert answer == {"id": created["id"], "queue": api.queue, "status": "queued", "was": "dead"}
     assert (await client.get_job(created["id"])).status is JobStatus.QUEUED
     assert (await api.json("GET", f"/queues/{api.queue}/dead", 200))["jobs"] == []
-    assert (await api.json("POST", path, 409))["error"] == "invalid_transition"
+    assert (await api.json("POST", path, 409, headers=JSON))["error"] == "invalid_transition"
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -603,6 +663,138 @@ async def test_stopping_the_service_ends_open_event_streams(
                     assert await resp.content.read() == b""
 
 
+async def test_event_streams_of_300_queues_share_one_connection_and_every_endpoint_answers(
+    redis_server: RedisServer, client: Client
+) -> None:
+    """Each queue's client once kept a subscription of its own, on a connection of the pool:
+    as many queues as connections wedged the service for good. Now every stream shares one
+    subscription, and a client leaves it when its last stream ends."""
+    queues = [f"{client.queue}-{i}" for i in range(300)]
+    config = HttpConfig(
+        port=0, redis_url=redis_server.url, queue=queues[0], max_connections=16, keepalive=0.3
+    )
+
+    async def stream_one(api: Api, queue: str) -> None:
+        created = await api.post({"msg": 1, "queue": queue})
+        with anyio.fail_after(20):
+            async with api.session.get(f"/jobs/{created['id']}/events?queue={queue}") as resp:
+                assert (await read_events(resp, until="status"))[-1]["data"]["status"] == "queued"
+                await api.json("DELETE", created["url"], 200)
+                outcome = (await read_events(resp))[-1]
+        assert outcome["event"] == "outcome" and outcome["data"]["status"] == "cancelled"
+
+    try:
+        async with serving(config) as api:
+            for start in range(0, len(queues), 50):  # 50 streams open at once, 6 times
+                async with anyio.create_task_group() as tg:
+                    for queue in queues[start : start + 50]:
+                        tg.start_soon(stream_one, api, queue)
+            with anyio.fail_after(20):
+                job = (await api.post({"msg": 2, "queue": queues[-1]}))["id"]
+                at = f"?queue={queues[-1]}"
+                await api.json("GET", f"/jobs/{job}{at}", 200)
+                await api.json("GET", f"/jobs/{job}/progress{at}", 200)
+                await api.json("GET", f"/jobs/{job}/result{at}", 202)
+                await api.json("DELETE", f"/jobs/{job}{at}", 200)
+                await api.json("GET", "/queues", 200)
+                await api.json("GET", f"/queues/{queues[7]}", 200)
+                await api.json("GET", f"/queues/{queues[7]}/dead", 200)
+                await api.json("GET", "/readyz", 200)
+            state = api.app[STATE]
+            assert state.subscription is not None
+            assert state.subscription.joined == 0  # every client left with its last stream
+            with anyio.fail_after(10):  # (left channels are dropped soon after, but the last)
+                while state.subscription.channels > 1:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            assert len(state.clients) <= CACHED_CLIENTS
+            info = await client.store.redis.client_list()
+            service = [c for c in info if c["name"] == f"aqueue-http-{os.getpid()}"]
+            assert len(service) <= config.max_connections + 1  # the pool, and its direct one
+    finally:
+        for queue in queues:
+            await client.store.view(queue).purge_queue()
+
+
+async def test_event_streams_of_several_queues_go_on_across_a_redis_restart(
+    private_redis: RedisServer, queue: str
+) -> None:
+    """The shared subscription resubscribes every queue's channel, and each client re-reads
+    what it follows, so no outcome is lost to the outage."""
+    config = HttpConfig(port=0, redis_url=private_redis.url, queue=queue, keepalive=0.3)
+    async with serving(config) as api, contextlib.AsyncExitStack() as stack:
+        paths = []
+        for name in (queue, f"{queue}-b", f"{queue}-c"):
+            created = await api.post({"msg": 1, "queue": name})
+            paths.append(f"/jobs/{created['id']}?queue={name}")
+        streams = []
+        for path in paths:
+            path, _, query = path.partition("?")
+            resp = await stack.enter_async_context(api.session.get(f"{path}/events?{query}"))
+            assert (await read_events(resp, until="status"))[-1]["data"]["status"] == "queued"
+            streams.append(resp)
+        await anyio.to_thread.run_sync(private_redis.restart)
+        for path in paths:
+            with anyio.fail_after(10):
+                while True:  # (503 until the pool has reconnected)
+                    async with api.session.delete(path) as answer:
+                        if answer.status != 503:
+                            assert answer.status == 200, await answer.text()
+                            break
+                    await anyio.sleep(0.05)
+        for resp in streams:
+            outcome = (await read_events(resp))[-1]
+            assert outcome["event"] == "outcome" and outcome["data"]["status"] == "cancelled"
+
+
+async def test_the_clients_kept_for_queue_names_asked_about_are_bounded(
+    redis_server: RedisServer, queue: str
+) -> None:
+    """A read token may ask about any number of queue names: each once kept a client for good
+    (~4 kB). Counted as the Client objects alive, whoever holds them."""
+    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, read_tokens=(READ,))
+    read = {"Authorization": f"Bearer {READ}"}
+    async with serving(config) as api:
+        state = api.app[STATE]
+        for i in range(CACHED_CLIENTS + 300):
+            await api.json("GET", f"/jobs/{'0' * 32}?queue={queue}-{i}", 404, headers=read)
+        assert len(state.clients) == CACHED_CLIENTS
+        gc.collect()
+        alive = sum(isinstance(o, Client) for o in gc.get_objects())
+        assert alive <= CACHED_CLIENTS + 1, alive  # (+1: the suite's own `client`, if any)
+        kept = state.clients[f"{queue}-{CACHED_CLIENTS + 299}"]
+        await api.json(
+            "GET", f"/jobs/{'0' * 32}?queue={queue}-{CACHED_CLIENTS + 299}", 404, headers=read
+        )
+        assert state.clients[f"{queue}-{CACHED_CLIENTS + 299}"] is kept  # recent ones are reused
+
+
+async def test_a_wait_for_a_connection_of_the_pool_times_out_into_a_503(
+    redis_server: RedisServer, queue: str, client: Client
+) -> None:
+    """Every connection busy (here: Redis paused, each holding a request) is a 503 after the
+    pool's wait limit, never a request that waits for good."""
+    config = HttpConfig(
+        port=0, redis_url=redis_server.url, queue=queue, max_connections=2, pool_timeout=0.2
+    )
+    async with serving(config) as api:
+        await client.store.redis.client_pause(3000)  # (ms) all clients
+        statuses: list[int] = []
+
+        async def read(path: str) -> None:
+            async with api.session.get(path) as resp:
+                statuses.append(resp.status)
+                if resp.status == 503:
+                    error = await resp.json()
+                    assert error["error"] == "redis_unavailable", error
+                    assert "connection of the pool" in error["detail"], error
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for _ in range(6):
+                    tg.start_soon(read, f"/jobs/{'0' * 32}")
+    assert 503 in statuses and set(statuses) <= {404, 503}, statuses
+
+
 # -- security ----------------------------------------------------------------------------------
 
 
@@ -663,6 +855,63 @@ async def test_a_token_that_is_not_utf8_is_refused_not_a_500(
             while True:
                 answer += await sock.receive()
     assert answer.startswith(b"HTTP/1.1 401 ") and b'"error": "unauthorized"' in answer
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        (None, b'{"msg": 1, "callback": "http://127.0.0.1:9/steal"}'),  # fetch(), no-cors
+        ("text/plain", b'{"msg": 1}'),  # a form with enctype=text/plain
+        ("application/x-www-form-urlencoded", b"msg=1"),
+        ("multipart/form-data; boundary=x", b"--x--"),
+    ],
+)
+async def test_the_open_service_refuses_posts_a_page_of_another_site_could_send(
+    api: Api, client: Client, content_type: str | None, body: bytes
+) -> None:
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    skip = ["Content-Type"] if content_type is None else []
+    for path in ("/jobs", f"/queues/{api.queue}/dead/{'0' * 32}/requeue"):
+        async with api.session.post(
+            path, data=body, headers=headers, skip_auto_headers=skip
+        ) as resp:
+            assert resp.status == 415, await resp.text()
+            error = await resp.json()
+        assert error["error"] == "unsupported_media_type" and "application/json" in error["detail"]
+    counts = await client.counts()
+    assert counts["queued"] == counts["scheduled"] == 0  # nothing was posted
+    requeue = f"/queues/{api.queue}/dead/{'0' * 32}/requeue"
+    await api.json("POST", requeue, 404, headers=JSON)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil.example:{port}", "127.0.0.1.evil.example:{port}", "127.0.0.1:1", "127.0.0.1",
+     "localhost", "[::2]:{port}", "", "u@127.0.0.1:{port}", "127.0.0.1:{port}/x"],
+)  # fmt: skip
+async def test_the_open_service_answers_no_host_but_its_own_names(api: Api, host: str) -> None:
+    """A DNS-rebinding page (its own name resolved to 127.0.0.1) sends its name as Host."""
+    headers = {"Host": host.format(port=api.port)}
+    for method, path, expect in (
+        ("GET", "/queues", 421),
+        ("POST", "/jobs", 421),
+        ("DELETE", f"/jobs/{'0' * 32}", 421),
+    ):
+        kwargs: dict[str, Any] = {"json": {"msg": 1}} if method == "POST" else {}
+        error = await api.json(method, path, expect, headers=headers, **kwargs)
+        assert error["error"] == "misdirected_request" and str(api.port) in error["detail"]
+    for own in (f"127.0.0.1:{api.port}", f"localhost:{api.port}", f"LOCALHOST:{api.port}"):
+        await api.json("GET", "/queues", 200, headers={"Host": own})
+
+
+async def test_a_service_with_tokens_answers_any_host(
+    redis_server: RedisServer, queue: str
+) -> None:
+    """Behind a reverse proxy, Host is the public name; a page cannot send the token."""
+    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, read_tokens=(READ,))
+    headers = {"Host": "queue.example.org", "Authorization": f"Bearer {READ}"}
+    async with serving(config) as api:
+        await api.json("GET", "/queues", 200, headers=headers)
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.org", ""])  # noqa: S104
@@ -752,6 +1001,46 @@ async def test_openapi_describes_every_route(api: Api) -> None:
                     )
                     schema = answer["content"]["application/json"]["schema"]["$ref"]
                     assert schema.endswith(("/Error", "/JobFailedError"))
+
+
+@contextlib.asynccontextmanager
+async def raw_connection(config: HttpConfig) -> AsyncIterator[tuple[Any, int]]:
+    """`serve_http` (with its server settings) and a plain TCP connection to it."""
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve_http, config)
+        async with await anyio.connect_tcp("127.0.0.1", port) as sock:
+            yield sock, port
+        tg.cancel_scope.cancel()
+
+
+async def test_a_client_sending_its_request_head_too_slowly_is_cut_off(
+    redis_server: RedisServer, queue: str
+) -> None:
+    """Slowloris: a header's value a byte at a time. aiohttp's default waited an hour."""
+    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, header_timeout=0.5)
+    async with raw_connection(config) as (sock, port):
+        await sock.send(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: ".encode())
+        with anyio.fail_after(20), pytest.raises((anyio.EndOfStream, OSError)):
+            while True:  # until the service closes the connection (within aiohttp's limits)
+                await sock.send(b"a")
+                with anyio.move_on_after(0.05):
+                    await sock.receive()  # (nothing comes, but the end)
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_a_408(
+    redis_server: RedisServer, queue: str
+) -> None:
+    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, body_timeout=0.5)
+    answer = b""
+    async with raw_connection(config) as (sock, port):
+        await sock.send(
+            f"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
+        )
+        with anyio.fail_after(20), contextlib.suppress(anyio.EndOfStream):
+            while b"\r\n\r\n" not in answer:
+                answer += await sock.receive()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
 
 
 async def test_serve_http_reports_its_port_and_stops_when_cancelled(

@@ -7,6 +7,7 @@ since schemathesis calls it synchronously.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,8 +16,10 @@ import anyio.from_thread
 import hypothesis
 import msgpack
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -30,6 +33,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from aqueue import Client, Context, Listeners
+from aqueue._codec import MAX_DEPTH
 from aqueue._http import HttpConfig, serve_http
 from aqueue._openapi import openapi_spec
 from aqueue.testing import RedisServer, running_worker
@@ -55,9 +59,37 @@ SETTINGS = hypothesis.settings(
 )
 
 
+# Callback URLs of the kinds a hand probe broke (lone surrogates, empty or non-round-tripping
+# IDNA labels) beside good ones; every host is loopback or no host at all, so that the worker's
+# deliveries never leave the machine.
+_HOSTS = st.sampled_from(
+    ["127.0.0.1:9", "localhost:9", "[::1]:9", "xn--", "xn--lcalhost-", "xn--ls8h", "xn--a.xn--",
+     "\ud800", "a\udfff", "127.0.0.1:99999", "[::1", "%00", "a b", "", "..", "\u0130"]
+)  # fmt: skip
+_PATHS = st.text(st.characters(codec=None, categories=["L", "N", "P", "S", "Cs"]), max_size=8)
+CALLBACKS = st.builds(
+    "{}://{}/{}".format, st.sampled_from(["http", "https", "ftp", "HTTP"]), _HOSTS, _PATHS
+)
+schemathesis.openapi.format("uri", CALLBACKS)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+# Messages from flat to far past the codec's depth limit.
+MESSAGES = st.one_of(
+    st.integers(0, 3 * MAX_DEPTH).map(_nested), st.recursive(st.none(), st.lists, max_leaves=5)
+)
+
+
 @schemathesis.serializer("application/msgpack")
 def to_msgpack(ctx: schemathesis.SerializationContext, value: Any) -> bytes:
-    packed: bytes = msgpack.packb(value)
+    # lone surrogates (which JSON strategies make) as the invalid UTF-8 a hostile client sends
+    packed: bytes = msgpack.packb(value, unicode_errors="surrogatepass")
     return packed
 
 
@@ -163,3 +195,27 @@ def test_workflows_over_real_jobs_answer_as_described(api_schema: schemathesis.B
             case.validate_response(response, checks=CHECKS, headers=AUTH)
 
     Workflow.run(settings=hypothesis.settings(SETTINGS, max_examples=40, stateful_step_count=8))
+
+
+@SETTINGS
+@hypothesis.given(
+    msg=MESSAGES,
+    callback=st.none() | CALLBACKS,
+    key=st.none() | st.text(st.characters(codec=None, categories=["L", "Cs"]), max_size=4),
+)
+def test_hostile_posts_are_refused_with_a_4xx_and_every_accepted_job_reads_back(
+    service: str, msg: Any, callback: str | None, key: str | None
+) -> None:
+    """Deep messages, bad callback URLs and keys with lone surrogates (which JSON carries as
+    escapes): refused with a 4xx naming the problem, or accepted and then readable."""
+    body = json.dumps({"msg": msg, "callback": callback, "key": key}, ensure_ascii=True)
+    headers = {**AUTH, "Content-Type": "application/json"}
+    posted = requests.post(f"{service}/jobs", data=body, headers=headers, timeout=10)
+    assert posted.status_code in (201, 422), (posted.status_code, posted.text[:300])
+    if posted.status_code == 422:
+        assert posted.json()["detail"]
+        return
+    url = f"{service}{posted.json()['url']}"
+    for tail in ("", "/progress", "/result", "/short_result"):
+        answer = requests.get(f"{url}{tail}", headers=AUTH, timeout=10)
+        assert answer.status_code < 500, (tail, answer.status_code, answer.text[:300])

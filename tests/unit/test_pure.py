@@ -6,12 +6,13 @@ import random
 import subprocess
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import msgpack
 import pytest
 
 from aqueue import ClientConfig, ConfigError, JobStatus, MessageError, RetryPolicy, WorkerConfig
-from aqueue._codec import decode, encode
+from aqueue._codec import MAX_DEPTH, decode, encode
 from aqueue._keys import Keys
 from aqueue._states import TRANSITIONS, Event, allowed, is_allowed
 from aqueue._store import FINISH_BATCH, MOST_CALL_BYTES, Outcome, _finish_calls
@@ -82,6 +83,24 @@ def test_the_codec_keeps_bytes_bytes_and_refuses_unknown_types_by_name() -> None
         encode({"when": datetime.now(UTC)})
     with pytest.raises(MessageError, match="message is not encodable"):
         encode(2**70)
+
+
+def nested(depth: int, inner: Any = 1) -> Any:
+    """`inner` within `depth` lists and maps, alternating."""
+    for level in range(depth):
+        inner = [inner] if level % 2 else {"k": inner}
+    return inner
+
+
+def test_the_codec_refuses_values_nested_deeper_than_its_limit_naming_it() -> None:
+    assert decode(encode(nested(MAX_DEPTH))) == nested(MAX_DEPTH)
+    for too_deep in (nested(MAX_DEPTH + 1), [nested(MAX_DEPTH)], {(1,): nested(MAX_DEPTH)}):
+        with pytest.raises(MessageError, match=f"message is nested more than {MAX_DEPTH} levels"):
+            encode(too_deep)
+    with pytest.raises(MessageError, match="result is nested"):
+        encode(nested(500), "result")
+    wide = [{"id": i, "tags": ["a", [i]]} for i in range(1000)]  # wide, not deep: fine
+    assert decode(encode(wide)) == wide
 
 
 def test_a_queue_s_keys_share_one_hash_tag_and_its_pattern_excludes_other_queues() -> None:
