@@ -34,18 +34,25 @@ def _refuse(obj: Any) -> Any:
 def encode(value: Any, what: str = "message") -> bytes:
     """Encode `value`; a value msgpack cannot carry (or nested deeper than MAX_DEPTH) raises
     MessageError naming why."""
-    if not _within_depth(value):
-        raise MessageError(
-            f"{what} is nested more than {MAX_DEPTH} levels deep (lists and maps within one "
-            "another): flatten it, or send it as bytes"
-        )
     try:
         packed: bytes = msgpack.packb(value, use_bin_type=True, default=_refuse, datetime=False)
-        return VERSION + packed
     except TypeError as exc:
         raise MessageError(f"{what} is not encodable with msgpack: {exc}") from None
     except (ValueError, OverflowError) as exc:  # e.g. ints beyond 64 bits, too-deep nesting
+        if not _within_depth(value):
+            raise _too_deep(what) from None
         raise MessageError(f"{what} is not encodable with msgpack: {exc}") from None
+    # each level of nesting packs to a byte at least: a short message needs no walk
+    if len(packed) > MAX_DEPTH and not _within_depth(value):
+        raise _too_deep(what)
+    return VERSION + packed
+
+
+def _too_deep(what: str) -> MessageError:
+    return MessageError(
+        f"{what} is nested more than {MAX_DEPTH} levels deep (lists and maps within one "
+        "another): flatten it, or send it as bytes"
+    )
 
 
 def _within_depth(value: Any) -> bool:
