@@ -384,10 +384,7 @@ class Client:
             await self._recheck_waiters()
             await self._recheck_watchers()
             return
-        try:
-            await self._on_change(data)
-        except Exception:  # one event we cannot read must not end the subscription
-            log.exception("an event on %s could not be read: %r", channel, data[:200])
+        await self._on_change(data)  # one it cannot read is logged and passed over (follow)
 
     async def _on_change(self, data: bytes) -> None:
         # raw: Lua's cmsgpack packs every string as str, binary ones included
