@@ -17,6 +17,7 @@ from .errors import (
     RedisUnavailable,
     ResultTimeout,
     Retry,
+    UnreadableData,
 )
 from .job import Job, JobEvent, JobStatus, Output, Progress
 from .listeners import Context, Listeners, SyncContext
@@ -51,6 +52,7 @@ __all__ = [
     "RetryPolicy",
     "SyncClient",
     "SyncContext",
+    "UnreadableData",
     "Worker",
     "WorkerConfig",
 ]

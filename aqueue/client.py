@@ -28,7 +28,7 @@ from ._backoff import follow
 from ._checks import is_number, seconds
 from ._coalesce import Coalescer
 from ._connection import open_store
-from ._records import decode_job, remembered_job_fields
+from ._records import decode_job, remembered_job_fields, worker_infos
 from ._store import NewJobs, Store
 from .config import ClientConfig
 from .errors import (
@@ -264,7 +264,7 @@ class Client:
 
     async def _explain_wait(self, job: Job) -> Job:
         """Say what a queued job waits for, and whether any live worker can run it."""
-        infos = [msgpack.unpackb(i) for i in await self.store.live_workers()]
+        infos = worker_infos(await self.store.live_workers())
         needed = set(job.functions)
         able = [i for i in infos if needed <= set(i.get("listeners", ())) and i.get("listeners")]
         if able:
@@ -283,7 +283,10 @@ class Client:
             raise JobNotFound(job_id, self.queue)
         if value is None:
             return None
-        return Progress(_codec.decode(value), message.decode() if message else None)
+        return Progress(
+            _codec.decode(value, f"progress of job {job_id!r}"),
+            message.decode(errors="replace") if message else None,
+        )
 
     async def get_result(self, job_id: str) -> Any:
         """The result of a finished job; JobFailed if it did not complete, InvalidTransition
@@ -295,7 +298,7 @@ class Client:
             raise JobNotFound(job_id, self.queue)
         name = status.decode()
         if name == JobStatus.COMPLETE:
-            return None if result is None else _codec.decode(result)
+            return None if result is None else _codec.decode(result, f"result of job {job_id!r}")
         if status in _TERMINAL_NAMES:
             raise JobFailed(job_id, name, _str(err_type), _str(err_msg), _str(err_tb))
         raise InvalidTransition(job_id, "read the result of", name)
@@ -315,7 +318,7 @@ class Client:
         if ended is not None:  # posted watched, and its outcome already heard
             self._posted.pop(job_id, None)
             if ended[1] is not None:
-                return _codec.decode(ended[1])
+                return _codec.decode(ended[1], f"result of job {job_id!r}")
             return await self.get_result(job_id)
         # posted watched in this subscription: its outcome will reach us, no watch needed
         heard = self._posted.pop(job_id, None) == self._epoch
@@ -342,7 +345,7 @@ class Client:
                     del self._waiters[job_id]
                     self._results.pop(job_id, None)
         if pushed is not None:  # came with the completion event: no read needed
-            return _codec.decode(pushed)
+            return _codec.decode(pushed, f"result of job {job_id!r}")
         return await self.get_result(job_id)
 
     async def _ensure_listening(self) -> None:
@@ -447,7 +450,10 @@ class Client:
             raise JobNotFound(job_id, self.queue)
         events = []
         if value is not None:
-            progress = Progress(_codec.decode(value), message.decode() if message else None)
+            progress = Progress(
+                _codec.decode(value, f"progress of job {job_id!r}"),
+                message.decode(errors="replace") if message else None,
+            )
             events.append(JobEvent(job_id, progress=progress))
         events.append(JobEvent(job_id, status=JobStatus(status.decode())))
         return events
@@ -507,7 +513,7 @@ class Client:
                 raise MessageError(f"{name} must be an int >= 0, got {value!r}")
         jobs = []
         for job_id in await self.store.dead_ids(offset, count):
-            with contextlib.suppress(JobNotFound):
+            with contextlib.suppress(JobNotFound, MessageError):  # an entry naming no job
                 jobs.append(await self.get_job(job_id))
         return jobs
 
@@ -548,7 +554,7 @@ class Client:
         raw = await self.store.get_data(_check_key(key))
         if raw is None:
             raise DataNotFound(key, self.queue)
-        return _codec.decode(raw)
+        return _codec.decode(raw, f"data at key {key!r}")
 
 
 _REMEMBERED = 10_000

@@ -17,7 +17,7 @@ for _, id in ipairs(lapsed) do
   -- a record deleted mid-delivery (expired, purged) is not written to: HINCRBY would make
   -- a record of callback fields alone, with no status
   if redis.call('EXISTS', jk) == 1 then
-    local attempts = redis.call('HINCRBY', jk, 'cb_attempts', 1)
+    local attempts = incr(jk, 'cb_attempts', 1)
     callback_log(prefix, id, now, 'dispatcher stopped mid-delivery')
     if attempts >= most then
       redis.call('HSET', jk, 'cb_state', 'failed')
@@ -42,7 +42,7 @@ local out = {-1}
 for _, id in ipairs(ids) do
   local jk = prefix .. 'job:' .. id
   if redis.call('EXISTS', jk) == 1 then
-    local token = redis.call('HINCRBY', jk, 'cb_token', 1)
+    local token = incr(jk, 'cb_token', 1)
     redis.call('HSET', jk, 'cb_state', 'delivering')
     redis.call('ZADD', active, now + lease, id)
     out[#out + 1] = id
