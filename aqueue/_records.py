@@ -267,6 +267,15 @@ def _worker_info(raw: bytes) -> dict[str, Any] | None:
 _RAN = re.compile(rb"^(.*)\|(\d+)\|(\d+)$", re.DOTALL)
 
 
+def stored_status(raw: bytes) -> JobStatus:
+    """A record's status. One this build does not know (a newer build's?) reads as dead:
+    nothing of this build runs or moves it, so it is one for a person to look at."""
+    try:
+        return JobStatus(raw.decode())
+    except ValueError:  # UnicodeDecodeError included
+        return JobStatus.DEAD
+
+
 def posted_ms(posted: bytes) -> int | None:
     """When a job was posted, from its record's `posted`: "ms|score|sig" (see lane_of in
     lua/_lib.lua), or "ms" alone in an older version's records; None if it cannot be read."""
@@ -293,13 +302,9 @@ def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
     posted = posted_ms(f.get("posted") or b"")
     if posted is None:
         r.flag("posted", "not ms|score|lane")
-    try:
-        status = JobStatus(f["status"].decode())
-    except (KeyError, ValueError, UnicodeDecodeError):
-        # a status this build does not know (a newer build's?): nothing of this build will
-        # run or move it, so it reads as one for a person to look at
+    status = stored_status(f.get("status") or b"")
+    if status.encode() != f.get("status"):
         r.flag("status", "not a status this build knows")
-        status = JobStatus.DEAD
     progress = None
     if "progress" in f:
         progress = Progress(r.value("progress"), r.text("progress_msg"))

@@ -28,7 +28,7 @@ from ._backoff import follow
 from ._checks import is_number, seconds
 from ._coalesce import Coalescer
 from ._connection import open_store
-from ._records import decode_job, remembered_job_fields, worker_infos
+from ._records import decode_job, remembered_job_fields, stored_status, worker_infos
 from ._store import NewJobs, Store
 from .config import ClientConfig
 from .errors import (
@@ -404,7 +404,7 @@ class Client:
                     forgotten = _remember(self._ended, job_id, (rest[0], result))
                     if forgotten is not None:  # then awaiting it asks Redis again
                         self._posted.pop(forgotten, None)
-            self._tell(JobEvent(job_id, status=JobStatus(rest[0].decode())))
+            self._tell(JobEvent(job_id, status=stored_status(rest[0])))
         elif kind == b"purged":  # the queue was emptied: whoever waits must look again
             self._posted.clear()
             self._ended.clear()
@@ -455,7 +455,7 @@ class Client:
                 message.decode(errors="replace") if message else None,
             )
             events.append(JobEvent(job_id, progress=progress))
-        events.append(JobEvent(job_id, status=JobStatus(status.decode())))
+        events.append(JobEvent(job_id, status=stored_status(status)))
         return events
 
     async def watch(self, job_id: str) -> AsyncGenerator[JobEvent, None]:

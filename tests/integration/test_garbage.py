@@ -211,3 +211,19 @@ async def test_worker_infos_that_cannot_be_read_are_passed_over(client: Client) 
     assert job.reason == "waiting for a worker with listeners: echo (no live worker has them)"
     status, _ = await QueueStatus.read(client.store, client.queue)
     assert status.workers == []
+
+
+async def test_a_status_this_build_does_not_know_reads_as_dead_in_every_stream(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    job_id = await client.post(1, functions=["nobody"])
+    await client.store.redis.hset(client.store.keys.job(job_id), "status", "paused-by-v9")
+    job = await client.get_job(job_id)
+    assert job.status == "dead" and "status" in job.unreadable
+    with anyio.fail_after(10):
+        events = [event async for event in client.watch(job_id)]  # it ends: nothing moves it
+    assert [e.status for e in events] == ["dead"]
+    async with serving(HttpConfig(port=0, redis_url=redis_server.url, queue=queue)) as api:
+        with anyio.fail_after(10):
+            _, body = await api.call("GET", f"/jobs/{job_id}/events", 200)
+    assert b"event: outcome" in body and b'"status": "dead"' in body
