@@ -218,6 +218,14 @@ def _running_fields(run: bytes) -> dict[str, bytes]:
     return {"status": b"active", "ran": run}
 
 
+def _count(value: bytes | None) -> int:
+    """A counter; one overwritten with text reads as 0 (the scripts restart it: incr)."""
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
 def _text(value: Any) -> str:
     # errors="replace": an entry someone wrote that is not UTF-8 names no job, and fails nothing
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
@@ -500,10 +508,10 @@ class Store:
             "stalled": stalled,
             "oldest_queued_ms": posted_ms(oldest_posted) if oldest_posted else None,
             # posts are counted by `seq` (a `posted` in `stats` is an older version's count)
-            "totals": {"posted": int(posted or 0)}
-            | {_text(a): int(b) for a, b in stats.items() if a != b"posted"},
+            "totals": {"posted": _count(posted)}
+            | {_text(a): _count(b) for a, b in stats.items() if a != b"posted"},
             # the current (partial) 10 s bucket and the five before it: about the last minute
-            "last_minute": [{_text(a): int(b) for a, b in r.items()} for r in rates],
+            "last_minute": [{_text(a): _count(b) for a, b in r.items()} for r in rates],
             "window_s": 50 + (now % 10000) / 1000,
         }
 

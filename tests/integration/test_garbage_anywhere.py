@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from aqueue import Client, Context, JobStatus, Listeners
 from aqueue._callbacks import CallbackConfig
 from aqueue._keys import Keys
+from aqueue._output import QueueStatus
 from aqueue._server import free_port
 from aqueue.testing import RedisServer, running_worker
 
@@ -155,6 +156,7 @@ async def scenario(url: str, plantings: list[Planting]) -> None:
         jobs = await setup_jobs(client)
         for planting in plantings:
             await plant(client, keys, jobs, planting)
+        await QueueStatus.read(client.store, queue)  # what `aqueue status` and GET /queues read
         # the scripts no daemon loop runs (each of those must not fail: no RedisUnavailable)
         await client.store.cancel(jobs["queued"])
         await client.store.requeue(jobs["dead"])
