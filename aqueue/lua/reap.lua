@@ -29,7 +29,7 @@ for _, id in ipairs(lapsed) do
   if run and f[4] and (unreadable or not spec) then
     bury(prefix, id, now, 'lease lost; ' .. unreadable, 'ran', run[2] and run[3] or '')
     dead = dead + 1
-  elseif run and spec then
+  elseif run and f[4] then
     local worker, attempt = run[1], run[2]
     local _, released = tries_of(redis.call('HGET', prefix .. 'tries', id))
     local reason = 'lease lost on attempt ' .. attempt .. ' (worker ' .. worker .. ')'

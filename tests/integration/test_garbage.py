@@ -227,3 +227,16 @@ async def test_a_status_this_build_does_not_know_reads_as_dead_in_every_stream(
         with anyio.fail_after(10):
             _, body = await api.call("GET", f"/jobs/{job_id}/events", 200)
     assert b"event: outcome" in body and b'"status": "dead"' in body
+
+
+async def test_a_lapsed_job_whose_record_was_deleted_while_it_ran_is_let_go_of(
+    client: Client,
+) -> None:
+    keys = client.store.keys
+    gone, kept = await client.post_many([1, 2], functions=["echo"])
+    assert len((await client.store.claim("gone", 1, 2, ["echo"])).jobs) == 2
+    await client.store.redis.delete(keys.job(gone))  # its spec stays behind
+    await anyio.sleep(0.05)
+    assert await client.store.reap(100) == (1, 0, 0, 0)  # the kept one requeued
+    assert not await client.store.redis.hexists(keys.running, gone)
+    assert (await client.get_job(kept)).status == "queued"
