@@ -4,6 +4,7 @@ left in no list (DESIGN.md decision 13). Property-based: hypothesis picks what t
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,10 +12,10 @@ from typing import Any
 
 import anyio
 import msgpack
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from aqueue import Client, Context, JobStatus, Listeners
+from aqueue import Client, Context, JobNotFound, JobStatus, Listeners
 from aqueue._callbacks import CallbackConfig
 from aqueue._keys import Keys
 from aqueue._output import QueueStatus
@@ -31,6 +32,7 @@ GARBAGE = st.one_of(st.sampled_from(_TRICKY), st.binary(max_size=12))
 
 # The kinds of key, and for the job-bound ones which of the scenario's jobs they hit.
 JOB_KINDS = ["spec", "running", "tries", "watched", "cblog", "outbox", "cb:active", "cb:retry"]
+JOB_KINDS += ["no record"]  # its record deleted, the rest of it left behind
 RECORD_FIELDS = [
     "status", "posted", "sig", "score", "prio", "ran", "released", "finished", "due", "result",
     "progress", "progress_msg", "cb", "cb_attempts", "cb_token", "cb_state", "reason",
@@ -39,8 +41,8 @@ QUEUE_KINDS = [
     "idle", "seq", "stats", "rate", "workers", "lanes", "lane", "scheduled", "active", "dead",
     "expiries", "expiring", "outbox", "cb:active", "cb:retry", "watched", "key",
 ]  # fmt: skip
-ROLES = ["queued", "called_back", "scheduled", "lapsed", "dead", "complete"]
-BYSTANDERS = ["queued_too", "scheduled_too", "lapsed_too"]
+ROLES = ["queued", "called_back", "scheduled", "lapsed", "leased", "dead", "complete"]
+BYSTANDERS = ["queued_too", "scheduled_too", "lapsed_too", "leased_too"]
 
 
 @dataclass(frozen=True)
@@ -51,18 +53,23 @@ class Planting:
 
 
 # Every example plants garbage in every kind of key: in each of the queue's own keys, and in
-# one key or record field (hypothesis picks which) of the job in each role. The bystanders
-# are jobs in the same roles that no garbage touches.
+# one to three keys or record fields (hypothesis picks which) of the job in each role. The
+# bystanders are jobs in the same roles that no garbage touches.
 JOB_GARBAGE = st.tuples(
     st.sampled_from(JOB_KINDS + [f"record:{f}" for f in RECORD_FIELDS]), GARBAGE
 )
 PLANTINGS = st.builds(
     lambda queue_wide, per_job: (
         [Planting(k, None, v) for k, v in queue_wide.items()]
-        + [Planting(kind, role, value) for role, (kind, value) in per_job.items()]
+        + [Planting(kind, role, value) for role, some in per_job.items() for kind, value in some]
     ),
     st.fixed_dictionaries({kind: GARBAGE for kind in QUEUE_KINDS}),
-    st.fixed_dictionaries({role: JOB_GARBAGE for role in ROLES}),
+    st.fixed_dictionaries(
+        {
+            role: st.lists(JOB_GARBAGE, min_size=1, max_size=3, unique_by=lambda p: p[0])
+            for role in ROLES
+        }
+    ),
 )
 
 
@@ -72,6 +79,7 @@ async def plant(client: Client, keys: Keys, jobs: dict[str, str], planting: Plan
     kind = planting.kind
     writes: dict[str, Callable[[], Any]] = {
         "spec": lambda: redis.hset(keys.spec, job_id, value),
+        "no record": lambda: redis.delete(keys.job(job_id)),
         "running": lambda: redis.hset(keys.running, job_id, value),
         "tries": lambda: redis.hset(keys.tries, job_id, value),
         "watched": lambda: redis.sadd(keys.watched, job_id),
@@ -122,8 +130,9 @@ def _listeners() -> Listeners:
 
 
 async def setup_jobs(client: Client) -> dict[str, str]:
-    """A job in each role: dead-lettered, complete, leased by a worker that died, waiting,
-    called back, scheduled. (A claim takes the oldest: each is claimed as it is posted.)"""
+    """A job in each role: dead-lettered, complete, lapsed (requeued from a worker that died),
+    waiting, called back, scheduled, leased to a worker that died (for the reaper to find).
+    (A claim takes the best and oldest: each is claimed as it is posted.)"""
     store = client.store
     jobs = {"dead": await client.post("d", functions=["echo"], retry=0)}
     assert len((await store.claim("gone", 1, 1, ["echo"])).jobs) == 1
@@ -146,6 +155,9 @@ async def setup_jobs(client: Client) -> dict[str, str]:
             reaped = await store.reap(100)
             requeued, dead = requeued + reaped[0], dead + reaped[1]
             await anyio.sleep(0.01)
+    for role in ("leased", "leased_too"):  # first (by priority): their leases lapse later
+        jobs[role] = await client.post(role, functions=["echo"], priority=10)
+    assert len((await store.claim("gone", 1, 2, ["echo"])).jobs) == 2
     return jobs
 
 
@@ -165,7 +177,7 @@ async def scenario(url: str, plantings: list[Planting]) -> None:
         async with running_worker(
             _listeners(), queue=queue, redis_url=url, callbacks=callbacks, lease=1.0
         ):
-            with anyio.fail_after(20):
+            with anyio.fail_after(10):
                 # posts are not refused, and run: plain, keyed, and a batch
                 probes = [await client.post(1, functions=["echo"])]
                 probes.append(await client.post(2, functions=["echo"], key="probe"))
@@ -180,17 +192,19 @@ async def scenario(url: str, plantings: list[Planting]) -> None:
         for role in BYSTANDERS:  # the jobs no garbage was planted on ran as ever
             assert (await client.get_job(jobs[role])).status is JobStatus.COMPLETE, role
         for job_id in jobs.values():  # and every record reads, as do the dead letters
-            await client.get_job(job_id)
+            with contextlib.suppress(JobNotFound):  # but one deleted
+                await client.get_job(job_id)
         await client.dead_letters()
         assert await client.store.purge_dead() >= 0
         await client.store.purge_queue()
 
 
 async def _ended(client: Client, job_id: str) -> bool:
-    """Its record says it finished. (Its live status would say "active" for good where a
-    `running` entry was planted on a finished job: no list holds it, no script looks.)"""
+    """Its record says it finished, or it has none (deleted). (Its live status would say
+    "active" for good where a `running` entry was planted on a finished job: no list holds
+    it, no script looks.)"""
     status = await client.store.redis.hget(client.store.keys.job(job_id), "status")
-    return status in (b"complete", b"failed", b"dead", b"cancelled")
+    return status in (None, b"complete", b"failed", b"dead", b"cancelled")
 
 
 @settings(
@@ -198,6 +212,9 @@ async def _ended(client: Client, job_id: str) -> bool:
     deadline=None,
     derandomize=True,  # the same examples on every run: no flaky CI
     database=None,
+    # no shrinking: each try of a failing example waits out its 10 s, and the example as
+    # found names every planting anyway
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(plantings=PLANTINGS)
