@@ -138,11 +138,12 @@ async def test_a_claimed_job_whose_spec_cannot_be_read_fails_alone_and_the_worke
             for job_id in specs:
                 while not (await client.get_job(job_id)).is_finished:  # noqa: ASYNC110
                     await anyio.sleep(0.01)
-    for job_id in specs:
+    problems = ["is not msgpack", "it has 2 fields", "field timeout_ms is not int", "8 fields"]
+    for job_id, problem in zip(specs, problems, strict=True):
         job = await client.get_job(job_id)
         assert (job.status, job.error_type) == ("failed", "aqueue.errors.MessageError")
-        assert "job spec" in (job.error_message or "")
-        assert "spec" in job.unreadable  # and the record reads, saying why
+        assert problem in (job.error_message or "")  # naming what is wrong
+        assert problem in job.unreadable["spec"]  # and the record reads, saying why
     assert (await client.counts())["active"] == 0
 
 
