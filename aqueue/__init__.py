@@ -18,6 +18,7 @@ from .errors import (
     ResultTimeout,
     Retry,
     TooManyLanes,
+    UnreadableData,
 )
 from .job import Job, JobEvent, JobStatus, Output, Progress
 from .listeners import Context, Listeners, SyncContext
@@ -53,6 +54,7 @@ __all__ = [
     "SyncClient",
     "SyncContext",
     "TooManyLanes",
+    "UnreadableData",
     "Worker",
     "WorkerConfig",
 ]

@@ -38,6 +38,9 @@ async def follow(
     `handle(channel, data)` gets each message; `data` None means "(re)subscribed": messages may
     have been lost before it, so the handler re-reads whatever state it follows. `started()` is
     called once, after the first subscription is confirmed and handled.
+
+    A message the handler cannot read (anyone may PUBLISH on a channel) is logged and passed
+    over: it costs that message alone, never the subscription or the daemon around it.
     """
     first = True
     backoff = Backoff()
@@ -48,8 +51,19 @@ async def follow(
                     item = await sub.get(timeout=None)
                     if item is None:
                         continue
-                    await handle(*item)
-                    if item[1] is None:
+                    channel, data = item
+                    try:
+                        await handle(channel, data)
+                    except RedisUnavailable:
+                        raise  # an outage: resubscribe, below
+                    except Exception:
+                        if data is None:
+                            raise  # not a message: the handler's own re-read failed
+                        log.exception(
+                            "a message on %s could not be read, ignored: %r", channel, data[:200]
+                        )
+                        continue
+                    if data is None:
                         backoff.reset()
                         if first:
                             started()

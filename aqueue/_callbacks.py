@@ -237,6 +237,9 @@ class Dispatcher:
         except JobNotFound:  # expired or purged before delivery: nothing to call
             await self.store.callback_done(job_id, token, False, 0, 1, "")  # lets go ("gone")
             return
+        if job.callback is None:  # an outbox entry someone wrote for a job without one
+            await self.store.callback_done(job_id, token, False, 0, 1, "the job has no callback")
+            return
         delivered, note = await self._attempt(session, job)
         attempt = job.callback_attempts + 1
         state = await self._record(

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import MessageError
+from .errors import MessageError, UnreadableData
 
 VERSION = b"\x01"
 # not an envelope: a large result's reference to its chunks, msgpack [size, chunks], in its
@@ -74,15 +74,19 @@ def _within_depth(value: Any) -> bool:
     return False
 
 
-def decode(data: bytes) -> Any:
+def decode(data: bytes, what: str = "value") -> Any:
+    """Decode what `encode` made; UnreadableData naming `what` for anything else."""
     if data[:1] != VERSION:
-        raise ValueError(f"unknown aqueue envelope version {data[:1]!r}")
+        raise UnreadableData(f"{what} cannot be decoded: unknown envelope version {data[:1]!r}")
     try:
-        return msgpack.unpackb(data[1:], raw=False, strict_map_key=False)
-    except TypeError:  # a map keyed by tuples, packed as arrays (lists): rare, read again
-        return msgpack.unpackb(
-            data[1:], raw=False, strict_map_key=False, object_pairs_hook=_tuple_keyed
-        )
+        try:
+            return msgpack.unpackb(data[1:], raw=False, strict_map_key=False)
+        except TypeError:  # a map keyed by tuples, packed as arrays (lists): rare, read again
+            return msgpack.unpackb(
+                data[1:], raw=False, strict_map_key=False, object_pairs_hook=_tuple_keyed
+            )
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise UnreadableData(f"{what} cannot be decoded: {exc}") from None
 
 
 def _tuple_keyed(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:

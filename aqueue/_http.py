@@ -56,6 +56,7 @@ from .errors import (
     JobNotFound,
     MessageError,
     RedisUnavailable,
+    UnreadableData,
 )
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,8 @@ async def _errors_and_auth(request: web.Request, handler: Handler) -> web.Stream
         return Problem(409, "invalid_transition", str(exc), extra={"status": exc.status}).response()
     except (MessageError, ConfigError) as exc:
         return Problem(422, "invalid", str(exc)).response()
+    except UnreadableData as exc:  # a stored value this build cannot decode: that one alone
+        return Problem(422, "unreadable_data", str(exc)).response()
     except RedisUnavailable as exc:
         log.warning("HTTP %s %s: %s", request.method, request.path, exc)
         return Problem(503, "redis_unavailable", str(exc), {"Retry-After": "1"}).response()

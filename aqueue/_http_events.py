@@ -12,6 +12,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._http_base import STATE, _dumps
 from ._http_jobs import _job_client
+from ._records import stored_status
 from .client import Client
 from .errors import (
     AqueueError,
@@ -51,7 +52,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    sse = _EventWriter(response, job_id, seq, JobStatus(raw.decode()))
+    sse = _EventWriter(response, job_id, seq, stored_status(raw))
     closing = state.closing or anyio.Event()
     with anyio.move_on_after(state.config.stream_limit):
         await _stream(sse, client, closing, state.config.keepalive)

@@ -16,7 +16,7 @@ from ._http_base import _MAX_EPOCH, _MAX_SECONDS, _TYPES, STATE, Problem, _json,
 from ._keys import check_queue_name
 from ._openapi import openapi_spec
 from ._output import QueueStatus
-from ._records import check_functions
+from ._records import check_functions, worker_infos
 from ._results import Stored
 from ._store import Store, redis_errors
 from .client import Client
@@ -144,9 +144,8 @@ async def _check_listeners(client: Client, functions: Any, known: tuple[str, ...
     everyone = set(known or ())
     if not names or everyone.issuperset(names):
         return
-    for raw in await client.store.live_workers():
-        info = msgpack.unpackb(raw)
-        everyone.update(info.get("listeners", ()))
+    for info in worker_infos(await client.store.live_workers()):
+        everyone.update(info["listeners"])
     missing = [n for n in names if n not in everyone]
     if everyone and missing:
         raise Problem(

@@ -194,6 +194,12 @@ _SCHEMAS: dict[str, Any] = {
             "traceback": _NULLABLE_STRING,
             "reason": _nullable({**_STRING, "description": "why it waits, or why it ended"}),
             "waiting_for": {"type": "array", "items": _STRING},
+            "unreadable": {
+                "type": "object",
+                "additionalProperties": _STRING,
+                "description": "stored fields this build could not read, and why (each reads "
+                "as its default; msg, result and progress values as their raw bytes)",
+            },
         },
     },
     "QueueStatus": {

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import msgpack
-
+from ._records import worker_infos
 from ._store import Store
 from .job import Job
 
@@ -143,9 +142,8 @@ class QueueStatus:
                 minute[name] = minute.get(name, 0) + n
         oldest = snapshot["oldest_queued_ms"]
         workers = []
-        for raw in infos:
-            info = msgpack.unpackb(raw)
-            if info.get("queue") == queue:
+        for info in worker_infos(infos):
+            if info["queue"] == queue:
                 # its own count is as old as its last heartbeat; finish keeps this one current
                 info["processed"] = snapshot["done"].get(info.get("id"), info.get("processed", 0))
                 workers.append(info)

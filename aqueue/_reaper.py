@@ -23,10 +23,20 @@ BATCH = 1000
 async def reap_once(store: Store) -> tuple[int, int, int]:
     """Passes until nothing is left to do; totals of (requeued, dead, promoted)."""
     totals = (0, 0, 0)
+    queue = store.keys.queue
     while True:
-        requeued, dead, promoted, expired = await store.reap(BATCH)
+        reaped = await store.reap_pass(BATCH)
+        for job_id, why in reaped.buried:
+            log.error(
+                "reaper: job %s of queue %r dead-lettered, as %s",
+                job_id,
+                queue,
+                why,
+                extra={"job_id": job_id, "queue": queue},
+            )
+        requeued, dead, promoted = reaped.requeued, reaped.dead, reaped.promoted
         totals = (totals[0] + requeued, totals[1] + dead, totals[2] + promoted)
-        if max(requeued + dead, promoted, expired) < BATCH:
+        if max(requeued + dead, promoted, reaped.expired) < BATCH:
             return totals
 
 

@@ -12,7 +12,7 @@ import msgpack
 
 from . import _codec
 from ._checks import seconds, whole
-from .errors import TEN_YEARS, MessageError
+from .errors import TEN_YEARS, ConfigError, MessageError
 from .job import Job, JobStatus, Progress
 from .retry import DEFAULT_POLICY, RetryPolicy
 
@@ -20,6 +20,16 @@ _LISTENER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$")
 _DEFAULT_RETRY = _codec.encode(
     [DEFAULT_POLICY.delay, DEFAULT_POLICY.backoff, DEFAULT_POLICY.max_delay, DEFAULT_POLICY.jitter]
 )
+
+
+_SPEC_FIELDS = ("msg", "functions", "timeout_ms", "max_attempts", "retry", "ttl_s", "callback")
+_SPEC_TYPES = (bytes, bytes, int, int, bytes, int, bytes)
+
+
+def _clip(value: Any) -> str:
+    """A stored value as an error names it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +58,31 @@ class SpecShape:
 
     @classmethod
     def unpack(cls, spec: bytes) -> tuple[bytes, SpecShape]:
-        """A packed spec's message and shape."""
-        msg, fns, timeout, max_att, retry, ttl, callback = msgpack.unpackb(spec, raw=True)
-        return msg, cls(fns.decode(), timeout, max_att, retry, ttl, callback.decode())
+        """A packed spec's message and shape; MessageError naming what is wrong with one this
+        build cannot read (an older or newer build's, a hostile client's)."""
+        try:
+            fields = msgpack.unpackb(spec, raw=True)
+        except Exception as exc:  # msgpack's errors have no common base but Exception
+            raise MessageError(f"job spec is not msgpack: {exc!r}") from None
+        if type(fields) is not list or len(fields) != len(_SPEC_TYPES):
+            shape = f"{len(fields)} fields" if type(fields) is list else type(fields).__name__
+            raise MessageError(
+                f"job spec is not an array of {len(_SPEC_TYPES)} fields (a newer build's?): "
+                f"it has {shape}"
+            )
+        if tuple(map(type, fields)) != _SPEC_TYPES:  # one comparison on the claim's hot path
+            for name, value, kind in zip(_SPEC_FIELDS, fields, _SPEC_TYPES, strict=True):
+                if type(value) is not kind:
+                    raise MessageError(
+                        f"job spec field {name} is not {kind.__name__}: {_clip(value)}"
+                    )
+        msg, fns, timeout, max_att, retry, ttl, callback = fields
+        try:
+            return msg, cls(fns.decode(), timeout, max_att, retry, ttl, callback.decode())
+        except UnicodeDecodeError as exc:
+            raise MessageError(
+                f"job spec has a listener or callback that is not text: {exc}"
+            ) from None
 
 
 def check_functions(functions: Sequence[str] | None) -> tuple[str, ...]:
@@ -157,28 +189,66 @@ def new_job_fields(
 
 
 def retry_policy(encoded: bytes, max_attempts: int) -> RetryPolicy:
-    """The policy a job was posted with (b"": the default's delays, not stored)."""
-    delay, backoff, max_delay, jitter = _codec.decode(encoded or _DEFAULT_RETRY)
+    """The policy a job was posted with (b"": the default's delays, not stored); ConfigError
+    for one this build refuses or cannot read."""
+    try:
+        delay, backoff, max_delay, jitter = _codec.decode(encoded or _DEFAULT_RETRY, "retry")
+    except (ValueError, TypeError) as exc:  # not an envelope, or not four values
+        raise ConfigError(f"the job's stored retry policy cannot be read: {exc}") from None
     return RetryPolicy(max_attempts - 1, delay, backoff, max_delay, jitter)
 
 
-def _s(fields: Mapping[str, bytes], name: str) -> str | None:
-    raw = fields.get(name)
-    return raw.decode(errors="replace") if raw else None
+class _Record:
+    """A job's stored fields, read so that one this build cannot read costs only itself: it
+    reads as its default (a value as its raw bytes), and `unreadable` says which and why."""
+
+    def __init__(self, fields: Mapping[str, bytes]) -> None:
+        self.fields = fields
+        self.unreadable: dict[str, str] = {}
+
+    def flag(self, name: str, why: str) -> None:
+        self.unreadable[name] = f"{_clip(self.fields.get(name))}: {why}"
+
+    def text(self, name: str) -> str | None:
+        raw = self.fields.get(name)
+        return raw.decode(errors="replace") if raw else None
+
+    def number(self, name: str, default: int = 0) -> int:
+        raw = self.fields.get(name)
+        if raw is None:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            self.flag(name, "not a whole number")
+            return default
+
+    def seconds(self, name: str) -> float | None:  # stored as ms; 0 or absent: none
+        ms = self.number(name)
+        return ms / 1000 if ms else None
+
+    def value(self, name: str) -> Any:
+        raw = self.fields.get(name)
+        if raw is None:
+            return None
+        try:
+            return _codec.decode(raw)
+        except Exception as exc:  # msgpack's errors have no common base but Exception
+            self.flag(name, f"cannot be decoded ({exc})")
+            return raw
 
 
-def _seconds(fields: Mapping[str, bytes], name: str) -> float | None:
-    raw = fields.get(name)
-    return int(raw) / 1000 if raw and raw != b"0" else None
+# what a worker's info (worker.py `_info`) must hold for status, routing and wait reasons
+_WORKER_INFO = {"id": str, "queue": str, "listeners": list, "running": list}
 
 
-def _value(fields: Mapping[str, bytes], name: str) -> Any:
-    raw = fields.get(name)
-    return None if raw is None else _codec.decode(raw)
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _result(raw: bytes | None) -> dict[str, Any]:
+def _result(r: _Record) -> dict[str, Any]:
     """A record's result, and its size; a large one's chunks (see _results.py) are not read."""
+    raw = r.fields.get("result")
     if raw is None:
         return {}
     if raw[:1] == _codec.REF:  # a reference to its chunks, [size, chunks]
@@ -187,48 +257,104 @@ def _result(raw: bytes | None) -> dict[str, Any]:
         except (ValueError, TypeError, LookupError, msgpack.UnpackException):
             size = None
         return {"result_bytes": size if isinstance(size, int) else None}
-    return {"result": _codec.decode(raw), "result_bytes": len(raw)}
+    return {"result": r.value("result"), "result_bytes": len(raw)}
 
 
-def posted_ms(posted: bytes) -> int:
+def worker_infos(raws: Sequence[bytes]) -> list[dict[str, Any]]:
+    """The workers' infos that can be read; one that cannot (an older or newer build's, a
+    hostile write) is passed over: it says nothing of its worker, and costs nothing else."""
+    return [info for info in map(_worker_info, raws) if info is not None]
+
+
+def _worker_info(raw: bytes) -> dict[str, Any] | None:
+    try:
+        info = msgpack.unpackb(raw)
+    except Exception:  # msgpack's errors have no common base but Exception
+        return None
+    if (
+        isinstance(info, dict)
+        and all(isinstance(info.get(k), kind) for k, kind in _WORKER_INFO.items())
+        and all(_is_number(info.get(k)) for k in ("started_at", "processed"))
+        and all(isinstance(name, str) for name in info["listeners"])
+        and all(
+            isinstance(r, list) and len(r) == 3 and isinstance(r[0], str) and _is_number(r[2])
+            for r in info["running"]
+        )
+    ):
+        return info
+    return None
+
+
+def stored_status(raw: bytes) -> JobStatus:
+    """A record's status. One this build does not know (a newer build's?) reads as dead:
+    nothing of this build runs or moves it, so it is one for a person to look at."""
+    try:
+        return JobStatus(raw.decode())
+    except ValueError:  # UnicodeDecodeError included
+        return JobStatus.DEAD
+
+
+def posted_ms(posted: bytes) -> int | None:
     """When a job was posted, from its record's `posted`: "ms|score|sig" (see lane_of in
-    lua/_lib.lua), or "ms" alone in an older version's records."""
-    return int(posted.split(b"|", 1)[0])
+    lua/_lib.lua), or "ms" alone in an older version's records; None if it cannot be read."""
+    head = posted.split(b"|", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+_RAN = re.compile(rb"^(.*)\|(\d+)\|(\d+)$", re.DOTALL)
 
 
 def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
+    """A job from its record. Always a Job: a field that cannot be read (an older or newer
+    build's, a hostile write) reads as its default, a message, result or progress value as its
+    raw bytes, and `Job.unreadable` names each such field and why."""
+    r = _Record(f)
+    if "spec_error" in f:  # see _store.spec_fields
+        r.unreadable["spec"] = f["spec_error"].decode(errors="replace")
     # "worker|attempt|started ms": the latest attempt (the `running` entry while it runs)
-    worker, attempt, started = (_s(f, "ran") or "||").rsplit("|", 2)
+    ran = _RAN.match(f["ran"]) if f.get("ran") else None
+    if ran is None and f.get("ran"):
+        r.flag("ran", "not worker|attempt|started")
+    worker, attempt, started = (
+        (ran[1].decode(errors="replace"), int(ran[2]), int(ran[3])) if ran else ("", 0, 0)
+    )
     # "ms|score|sig" (an older version's records: "ms", and a `sig` of their own)
-    lane = (_s(f, "posted") or "").split("|", 2)[2:] or [_s(f, "sig") or ""]
+    lane = (r.text("posted") or "").split("|", 2)[2:] or [r.text("sig") or ""]
+    posted = posted_ms(f.get("posted") or b"")
+    if posted is None:
+        r.flag("posted", "not ms|score|lane")
+    status = stored_status(f.get("status") or b"")
+    if status.encode() != f.get("status"):
+        r.flag("status", "not a status this build knows")
     progress = None
     if "progress" in f:
-        progress = Progress(_value(f, "progress"), _s(f, "progress_msg"))
+        progress = Progress(r.value("progress"), r.text("progress_msg"))
     return Job(
         id=job_id,
         queue=queue,
-        status=JobStatus(f["status"].decode()),
-        msg=_value(f, "msg"),
-        functions=tuple(n for n in (_s(f, "fns") or lane[0]).split(",") if n),
-        priority=int(f.get("prio", b"0")),
-        attempt=int(attempt or 0),
-        max_attempts=int(f.get("max_att", b"1")),
-        timeout=_seconds(f, "timeout"),
-        callback=_s(f, "cb"),
-        key=_s(f, "key"),
-        posted_at=posted_ms(f["posted"]) / 1000,
-        started_at=int(started) / 1000 if started else None,
-        finished_at=_seconds(f, "finished"),
-        due_at=_seconds(f, "due"),
+        status=status,
+        msg=r.value("msg"),
+        functions=tuple(n for n in (r.text("fns") or lane[0]).split(",") if n),
+        priority=r.number("prio"),
+        attempt=attempt,
+        max_attempts=r.number("max_att", 1),
+        timeout=r.seconds("timeout"),
+        callback=r.text("cb"),
+        key=r.text("key"),
+        posted_at=(posted or 0) / 1000,
+        started_at=started / 1000 if started else None,
+        finished_at=r.seconds("finished"),
+        due_at=r.seconds("due"),
         worker=worker or None,
         progress=progress,
-        short_result=_s(f, "short"),
-        **_result(f.get("result")),
-        error_type=_s(f, "err_type"),
-        error_message=_s(f, "err_msg"),
-        traceback=_s(f, "err_tb"),
-        reason=_s(f, "reason"),
-        callback_method=_s(f, "cbm") or "GET",
-        callback_state=_s(f, "cb_state"),
-        callback_attempts=int(f.get("cb_attempts", b"0")),
+        short_result=r.text("short"),
+        **_result(r),
+        error_type=r.text("err_type"),
+        error_message=r.text("err_msg"),
+        traceback=r.text("err_tb"),
+        reason=r.text("reason"),
+        callback_method=r.text("cbm") or "GET",
+        callback_state=r.text("cb_state"),
+        callback_attempts=r.number("cb_attempts"),
+        unreadable=r.unreadable,
     )

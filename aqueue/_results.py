@@ -95,6 +95,7 @@ class Stored:
     first: bytes
     read: Callable[[int], Awaitable[bytes | None]]  # chunk i (from 1), None: gone
     gone: Callable[[], Exception]  # the error when a chunk is gone (expired, deleted)
+    what: str = "value"  # what it is, as an UnreadableData names it
 
     async def chunks(self) -> AsyncIterator[bytes]:
         yield self.first
@@ -131,24 +132,24 @@ class Stored:
 
     async def value(self) -> Any:
         if self.count == 1:
-            return _codec.decode(self.first)
+            return _codec.decode(self.first, self.what)
         payload = self.payload()
         if payload is not None and payload[0] == "bytes":  # joined once, never decoded
             return b"".join([bytes(c) async for c in self.payload_chunks(payload[1])])
-        return _codec.decode(b"".join([c async for c in self.chunks()]))
+        return _codec.decode(b"".join([c async for c in self.chunks()]), self.what)
 
 
 async def stored_result(store: Store, job_id: str, raw: bytes) -> Stored:
     """The stored result of a complete job, from its record's `result`."""
-    what = f"the result of job {job_id!r}"
+    what = f"result of job {job_id!r}"
     if raw[:1] != REF:
-        return Stored(len(raw), 1, raw, _nothing, _nothing_gone)
+        return Stored(len(raw), 1, raw, _nothing, _nothing_gone, what)
     try:
         size, count = msgpack.unpackb(raw[1:])
         if not (isinstance(size, int) and isinstance(count, int) and 0 < count <= size):
             raise ValueError(f"size {size!r}, chunks {count!r}")
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise MessageError(f"{what} has an unreadable reference to its chunks: {exc}") from None
+        raise MessageError(f"the {what} has an unreadable reference to its chunks: {exc}") from None
 
     def gone() -> Exception:
         return JobNotFound(job_id, store.keys.queue)  # its chunks expired or were deleted
@@ -156,7 +157,7 @@ async def stored_result(store: Store, job_id: str, raw: bytes) -> Stored:
     first = await store.result_chunk(job_id, 0)
     if first is None:
         raise gone()
-    return Stored(size, count, first, functools.partial(store.result_chunk, job_id), gone)
+    return Stored(size, count, first, functools.partial(store.result_chunk, job_id), gone, what)
 
 
 async def stored_data(store: Store, key: str, gone: Callable[[], Exception]) -> Stored:
@@ -169,7 +170,7 @@ async def stored_data(store: Store, key: str, gone: Callable[[], Exception]) -> 
         return await store.data_range(key, index * CHUNK_BYTES, CHUNK_BYTES)
 
     count = -(-size // CHUNK_BYTES)
-    return Stored(size, count, first, read, gone)
+    return Stored(size, count, first, read, gone, f"data at key {key!r}")
 
 
 async def _nothing(index: int) -> bytes | None:

@@ -25,14 +25,15 @@ from . import _scripts
 from ._direct import MISSED, Direct
 from ._keys import PRIORITY_BAND, Keys
 from ._records import SpecShape, posted_ms
-from .config import MOST_UNSERVED_LANES
-from .errors import RedisUnavailable, TooManyLanes
+from .config import MOST_UNSERVED_LANES, ClientConfig
+from .errors import MessageError, RedisUnavailable, TooManyLanes
 
 Arg = str | bytes | int | float
 FINISH_BATCH = 1000  # outcomes per finish call: its batched reads stay within Lua's limits
 # of specs or outcomes per script call: Redis runs a call whole (others wait), and takes no
 # argument over its proto-max-bulk-len (512 MB by default)
 MOST_CALL_BYTES = 1 << 20
+_DEFAULT_TTL_S = int(ClientConfig().result_ttl)  # a record's, where its spec cannot say
 
 
 @contextlib.contextmanager
@@ -105,6 +106,7 @@ class Claimed:
     retry: bytes
     ttl_s: int  # how long its record is kept once it ends
     calls_back: bool  # it has a callback (its end goes to the outbox)
+    unreadable: str = ""  # why its spec cannot be read: it fails without running
 
     def outcome(self, kind: str, delay_ms: int = 0, fields: Sequence[str | bytes] = ()) -> Outcome:
         """How this attempt ended, for finish.lua."""
@@ -120,6 +122,17 @@ class ClaimResult:
     next_due_ms: int | None
     jobs: list[Claimed]
     full: bool  # took all it was asked for: more may be ready
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """What one reap pass did (see reap.lua)."""
+
+    requeued: int
+    dead: int  # buried ones included
+    promoted: int
+    expired: int
+    buried: list[tuple[str, str]]  # (job id, why): dead, as data they need cannot be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +173,10 @@ def _values(items: Sequence[Arg]) -> bytes:
 
 def spec_fields(spec: bytes) -> dict[str, bytes]:
     """A job's spec as the record fields it stands for (see `_records.decode_job`)."""
-    msg, shape = SpecShape.unpack(spec)
+    try:
+        msg, shape = SpecShape.unpack(spec)
+    except MessageError as exc:  # the record stays readable: decode_job flags it
+        return {"spec_error": str(exc).encode()}
     return {
         "msg": msg,
         "fns": shape.functions.encode(),
@@ -175,7 +191,11 @@ def claimed_rows(raw: Sequence[Any]) -> list[Claimed]:
     jobs = []
     for i in range(0, len(raw), 4):
         id_, attempt, released, spec = raw[i : i + 4]
-        msg, shape = SpecShape.unpack(spec)
+        try:
+            msg, shape = SpecShape.unpack(spec)
+        except MessageError as exc:  # costs that job alone (the worker fails it)
+            jobs.append(_unreadable(_text(id_), int(attempt), int(released), str(exc)))
+            continue
         jobs.append(
             Claimed(
                 id=_text(id_),
@@ -193,6 +213,15 @@ def claimed_rows(raw: Sequence[Any]) -> list[Claimed]:
     return jobs
 
 
+def _unreadable(job_id: str, attempt: int, released: int, why: str) -> Claimed:
+    """A claimed job whose spec cannot be read: nothing of it is known but its lease."""
+    return Claimed(
+        id=job_id, attempt=attempt, msg=b"", functions=(), timeout_ms=0, max_attempts=1,
+        released=released, retry=b"", ttl_s=_DEFAULT_TTL_S, calls_back=False,
+        unreadable=why,
+    )  # fmt: skip
+
+
 def _count_leases(pipe: Any, keys: Keys) -> None:
     """Queue a count of the leased (active) jobs: `active` less its placeholder at +inf."""
     pipe.zcount(keys.active, "-inf", "(+inf")
@@ -203,8 +232,17 @@ def _running_fields(run: bytes) -> dict[str, bytes]:
     return {"status": b"active", "ran": run}
 
 
+def _count(value: bytes | None) -> int:
+    """A counter; one overwritten with text reads as 0 (the scripts restart it: incr)."""
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # errors="replace": an entry someone wrote that is not UTF-8 names no job, and fails nothing
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 class Store:
@@ -315,8 +353,14 @@ class Store:
 
     async def reap(self, limit: int) -> tuple[int, int, int, int]:
         """One pass: (requeued, dead, promoted, expired) — see reap.lua."""
-        requeued, dead, promoted, expired = await self._run("reap", [limit])
-        return int(requeued), int(dead), int(promoted), int(expired)
+        reaped = await self.reap_pass(limit)
+        return reaped.requeued, reaped.dead, reaped.promoted, reaped.expired
+
+    async def reap_pass(self, limit: int) -> Reaped:
+        """One pass, with the jobs it buried for data it could not read."""
+        requeued, dead, promoted, expired, buried = await self._run("reap", [limit])
+        pairs = [(_text(buried[i]), _text(buried[i + 1])) for i in range(0, len(buried), 2)]
+        return Reaped(int(requeued), int(dead), int(promoted), int(expired), pairs)
 
     async def cancel(self, job_id: str) -> tuple[str, str | None]:
         return self._verdict(await self._run("cancel", [job_id]))
@@ -543,10 +587,10 @@ class Store:
             "stalled": stalled,
             "oldest_queued_ms": posted_ms(oldest_posted) if oldest_posted else None,
             # posts are counted by `seq` (a `posted` in `stats` is an older version's count)
-            "totals": {"posted": int(posted or 0)}
-            | {_text(a): int(b) for a, b in stats.items() if a != b"posted"},
+            "totals": {"posted": _count(posted)}
+            | {_text(a): _count(b) for a, b in stats.items() if a != b"posted"},
             # the current (partial) 10 s bucket and the five before it: about the last minute
-            "last_minute": [{_text(a): int(b) for a, b in r.items()} for r in rates],
+            "last_minute": [{_text(a): _count(b) for a, b in r.items()} for r in rates],
             "window_s": 50 + (now % 10000) / 1000,
             # per worker, the outcomes it recorded: current, where its info is a heartbeat old
             "done": {_text(w): int(n) for w, n in done.items() if n.isdigit()},

@@ -29,7 +29,7 @@ from ._checks import is_number, seconds
 from ._coalesce import Coalescer
 from ._connection import open_store
 from ._pubsub import SharedSubscription
-from ._records import decode_job, remembered_job_fields
+from ._records import decode_job, remembered_job_fields, stored_status, worker_infos
 from ._results import REF, Stored, stored_data, stored_result
 from ._store import NewJobs, Store
 from .config import ClientConfig
@@ -276,7 +276,7 @@ class Client:
 
     async def _explain_wait(self, job: Job) -> Job:
         """Say what a queued job waits for, and whether any live worker can run it."""
-        infos = [msgpack.unpackb(i) for i in await self.store.live_workers()]
+        infos = worker_infos(await self.store.live_workers())
         needed = set(job.functions)
         able = [i for i in infos if needed <= set(i.get("listeners", ())) and i.get("listeners")]
         if able:
@@ -295,7 +295,10 @@ class Client:
             raise JobNotFound(job_id, self.queue)
         if value is None:
             return None
-        return Progress(_codec.decode(value), message.decode() if message else None)
+        return Progress(
+            _codec.decode(value, f"progress of job {job_id!r}"),
+            message.decode(errors="replace") if message else None,
+        )
 
     async def get_result(self, job_id: str) -> Any:
         """The result of a finished job; JobFailed if it did not complete, InvalidTransition
@@ -368,7 +371,7 @@ class Client:
         """A result that came with its completion event: the value, or a large one's reference
         to its chunks (aqueue/_results.py), read from them."""
         if pushed[:1] != REF:
-            return _codec.decode(pushed)
+            return _codec.decode(pushed, f"result of job {job_id!r}")
         return await (await stored_result(self.store, job_id, pushed)).value()
 
     async def _ensure_listening(self) -> None:
@@ -440,10 +443,7 @@ class Client:
             await self._recheck_waiters()
             await self._recheck_watchers()
             return
-        try:
-            await self._on_change(data)
-        except Exception:  # one event we cannot read must not end the subscription
-            log.exception("an event on %s could not be read: %r", channel, data[:200])
+        await self._on_change(data)  # one it cannot read is logged and passed over (follow)
 
     async def _on_change(self, data: bytes) -> None:
         # raw: Lua's cmsgpack packs every string as str, binary ones included
@@ -460,7 +460,7 @@ class Client:
                     forgotten = _remember(self._ended, job_id, (rest[0], result))
                     if forgotten is not None:  # then awaiting it asks Redis again
                         self._posted.pop(forgotten, None)
-            self._tell(JobEvent(job_id, status=JobStatus(rest[0].decode())))
+            self._tell(JobEvent(job_id, status=stored_status(rest[0])))
         elif kind == b"purged":  # the queue was emptied: whoever waits must look again
             self._posted.clear()
             self._ended.clear()
@@ -506,9 +506,12 @@ class Client:
             raise JobNotFound(job_id, self.queue)
         events = []
         if value is not None:
-            progress = Progress(_codec.decode(value), message.decode() if message else None)
+            progress = Progress(
+                _codec.decode(value, f"progress of job {job_id!r}"),
+                message.decode(errors="replace") if message else None,
+            )
             events.append(JobEvent(job_id, progress=progress))
-        events.append(JobEvent(job_id, status=JobStatus(status.decode())))
+        events.append(JobEvent(job_id, status=stored_status(status)))
         return events
 
     async def watch(self, job_id: str) -> AsyncGenerator[JobEvent, None]:
@@ -567,7 +570,7 @@ class Client:
                 raise MessageError(f"{name} must be an int >= 0, got {value!r}")
         jobs = []
         for job_id in await self.store.dead_ids(offset, count):
-            with contextlib.suppress(JobNotFound):
+            with contextlib.suppress(JobNotFound, MessageError):  # an entry naming no job
                 jobs.append(await self.get_job(job_id))
         return jobs
 
@@ -608,7 +611,7 @@ class Client:
         raw = await self.store.get_data(_check_key(key))
         if raw is None:
             raise DataNotFound(key, self.queue)
-        return _codec.decode(raw)
+        return _codec.decode(raw, f"data at key {key!r}")
 
     async def _stored_data(self, key: str) -> Stored:
         """The data at `key`, read no further than its first chunk (for streaming it)."""

@@ -8,6 +8,8 @@
     │                                     past the queue's bound
     ├── JobNotFound (LookupError)         no job with that id in this queue (or it expired)
     ├── DataNotFound (LookupError)        nothing stored at that data key (or it expired)
+    ├── UnreadableData (ValueError)       a stored value (result, progress, data) this build
+    │                                     cannot decode; names it (get_job flags it instead)
     ├── InvalidTransition                 the job's state does not allow that (e.g. cancel a
     │                                     finished job); carries the current status
     ├── JobFailed                         the job ended failed, dead or cancelled; carries the
@@ -89,6 +91,11 @@ class DataNotFound(AqueueError, LookupError):
         super().__init__(f"no data at key {key!r} in queue {queue!r}")
         self.key = key
         self.queue = queue
+
+
+class UnreadableData(AqueueError, ValueError):
+    """A stored value cannot be decoded (an older or newer build's, or a hostile write): that
+    value alone. `Client.get_job` reads such a record anyway, flagging it (`Job.unreadable`)."""
 
 
 class InvalidTransition(AqueueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,9 @@ class Job:
     callback_state: str | None = None  # pending, delivering, retrying, delivered, failed
     callback_attempts: int = 0
     callback_log: tuple[str, ...] = ()  # "<epoch ms> <what happened>" per delivery attempt
+    # fields of the stored record this build could not read -> why (each reads as its default,
+    # a message, result or progress value as its raw bytes): the rest of the record is sound
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_finished(self) -> bool:

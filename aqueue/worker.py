@@ -448,8 +448,10 @@ class Worker:
     async def _execute(self, client: Client, running: _Running) -> Outcome | None:
         job = running.job
         try:
+            if job.unreadable:
+                raise MessageError(f"job {job.id} cannot be run: {job.unreadable}")
             chain = self.listeners.resolve(job.functions)
-            msg = _codec.decode(job.msg)
+            msg = _codec.decode(job.msg, "message")
         except Exception as exc:
             return self._failure(job, exc, retryable=False)
         ctx = Context(

@@ -9,6 +9,17 @@ local function int(n)
   return string.format('%d', n)
 end
 
+-- HINCRBY that a counter overwritten with text (or past 64 bits) cannot fail, as a script's
+-- error would leave its earlier writes standing: such a counter starts again from `by`.
+local function incr(key, field, by)
+  local n = redis.pcall('HINCRBY', key, field, by)
+  if type(n) == 'table' then
+    redis.call('HSET', key, field, by)
+    return tonumber(by)
+  end
+  return n
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -22,11 +33,14 @@ end
 -- A job's lane and its score there, from its record's `posted`, "ms|score|sig": one field
 -- rather than three, since every field of a record costs Redis a scan and two writes, on
 -- every post. An older version's records have `sig` and `score` fields of their own, so
--- callers read all three: HMGET ..., 'posted', 'sig', 'score'.
+-- callers read all three: HMGET ..., 'posted', 'sig', 'score'. nil when they cannot be read
+-- (see bury).
+local UNREADABLE_LANE = 'its lane cannot be read from its record (posted, sig, score)'
 local function lane_of(posted, sig, score)
   local s, g = string.match(posted or '', '^%d+|(%d+)|(.*)$')
   if s then return g, s end
-  return sig, score
+  if sig and tonumber(score) then return sig, score end
+  return nil
 end
 
 -- Can a worker with listeners `have` (a set) run jobs of lane `sig`? A job naming no listener
@@ -106,25 +120,6 @@ end
 -- counted against it.)
 local function budget_spent(attempt, released, max_att)
   return tonumber(attempt) - tonumber(released or 0) >= tonumber(max_att)
-end
-
--- Move scheduled jobs that are due onto their lanes. Returns how many moved.
-local function promote_due(prefix, now, limit)
-  local due = redis.call('ZRANGEBYSCORE', prefix .. 'scheduled', '-inf', int(now), 'LIMIT', '0',
-    int(limit))
-  for _, id in ipairs(due) do
-    local jk = prefix .. 'job:' .. id
-    local f = redis.call('HMGET', jk, 'status', 'posted', 'sig', 'score')
-    if f[1] == 'scheduled' then
-      enqueue(prefix, jk, id, lane_of(f[2], f[3], f[4]))
-      publish_status(prefix, id, 'queued')
-    end
-  end
-  if #due > 0 then
-    redis.call('ZREM', prefix .. 'scheduled', unpack(due))
-    redis.call('PUBLISH', prefix .. 'wake', 'promoted')
-  end
-  return #due
 end
 
 -- `cmd` (HMGET, SMISMEMBER) of `ids` in `key`, or {} (all missing) when there is no `key`:
@@ -277,6 +272,62 @@ local function adopt_chunks(prefix, id, token, ttl_s)
   redis.call('PEXPIRE', blob, int((tonumber(ttl_s) + 3600) * 1000))
 end
 
+-- Bad data costs only itself (DESIGN.md decision 13). Redis never rolls a script back: one that
+-- fails half-way leaves its writes so far. So no reader of a stored entry here fails on one
+-- it cannot read (an older build's, a hostile client's): it reads as absent, or as poison
+-- for its job alone, which is buried: dead, with `reason` naming what could not be read, kept
+-- for a person to look at, and called back if its record has a callback. `...`: more facts.
+-- reap.lua reports them (`buried`); a caller calls flush_tally after.
+local buried = {} -- this call's: {id, reason, ...}
+local function bury(prefix, id, now, reason, ...)
+  local jk = prefix .. 'job:' .. id
+  local calls_back = redis.call('HEXISTS', jk, 'cb') == 1
+  finish_terminal(prefix, jk, id, 'dead', now, 1, calls_back, true, nil, 'reason', reason, ...)
+  redis.call('SREM', prefix .. 'watched', id) -- whatever the caller's flush_tally assumes
+  buried[#buried + 1] = id
+  buried[#buried + 1] = reason
+end
+
+-- Move scheduled jobs that are due onto their lanes. Returns how many moved. One whose lane
+-- or status cannot be read goes to `unreadable(prefix, id, now, why)` (reap.lua: bury, then
+-- flush_tally) or, with none (claim.lua: it pays for no burial helpers), stays due, for the
+-- reaper.
+local function promote_due(prefix, now, limit, unreadable)
+  local due = redis.call('ZRANGEBYSCORE', prefix .. 'scheduled', '-inf', int(now), 'LIMIT', '0',
+    int(limit))
+  local left = nil -- {due, id, ...}: put back
+  for _, id in ipairs(due) do
+    local jk = prefix .. 'job:' .. id
+    local f = redis.call('HMGET', jk, 'status', 'posted', 'sig', 'score')
+    local status, why = f[1], nil -- another known status: the entry is stale, let go of
+    if status == 'scheduled' then
+      local sig, score = lane_of(f[2], f[3], f[4])
+      if sig then
+        enqueue(prefix, jk, id, sig, score)
+        publish_status(prefix, id, 'queued')
+      else
+        why = UNREADABLE_LANE
+      end
+    elseif status and status ~= 'queued' and status ~= 'complete' and status ~= 'failed'
+        and status ~= 'dead' and status ~= 'cancelled' then
+      why = 'its record has a status this build does not know'
+    end
+    if why and unreadable then
+      unreadable(prefix, id, now, why)
+    elseif why then
+      left = left or {}
+      left[#left + 1] = int(now)
+      left[#left + 1] = id
+    end
+  end
+  if #due > 0 then
+    redis.call('ZREM', prefix .. 'scheduled', unpack(due))
+    if left then redis.call('ZADD', prefix .. 'scheduled', unpack(left)) end
+    redis.call('PUBLISH', prefix .. 'wake', 'promoted')
+  end
+  return #due
+end
+
 -- Let go of the jobs that ended in this call, and add its outcomes to the lifetime counters
 -- and to a 10 s bucket (kept 2 minutes), from which `aqueue status` reads jobs/s over the last
 -- minute. `watched_any`: false when none of them was watched (a SREM saved).
@@ -296,9 +347,9 @@ local function flush_tally(prefix, now, watched_any)
   local new_bucket = false
   for status, n in pairs(tally) do
     local count = int(n)
-    redis.call('HINCRBY', prefix .. 'stats', status, count)
+    incr(prefix .. 'stats', status, count)
     -- a status's first count in this bucket: the bucket may be new, and needs its expiry
-    if redis.call('HINCRBY', bucket, status, count) == n then new_bucket = true end
+    if incr(bucket, status, count) == n then new_bucket = true end
   end
   if new_bucket then
     redis.call('PEXPIRE', bucket, '130000')
@@ -361,10 +412,18 @@ local function runner(prefix, id)
 end
 
 -- A job's spec (see aqueue/_records.py SpecShape): {msg, fns, timeout, max_att, retry, ttl,
--- callback}, or nil. Only the cold paths unpack it; claims hand it over as it is.
+-- callback}; or nil and why not (none, or one that cannot be read: see bury). Only the cold
+-- paths unpack it; claims hand it over as it is (and the worker checks it: _store.py).
+-- Fields past the seventh (a newer build's) are let be: these scripts need none of them.
 local function spec_of(prefix, id)
   local raw = redis.call('HGET', prefix .. 'spec', id)
-  return raw and cmsgpack.unpack(raw) or nil
+  if not raw then return nil, 'its spec is missing' end
+  local ok, spec = pcall(cmsgpack.unpack, raw)
+  if not ok or type(spec) ~= 'table' or type(spec[4]) ~= 'number' or type(spec[6]) ~= 'number'
+      or type(spec[7]) ~= 'string' then
+    return nil, 'its spec cannot be read (not a msgpack array with max_att, ttl, callback)'
+  end
+  return spec
 end
 
 -- The status a job has: `stored` (its record's), unless it is running.
@@ -374,9 +433,10 @@ local function live_status(prefix, id, stored)
 end
 
 -- How often a waiting job was tried, and how many of those were handed back at shutdown.
+-- An entry that cannot be read counts as none (see bury).
 local function tries_of(raw)
-  if not raw then return 0, 0 end
-  local attempts, released = string.match(raw, '^(%d+)|(%d+)$')
+  local attempts, released = string.match(raw or '', '^(%d+)|(%d+)$')
+  if not attempts then return 0, 0 end
   return tonumber(attempts), tonumber(released)
 end
 

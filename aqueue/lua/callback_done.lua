@@ -18,7 +18,7 @@ if redis.call('HGET', jk, 'cb_token') ~= token or not redis.call('ZSCORE', activ
 end
 local now = now_ms()
 redis.call('ZREM', active, id)
-local attempts = redis.call('HINCRBY', jk, 'cb_attempts', 1)
+local attempts = incr(jk, 'cb_attempts', 1)
 callback_log(prefix, id, now, ARGV[7])
 local state = 'delivered'
 if ARGV[4] ~= 'delivered' then

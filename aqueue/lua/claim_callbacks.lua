@@ -20,7 +20,7 @@ for _, id in ipairs(lapsed) do
   -- a record deleted mid-delivery (expired, purged) is not written to: HINCRBY would make
   -- a record of callback fields alone, with no status
   if redis.call('EXISTS', jk) == 1 then
-    local stops = redis.call('HINCRBY', jk, 'cb_crashes', 1)
+    local stops = incr(jk, 'cb_crashes', 1)
     if stops > crashes then
       callback_log(prefix, id, now, 'dispatcher stopped mid-delivery ' .. stops ..
                    ' times: given up')
@@ -48,7 +48,7 @@ local out = {-1}
 for _, id in ipairs(ids) do
   local jk = prefix .. 'job:' .. id
   if redis.call('EXISTS', jk) == 1 then
-    local token = redis.call('HINCRBY', jk, 'cb_token', 1)
+    local token = incr(jk, 'cb_token', 1)
     redis.call('HSET', jk, 'cb_state', 'delivering')
     redis.call('ZADD', active, now + lease, id)
     out[#out + 1] = id

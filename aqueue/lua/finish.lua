@@ -16,6 +16,8 @@
 --                  or dead once attempts (less releases) reach max_att
 --   kind fail:     fields err_type, err_msg, err_tb -> failed
 --   kind release:  handed back at shutdown          -> queued; not counted against the budget
+--   (a job to wait again whose record's lane cannot be read is scheduled now: the reaper
+--   buries it, see promote_due)
 -- Returns: a string, per outcome '1' if accepted (or recorded already: the same outcome sent
 -- again), '0' if refused by the fence (the attempt is not current). One bulk reply, not an
 -- integer reply per outcome: cheaper to make for Redis and to read for the worker.
@@ -87,20 +89,23 @@ for j = 1, #ids do
       else
         if kind == 'release' then released = released + 1 end
         back_in_line(prefix, id, attempt, released)
-        local status = 'queued'
-        if kind ~= 'release' and delay > 0 then
-          status = 'scheduled'
-          local due = int(now + delay)
-          redis.call('ZADD', prefix .. 'scheduled', due, id)
-          redis.call('HSET', jk, 'status', status, 'due', due, 'released',
-            int(released), 'ran', run, fields(first, n))
-        else
+        local status, sig, score = 'queued', nil, nil
+        if kind == 'release' or delay <= 0 then
           local f = redis.call('HMGET', jk, 'posted', 'sig', 'score')
-          local sig, score = lane_of(f[1], f[2], f[3])
+          sig, score = lane_of(f[1], f[2], f[3])
+        end
+        if sig then
           onto_lane(prefix, sig, score, id)
           requeued = requeued + 1
           redis.call('HSET', jk, 'status', status, 'released', int(released), 'ran', run,
             fields(first, n))
+        else -- after its delay; or at once, if its lane cannot be read: then the reaper's
+          -- promote_due buries it (see bury), and it is never in no list meanwhile
+          status = 'scheduled'
+          local due = int(now + ((kind ~= 'release' and delay > 0) and delay or 0))
+          redis.call('ZADD', prefix .. 'scheduled', due, id)
+          redis.call('HSET', jk, 'status', status, 'due', due, 'released',
+            int(released), 'ran', run, fields(first, n))
         end
         if watched then publish_status(prefix, id, status) end
       end

@@ -49,8 +49,15 @@ for j = 1, n do
 end
 local now = now_ms()
 local now_s = int(now)
--- `seq` counts every job ever posted to the queue: it is also the `posted` total
-local seq = redis.call('INCRBY', prefix .. 'seq', n) - n
+-- `seq` counts every job ever posted to the queue: it is also the `posted` total. One that
+-- is not a count (overwritten) starts again from now in ms, above any count a queue reaches,
+-- so that new jobs still wait behind older ones: no post is refused (DESIGN.md decision 13).
+local seq = redis.pcall('INCRBY', prefix .. 'seq', n)
+if type(seq) == 'table' then
+  seq = now + n
+  redis.call('SET', prefix .. 'seq', int(seq))
+end
+seq = seq - n
 local band = (100 - prio) * 17592186044416 + seq -- priority band (2^44: PRIORITY_BAND), then FIFO
 local due = 0
 if at > 0 then due = at elseif delay > 0 then due = now + delay end
@@ -73,8 +80,8 @@ if status == 'queued' then
   for k = 1, #registered, 2 do
     local free, lease, names = string.match(registered[k + 1], '^(%d+)|(%d+)|(.*)$')
     local have = {}
-    for name in string.gmatch(names, '[^,]+') do have[name] = true end
-    if fits(have, true, sig) then
+    for name in string.gmatch(names or '', '[^,]+') do have[name] = true end
+    if free and fits(have, true, sig) then -- an entry that cannot be read: no waiting worker
       idle[#idle + 1] = {id = registered[k], free = tonumber(free), lease = tonumber(lease),
         deadline = int(now + tonumber(lease)), names = names, rows = {}, jobs = {},
         leases = {}, runs = {}, bytes = 0}

@@ -5,21 +5,32 @@
 -- since the check and the move are one atomic step.
 -- KEYS: none; every key is built from ARGV[1].
 -- ARGV[1] queue prefix; ARGV[2] the most jobs to handle in this call (at most 1000)
--- Returns: {requeued, dead, promoted, expired}
--- Transitions: active -> queued (attempt counted) | dead (budget spent); scheduled -> queued.
+-- Returns: {requeued, dead, promoted, expired, {id, reason, ...}}: the last, the jobs buried
+-- because what they need cannot be read (see bury in _lib.lua); they count as dead too.
+-- Transitions: active -> queued (attempt counted) | dead (budget spent, or data unreadable);
+-- scheduled -> queued (or dead: its lane unreadable).
 local prefix, limit = ARGV[1], math.min(tonumber(ARGV[2]), 1000)
 local now = now_ms()
-local promoted = promote_due(prefix, now, limit)
+local promoted = promote_due(prefix, now, limit, bury)
 local lapsed = redis.call('ZRANGEBYSCORE', prefix .. 'active', '-inf', '(' .. now,
   'LIMIT', 0, limit)
-local requeued, dead = 0, 0
+local requeued, dead = 0, #buried / 2 -- due jobs buried, not promoted
+promoted = promoted - dead
 for _, id in ipairs(lapsed) do
   local jk = prefix .. 'job:' .. id
   local run = runner(prefix, id)
-  local f = redis.call('HMGET', jk, 'posted', 'sig', 'score')
+  local f = redis.call('HMGET', jk, 'posted', 'sig', 'score', 'status')
   local sig, score = lane_of(f[1], f[2], f[3])
-  local spec = spec_of(prefix, id)
-  if run and sig and spec then
+  local spec, unreadable = spec_of(prefix, id)
+  if run and not run[2] then
+    unreadable = 'its running entry cannot be read'
+  elseif not sig then
+    unreadable = UNREADABLE_LANE
+  end
+  if run and f[4] and (unreadable or not spec) then
+    bury(prefix, id, now, 'lease lost; ' .. unreadable, 'ran', run[2] and run[3] or '')
+    dead = dead + 1
+  elseif run and f[4] then
     local worker, attempt = run[1], run[2]
     local _, released = tries_of(redis.call('HGET', prefix .. 'tries', id))
     local reason = 'lease lost on attempt ' .. attempt .. ' (worker ' .. worker .. ')'
@@ -80,4 +91,4 @@ for _, name in ipairs({'expiries', 'expiring'}) do
     if #done_groups > 0 then redis.call('ZREM', key, unpack(done_groups)) end
   end
 end
-return {requeued, dead, promoted, expired}
+return {requeued, dead, promoted, expired, buried}

@@ -14,6 +14,10 @@ end
 if status ~= 'dead' and status ~= 'failed' and status ~= 'cancelled' then
   return {'refused', status}
 end
+local sig, score = lane_of(f[3], f[4], f[5])
+if not sig then -- checked before the first write: a failed script keeps its writes
+  return {'refused', status .. ', and ' .. UNREADABLE_LANE}
+end
 redis.call('ZREM', prefix .. 'dead', id)
 if status ~= 'dead' then -- its record was to expire (a dead letter's is kept)
   local spec = spec_of(prefix, id)
@@ -23,7 +27,7 @@ local attempts = f[2] and select(2, run_parts(f[2])) or '0'
 redis.call('HSET', prefix .. 'tries', id, attempts .. '|' .. attempts) -- a fresh budget
 redis.call('HSET', jk, 'released', attempts, 'reason', 'requeued from ' .. status, 'finished', '')
 redis.call('HDEL', jk, 'cb_attempts', 'cb_crashes', 'cb_state') -- called back afresh
-enqueue(prefix, jk, id, lane_of(f[3], f[4], f[5]))
+enqueue(prefix, jk, id, sig, score)
 publish_status(prefix, id, 'queued')
 redis.call('PUBLISH', prefix .. 'wake', 'requeued')
 return {'queued', status}
