@@ -79,6 +79,21 @@ class Keys:
         return f"{self.prefix}lane:{signature}"
 
     @property
+    def suspects(self) -> str:  # set of the signatures with suspects waiting (reap.lua)
+        return self.prefix + "suspects"
+
+    def suspect_lane(self, signature: str) -> str:  # zset: suspects by their lane's order
+        return f"{self.prefix}suspect:{signature}"
+
+    @property
+    def draining(self) -> str:  # set of worker ids draining to run suspects alone (claim.lua)
+        return self.prefix + "draining"
+
+    @property
+    def crashed(self) -> str:  # hash: worker id -> when it was found dead holding several jobs
+        return self.prefix + "crashed"
+
+    @property
     def scheduled(self) -> str:  # zset: job id -> due time (ms, Redis clock)
         return self.prefix + "scheduled"
 

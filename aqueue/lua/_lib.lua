@@ -35,14 +35,32 @@ local function onto_lane(prefix, sig, score, id)
   redis.call('SADD', prefix .. 'lanes', sig)
 end
 
+-- A suspect (a job whose lease lapsed: see reap.lua) waits apart from the lanes, on a suspect
+-- lane of its signature, until a worker with nothing else in flight takes it alone
+-- (claim_alone.lua): should it kill that worker too, the blame is clear.
+local function onto_suspects(prefix, sig, score, id)
+  redis.call('ZADD', prefix .. 'suspect:' .. sig, score, id)
+  redis.call('SADD', prefix .. 'suspects', sig)
+end
+
+-- Take a queued job off its lane or its suspect lane.
+local function off_lanes(prefix, sig, id)
+  for _, kind in ipairs({{'lane:', 'lanes'}, {'suspect:', 'suspects'}}) do
+    local lane = prefix .. kind[1] .. sig
+    if redis.call('ZREM', lane, id) == 1 and redis.call('ZCARD', lane) == 0 then
+      redis.call('SREM', prefix .. kind[2], sig)
+    end
+  end
+end
+
 -- Put a job (already out of every other list) on its lane as `queued`.
 local function enqueue(prefix, jk, id, sig, score)
   onto_lane(prefix, sig, score, id)
   redis.call('HSET', jk, 'status', 'queued')
 end
 
--- Has a job used up its retry budget with this attempt? (Releases at shutdown are not
--- counted against it.)
+-- Has a job used up its retry budget with this attempt? (Releases at shutdown, and attempts
+-- lost beside other jobs, are not counted against it.)
 local function budget_spent(attempt, released, max_att)
   return tonumber(attempt) - tonumber(released or 0) >= tonumber(max_att)
 end
@@ -240,11 +258,13 @@ local function live_status(prefix, id, stored)
   return stored
 end
 
--- How often a waiting job was tried, and how many of those were handed back at shutdown.
+-- How often a job was tried, how many of those do not count against its budget (handed back
+-- at shutdown, or lost beside other jobs: see reap.lua), and whether its current attempt runs
+-- alone ("attempts|released|alone": claim_alone.lua; any outcome writes the entry afresh).
 local function tries_of(raw)
-  if not raw then return 0, 0 end
-  local attempts, released = string.match(raw, '^(%d+)|(%d+)$')
-  return tonumber(attempts), tonumber(released)
+  if not raw then return 0, 0, false end
+  local attempts, released, mark = string.match(raw, '^(%d+)|(%d+)(.*)$')
+  return tonumber(attempts), tonumber(released), mark == '|alone'
 end
 
 -- An attempt that did not end the job (retry, hand-back, lapsed lease): the job waits again,

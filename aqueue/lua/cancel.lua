@@ -14,10 +14,7 @@ if not status then
   return {'missing'}
 end
 if status == 'queued' then
-  local sig = lane_of(f[2], f[3], f[4])
-  local lane = prefix .. 'lane:' .. sig
-  redis.call('ZREM', lane, id)
-  if redis.call('ZCARD', lane) == 0 then redis.call('SREM', prefix .. 'lanes', sig) end
+  off_lanes(prefix, lane_of(f[2], f[3], f[4]), id)
 elseif status == 'scheduled' then
   redis.call('ZREM', prefix .. 'scheduled', id)
 elseif status == 'active' then

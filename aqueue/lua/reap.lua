@@ -5,12 +5,32 @@
 -- KEYS: none; every key is built from ARGV[1].
 -- ARGV[1] queue prefix; ARGV[2] the most jobs to handle in this call (at most 1000)
 -- Returns: {requeued, dead, promoted, expired}
--- Transitions: active -> queued (attempt counted) | dead (budget spent); scheduled -> queued.
+-- Transitions: active -> queued (a suspect: see below) | dead (budget spent);
+-- scheduled -> queued.
+-- A job whose lease lapsed may have killed its worker: it becomes a suspect, and waits apart
+-- (onto_suspects) to run alone. Its lost attempt counts against its budget only where the
+-- blame is clear: it ran alone (claim_alone.lua), or its worker held no other job. A worker
+-- that died holding several was killed by any one of them, or by none (a prefetched one never
+-- started): their attempts are not counted (as `released`, like a hand-back at shutdown; the
+-- attempt, the fence token, still grows), and each runs alone before another lapse of it can
+-- go uncounted. So a job that kills its workers ends dead after its budget (decision 4), at
+-- most one lapse later than it would alone, and the jobs beside it do not.
 local prefix, limit = ARGV[1], math.min(tonumber(ARGV[2]), 1000)
 local now = now_ms()
 local promoted = promote_due(prefix, now, limit)
 local lapsed = redis.call('ZRANGEBYSCORE', prefix .. 'active', '-inf', '(' .. now,
   'LIMIT', 0, limit)
+-- How many jobs each worker holds: one pass over `running`, only when leases lapsed (a
+-- crash; never on the job path). `crashed` keeps the workers that died holding several, for
+-- their jobs whose leases lapse in a later pass (claimed after their last heartbeat).
+local held, reaped, crashed = {}, {}, prefix .. 'crashed'
+if #lapsed > 0 then
+  local all = redis.call('HGETALL', prefix .. 'running')
+  for k = 2, #all, 2 do
+    local worker = run_parts(all[k])
+    if worker then held[worker] = (held[worker] or 0) + 1 end
+  end
+end
 local requeued, dead = 0, 0
 for _, id in ipairs(lapsed) do
   local jk = prefix .. 'job:' .. id
@@ -20,10 +40,18 @@ for _, id in ipairs(lapsed) do
   local spec = spec_of(prefix, id)
   if run and sig and spec then
     local worker, attempt = run[1], run[2]
-    local _, released = tries_of(redis.call('HGET', prefix .. 'tries', id))
+    reaped[worker] = (reaped[worker] or 0) + 1
+    local _, released, alone = tries_of(redis.call('HGET', prefix .. 'tries', id))
+    local beside = not alone
+      and ((held[worker] or 0) > 1 or redis.call('HEXISTS', crashed, worker) == 1)
     local reason = 'lease lost on attempt ' .. attempt .. ' (worker ' .. worker .. ')'
     local facts = {'ran', run[3]}
-    if budget_spent(attempt, released, spec[4]) then
+    if beside then
+      redis.call('HSET', crashed, worker, int(now))
+      released = released + 1
+      reason = reason .. ', which held other jobs: not counted against the retry budget'
+    end
+    if not beside and budget_spent(attempt, released, spec[4]) then
       for _, v in ipairs({'reason', reason .. '; retry budget spent', 'err_type', 'LeaseLost',
                           'err_msg', reason}) do
         facts[#facts + 1] = v
@@ -32,15 +60,25 @@ for _, id in ipairs(lapsed) do
         unpack(facts))
       dead = dead + 1
     else
-      for _, v in ipairs({'reason', reason, 'status', 'queued'}) do facts[#facts + 1] = v end
+      for _, v in ipairs({'reason', reason .. '; it runs alone next', 'status', 'queued',
+                          'released', int(released)}) do
+        facts[#facts + 1] = v
+      end
       redis.call('HSET', jk, unpack(facts)) -- one write of the record: facts and status
       back_in_line(prefix, id, attempt, released)
-      onto_lane(prefix, sig, score, id)
+      onto_suspects(prefix, sig, score, id)
       publish_status(prefix, id, 'queued')
       requeued = requeued + 1
     end
   elseif run then -- its record was purged while it ran
     redis.call('HDEL', prefix .. 'running', id)
+  end
+end
+if #lapsed > 0 and redis.call('EXISTS', crashed) == 1 then
+  for _, worker in ipairs(redis.call('HKEYS', crashed)) do
+    if (held[worker] or 0) <= (reaped[worker] or 0) then -- none of its jobs is left
+      redis.call('HDEL', crashed, worker)
+    end
   end
 end
 if #lapsed > 0 then
