@@ -263,8 +263,10 @@ end
 -- alone ("attempts|released|alone": claim_alone.lua; any outcome writes the entry afresh).
 local function tries_of(raw)
   if not raw then return 0, 0, false end
-  local attempts, released, mark = string.match(raw, '^(%d+)|(%d+)(.*)$')
-  return tonumber(attempts), tonumber(released), mark == '|alone'
+  local attempts, released = string.match(raw, '^(%d+)|(%d+)$')
+  if attempts then return tonumber(attempts), tonumber(released), false end
+  attempts, released = string.match(raw, '^(%d+)|(%d+)|alone$')
+  return tonumber(attempts), tonumber(released), true
 end
 
 -- An attempt that did not end the job (retry, hand-back, lapsed lease): the job waits again,
