@@ -287,8 +287,10 @@ class Worker:
             if alone:
                 if claim.jobs:  # nothing more until it ends, or lends its slot (see below)
                     self._alone = self._running.get(claim.jobs[0].id)
-                    await self._until(lambda: not self._runs_alone())
-                    self._alone = None
+                    try:
+                        await self._until(lambda: not self._runs_alone())
+                    finally:
+                        self._alone = None
                 continue
             if claim.full or claim.suspects:
                 continue  # there may be more ready
