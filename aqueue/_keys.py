@@ -89,9 +89,8 @@ class Keys:
     def draining(self) -> str:  # set of worker ids draining to run suspects alone (claim.lua)
         return self.prefix + "draining"
 
-    @property
-    def crashed(self) -> str:  # hash: worker id -> when it was found dead holding several jobs
-        return self.prefix + "crashed"
+    def held(self, worker_id: str) -> str:  # counter: jobs a worker holds, or did (reap.lua)
+        return f"{self.prefix}held:{worker_id}"
 
     @property
     def scheduled(self) -> str:  # zset: job id -> due time (ms, Redis clock)

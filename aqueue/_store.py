@@ -534,7 +534,7 @@ class Store:
         with redis_errors(f"retiring worker {worker_id!r}"):
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.zrem(self.keys.workers, worker_id)
-                pipe.delete(self.keys.worker(worker_id))
+                pipe.delete(self.keys.worker(worker_id), self.keys.held(worker_id))
                 pipe.hdel(self.keys.idle, worker_id)
                 await pipe.execute()
 

@@ -284,8 +284,11 @@ end
 -- `spec` gets one at a queue's first post (post.lua).
 local PLACEHOLDER = 'not a job: keeps this key a hashtable or skiplist (see aqueue/lua/_lib.lua)'
 
--- Lease jobs: `runs` {id, running entry, ...} and `leases` {deadline, id, ...}, added to.
-local function lease_jobs(prefix, runs, leases)
+-- Lease jobs to `worker`: `runs` {id, running entry, ...} and `leases` {deadline, id, ...},
+-- added to. They add to what it holds, `held:<worker>` (set afresh by its heartbeat): when one
+-- of its leases lapses, reap.lua reads there whether it held others.
+local function lease_jobs(prefix, worker, runs, leases)
+  redis.call('INCRBY', prefix .. 'held:' .. worker, int(#runs / 2))
   runs[#runs + 1] = PLACEHOLDER
   runs[#runs + 1] = '-'
   leases[#leases + 1] = '+inf'

@@ -89,7 +89,7 @@ if #picked > 0 then
   end
   out[3] = taken / 2
   if #leases > 0 then
-    lease_jobs(prefix, runs, leases)
+    lease_jobs(prefix, worker, runs, leases)
     if #watched > 0 then -- one event for the whole batch: {'', 'active', {ids}}
       redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({'', 'active', watched}))
     end

@@ -41,7 +41,7 @@ if best then
     local attempts, released = tries_of(redis.call('HGET', prefix .. 'tries', best))
     local attempt = int(attempts + 1)
     redis.call('HSET', prefix .. 'tries', best, int(attempts) .. '|' .. int(released) .. '|alone')
-    lease_jobs(prefix, {best, worker .. '|' .. attempt .. '|' .. int(now)},
+    lease_jobs(prefix, worker, {best, worker .. '|' .. attempt .. '|' .. int(now)},
       {int(now + lease), best})
     if redis.call('SISMEMBER', prefix .. 'watched', best) == 1 then
       redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({'', 'active', {best}}))

@@ -15,21 +15,21 @@
 -- attempt, the fence token, still grows), and each runs alone before another lapse of it can
 -- go uncounted. So a job that kills its workers ends dead after its budget (decision 4), at
 -- most one lapse later than it would alone, and the jobs beside it do not.
+-- What a worker held is in `held:<worker>`: its last heartbeat's count plus its claims since
+-- (lease_jobs). Jobs that ended since are still in it, so it errs only towards "several":
+-- that costs a job that kills its worker one more lapse, never an innocent an attempt.
 local prefix, limit = ARGV[1], math.min(tonumber(ARGV[2]), 1000)
 local now = now_ms()
 local promoted = promote_due(prefix, now, limit)
 local lapsed = redis.call('ZRANGEBYSCORE', prefix .. 'active', '-inf', '(' .. now,
   'LIMIT', 0, limit)
--- How many jobs each worker holds: one pass over `running`, only when leases lapsed (a
--- crash; never on the job path). `crashed` keeps the workers that died holding several, for
--- their jobs whose leases lapse in a later pass (claimed after their last heartbeat).
-local held, reaped, crashed = {}, {}, prefix .. 'crashed'
-if #lapsed > 0 then
-  local all = redis.call('HGETALL', prefix .. 'running')
-  for k = 2, #all, 2 do
-    local worker = run_parts(all[k])
-    if worker then held[worker] = (held[worker] or 0) + 1 end
+local several = {} -- worker -> whether it held more than one job
+local function held_several(worker)
+  if several[worker] == nil then
+    local n = tonumber(redis.call('GET', prefix .. 'held:' .. worker))
+    several[worker] = not n or n > 1 -- not known: not blamed
   end
+  return several[worker]
 end
 local requeued, dead = 0, 0
 for _, id in ipairs(lapsed) do
@@ -40,14 +40,11 @@ for _, id in ipairs(lapsed) do
   local spec = spec_of(prefix, id)
   if run and sig and spec then
     local worker, attempt = run[1], run[2]
-    reaped[worker] = (reaped[worker] or 0) + 1
     local _, released, alone = tries_of(redis.call('HGET', prefix .. 'tries', id))
-    local beside = not alone
-      and ((held[worker] or 0) > 1 or redis.call('HEXISTS', crashed, worker) == 1)
+    local beside = not alone and held_several(worker)
     local reason = 'lease lost on attempt ' .. attempt .. ' (worker ' .. worker .. ')'
     local facts = {'ran', run[3]}
     if beside then
-      redis.call('HSET', crashed, worker, int(now))
       released = released + 1
       reason = reason .. ', which held other jobs: not counted against the retry budget'
     end
@@ -72,13 +69,6 @@ for _, id in ipairs(lapsed) do
     end
   elseif run then -- its record was purged while it ran
     redis.call('HDEL', prefix .. 'running', id)
-  end
-end
-if #lapsed > 0 and redis.call('EXISTS', crashed) == 1 then
-  for _, worker in ipairs(redis.call('HKEYS', crashed)) do
-    if (held[worker] or 0) <= (reaped[worker] or 0) then -- none of its jobs is left
-      redis.call('HDEL', crashed, worker)
-    end
   end
 end
 if #lapsed > 0 then

@@ -55,7 +55,7 @@ async def test_jobs_lost_together_cost_no_attempt_and_then_run_alone_one_at_a_ti
         assert await store.finish("v", [claim.jobs[0].outcome("complete")]) == [True]
         assert (await client.get_job(job_id)).status is JobStatus.COMPLETE
     assert (await store.claim_alone("v", 60_000, ["f"])).jobs == []
-    assert not await store.redis.exists(store.keys.suspects, store.keys.crashed)
+    assert not await store.redis.exists(store.keys.suspects)
 
 
 async def test_a_job_lost_alone_is_counted_and_runs_alone_until_its_budget_is_spent(
@@ -77,19 +77,29 @@ async def test_a_job_lost_alone_is_counted_and_runs_alone_until_its_budget_is_sp
     assert await _lapse(store, job_id) == (0, 1, 0, 0)  # two attempts lost, both counted
 
 
-async def test_a_dead_worker_s_jobs_that_lapse_in_a_later_pass_are_not_blamed_either(
+async def test_what_a_worker_holds_is_its_heartbeat_s_count_plus_its_claims_since(
     client: Client,
 ) -> None:
-    """Jobs claimed after a worker's last heartbeat lapse later than the others: by then the
-    worker holds only them, but it died holding more."""
+    """Jobs claimed after a worker's last heartbeat lapse later than the others: by then it
+    holds only them, but it died holding more. And a worker whose jobs ended before its last
+    heartbeat held only the one it died with."""
     store = client.store
-    early, late = await client.post_many(["early", "late"], functions=["f"], retry=0)
-    await store.claim("w", 60_000, 2, ["f"])
+    await store.heartbeat("w", 60_000, b"\x80", [])
+    early = await client.post("early", functions=["f"], retry=0)
+    await store.claim("w", 60_000, 1, ["f"])
+    late = await client.post("late", functions=["f"], retry=0)
+    await store.claim("w", 60_000, 1, ["f"])  # after its last heartbeat: it holds two
     assert await _lapse(store, early) == (1, 0, 0, 0)
-    assert await store.redis.hexists(store.keys.crashed, "w")
     assert await _lapse(store, late) == (1, 0, 0, 0)  # not dead: it was not alone either
     assert "not counted" in ((await client.get_job(late)).reason or "")
-    assert not await store.redis.exists(store.keys.crashed)  # forgotten with its last job
+
+    done, lone = await client.post_many(["done", "lone"], functions=["f"], retry=0)
+    [finished, kept] = (await store.claim("v", 60_000, 2, ["f"])).jobs
+    assert await store.finish("v", [finished.outcome("complete")]) == [True]
+    await store.heartbeat("v", 60_000, b"\x80", [(kept.id, kept.attempt)])  # holds one now
+    assert await _lapse(store, kept.id) == (0, 1, 0, 0)  # alone: blamed, and dead
+    assert (await client.get_job(kept.id)).status is JobStatus.DEAD
+    assert {finished.id, kept.id} == {done, lone}
 
 
 async def test_a_suspect_handed_back_runs_alone_again_and_one_that_ends_is_cleared(
