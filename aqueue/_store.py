@@ -535,6 +535,7 @@ class Store:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.zrem(self.keys.workers, worker_id)
                 pipe.delete(self.keys.worker(worker_id), self.keys.held(worker_id))
+                pipe.srem(self.keys.draining, worker_id)
                 pipe.hdel(self.keys.idle, worker_id)
                 await pipe.execute()
 

@@ -288,7 +288,9 @@ local PLACEHOLDER = 'not a job: keeps this key a hashtable or skiplist (see aque
 -- added to. They add to what it holds, `held:<worker>` (set afresh by its heartbeat): when one
 -- of its leases lapses, reap.lua reads there whether it held others.
 local function lease_jobs(prefix, worker, runs, leases)
-  redis.call('INCRBY', prefix .. 'held:' .. worker, int(#runs / 2))
+  -- pcall: a count that is not one (planted) must not fail a claim after its first write;
+  -- unreadable, reap.lua takes it as "several"
+  redis.pcall('INCRBY', prefix .. 'held:' .. worker, int(#runs / 2))
   runs[#runs + 1] = PLACEHOLDER
   runs[#runs + 1] = '-'
   leases[#leases + 1] = '+inf'

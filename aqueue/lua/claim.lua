@@ -99,8 +99,9 @@ end
 -- told to drain, and handed no posts meanwhile. As many workers drain as suspects wait, not
 -- all (a drain lasts as long as the longest job in flight): the others serve on. A drainer
 -- is in `draining` until claim_alone.lua finds no more suspects for it, or its liveness lapses.
-local suspects = false
-if redis.call('EXISTS', prefix .. 'suspects') == 1 then
+-- This runs after the jobs were taken: an error here (a key of the wrong type, planted) would
+-- leave them leased to a worker that never hears of them, so it is caught, and means "none".
+local function drain_for_suspects()
   local waiting = 0
   for _, sig in ipairs(redis.call('SMEMBERS', prefix .. 'suspects')) do
     if fits(have, #ARGV >= 5, sig) then
@@ -115,7 +116,12 @@ if redis.call('EXISTS', prefix .. 'suspects') == 1 then
     end
     if waiting > 0 then redis.call('SADD', draining, worker) end
   end
-  suspects = waiting > 0
+  return waiting > 0
+end
+local suspects = false
+if redis.call('EXISTS', prefix .. 'suspects') == 1 then
+  local ok, wait = pcall(drain_for_suspects)
+  suspects = ok and wait
   if suspects then out[4] = out[4] + 2 end
 end
 if #picked < n then -- short: the worker waits, until the next scheduled job at the latest

@@ -35,10 +35,11 @@ end
 
 local out = {now, fitting > 1 and 1 or 0}
 if best then
-  off_lanes(prefix, best_sig, best)
   local spec = redis.call('HGET', prefix .. 'spec', best)
+  local attempts, released = tries_of(redis.call('HGET', prefix .. 'tries', best))
+  attempts, released = attempts or 0, released or 0 -- an unreadable entry reads as none
+  off_lanes(prefix, best_sig, best)
   if spec then -- else purged while it waited
-    local attempts, released = tries_of(redis.call('HGET', prefix .. 'tries', best))
     local attempt = int(attempts + 1)
     redis.call('HSET', prefix .. 'tries', best, int(attempts) .. '|' .. int(released) .. '|alone')
     lease_jobs(prefix, worker, {best, worker .. '|' .. attempt .. '|' .. int(now)},

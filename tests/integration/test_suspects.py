@@ -176,3 +176,15 @@ async def test_a_worker_drains_then_runs_each_suspect_alone_and_everything_compl
     assert max(len(ran) for ran in seen_beside.values()) > 0  # the others ran side by side
     stats = await store.redis.hgetall(store.keys.stats)
     assert int(stats[b"complete"]) == 33
+
+
+async def test_suspect_keys_of_the_wrong_type_cost_no_claim(client: Client) -> None:
+    """Planted: a `suspects` key and a worker's count that are strings of the wrong kind. A
+    claim writes before it reads them, so it must not fail on them (nothing rolls back)."""
+    store = client.store
+    await store.redis.set(store.keys.suspects, "not a set")
+    await store.redis.hset(store.keys.held("w"), "not", "a count")
+    job_id = await client.post("x", functions=["f"])
+    claim = await store.claim("w", 60_000, 10, ["f"])
+    assert [j.id for j in claim.jobs] == [job_id] and not claim.suspects
+    assert await store.finish("w", [claim.jobs[0].outcome("complete")]) == [True]
