@@ -27,15 +27,25 @@ async def _supervise(
     workers: int = 1,
 ) -> int:
     """Keep `workers` worker processes up, starting a new one whenever one dies (as systemd's
-    Restart= would), until `done()` — a read of Redis — holds. Returns how many were killed."""
+    Restart= would), until `done()` — a read of Redis — holds. Returns how many were killed.
+    A worker is stopped by leaving its block, never by cancelling it: a cancelled block would
+    not wait for its process to end (nor close its pipes)."""
     killed = 0
+    stopping = False
+    waits: set[anyio.CancelScope] = set()
 
     async def keep_one_up() -> None:
         nonlocal killed
-        while True:
+        while not stopping:
             async with start_worker(queue, url, *flags) as worker:
-                if await worker.process.wait() == -signal.SIGKILL:
-                    killed += 1
+                with anyio.CancelScope() as waiting:
+                    waits.add(waiting)
+                    if stopping:
+                        waiting.cancel()
+                    exit_code = await worker.process.wait()
+                    if exit_code == -signal.SIGKILL:
+                        killed += 1
+                waits.discard(waiting)
 
     async with anyio.create_task_group() as supervisor:
         for _ in range(workers):
@@ -43,7 +53,9 @@ async def _supervise(
         with anyio.fail_after(90):
             while not await done():  # noqa: ASYNC110 - the condition is Redis state
                 await anyio.sleep(0.05)
-        supervisor.cancel_scope.cancel()
+        stopping = True
+        for waiting in list(waits):
+            waiting.cancel()
     return killed
 
 
