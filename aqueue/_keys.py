@@ -98,6 +98,20 @@ class Keys:
         return self.prefix + "unserved"
 
     @property
+    def suspects(self) -> str:  # set of the signatures with suspects waiting (reap.lua)
+        return self.prefix + "suspects"
+
+    def suspect_lane(self, signature: str) -> str:  # zset: suspects by their lane's order
+        return f"{self.prefix}suspect:{signature}"
+
+    @property
+    def draining(self) -> str:  # set of worker ids draining to run suspects alone (claim.lua)
+        return self.prefix + "draining"
+
+    def held(self, worker_id: str) -> str:  # counter: jobs a worker holds, or did (reap.lua)
+        return f"{self.prefix}held:{worker_id}"
+
+    @property
     def scheduled(self) -> str:  # zset: job id -> due time (ms, Redis clock)
         return self.prefix + "scheduled"
 

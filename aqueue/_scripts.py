@@ -10,6 +10,7 @@ from importlib import resources
 NAMES = (
     "post",
     "claim",
+    "claim_alone",
     "heartbeat",
     "finish",
     "progress",

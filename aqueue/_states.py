@@ -35,6 +35,7 @@ TRANSITIONS: Mapping[tuple[S | None, Event], frozenset[S]] = {
     (S.ACTIVE, Event.COMPLETE): frozenset({S.COMPLETE}),
     (S.ACTIVE, Event.RETRY): frozenset({S.QUEUED, S.SCHEDULED, S.DEAD}),
     (S.ACTIVE, Event.FAIL): frozenset({S.FAILED}),
+    # queued as a suspect, claimed only alone (claim_alone.lua); dead once its budget is spent
     (S.ACTIVE, Event.LEASE_LAPSED): frozenset({S.QUEUED, S.DEAD}),
     (S.ACTIVE, Event.RELEASE): frozenset({S.QUEUED}),
     (S.QUEUED, Event.CANCEL): frozenset({S.CANCELLED}),

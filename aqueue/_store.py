@@ -122,6 +122,8 @@ class ClaimResult:
     next_due_ms: int | None
     jobs: list[Claimed]
     full: bool  # took all it was asked for: more may be ready
+    # suspects this worker can run wait (reap.lua): it is to drain, then claim them alone
+    suspects: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,10 +315,21 @@ class Store:
         self, worker_id: str, lease_ms: int, count: int, functions: Sequence[str]
     ) -> ClaimResult:
         raw = await self._run("claim", [worker_id, lease_ms, count, *functions])
-        next_due = int(raw[1])
+        next_due, flags = int(raw[1]), int(raw[3])
         return ClaimResult(
-            int(raw[0]), None if next_due < 0 else next_due, claimed_rows(raw[4:]), raw[3] == 1
+            int(raw[0]),
+            None if next_due < 0 else next_due,
+            claimed_rows(raw[4:]),
+            full=bool(flags & 1),
+            suspects=bool(flags & 2),
         )
+
+    async def claim_alone(
+        self, worker_id: str, lease_ms: int, functions: Sequence[str]
+    ) -> ClaimResult:
+        """The best suspect this worker can run, to run alone (see claim_alone.lua)."""
+        raw = await self._run("claim_alone", [worker_id, lease_ms, *functions])
+        return ClaimResult(int(raw[0]), None, claimed_rows(raw[2:]), False, raw[1] == 1)
 
     async def heartbeat(
         self,
@@ -522,10 +535,10 @@ class Store:
         """Jobs per list: queued (over all lanes), scheduled, active, dead; live workers."""
         k = self.keys
         with redis_errors("counting jobs"):
-            lanes = [_text(s) for s in await self.redis.smembers(k.lanes)]
+            lanes = await self._queued_keys()
             async with self.redis.pipeline(transaction=False) as pipe:
-                for sig in lanes:
-                    pipe.zcard(k.lane(sig))
+                for lane in lanes:
+                    pipe.zcard(lane)
                 pipe.zcard(k.scheduled)
                 _count_leases(pipe, k)
                 pipe.zcard(k.dead)
@@ -555,11 +568,11 @@ class Store:
         with redis_errors(f"reading the status of queue {k.queue!r}"):
             seconds, micros = await self.redis.time()
             now = int(seconds) * 1000 + int(micros) // 1000
-            lanes = [_text(s) for s in await self.redis.smembers(k.lanes)]
+            lanes = await self._queued_keys()
             buckets = [f"{k.prefix}rate:{now // 10000 - i}" for i in range(6)]
             async with self.redis.pipeline(transaction=False) as pipe:
-                for sig in lanes:
-                    pipe.zcard(k.lane(sig))
+                for lane in lanes:
+                    pipe.zcard(lane)
                 pipe.zcard(k.scheduled)
                 _count_leases(pipe, k)
                 pipe.zcard(k.dead)
@@ -596,24 +609,33 @@ class Store:
             "done": {_text(w): int(n) for w, n in done.items() if n.isdigit()},
         }
 
+    async def _queued_keys(self) -> list[str]:
+        """The zsets of queued jobs: the lanes, and the suspect lanes (see reap.lua)."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(k.lanes)
+            pipe.smembers(k.suspects)
+            lanes, suspects = await pipe.execute()
+        return [k.lane(_text(s)) for s in lanes] + [k.suspect_lane(_text(s)) for s in suspects]
+
     async def _oldest_queued(self, lanes: list[str]) -> bytes | None:
         """The id of the queued job posted first. A lane's head is its best job by priority,
         then age; so the oldest is the first of some priority band of some lane: found by
         reading each lane's bands' first jobs, a step per band in use."""
         firsts: list[tuple[int, bytes]] = []  # (seq: the post order, id)
-        frontier = {sig: 0 for sig in lanes}  # score from which to read each lane's next band
+        frontier = {lane: 0 for lane in lanes}  # score from which to read each's next band
         while frontier:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for sig, lowest in frontier.items():
-                    pipe.zrangebyscore(self.keys.lane(sig), lowest, "+inf", 0, 1, withscores=True)
+                for lane, lowest in frontier.items():
+                    pipe.zrangebyscore(lane, lowest, "+inf", 0, 1, withscores=True)
                 found = await pipe.execute()
             following = {}
-            for sig, first in zip(frontier, found, strict=True):
+            for lane, first in zip(frontier, found, strict=True):
                 if first:
                     job_id, score = first[0]
                     band, seq = divmod(int(score), PRIORITY_BAND)
                     firsts.append((seq, job_id))
-                    following[sig] = (band + 1) * PRIORITY_BAND
+                    following[lane] = (band + 1) * PRIORITY_BAND
             frontier = following
         return min(firsts)[1] if firsts else None
 
@@ -638,7 +660,8 @@ class Store:
         with redis_errors(f"retiring worker {worker_id!r}"):
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.zrem(self.keys.workers, worker_id)
-                pipe.delete(self.keys.worker(worker_id))
+                pipe.delete(self.keys.worker(worker_id), self.keys.held(worker_id))
+                pipe.srem(self.keys.draining, worker_id)
                 pipe.hdel(self.keys.idle, worker_id)
                 pipe.hdel(self.keys.done, worker_id)
                 await pipe.execute()

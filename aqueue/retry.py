@@ -14,7 +14,8 @@ from .errors import ConfigError
 class RetryPolicy:
     """Exponential backoff with full jitter, in seconds.
 
-    `retries` is the number of attempts after the first; every lost lease counts as one too.
+    `retries` is the number of attempts after the first; a lost lease counts as one too,
+    unless its worker held other jobs as well (see aqueue/lua/reap.lua).
     """
 
     retries: int = 3

@@ -5,7 +5,9 @@ Loops, all children of `Worker.run`:
              script call, into the inbox; prefetched jobs wait there, so no slot waits on
              Redis (as many as finish during one claim: see _prefetch.py). A short claim
              leaves the worker registered as waiting: posts then hand it jobs directly (over
-             its push channel), leased to it, with no claim round trip.
+             its push channel), leased to it, with no claim round trip. When the claim says
+             suspects wait (jobs whose worker died: see reap.lua), it drains and runs them
+             one at a time, each alone.
   slots      `concurrency` runners, each taking the next job from the inbox: no task is
              spawned per job
   heartbeat  renews every lease this worker holds in one call; cancels jobs it no longer holds
@@ -127,6 +129,8 @@ class Worker:
         self._acks: list[Outcome] = []
         self._add_slot: Callable[[], None] | None = None  # one more runner, in run()
         self._overdraft = 0  # pushed jobs that found no free claim place (raced a claim)
+        self._suspects_wait = False  # the last claim said: drain, then claim suspects alone
+        self._alone: _Running | None = None  # the suspect running alone now
         self._prefetch = PrefetchGauge(self.config.prefetch, self.config.concurrency)
         self._stopping = False
         self._burst = False  # run(burst=True): stop once idle
@@ -139,6 +143,7 @@ class Worker:
         self._wake = anyio.Event()
         self._drained = anyio.Event()
         self._pushes_read = anyio.Event()
+        self._leases_changed = anyio.Event()  # a lease ended, or a job lent its slot
         self._claim_scope = anyio.CancelScope()
         self._clock = StopClock(self.config.grace)  # bounds the stop, whatever Redis answers
         self._serving = False  # started: from here on it may hold jobs
@@ -276,20 +281,27 @@ class Worker:
         names = self.listeners.names
         backoff = Backoff()
         while True:
+            # Suspects wait: should one kill this worker, nothing else may share the blame.
+            alone = self._suspects_wait
+            if alone:
+                await self._until(lambda: not self._leases)
             self._park()
             await self._slots.acquire()
             await anyio.lowlevel.checkpoint()  # let finishing jobs free their slots first
             taken = 1
-            while taken < self.config.claim_batch and self._slots.value > 0:
+            while not alone and taken < self.config.claim_batch and self._slots.value > 0:
                 self._slots.acquire_nowait()
                 taken += 1
             self._wake = anyio.Event()
             try:
                 # a claim is never abandoned half-read, but at the stop's deadline
                 with self._clock.shielded() as claiming:
-                    began = time.monotonic()
-                    claim = await store.claim(self.id, self._lease_ms, taken, names)
-                    self._prefetch.claim_took(time.monotonic() - began)
+                    if alone:
+                        claim = await store.claim_alone(self.id, self._lease_ms, names)
+                    else:
+                        began = time.monotonic()
+                        claim = await store.claim(self.id, self._lease_ms, taken, names)
+                        self._prefetch.claim_took(time.monotonic() - began)
                 if claiming.cancelled_caught:
                     self._release_slots(taken)
                     return
@@ -302,7 +314,16 @@ class Worker:
             for job in claim.jobs:
                 self._to_inbox(job)
             self._release_slots(taken - len(claim.jobs))
-            if claim.full:
+            self._suspects_wait = claim.suspects
+            if alone:
+                if claim.jobs:  # nothing more until it ends, or lends its slot (see below)
+                    self._alone = self._running.get(claim.jobs[0].id)
+                    try:
+                        await self._until(lambda: not self._runs_alone())
+                    finally:
+                        self._alone = None
+                continue
+            if claim.full or claim.suspects:
                 continue  # there may be more ready
             # Short: the lanes are empty for now. Wait for a post, requeue or outcome to wake
             # us, or for the next scheduled job: claiming again at once would find nothing.
@@ -313,6 +334,28 @@ class Worker:
                 wait = min(wait, max(0.0, (claim.next_due_ms - claim.now_ms) / 1000))
             with anyio.move_on_after(wait):
                 await self._wake.wait()
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        """Wait until `done()`, looked at again whenever a lease ends or a job lends its slot."""
+        while not done():
+            self._leases_changed = anyio.Event()
+            await self._leases_changed.wait()
+
+    def _runs_alone(self) -> bool:
+        """Is a suspect running alone here? Not once it waits on another job: it lends its
+        slot then, which other jobs must be able to take (else one worker would deadlock)."""
+        alone = self._alone
+        return (
+            alone is not None
+            and alone.holds_place
+            and self._leases.get(alone.job.id) == alone.job.attempt
+        )
+
+    def _let_go(self, job_id: str, attempt: int | None) -> None:
+        """The lease of `attempt` of the job (None: of whichever) is no longer this worker's."""
+        if attempt is None or self._leases.get(job_id) == attempt:
+            self._leases.pop(job_id, None)
+            self._leases_changed.set()
 
     def _park(self) -> None:
         """Hold back the prefetch places the gauge does not want used now."""
@@ -338,7 +381,7 @@ class Worker:
             older.lost = True
             older.scope.cancel()
         self._leases[job.id] = job.attempt
-        if self._stopping:
+        if self._stopping or self._runs_alone():  # (a post handed it over as a suspect began)
             self._free_place()
             self._record(self._handed_back(job))
             return
@@ -440,8 +483,7 @@ class Worker:
         if self._stopping and not self._running:
             self._drained.set()
         if outcome is None:
-            if self._leases.get(job.id) == job.attempt:
-                del self._leases[job.id]
+            self._let_go(job.id, job.attempt)
         else:
             self._record(outcome)
 
@@ -525,6 +567,7 @@ class Worker:
         running.lends += 1
         if running.lends == 1:
             running.holds_place = False
+            self._leases_changed.set()  # a suspect running alone no longer does (_runs_alone)
             self._free_place()
             self._threads.total_tokens += 1
             if self._add_slot is not None:
@@ -637,8 +680,7 @@ class Worker:
                 if self._burst or any(o.kind in ("retry", "release") for o in batch):
                     self._wake.set()  # a retry may be due soon; burst mode re-checks idleness
                 for outcome, ok in zip(batch, accepted, strict=True):
-                    if self._leases.get(outcome.id) == outcome.attempt:  # not a later one's
-                        del self._leases[outcome.id]
+                    self._let_go(outcome.id, outcome.attempt)  # not a later one's
                     self.processed += 1
                     if not ok:
                         log.warning(
@@ -703,7 +745,7 @@ class Worker:
             running.scope.cancel()
             log.warning("job %s is no longer ours; cancelled", job_id, extra={"job_id": job_id})
         else:
-            self._leases.pop(job_id, None)
+            self._let_go(job_id, None)
 
     async def _wake_loop(
         self, store: Store, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

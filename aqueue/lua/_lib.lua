@@ -110,14 +110,34 @@ local function unlist_lane(prefix, sig)
   end
 end
 
+-- A suspect (a job whose lease lapsed: see reap.lua) waits apart from the lanes, on a suspect
+-- lane of its signature, until a worker with nothing else in flight takes it alone
+-- (claim_alone.lua): should it kill that worker too, the blame is clear.
+local function onto_suspects(prefix, sig, score, id)
+  redis.call('ZADD', prefix .. 'suspect:' .. sig, score, id)
+  redis.call('SADD', prefix .. 'suspects', sig)
+end
+
+-- Take a queued job off its lane or its suspect lane.
+local function off_lanes(prefix, sig, id)
+  local lane = prefix .. 'lane:' .. sig
+  if redis.call('ZREM', lane, id) == 1 and redis.call('ZCARD', lane) == 0 then
+    unlist_lane(prefix, sig)
+  end
+  local suspects = prefix .. 'suspect:' .. sig
+  if redis.call('ZREM', suspects, id) == 1 and redis.call('ZCARD', suspects) == 0 then
+    redis.call('SREM', prefix .. 'suspects', sig)
+  end
+end
+
 -- Put a job (already out of every other list) on its lane as `queued`.
 local function enqueue(prefix, jk, id, sig, score)
   onto_lane(prefix, sig, score, id)
   redis.call('HSET', jk, 'status', 'queued')
 end
 
--- Has a job used up its retry budget with this attempt? (Releases at shutdown are not
--- counted against it.)
+-- Has a job used up its retry budget with this attempt? (Releases at shutdown, and attempts
+-- lost beside other jobs, are not counted against it.)
 local function budget_spent(attempt, released, max_att)
   return tonumber(attempt) - tonumber(released or 0) >= tonumber(max_att)
 end
@@ -432,12 +452,16 @@ local function live_status(prefix, id, stored)
   return stored
 end
 
--- How often a waiting job was tried, and how many of those were handed back at shutdown.
+-- How often a job was tried, how many of those do not count against its budget (handed back
+-- at shutdown, or lost beside other jobs: see reap.lua), and whether its current attempt runs
+-- alone ("attempts|released|alone": claim_alone.lua; any outcome writes the entry afresh).
 -- An entry that cannot be read counts as none (see bury).
 local function tries_of(raw)
   local attempts, released = string.match(raw or '', '^(%d+)|(%d+)$')
-  if not attempts then return 0, 0 end
-  return tonumber(attempts), tonumber(released)
+  if attempts then return tonumber(attempts), tonumber(released), false end
+  attempts, released = string.match(raw or '', '^(%d+)|(%d+)|alone$')
+  if attempts then return tonumber(attempts), tonumber(released), true end
+  return 0, 0, false
 end
 
 -- An attempt that did not end the job (retry, hand-back, lapsed lease): the job waits again,
@@ -455,8 +479,13 @@ end
 -- `spec` gets one at a queue's first post (post.lua).
 local PLACEHOLDER = 'not a job: keeps this key a hashtable or skiplist (see aqueue/lua/_lib.lua)'
 
--- Lease jobs: `runs` {id, running entry, ...} and `leases` {deadline, id, ...}, added to.
-local function lease_jobs(prefix, runs, leases)
+-- Lease jobs to `worker`: `runs` {id, running entry, ...} and `leases` {deadline, id, ...},
+-- added to. They add to what it holds, `held:<worker>` (set afresh by its heartbeat): when one
+-- of its leases lapses, reap.lua reads there whether it held others.
+local function lease_jobs(prefix, worker, runs, leases)
+  -- pcall: a count that is not one (planted) must not fail a claim after its first write;
+  -- unreadable, reap.lua takes it as "several"
+  redis.pcall('INCRBY', prefix .. 'held:' .. worker, int(#runs / 2))
   runs[#runs + 1] = PLACEHOLDER
   runs[#runs + 1] = '-'
   leases[#leases + 1] = '+inf'

@@ -16,11 +16,8 @@ end
 if status == 'queued' then
   local sig = lane_of(f[2], f[3], f[4])
   -- its lane cannot be read from its record: taken off every lane, so that no claim runs it
-  for _, one in ipairs(sig and {sig} or redis.call('SMEMBERS', prefix .. 'lanes')) do
-    local lane = prefix .. 'lane:' .. one
-    redis.call('ZREM', lane, id)
-    if redis.call('ZCARD', lane) == 0 then unlist_lane(prefix, one) end
-  end
+  local all = sig and {sig} or redis.call('SUNION', prefix .. 'lanes', prefix .. 'suspects')
+  for _, one in ipairs(all) do off_lanes(prefix, one, id) end
 elseif status == 'scheduled' then
   redis.call('ZREM', prefix .. 'scheduled', id)
 elseif status == 'active' then

@@ -8,10 +8,13 @@
 -- ARGV[5..] the worker's listener names; a job is taken only if they include all of its own.
 --          A worker of a kind not yet in `kinds` (its first claim before a heartbeat) is
 --          listed there, live for one lease.
--- Returns: {now ms, next due ms or -1, count, full (1: took n, more may be ready), then per job:
+-- Returns: {now ms, next due ms or -1, count, flags, then per job:
 --           id, attempt, released, spec (msgpack: msg, fns, timeout ms, max_att, retry, ...)}
+--          flags: 1 (full: took n, more may be ready) + 2 (suspects it can run wait: it is to
+--          drain, then take them one at a time with claim_alone.lua)
 -- A short claim (fewer than n) registers the worker in `idle` with its n - taken free places,
--- so that posts can hand it jobs directly (see post.lua); any claim first unregisters it.
+-- so that posts can hand it jobs directly (see post.lua), unless suspects wait for it to
+-- drain; any claim first unregisters it.
 -- Transitions: queued -> active (attempt + 1: an entry in `running`); scheduled -> queued.
 local prefix, worker = ARGV[1], ARGV[2]
 local lease = tonumber(ARGV[3])
@@ -24,9 +27,10 @@ redis.call('HDEL', prefix .. 'idle', worker) -- claiming: no longer waiting for 
 
 -- Only the lanes of this worker's kind are read (see lane_served in _lib.lua): a claim costs
 -- the same however many lanes others, or no one, can serve.
-local lanes, index = {}, nil
+local lanes, index, have = {}, nil, {}
 if #ARGV >= 5 then
-  local kind, have = kind_of({unpack(ARGV, 5)})
+  local kind
+  kind, have = kind_of({unpack(ARGV, 5)})
   index = prefix .. 'serves:' .. kind
   local listed = redis.pcall('SMEMBERS', index)
   if listed.err then -- not an index (a hostile or corrupt write): the kind lists itself anew
@@ -108,17 +112,46 @@ if #picked > 0 then
   end
   out[3] = taken / 2
   if #leases > 0 then
-    lease_jobs(prefix, runs, leases)
+    lease_jobs(prefix, worker, runs, leases)
     if #watched > 0 then -- one event for the whole batch: {'', 'active', {ids}}
       redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({'', 'active', watched}))
     end
   end
 end
+-- Suspects (reap.lua) run on a worker with nothing else in flight: one that can run them is
+-- told to drain, and handed no posts meanwhile. As many workers drain as suspects wait, not
+-- all (a drain lasts as long as the longest job in flight): the others serve on. A drainer
+-- is in `draining` until claim_alone.lua finds no more suspects for it, or its liveness lapses.
+-- This runs after the jobs were taken: an error here (a key of the wrong type, planted) would
+-- leave them leased to a worker that never hears of them, so it is caught, and means "none".
+local function drain_for_suspects()
+  local waiting = 0
+  for _, sig in ipairs(redis.call('SMEMBERS', prefix .. 'suspects')) do
+    if fits(have, #ARGV >= 5, sig) then
+      waiting = waiting + redis.call('ZCARD', prefix .. 'suspect:' .. sig)
+    end
+  end
+  local draining = prefix .. 'draining'
+  if waiting > 0 and redis.call('SISMEMBER', draining, worker) == 0 then
+    for _, w in ipairs(redis.call('SMEMBERS', draining)) do
+      local live = tonumber(redis.call('ZSCORE', prefix .. 'workers', w))
+      if live and live >= now then waiting = waiting - 1 else redis.call('SREM', draining, w) end
+    end
+    if waiting > 0 then redis.call('SADD', draining, worker) end
+  end
+  return waiting > 0
+end
+local suspects = false
+if redis.call('EXISTS', prefix .. 'suspects') == 1 then
+  local ok, wait = pcall(drain_for_suspects)
+  suspects = ok and wait
+  if suspects then out[4] = out[4] + 2 end
+end
 if #picked < n then -- short: the worker waits, until the next scheduled job at the latest
   local nxt = redis.call('ZRANGE', prefix .. 'scheduled', '0', '0', 'WITHSCORES')
   if nxt[2] then out[2] = tonumber(nxt[2]) end
   -- and while it waits, posts hand it new jobs directly (post.lua): no claim round trip
-  if #ARGV >= 5 then
+  if #ARGV >= 5 and not suspects then
     redis.call('HSET', prefix .. 'idle', worker,
       int(n - #picked) .. '|' .. int(lease) .. '|' .. table.concat(ARGV, ',', 5))
   end

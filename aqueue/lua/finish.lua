@@ -16,6 +16,7 @@
 --                  or dead once attempts (less releases) reach max_att
 --   kind fail:     fields err_type, err_msg, err_tb -> failed
 --   kind release:  handed back at shutdown          -> queued; not counted against the budget
+--                  (a suspect run alone, see claim_alone.lua, waits to run alone again)
 --   (a job to wait again whose record's lane cannot be read is scheduled now: the reaper
 --   buries it, see promote_due)
 -- Returns: a string, per outcome '1' if accepted (or recorded already: the same outcome sent
@@ -81,7 +82,7 @@ for j = 1, #ids do
       finish_terminal(prefix, jk, id, 'failed', now_s, ttl, calls_back, watched, nil,
         'ran', run, fields(first, n))
     else
-      local _, released = tries_of(redis.call('HGET', prefix .. 'tries', id))
+      local _, released, alone = tries_of(redis.call('HGET', prefix .. 'tries', id))
       if kind ~= 'release' and budget_spent(attempt, released, max_att) then
         finish_terminal(prefix, jk, id, 'dead', now, ttl, calls_back, watched, nil,
           'reason', 'retry budget spent after attempt ' .. attempt, 'ran', run,
@@ -95,7 +96,11 @@ for j = 1, #ids do
           sig, score = lane_of(f[1], f[2], f[3])
         end
         if sig then
-          onto_lane(prefix, sig, score, id)
+          if alone and kind == 'release' then -- it has not shown it is innocent yet
+            onto_suspects(prefix, sig, score, id)
+          else
+            onto_lane(prefix, sig, score, id)
+          end
           requeued = requeued + 1
           redis.call('HSET', jk, 'status', status, 'released', int(released), 'ran', run,
             fields(first, n))

@@ -37,4 +37,7 @@ end
 if #renew > 0 then
   redis.call('ZADD', prefix .. 'active', 'XX', unpack(renew))
 end
+-- How many jobs it holds, for reap.lua; its claims add to it until the next beat. Kept well
+-- past its liveness: its jobs' leases lapse after that.
+redis.call('SET', prefix .. 'held:' .. worker, int(#renew / 2), 'PX', int(4 * lease))
 return lost

@@ -164,7 +164,7 @@ for _, w in ipairs(idle) do
     -- PUBLISH says how many received it: none means the worker is gone (killed, or its
     -- subscription dropped); then its jobs go to their lanes as if it had never been idle
     if redis.call('PUBLISH', prefix .. 'push:' .. w.id, cmsgpack.pack(w.rows)) > 0 then
-      lease_jobs(prefix, w.runs, w.leases)
+      lease_jobs(prefix, w.id, w.runs, w.leases)
       if w.free > 0 then
         redis.call('HSET', prefix .. 'idle', w.id, w.free .. '|' .. w.lease .. '|' .. w.names)
       else

@@ -7,13 +7,33 @@
 -- ARGV[1] queue prefix; ARGV[2] the most jobs to handle in this call (at most 1000)
 -- Returns: {requeued, dead, promoted, expired, {id, reason, ...}}: the last, the jobs buried
 -- because what they need cannot be read (see bury in _lib.lua); they count as dead too.
--- Transitions: active -> queued (attempt counted) | dead (budget spent, or data unreadable);
--- scheduled -> queued (or dead: its lane unreadable).
+-- Transitions: active -> queued (a suspect: see below) | dead (budget spent, or data
+-- unreadable); scheduled -> queued (or dead: its lane unreadable).
+-- A job whose lease lapsed may have killed its worker: it becomes a suspect, and waits apart
+-- (onto_suspects) to run alone. Its lost attempt counts against its budget only where the
+-- blame is clear: it ran alone (claim_alone.lua), or its worker held no other job. A worker
+-- that died holding several was killed by any one of them, or by none (a prefetched one never
+-- started): their attempts are not counted (as `released`, like a hand-back at shutdown; the
+-- attempt, the fence token, still grows), and each runs alone before another lapse of it can
+-- go uncounted. So a job that kills its workers ends dead after its budget (decision 4), at
+-- most one lapse later than it would alone, and the jobs beside it do not.
+-- What a worker held is in `held:<worker>`: its last heartbeat's count plus its claims since
+-- (lease_jobs). Jobs that ended since are still in it, so it errs only towards "several":
+-- that costs a job that kills its worker one more lapse, never an innocent an attempt.
 local prefix, limit = ARGV[1], math.min(tonumber(ARGV[2]), 1000)
 local now = now_ms()
 local promoted = promote_due(prefix, now, limit, bury)
 local lapsed = redis.call('ZRANGEBYSCORE', prefix .. 'active', '-inf', '(' .. now,
   'LIMIT', 0, limit)
+local several = {} -- worker -> whether it held more than one job
+local function held_several(worker)
+  if several[worker] == nil then
+    local raw = redis.pcall('GET', prefix .. 'held:' .. worker) -- a planted non-string: unknown
+    local n = type(raw) == 'string' and tonumber(raw) or nil
+    several[worker] = not n or n > 1 -- not known: not blamed
+  end
+  return several[worker]
+end
 local requeued, dead = 0, #buried / 2 -- due jobs buried, not promoted
 promoted = promoted - dead
 for _, id in ipairs(lapsed) do
@@ -32,10 +52,15 @@ for _, id in ipairs(lapsed) do
     dead = dead + 1
   elseif run and f[4] then
     local worker, attempt = run[1], run[2]
-    local _, released = tries_of(redis.call('HGET', prefix .. 'tries', id))
+    local _, released, alone = tries_of(redis.call('HGET', prefix .. 'tries', id))
+    local beside = not alone and held_several(worker)
     local reason = 'lease lost on attempt ' .. attempt .. ' (worker ' .. worker .. ')'
     local facts = {'ran', run[3]}
-    if budget_spent(attempt, released, spec[4]) then
+    if beside then
+      released = released + 1
+      reason = reason .. ', which held other jobs: not counted against the retry budget'
+    end
+    if not beside and budget_spent(attempt, released, spec[4]) then
       for _, v in ipairs({'reason', reason .. '; retry budget spent', 'err_type', 'LeaseLost',
                           'err_msg', reason}) do
         facts[#facts + 1] = v
@@ -44,10 +69,13 @@ for _, id in ipairs(lapsed) do
         unpack(facts))
       dead = dead + 1
     else
-      for _, v in ipairs({'reason', reason, 'status', 'queued'}) do facts[#facts + 1] = v end
+      for _, v in ipairs({'reason', reason .. '; it runs alone next', 'status', 'queued',
+                          'released', int(released)}) do
+        facts[#facts + 1] = v
+      end
       redis.call('HSET', jk, unpack(facts)) -- one write of the record: facts and status
       back_in_line(prefix, id, attempt, released)
-      onto_lane(prefix, sig, score, id)
+      onto_suspects(prefix, sig, score, id)
       publish_status(prefix, id, 'queued')
       requeued = requeued + 1
     end

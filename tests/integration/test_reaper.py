@@ -40,8 +40,13 @@ async def test_two_reapers_at_once_requeue_each_stalled_job_exactly_once(
         assert (await first.counts())["queued"] == 1000
         statuses = await first.store.statuses(ids)
         assert set(statuses) == {b"queued"}
-        again = await first.store.claim("next-worker", 60_000, 1000, ["x"])
-        assert sorted(j.attempt for j in again.jobs) == [2] * 1000  # counted once, not twice
+        # held together, each is a suspect now, claimed alone: one at a time
+        assert (await first.store.claim("next-worker", 60_000, 1000, ["x"])).jobs == []
+        attempts = []
+        for _ in ids:
+            [job] = (await first.store.claim_alone("next-worker", 60_000, ["x"])).jobs
+            attempts.append(job.attempt)
+        assert attempts == [2] * 1000  # reclaimed once, not twice
 
 
 async def test_a_lapsed_job_without_budget_is_dead_lettered_with_the_reason(
@@ -101,10 +106,13 @@ async def test_the_lease_placeholder_is_never_a_job_counted_reaped_or_claimed(
     assert (await client.counts())["active"] == 5
     await anyio.sleep(0.05)
     requeued, dead, _, _ = await store.reap(100)
-    assert (requeued, dead) == (0, 5)  # retry=0: each lapsed lease spent its one attempt
+    assert (requeued, dead) == (5, 0)  # lost together: no attempt counted (see reap.lua)
     assert (await client.counts())["active"] == 0
     assert await redis.zcard(store.keys.active) == 1  # the placeholder alone, at +inf
-    assert (await store.claim("w", 60_000, 10, ["x"])).jobs == []
+    assert (await store.claim("w", 60_000, 10, ["x"])).jobs == []  # suspects: claimed alone
+    for _ in range(5):
+        assert len((await store.claim_alone("w", 60_000, ["x"])).jobs) == 1
+    assert (await store.claim_alone("w", 60_000, ["x"])).jobs == []
 
 
 async def test_a_small_queue_keeps_its_specs_in_a_hashtable_through_expiry_and_purge(

@@ -45,7 +45,9 @@ async def _finish(store: Store, job_id: str, kind: str) -> None:
 
 
 async def _claim(store: Store, job_id: str) -> None:
+    """A claim takes a job from its lane; a suspect (a job whose lease lapsed) only alone."""
     await store.claim(WORKER, 60_000, 10, ["f"])
+    await store.claim_alone(WORKER, 60_000, ["f"])
 
 
 async def _into(store: Store, job_id: str, status: S | None) -> None:
@@ -95,10 +97,11 @@ async def _where(store: Store, job_id: str) -> set[str]:
     for name, key in (("scheduled", k.scheduled), ("active", k.active), ("dead", k.dead)):
         if await store.redis.zscore(key, job_id) is not None:
             places.add(name)
-    for sig in await store.redis.smembers(k.lanes):
-        name = sig.decode() if isinstance(sig, bytes) else sig
-        if await store.redis.zscore(k.lane(name), job_id) is not None:
-            places.add("queued")
+    for lanes, lane in ((k.lanes, k.lane), (k.suspects, k.suspect_lane)):
+        for sig in await store.redis.smembers(lanes):
+            name = sig.decode() if isinstance(sig, bytes) else sig
+            if await store.redis.zscore(lane(name), job_id) is not None:
+                places.add("queued")
     return places
 
 
