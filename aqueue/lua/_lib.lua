@@ -145,9 +145,13 @@ end
 -- `cmd` (HMGET, SMISMEMBER) of `ids` in `key`, or {} (all missing) when there is no `key`:
 -- `tries` and `watched` are empty in most batches, and one EXISTS costs less than a lookup
 -- of every id.
+-- A key of another type (planted) reads as absent too: its error would fail the script after
+-- its first writes.
 local function each_in(cmd, key, ids)
   if redis.call('EXISTS', key) == 0 then return {} end
-  return redis.call(cmd, key, unpack(ids))
+  local found = redis.pcall(cmd, key, unpack(ids))
+  if found.err then return {} end
+  return found
 end
 
 -- One command over many arguments (members, or score/field and member/value pairs: the

@@ -47,13 +47,18 @@ if #ARGV >= 5 then
   end
 end
 
-local picked = {}
+-- The picked jobs leave their lanes only once their leases are written (off_picked, below):
+-- a command refused on the way (a key of the wrong type, planted) then fails the claim with
+-- every job still on its lane, where a failed script would have left them in no list.
+local picked, off_picked = {}, nil
 if #lanes == 1 then
   -- not ZPOPMIN: it replies with the scores too, and formatting doubles costs Redis more
   -- than taking the jobs does
   local lane = prefix .. 'lane:' .. lanes[1]
   picked = redis.call('ZRANGE', lane, '0', int(n - 1))
-  if #picked > 0 then redis.call('ZREMRANGEBYRANK', lane, '0', int(#picked - 1)) end
+  if #picked > 0 then
+    off_picked = function() redis.call('ZREMRANGEBYRANK', lane, '0', int(#picked - 1)) end
+  end
 elseif #lanes > 1 then
   -- merge the heads of every lane that fits, best (priority, then age) first
   local heads = {}
@@ -64,19 +69,17 @@ elseif #lanes > 1 then
     end
   end
   table.sort(heads, function(a, b) return a[1] < b[1] end)
-  for k = 1, math.min(n, #heads) do
-    redis.call('ZREM', prefix .. 'lane:' .. heads[k][3], heads[k][2])
-    picked[#picked + 1] = heads[k][2]
-  end
-end
--- A worker's only lane stays listed when it empties: the next post to it then has no lane
--- to list again (SADDs to `lanes` and each kind's index). Among several, the empty ones go,
--- so that a claim reads no more lanes than have jobs, and one.
-if #lanes > 1 then
-  for _, sig in ipairs(lanes) do
-    if redis.call('ZCARD', prefix .. 'lane:' .. sig) == 0 then
-      redis.call('SREM', prefix .. 'lanes', sig)
-      redis.call('SREM', index, sig)
+  for k = 1, math.min(n, #heads) do picked[#picked + 1] = heads[k][2] end
+  off_picked = function()
+    for k = 1, #picked do redis.call('ZREM', prefix .. 'lane:' .. heads[k][3], heads[k][2]) end
+    -- A worker's only lane stays listed when it empties: the next post to it then has no
+    -- lane to list again (SADDs to `lanes` and each kind's index). Among several, the empty
+    -- ones go, so that a claim reads no more lanes than have jobs, and one.
+    for _, sig in ipairs(lanes) do
+      if redis.call('ZCARD', prefix .. 'lane:' .. sig) == 0 then
+        redis.call('SREM', prefix .. 'lanes', sig)
+        redis.call('SREM', index, sig)
+      end
     end
   end
 end
@@ -118,6 +121,7 @@ if #picked > 0 then
     end
   end
 end
+if off_picked then off_picked() end
 -- Suspects (reap.lua) run on a worker with nothing else in flight: one that can run them is
 -- told to drain, and handed no posts meanwhile. As many workers drain as suspects wait, not
 -- all (a drain lasts as long as the longest job in flight): the others serve on. A drainer

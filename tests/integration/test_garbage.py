@@ -9,7 +9,7 @@ import anyio
 import msgpack
 import pytest
 
-from aqueue import Client, Context, Listeners, UnreadableData
+from aqueue import Client, Context, Listeners, RedisUnavailable, UnreadableData
 from aqueue._http import HttpConfig
 from aqueue._output import QueueStatus
 from aqueue._reaper import reap_once
@@ -52,6 +52,38 @@ async def test_a_malformed_tries_entry_loses_no_job_of_the_claim(client: Client)
     assert sorted(job.id for job in claim.jobs) == sorted(ids)  # all taken, none left behind
     assert {job.attempt for job in claim.jobs} == {1}  # an unreadable entry counts as none
     assert (await client.counts())["active"] == 10
+
+
+@pytest.mark.parametrize("kind", ["tries", "watched"])
+async def test_a_read_key_of_the_wrong_type_reads_as_absent_and_the_claim_takes_every_job(
+    client: Client, kind: str
+) -> None:
+    keys = client.store.keys
+    ids = await client.post_many(range(10), functions=["echo"])
+    await client.store.redis.set(getattr(keys, kind), "a string where a hash or set belongs")
+    claim = await client.store.claim("w", 60_000, 10, ["echo"])
+    assert sorted(job.id for job in claim.jobs) == sorted(ids)
+    assert (await client.counts())["active"] == 10
+
+
+@pytest.mark.parametrize("kind", ["running", "active", "spec"])
+async def test_a_written_key_of_the_wrong_type_fails_the_claim_with_every_job_still_queued(
+    client: Client, kind: str
+) -> None:
+    """A claim took its jobs off their lane before it wrote their leases: a `running` key of
+    the wrong type then failed the script with the jobs in no list (0 queued, 0 active)."""
+    keys = client.store.keys
+    for functions in (["echo"], ["other"]):  # one lane, then several (the merging path)
+        ids = await client.post_many(range(5), functions=functions)
+        saved = await client.store.redis.dump(getattr(keys, kind))
+        await client.store.redis.set(getattr(keys, kind), "a string where a hash belongs")
+        with pytest.raises(RedisUnavailable, match="WRONGTYPE"):  # retried by the worker
+            await client.store.claim("w", 60_000, 10, ["echo", "other"])
+        await client.store.redis.delete(getattr(keys, kind))
+        if saved is not None:
+            await client.store.redis.restore(getattr(keys, kind), 0, saved)
+        claim = await client.store.claim("w", 60_000, 10, ["echo", "other"])
+        assert set(ids) <= {job.id for job in claim.jobs}  # every one was still on its lane
 
 
 async def test_a_malformed_idle_entry_refuses_no_post_and_leaves_no_orphan(
