@@ -90,7 +90,7 @@ def _number(name: str, value: Any, low: float, high: float) -> Any:
     return value
 
 
-def _post_options(body: dict[Any, Any]) -> tuple[str, Any, dict[str, Any]]:
+def _post_options(body: dict[Any, Any]) -> tuple[str | None, Any, dict[str, Any]]:
     """Queue, message and `Client.post` options from a POST /jobs body."""
     unknown = [k for k in body if k not in _POST_FIELDS]
     if unknown:
@@ -102,6 +102,8 @@ def _post_options(body: dict[Any, Any]) -> tuple[str, Any, dict[str, Any]]:
     queue = body.get("queue")
     if not isinstance(queue, str | None):
         raise MessageError(f"queue must be a queue name, got {queue!r}")
+    if queue is not None:
+        check_queue_name(queue)  # "" too: it is no name, not the service's default queue
     options = {k: body[k] for k in _POST_FIELDS[2:] if body.get(k) is not None}
     for name, low in (("delay", 0), ("timeout", 0), ("ttl", 1)):  # ttl: whole seconds in Redis
         if name in options:
@@ -135,7 +137,7 @@ def _post_options(body: dict[Any, Any]) -> tuple[str, Any, dict[str, Any]]:
         options["retry"] = RetryPolicy(**retry)
     elif retry is not None and (isinstance(retry, bool) or not isinstance(retry, int)):
         raise MessageError(f"retry must be a number of retries or an object, got {retry!r}")
-    return queue or "", body["msg"], options
+    return queue, body["msg"], options
 
 
 async def _check_listeners(client: Client, functions: Any, known: tuple[str, ...] | None) -> None:

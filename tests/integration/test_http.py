@@ -177,6 +177,16 @@ async def test_post_to_another_queue_gives_a_url_naming_it(
         await client.purge()
 
 
+async def test_a_post_naming_an_empty_or_bad_queue_is_refused_not_sent_to_the_default(
+    api: Api,
+) -> None:
+    """The fuzzer's find: a post with `"queue": ""` was accepted, into the default queue."""
+    for bad in ("", "a b", "x" * 101):
+        refused = await api.json("POST", "/jobs", 422, json={"msg": 1, "queue": bad})
+        assert "queue name" in refused["detail"]
+    assert (await api.json("GET", f"/queues/{api.queue}", 200))["queued"] == 0
+
+
 async def test_a_body_without_content_type_is_read_as_json_where_tokens_guard_the_service(
     redis_server: RedisServer, queue: str
 ) -> None:
