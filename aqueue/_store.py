@@ -224,6 +224,18 @@ def _unreadable(job_id: str, attempt: int, released: int, why: str) -> Claimed:
     )  # fmt: skip
 
 
+async def _replies(pipe: Any) -> list[Any]:
+    """A pipeline's replies, a key of the wrong type (a hostile or corrupt write) read as absent
+    (None): one bad key then costs only its own figure in `aqueue status` or GET /queues."""
+    replies = await pipe.execute(raise_on_error=False)
+    for k, reply in enumerate(replies):
+        if isinstance(reply, rexc.ResponseError) and str(reply).startswith("WRONGTYPE"):
+            replies[k] = None
+        elif isinstance(reply, Exception):
+            raise reply
+    return list(replies)
+
+
 def _count_leases(pipe: Any, keys: Keys) -> None:
     """Queue a count of the leased (active) jobs: `active` less its placeholder at +inf."""
     pipe.zcount(keys.active, "-inf", "(+inf")
@@ -543,7 +555,7 @@ class Store:
                 _count_leases(pipe, k)
                 pipe.zcard(k.dead)
                 pipe.zcard(k.workers)
-                raw = await pipe.execute()
+                raw = [n or 0 for n in await _replies(pipe)]
         *lane_counts, scheduled, active, dead, workers = raw
         return {
             "queued": sum(lane_counts),
@@ -582,9 +594,12 @@ class Store:
                 pipe.hgetall(k.done)
                 for bucket in buckets:
                     pipe.hgetall(bucket)
-                raw = await pipe.execute()
-            queued = sum(raw[: len(lanes)])
-            scheduled, active, dead, stalled, stats, posted, done, *rates = raw[len(lanes) :]
+                raw = await _replies(pipe)
+            queued = sum(n or 0 for n in raw[: len(lanes)])
+            figures = raw[len(lanes) :]
+            scheduled, active, dead, stalled = (n or 0 for n in figures[:4])
+            posted = figures[5]
+            stats, done, *rates = (found or {} for found in (figures[4], *figures[6:]))
             oldest = await self._oldest_queued(lanes)
             oldest_posted: bytes | None = None
             if oldest is not None:
@@ -615,7 +630,7 @@ class Store:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.smembers(k.lanes)
             pipe.smembers(k.suspects)
-            lanes, suspects = await pipe.execute()
+            lanes, suspects = (found or set() for found in await _replies(pipe))
         return [k.lane(_text(s)) for s in lanes] + [k.suspect_lane(_text(s)) for s in suspects]
 
     async def _oldest_queued(self, lanes: list[str]) -> bytes | None:
@@ -628,7 +643,7 @@ class Store:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for lane, lowest in frontier.items():
                     pipe.zrangebyscore(lane, lowest, "+inf", 0, 1, withscores=True)
-                found = await pipe.execute()
+                found = await _replies(pipe)
             following = {}
             for lane, first in zip(frontier, found, strict=True):
                 if first:

@@ -53,12 +53,14 @@ local function fits(have, any, sig)
   return true
 end
 
--- A command on `kinds` or `unserved` (see lane_served). Something else sitting there (a
--- hostile or corrupt write) is deleted, as absent, rather than failing every post and claim.
-local function index_call(cmd, key, ...)
+-- A command on a queue-wide key (lanes, suspects, tries, running, active, scheduled, idle,
+-- kinds, unserved, ...). A key of another type sitting there (a hostile or corrupt write:
+-- nothing of ours is in it) is deleted, as absent: its error would fail the script after its
+-- first writes (Redis rolls none back), and every script after it. Other errors stand.
+local function keyed_call(cmd, key, ...)
   local reply = redis.pcall(cmd, key, ...)
   if type(reply) == 'table' and reply.err then
-    redis.call('DEL', key)
+    if string.find(reply.err, 'WRONGTYPE', 1, true) then redis.call('DEL', key) end
     return redis.call(cmd, key, ...)
   end
   return reply
@@ -78,7 +80,7 @@ end
 -- not in `lanes`), it is listed in the index of each kind that can, else as unserved.
 local function lane_served(prefix, sig, list)
   local served = false
-  for _, kind in ipairs(index_call('ZRANGE', prefix .. 'kinds', '0', '-1')) do
+  for _, kind in ipairs(keyed_call('ZRANGE', prefix .. 'kinds', '0', '-1')) do
     local have = {}
     for name in string.gmatch(kind, '[^,]+') do have[name] = true end
     if fits(have, true, sig) then
@@ -86,27 +88,27 @@ local function lane_served(prefix, sig, list)
       local added = redis.pcall('SADD', prefix .. 'serves:' .. kind, sig)
       if type(added) == 'table' and added.err then -- not an index: unlist the kind, which
         redis.call('DEL', prefix .. 'serves:' .. kind) -- lists itself anew, index and all,
-        redis.call('ZREM', prefix .. 'kinds', kind) -- at its next beat or claim
+        keyed_call('ZREM', prefix .. 'kinds', kind) -- at its next beat or claim
       end
       served = true
     end
   end
-  if list and not served then index_call('ZADD', prefix .. 'unserved', '+inf', sig) end
+  if list and not served then keyed_call('ZADD', prefix .. 'unserved', '+inf', sig) end
   return served
 end
 
 -- Put a job id on its lane (the caller records its status).
 local function onto_lane(prefix, sig, score, id)
-  redis.call('ZADD', prefix .. 'lane:' .. sig, score, id)
-  if redis.call('SADD', prefix .. 'lanes', sig) == 1 then lane_served(prefix, sig, true) end
+  keyed_call('ZADD', prefix .. 'lane:' .. sig, score, id)
+  if keyed_call('SADD', prefix .. 'lanes', sig) == 1 then lane_served(prefix, sig, true) end
 end
 
 -- A lane left with no ready jobs, off `lanes` (and off `unserved`, unless kept there for
 -- scheduled jobs). Kinds' indexes may still list it: their claims drop it.
 local function unlist_lane(prefix, sig)
-  redis.call('SREM', prefix .. 'lanes', sig)
-  if index_call('ZSCORE', prefix .. 'unserved', sig) == 'inf' then
-    redis.call('ZREM', prefix .. 'unserved', sig)
+  keyed_call('SREM', prefix .. 'lanes', sig)
+  if keyed_call('ZSCORE', prefix .. 'unserved', sig) == 'inf' then
+    keyed_call('ZREM', prefix .. 'unserved', sig)
   end
 end
 
@@ -114,19 +116,19 @@ end
 -- lane of its signature, until a worker with nothing else in flight takes it alone
 -- (claim_alone.lua): should it kill that worker too, the blame is clear.
 local function onto_suspects(prefix, sig, score, id)
-  redis.call('ZADD', prefix .. 'suspect:' .. sig, score, id)
-  redis.call('SADD', prefix .. 'suspects', sig)
+  keyed_call('ZADD', prefix .. 'suspect:' .. sig, score, id)
+  keyed_call('SADD', prefix .. 'suspects', sig)
 end
 
 -- Take a queued job off its lane or its suspect lane.
 local function off_lanes(prefix, sig, id)
   local lane = prefix .. 'lane:' .. sig
-  if redis.call('ZREM', lane, id) == 1 and redis.call('ZCARD', lane) == 0 then
+  if keyed_call('ZREM', lane, id) == 1 and redis.call('ZCARD', lane) == 0 then
     unlist_lane(prefix, sig)
   end
   local suspects = prefix .. 'suspect:' .. sig
-  if redis.call('ZREM', suspects, id) == 1 and redis.call('ZCARD', suspects) == 0 then
-    redis.call('SREM', prefix .. 'suspects', sig)
+  if keyed_call('ZREM', suspects, id) == 1 and redis.call('ZCARD', suspects) == 0 then
+    keyed_call('SREM', prefix .. 'suspects', sig)
   end
 end
 
@@ -158,7 +160,7 @@ end
 -- chunks are even), in chunks that stay within Lua's unpack limit.
 local function call_many(cmd, key, args)
   for k = 1, #args, 4000 do
-    redis.call(cmd, key, unpack(args, k, math.min(k + 3999, #args)))
+    keyed_call(cmd, key, unpack(args, k, math.min(k + 3999, #args)))
   end
 end
 
@@ -167,15 +169,15 @@ end
 -- is then no longer unserved. Returns the index's key.
 local function serve_kind(prefix, kind, have, deadline)
   local key = prefix .. 'serves:' .. kind
-  if index_call('ZADD', prefix .. 'kinds', 'GT', deadline, kind) == 1 then
+  if keyed_call('ZADD', prefix .. 'kinds', 'GT', deadline, kind) == 1 then
     redis.call('DEL', key) -- what an unlisted kind's index holds is stale
     local fitting = {}
-    for _, sig in ipairs(redis.call('SMEMBERS', prefix .. 'lanes')) do
+    for _, sig in ipairs(keyed_call('SMEMBERS', prefix .. 'lanes')) do
       if fits(have, true, sig) then fitting[#fitting + 1] = sig end
     end
     if #fitting > 0 then
       call_many('SADD', key, fitting)
-      index_call('ZCARD', prefix .. 'unserved') -- (deleted if it is no zset)
+      keyed_call('ZCARD', prefix .. 'unserved') -- (deleted if it is no zset)
       call_many('ZREM', prefix .. 'unserved', fitting)
     end
   end
@@ -199,9 +201,9 @@ end
 -- live kind serves become unserved (empty ones are no longer listed). Then lanes kept for
 -- scheduled jobs now due: kept on as lanes with ready jobs, or let go of (`limit` of them).
 local function tend_kinds(prefix, now, limit)
-  local lapsed = index_call('ZRANGEBYSCORE', prefix .. 'kinds', '-inf', '(' .. int(now))
+  local lapsed = keyed_call('ZRANGEBYSCORE', prefix .. 'kinds', '-inf', '(' .. int(now))
   if #lapsed > 0 then
-    redis.call('ZREM', prefix .. 'kinds', unpack(lapsed))
+    keyed_call('ZREM', prefix .. 'kinds', unpack(lapsed))
     local orphans = {}
     for _, kind in ipairs(lapsed) do
       local key = prefix .. 'serves:' .. kind
@@ -212,20 +214,20 @@ local function tend_kinds(prefix, now, limit)
     for sig in pairs(orphans) do
       if not lane_served(prefix, sig) then
         if redis.call('EXISTS', prefix .. 'lane:' .. sig) == 1 then
-          index_call('ZADD', prefix .. 'unserved', '+inf', sig)
+          keyed_call('ZADD', prefix .. 'unserved', '+inf', sig)
         else
-          redis.call('SREM', prefix .. 'lanes', sig)
+          keyed_call('SREM', prefix .. 'lanes', sig)
         end
       end
     end
   end
-  local kept = index_call('ZRANGEBYSCORE', prefix .. 'unserved', '-inf', '(' .. int(now),
+  local kept = keyed_call('ZRANGEBYSCORE', prefix .. 'unserved', '-inf', '(' .. int(now),
     'LIMIT', '0', int(limit))
   for _, sig in ipairs(kept) do
     if redis.call('EXISTS', prefix .. 'lane:' .. sig) == 1 then
-      redis.call('ZADD', prefix .. 'unserved', '+inf', sig)
+      keyed_call('ZADD', prefix .. 'unserved', '+inf', sig)
     else
-      redis.call('ZREM', prefix .. 'unserved', sig)
+      keyed_call('ZREM', prefix .. 'unserved', sig)
     end
   end
 end
@@ -261,7 +263,7 @@ local function finish_terminal(prefix, jk, id, status, now, ttl_s, calls_back, w
     redis.call('HSET', jk, 'status', status, 'finished', now, ...)
   end
   if status == 'dead' then
-    redis.call('ZADD', prefix .. 'dead', now, id)
+    keyed_call('ZADD', prefix .. 'dead', now, id)
   else
     local at = expires_at[ttl_s]
     if not at then
@@ -277,7 +279,7 @@ local function finish_terminal(prefix, jk, id, status, now, ttl_s, calls_back, w
   end
   ended[#ended + 1] = id
   if calls_back then
-    redis.call('RPUSH', prefix .. 'outbox', id)
+    keyed_call('RPUSH', prefix .. 'outbox', id)
     redis.call('PUBLISH', prefix .. 'callbacks', id)
   end
   tally[status] = (tally[status] or 0) + 1
@@ -307,7 +309,7 @@ local function bury(prefix, id, now, reason, ...)
   local jk = prefix .. 'job:' .. id
   local calls_back = redis.call('HEXISTS', jk, 'cb') == 1
   finish_terminal(prefix, jk, id, 'dead', now, 1, calls_back, true, nil, 'reason', reason, ...)
-  redis.call('SREM', prefix .. 'watched', id) -- whatever the caller's flush_tally assumes
+  keyed_call('SREM', prefix .. 'watched', id) -- whatever the caller's flush_tally assumes
   buried[#buried + 1] = id
   buried[#buried + 1] = reason
 end
@@ -317,7 +319,7 @@ end
 -- flush_tally) or, with none (claim.lua: it pays for no burial helpers), stays due, for the
 -- reaper.
 local function promote_due(prefix, now, limit, unreadable)
-  local due = redis.call('ZRANGEBYSCORE', prefix .. 'scheduled', '-inf', int(now), 'LIMIT', '0',
+  local due = keyed_call('ZRANGEBYSCORE', prefix .. 'scheduled', '-inf', int(now), 'LIMIT', '0',
     int(limit))
   local left = nil -- {due, id, ...}: put back
   for _, id in ipairs(due) do
@@ -345,8 +347,8 @@ local function promote_due(prefix, now, limit, unreadable)
     end
   end
   if #due > 0 then
-    redis.call('ZREM', prefix .. 'scheduled', unpack(due))
-    if left then redis.call('ZADD', prefix .. 'scheduled', unpack(left)) end
+    keyed_call('ZREM', prefix .. 'scheduled', unpack(due))
+    if left then keyed_call('ZADD', prefix .. 'scheduled', unpack(left)) end
     redis.call('PUBLISH', prefix .. 'wake', 'promoted')
   end
   return #due
@@ -358,12 +360,12 @@ end
 local function flush_tally(prefix, now, watched_any)
   if #ended > 0 then
     call_many('HDEL', prefix .. 'running', ended)
-    if redis.call('EXISTS', prefix .. 'tries') == 1 then
+    if keyed_call('EXISTS', prefix .. 'tries') == 1 then
       call_many('HDEL', prefix .. 'tries', ended)
     end
     if watched_any ~= false then call_many('SREM', prefix .. 'watched', ended) end
     for at, group in pairs(expiring) do
-      redis.call('ZADD', prefix .. 'expiries', at, table.concat(group, ','))
+      keyed_call('ZADD', prefix .. 'expiries', at, table.concat(group, ','))
     end
     ended, expiring = {}, {}
   end
@@ -389,7 +391,7 @@ end
 -- Take a finished job out of its group in `expiries` (see finish_terminal): the group of
 -- its call whose records go at the same time as its own, found by that time.
 local function out_of_expiries(prefix, id, finished, ttl_s)
-  redis.call('ZREM', prefix .. 'expiring', id) -- an older version's entry: the id alone
+  keyed_call('ZREM', prefix .. 'expiring', id) -- an older version's entry: the id alone
   local key = prefix .. 'expiries'
   if not tonumber(finished) then return end
   local at = expiry_of(finished, ttl_s)
@@ -429,7 +431,7 @@ local function run_parts(v)
 end
 
 local function runner(prefix, id)
-  local v = redis.call('HGET', prefix .. 'running', id)
+  local v = keyed_call('HGET', prefix .. 'running', id)
   if not v then return nil end
   local worker, attempt = run_parts(v)
   return {worker, attempt, v}
@@ -452,7 +454,7 @@ end
 
 -- The status a job has: `stored` (its record's), unless it is running.
 local function live_status(prefix, id, stored)
-  if stored and redis.call('HEXISTS', prefix .. 'running', id) == 1 then return 'active' end
+  if stored and keyed_call('HEXISTS', prefix .. 'running', id) == 1 then return 'active' end
   return stored
 end
 
@@ -471,8 +473,8 @@ end
 -- An attempt that did not end the job (retry, hand-back, lapsed lease): the job waits again,
 -- its tries counted in `tries` for its next claim, its `running` entry let go of.
 local function back_in_line(prefix, id, attempt, released)
-  redis.call('HSET', prefix .. 'tries', id, attempt .. '|' .. int(released))
-  redis.call('HDEL', prefix .. 'running', id)
+  keyed_call('HSET', prefix .. 'tries', id, attempt .. '|' .. int(released))
+  keyed_call('HDEL', prefix .. 'running', id)
 end
 
 -- Redis keeps a hash or zset of up to 128 short entries as one packed list (a listpack),
@@ -505,5 +507,5 @@ local function holds(run, worker, attempt)
 end
 
 local function holds_lease(prefix, id, attempt, worker)
-  return holds(redis.call('HGET', prefix .. 'running', id), worker, attempt)
+  return holds(keyed_call('HGET', prefix .. 'running', id), worker, attempt)
 end

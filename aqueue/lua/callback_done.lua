@@ -26,7 +26,7 @@ if ARGV[4] ~= 'delivered' then
     state = 'failed'
   else
     state = 'retrying'
-    redis.call('ZADD', prefix .. 'cb:retry', now + tonumber(ARGV[5]), id)
+    keyed_call('ZADD', prefix .. 'cb:retry', now + tonumber(ARGV[5]), id)
   end
 end
 redis.call('HSET', jk, 'cb_state', state)

@@ -16,14 +16,14 @@ end
 if status == 'queued' then
   local sig = lane_of(f[2], f[3], f[4])
   -- its lane cannot be read from its record: taken off every lane, so that no claim runs it
-  local all = sig and {sig} or redis.call('SUNION', prefix .. 'lanes', prefix .. 'suspects')
+  local all = sig and {sig} or keyed_call('SUNION', prefix .. 'lanes', prefix .. 'suspects')
   for _, one in ipairs(all) do off_lanes(prefix, one, id) end
 elseif status == 'scheduled' then
-  redis.call('ZREM', prefix .. 'scheduled', id)
+  keyed_call('ZREM', prefix .. 'scheduled', id)
 elseif status == 'active' then
   facts[#facts + 1] = 'ran'
   facts[#facts + 1] = run[3]
-  redis.call('ZREM', prefix .. 'active', id)
+  keyed_call('ZREM', prefix .. 'active', id)
   redis.call('PUBLISH', prefix .. 'control', cmsgpack.pack({'cancel', id}))
 else
   return {'refused', status}

@@ -23,7 +23,7 @@ local now = now_ms()
 local now_s, deadline = int(now), int(now + lease)
 promote_due(prefix, now, 1000)
 
-redis.call('HDEL', prefix .. 'idle', worker) -- claiming: no longer waiting for pushes
+keyed_call('HDEL', prefix .. 'idle', worker) -- claiming: no longer waiting for pushes
 
 -- Only the lanes of this worker's kind are read (see lane_served in _lib.lua): a claim costs
 -- the same however many lanes others, or no one, can serve.
@@ -35,7 +35,7 @@ if #ARGV >= 5 then
   local listed = redis.pcall('SMEMBERS', index)
   if listed.err then -- not an index (a hostile or corrupt write): the kind lists itself anew
     redis.call('DEL', index)
-    index_call('ZREM', prefix .. 'kinds', kind)
+    keyed_call('ZREM', prefix .. 'kinds', kind)
     listed = {}
   end
   if #listed == 0 then -- nothing to serve, or a kind not listed yet (before its first beat)
@@ -77,7 +77,7 @@ elseif #lanes > 1 then
     -- ones go, so that a claim reads no more lanes than have jobs, and one.
     for _, sig in ipairs(lanes) do
       if redis.call('ZCARD', prefix .. 'lane:' .. sig) == 0 then
-        redis.call('SREM', prefix .. 'lanes', sig)
+        keyed_call('SREM', prefix .. 'lanes', sig)
         redis.call('SREM', index, sig)
       end
     end
@@ -130,7 +130,7 @@ if off_picked then off_picked() end
 -- leave them leased to a worker that never hears of them, so it is caught, and means "none".
 local function drain_for_suspects()
   local waiting = 0
-  for _, sig in ipairs(redis.call('SMEMBERS', prefix .. 'suspects')) do
+  for _, sig in ipairs(keyed_call('SMEMBERS', prefix .. 'suspects')) do
     if fits(have, #ARGV >= 5, sig) then
       waiting = waiting + redis.call('ZCARD', prefix .. 'suspect:' .. sig)
     end
@@ -138,25 +138,25 @@ local function drain_for_suspects()
   local draining = prefix .. 'draining'
   if waiting > 0 and redis.call('SISMEMBER', draining, worker) == 0 then
     for _, w in ipairs(redis.call('SMEMBERS', draining)) do
-      local live = tonumber(redis.call('ZSCORE', prefix .. 'workers', w))
-      if live and live >= now then waiting = waiting - 1 else redis.call('SREM', draining, w) end
+      local live = tonumber(keyed_call('ZSCORE', prefix .. 'workers', w))
+      if live and live >= now then waiting = waiting - 1 else keyed_call('SREM', draining, w) end
     end
-    if waiting > 0 then redis.call('SADD', draining, worker) end
+    if waiting > 0 then keyed_call('SADD', draining, worker) end
   end
   return waiting > 0
 end
 local suspects = false
-if redis.call('EXISTS', prefix .. 'suspects') == 1 then
+if keyed_call('EXISTS', prefix .. 'suspects') == 1 then
   local ok, wait = pcall(drain_for_suspects)
   suspects = ok and wait
   if suspects then out[4] = out[4] + 2 end
 end
 if #picked < n then -- short: the worker waits, until the next scheduled job at the latest
-  local nxt = redis.call('ZRANGE', prefix .. 'scheduled', '0', '0', 'WITHSCORES')
+  local nxt = keyed_call('ZRANGE', prefix .. 'scheduled', '0', '0', 'WITHSCORES')
   if nxt[2] then out[2] = tonumber(nxt[2]) end
   -- and while it waits, posts hand it new jobs directly (post.lua): no claim round trip
   if #ARGV >= 5 and not suspects then
-    redis.call('HSET', prefix .. 'idle', worker,
+    keyed_call('HSET', prefix .. 'idle', worker,
       int(n - #picked) .. '|' .. int(lease) .. '|' .. table.concat(ARGV, ',', 5))
   end
 end

@@ -38,7 +38,7 @@ if #ids > 0 then
   redis.call('ZREM', retry, unpack(ids))
 end
 if #ids < n then
-  local fresh = redis.call('LPOP', prefix .. 'outbox', n - #ids)
+  local fresh = keyed_call('LPOP', prefix .. 'outbox', n - #ids)
   if fresh then
     for _, id in ipairs(fresh) do ids[#ids + 1] = id end
   end

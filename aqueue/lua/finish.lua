@@ -49,7 +49,7 @@ local function upload_of(at)
 end
 local now = now_ms()
 local now_s = int(now)
-local runs = redis.call('HMGET', prefix .. 'running', unpack(ids))
+local runs = keyed_call('HMGET', prefix .. 'running', unpack(ids))
 local awaited = each_in('SMISMEMBER', prefix .. 'watched', ids)
 local jobs = prefix .. 'job:'
 local accepted = {}
@@ -82,7 +82,7 @@ for j = 1, #ids do
       finish_terminal(prefix, jk, id, 'failed', now_s, ttl, calls_back, watched, nil,
         'ran', run, fields(first, n))
     else
-      local _, released, alone = tries_of(redis.call('HGET', prefix .. 'tries', id))
+      local _, released, alone = tries_of(keyed_call('HGET', prefix .. 'tries', id))
       if kind ~= 'release' and budget_spent(attempt, released, max_att) then
         finish_terminal(prefix, jk, id, 'dead', now, ttl, calls_back, watched, nil,
           'reason', 'retry budget spent after attempt ' .. attempt, 'ran', run,
@@ -108,7 +108,7 @@ for j = 1, #ids do
           -- promote_due buries it (see bury), and it is never in no list meanwhile
           status = 'scheduled'
           local due = int(now + ((kind ~= 'release' and delay > 0) and delay or 0))
-          redis.call('ZADD', prefix .. 'scheduled', due, id)
+          keyed_call('ZADD', prefix .. 'scheduled', due, id)
           redis.call('HSET', jk, 'status', status, 'due', due, 'released',
             int(released), 'ran', run, fields(first, n))
         end
@@ -131,7 +131,7 @@ for j = 1, #ids do
   end
 end
 if ndone > 0 then
-  redis.call('ZREM', prefix .. 'active', unpack(done))
+  keyed_call('ZREM', prefix .. 'active', unpack(done))
   -- pcall: a count only, which an unreadable entry there must not stop the finish for
   redis.pcall('HINCRBY', prefix .. 'done', worker, ndone)
 end

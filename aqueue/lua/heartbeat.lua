@@ -14,7 +14,7 @@ local prefix, worker = ARGV[1], ARGV[2]
 local lease = tonumber(ARGV[3])
 local now = now_ms()
 local deadline = int(now + lease) -- as text: see int in _lib.lua
-redis.call('ZADD', prefix .. 'workers', deadline, worker)
+keyed_call('ZADD', prefix .. 'workers', deadline, worker)
 redis.call('SET', prefix .. 'worker:' .. worker, ARGV[4], 'PX', int(lease))
 local names = {}
 for name in string.gmatch(ARGV[5], '[^,]+') do names[#names + 1] = name end
@@ -25,7 +25,7 @@ end
 local renew, lost = {}, {}
 local ids = {}
 for k = 6, #ARGV, 2 do ids[#ids + 1] = ARGV[k] end
-local runs = #ids > 0 and redis.call('HMGET', prefix .. 'running', unpack(ids)) or {}
+local runs = #ids > 0 and keyed_call('HMGET', prefix .. 'running', unpack(ids)) or {}
 for j, id in ipairs(ids) do
   if holds(runs[j], worker, ARGV[5 + 2 * j]) then
     renew[#renew + 1] = deadline
@@ -35,7 +35,7 @@ for j, id in ipairs(ids) do
   end
 end
 if #renew > 0 then
-  redis.call('ZADD', prefix .. 'active', 'XX', unpack(renew))
+  keyed_call('ZADD', prefix .. 'active', 'XX', unpack(renew))
 end
 -- How many jobs it holds, for reap.lua; its claims add to it until the next beat. Kept well
 -- past its liveness: its jobs' leases lapse after that.

@@ -22,10 +22,10 @@ local function job_key(j) return batch[5 + 3 * j] end
 local function job_spec(j) return batch[6 + 3 * j] end
 -- A lane no live worker can serve (unknown listener names: a typo, or junk) is one more only
 -- within the queue's bound, checked before any write. A lane that has ready jobs is counted.
-local listed = redis.call('SISMEMBER', prefix .. 'lanes', sig) == 1
+local listed = keyed_call('SISMEMBER', prefix .. 'lanes', sig) == 1
 if not listed and not lane_served(prefix, sig)
-    and not index_call('ZSCORE', prefix .. 'unserved', sig)
-    and redis.call('ZCARD', prefix .. 'unserved') >= tonumber(ARGV[4]) then
+    and not keyed_call('ZSCORE', prefix .. 'unserved', sig)
+    and keyed_call('ZCARD', prefix .. 'unserved') >= tonumber(ARGV[4]) then
   return tonumber(ARGV[4])
 end
 -- Ids are fresh random ones, made for this call, and a batch is written whole or not at all.
@@ -76,7 +76,7 @@ local later = {} -- {due, id, ...}
 -- ready jobs directly, leased to them as a claim would: they start without a claim round trip.
 local idle = {}
 if status == 'queued' then
-  local registered = redis.call('HGETALL', prefix .. 'idle')
+  local registered = keyed_call('HGETALL', prefix .. 'idle')
   for k = 1, #registered, 2 do
     local free, lease, names = string.match(registered[k + 1], '^(%d+)|(%d+)|(.*)$')
     local have = {}
@@ -166,12 +166,12 @@ for _, w in ipairs(idle) do
     if redis.call('PUBLISH', prefix .. 'push:' .. w.id, cmsgpack.pack(w.rows)) > 0 then
       lease_jobs(prefix, w.id, w.runs, w.leases)
       if w.free > 0 then
-        redis.call('HSET', prefix .. 'idle', w.id, w.free .. '|' .. w.lease .. '|' .. w.names)
+        keyed_call('HSET', prefix .. 'idle', w.id, w.free .. '|' .. w.lease .. '|' .. w.names)
       else
-        redis.call('HDEL', prefix .. 'idle', w.id)
+        keyed_call('HDEL', prefix .. 'idle', w.id)
       end
     else
-      redis.call('HDEL', prefix .. 'idle', w.id)
+      keyed_call('HDEL', prefix .. 'idle', w.id)
       for _, pair in ipairs(w.jobs) do
         lane[#lane + 1] = pair[1]
         lane[#lane + 1] = pair[2]
@@ -182,14 +182,14 @@ end
 if #lane > 0 then
   call_many('ZADD', prefix .. 'lane:' .. sig, lane)
   if not listed then -- (the SISMEMBER above saves the SADD that a listed lane needs not)
-    redis.call('SADD', prefix .. 'lanes', sig)
+    keyed_call('SADD', prefix .. 'lanes', sig)
     lane_served(prefix, sig, true)
   end
 end
 if #later > 0 then
   call_many('ZADD', prefix .. 'scheduled', later)
   if not lane_served(prefix, sig) then -- counted until due (see tend_kinds)
-    index_call('ZADD', prefix .. 'unserved', 'GT', int(due), sig)
+    keyed_call('ZADD', prefix .. 'unserved', 'GT', int(due), sig)
   end
 end
 if #lane > 0 then

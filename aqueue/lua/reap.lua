@@ -23,7 +23,7 @@
 local prefix, limit = ARGV[1], math.min(tonumber(ARGV[2]), 1000)
 local now = now_ms()
 local promoted = promote_due(prefix, now, limit, bury)
-local lapsed = redis.call('ZRANGEBYSCORE', prefix .. 'active', '-inf', '(' .. now,
+local lapsed = keyed_call('ZRANGEBYSCORE', prefix .. 'active', '-inf', '(' .. now,
   'LIMIT', 0, limit)
 local several = {} -- worker -> whether it held more than one job
 local function held_several(worker)
@@ -52,7 +52,7 @@ for _, id in ipairs(lapsed) do
     dead = dead + 1
   elseif run and f[4] then
     local worker, attempt = run[1], run[2]
-    local _, released, alone = tries_of(redis.call('HGET', prefix .. 'tries', id))
+    local _, released, alone = tries_of(keyed_call('HGET', prefix .. 'tries', id))
     local beside = not alone and held_several(worker)
     local reason = 'lease lost on attempt ' .. attempt .. ' (worker ' .. worker .. ')'
     local facts = {'ran', run[3]}
@@ -80,19 +80,19 @@ for _, id in ipairs(lapsed) do
       requeued = requeued + 1
     end
   elseif run then -- its record was purged while it ran
-    redis.call('HDEL', prefix .. 'running', id)
+    keyed_call('HDEL', prefix .. 'running', id)
   end
 end
 if #lapsed > 0 then
-  redis.call('ZREM', prefix .. 'active', unpack(lapsed))
+  keyed_call('ZREM', prefix .. 'active', unpack(lapsed))
 end
 if requeued > 0 then
   redis.call('PUBLISH', prefix .. 'wake', 'reaped')
 end
-local gone = redis.call('ZRANGEBYSCORE', prefix .. 'workers', '-inf', '(' .. now)
+local gone = keyed_call('ZRANGEBYSCORE', prefix .. 'workers', '-inf', '(' .. now)
 if #gone > 0 then
-  redis.call('ZREM', prefix .. 'workers', unpack(gone))
-  redis.call('HDEL', prefix .. 'idle', unpack(gone)) -- hand them no more jobs
+  keyed_call('ZREM', prefix .. 'workers', unpack(gone))
+  keyed_call('HDEL', prefix .. 'idle', unpack(gone)) -- hand them no more jobs
   redis.pcall('HDEL', prefix .. 'done', unpack(gone)) -- their counts (a pcall: see finish)
 end
 tend_kinds(prefix, now, limit)

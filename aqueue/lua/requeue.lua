@@ -18,13 +18,13 @@ local sig, score = lane_of(f[3], f[4], f[5])
 if not sig then -- checked before the first write: a failed script keeps its writes
   return {'refused', status .. ', and ' .. UNREADABLE_LANE}
 end
-redis.call('ZREM', prefix .. 'dead', id)
+keyed_call('ZREM', prefix .. 'dead', id)
 if status ~= 'dead' then -- its record was to expire (a dead letter's is kept)
   local spec = spec_of(prefix, id)
   out_of_expiries(prefix, id, f[6], spec and spec[6] or 1) -- the ttl finish_terminal had
 end
 local attempts = f[2] and select(2, run_parts(f[2])) or '0'
-redis.call('HSET', prefix .. 'tries', id, attempts .. '|' .. attempts) -- a fresh budget
+keyed_call('HSET', prefix .. 'tries', id, attempts .. '|' .. attempts) -- a fresh budget
 redis.call('HSET', jk, 'released', attempts, 'reason', 'requeued from ' .. status, 'finished', '')
 redis.call('HDEL', jk, 'cb_attempts', 'cb_crashes', 'cb_state') -- called back afresh
 enqueue(prefix, jk, id, sig, score)

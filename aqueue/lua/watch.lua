@@ -11,7 +11,7 @@ for k = 2, #ARGV do
   local id = ARGV[k]
   local status = live_status(prefix, id, redis.call('HGET', prefix .. 'job:' .. id, 'status'))
   if status and not terminal[status] then
-    redis.call('SADD', prefix .. 'watched', id)
+    keyed_call('SADD', prefix .. 'watched', id)
   end
   out[k - 1] = status
 end

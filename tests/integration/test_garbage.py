@@ -54,8 +54,8 @@ async def test_a_malformed_tries_entry_loses_no_job_of_the_claim(client: Client)
     assert (await client.counts())["active"] == 10
 
 
-@pytest.mark.parametrize("kind", ["tries", "watched"])
-async def test_a_read_key_of_the_wrong_type_reads_as_absent_and_the_claim_takes_every_job(
+@pytest.mark.parametrize("kind", ["tries", "watched", "running", "active", "idle", "scheduled"])
+async def test_a_key_of_the_wrong_type_in_a_claims_way_is_taken_as_absent_and_it_takes_every_job(
     client: Client, kind: str
 ) -> None:
     keys = client.store.keys
@@ -66,12 +66,47 @@ async def test_a_read_key_of_the_wrong_type_reads_as_absent_and_the_claim_takes_
     assert (await client.counts())["active"] == 10
 
 
-@pytest.mark.parametrize("kind", ["running", "active", "spec"])
-async def test_a_written_key_of_the_wrong_type_fails_the_claim_with_every_job_still_queued(
+@pytest.mark.parametrize("key", ["lane:echo", "lanes", "idle", "scheduled"])
+async def test_a_post_meets_a_key_of_the_wrong_type_as_absent_and_its_job_runs(
+    client: Client, key: str
+) -> None:
+    """A refused post left its record and spec behind, in no list (and every later post of the
+    queue was refused, as a 503 'Redis unavailable')."""
+    await client.store.redis.set(client.store.keys.prefix + key, "a string")
+    ids = [await client.post(1, functions=["echo"]), await client.post(2, functions=["echo"])]
+    ids.append(await client.post(3, functions=["echo"], delay=0.001))
+    with anyio.fail_after(10):
+        taken: list[str] = []
+        while len(taken) < 3:
+            taken += [job.id for job in (await client.store.claim("w", 60_000, 10, ["echo"])).jobs]
+    assert sorted(taken) == sorted(ids)
+
+
+async def test_the_reaper_meets_a_suspect_lane_of_the_wrong_type_as_absent(
+    client: Client,
+) -> None:
+    """reap.lua set a lapsed job queued, then failed on the suspect lane: in no list."""
+    keys = client.store.keys
+    ids = await client.post_many([1, 2], functions=["echo"])
+    assert len((await client.store.claim("gone", 1, 2, ["echo"])).jobs) == 2
+    await client.store.redis.set(keys.prefix + "suspect:echo", "a string")
+    await client.store.redis.set(keys.prefix + "suspects", "a string")
+    with anyio.fail_after(10):
+        while (await client.counts())["active"]:
+            await client.store.reap(100)
+            await anyio.sleep(0.01)
+    assert sorted(await client.store.redis.zrange(keys.prefix + "suspect:echo", 0, -1)) == sorted(
+        i.encode() for i in ids
+    )
+
+
+@pytest.mark.parametrize("kind", ["spec"])
+async def test_a_spec_key_of_the_wrong_type_fails_the_claim_with_every_job_still_queued(
     client: Client, kind: str
 ) -> None:
-    """A claim took its jobs off their lane before it wrote their leases: a `running` key of
-    the wrong type then failed the script with the jobs in no list (0 queued, 0 active)."""
+    """A claim took its jobs off their lane before it read their specs and wrote their leases:
+    a `spec` (or `running`) key of the wrong type then failed the script with the jobs in no
+    list (0 queued, 0 active). The specs are the jobs themselves: that one fails loudly."""
     keys = client.store.keys
     for functions in (["echo"], ["other"]):  # one lane, then several (the merging path)
         ids = await client.post_many(range(5), functions=functions)

@@ -26,7 +26,7 @@ def _helpers_and_body(name: str) -> tuple[str, str]:
 def test_a_post_carries_only_the_helpers_it_calls() -> None:
     helpers, _ = _helpers_and_body("post")
     assert _defined(helpers) == {
-        "int", "now_ms", "fits", "index_call", "lane_served", "call_many", "lease_jobs",
+        "int", "now_ms", "fits", "keyed_call", "lane_served", "call_many", "lease_jobs",
         "PLACEHOLDER",
     }  # fmt: skip
 
