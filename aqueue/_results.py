@@ -115,13 +115,17 @@ class Stored:
             return None
         tag = self.first[1]
         if 0xA0 <= tag <= 0xBF:  # a fixstr, of up to 31 bytes
-            return "str", 2, tag - 0xA0
-        if tag not in _HEADS:
+            start, length, kind = 2, tag - 0xA0, "str"
+        elif tag not in _HEADS:
             return None
-        kind, width = _HEADS[tag]
-        if len(self.first) < 2 + width:
-            return None
-        return kind, 2 + width, int.from_bytes(self.first[2 : 2 + width], "big")
+        else:
+            kind, width = _HEADS[tag]
+            if len(self.first) < 2 + width:
+                return None
+            start, length = 2 + width, int.from_bytes(self.first[2 : 2 + width], "big")
+        # a header that says more (or less) than is stored (garbage, a hostile write): no
+        # Content-Length to promise; it is read whole, and refused as unreadable
+        return (kind, start, length) if start + length == self.size else None
 
     async def payload_chunks(self, start: int) -> AsyncIterator[bytes | memoryview]:
         """The envelope from byte `start` on (a bytes or str value's own bytes: see payload)."""

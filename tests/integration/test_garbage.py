@@ -308,3 +308,23 @@ async def test_a_lapsed_job_whose_record_was_deleted_while_it_ran_is_let_go_of(
     assert await client.store.reap(100) == (1, 0, 0, 0)  # the kept one requeued
     assert not await client.store.redis.hexists(keys.running, gone)
     assert (await client.get_job(kept)).status == "queued"
+
+
+async def test_a_stored_bytes_header_that_claims_more_than_is_stored_is_refused_not_hung(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    """A result or data whose bin32 header said 4 GB answered 200 with that Content-Length,
+    sent the 3 bytes there were, and left the client waiting for the rest."""
+    keys, redis = client.store.keys, client.store.redis
+    job_id = await client.post(1, functions=["echo"])
+    await redis.hset(keys.job(job_id), mapping={"status": "complete"})
+    await redis.hset(keys.job(job_id), "result", b"\x01\xc6\xff\xff\xff\xffabc")
+    await redis.set(keys.data("lie"), b"\x01\xc4\x05ab")
+    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue)
+    async with serving(config) as api:
+        with anyio.fail_after(10):
+            for path in (f"/jobs/{job_id}/result", "/data/lie"):
+                problem = await api.json("GET", path, 422)
+                assert problem["error"] == "unreadable_data"
+            # as a file it is no bytes this build can vouch for: not served as one
+            await api.json("GET", f"/jobs/{job_id}/result.png", 406)
