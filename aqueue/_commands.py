@@ -29,7 +29,9 @@ def read_message(message: str | None, file: Path | None) -> Any:
     if (message is None) == (file is None):
         raise AqueueError("give the message as JSON or with --file, one of the two")
     try:
-        text = file.read_text() if file is not None else str(message)
+        text = file.read_text(encoding="utf-8") if file is not None else str(message)
+    except UnicodeDecodeError as exc:  # JSON is UTF-8
+        raise AqueueError(f"the message file is not UTF-8 text: {exc}") from None
     except OSError as exc:
         raise AqueueError(f"cannot read the message file: {exc}") from None
     try:

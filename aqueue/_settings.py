@@ -248,8 +248,10 @@ def read_file(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # TOML is UTF-8
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:  # a directory, a file it may not read, /proc/self/mem
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, str]:

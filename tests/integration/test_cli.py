@@ -227,6 +227,26 @@ async def test_bad_settings_name_the_setting_the_value_and_where_it_came_from(
     assert complaint.format(config=config) in err
 
 
+async def test_a_config_file_that_cannot_be_read_is_an_error_naming_it_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """Bytes that are not UTF-8, a directory: a UnicodeDecodeError or IsADirectoryError
+    traceback (and a daemon that died with one); a message file that is not UTF-8 too."""
+    binary = tmp_path / "bad.toml"
+    binary.write_bytes(b"\xff\xfe")
+    for config, complaint in ((binary, "is not valid TOML"), (tmp_path, "cannot be read")):
+        code, _, err = await aqueue(
+            "worker", "tests.chaos.listeners:listeners", "--config", str(config)
+        )
+        assert (code, "Traceback" in err) == (1, False)
+        assert f"config file {config} {complaint}" in err
+    message = tmp_path / "msg.json"
+    message.write_bytes(b'{"a": "\xff"}')
+    code, _, err = await aqueue("post", "--file", str(message), "--functions", "x")
+    assert (code, "Traceback" in err) == (1, False)
+    assert "the message file is not UTF-8 text" in err
+
+
 async def test_whole_numbers_past_their_bound_are_refused_from_the_file_and_environment(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
