@@ -438,8 +438,9 @@ class Store:
                 pipe.hgetall(k.job(job_id))
                 pipe.hget(k.running, job_id)
                 pipe.hget(k.spec, job_id)
-                raw, run, spec = await pipe.execute()
-        fields = {_text(key): cast(bytes, v) for key, v in raw.items()}
+                raw, run, spec = await _replies(pipe)
+        # a record of the wrong type (planted) holds nothing of ours: no record, as absent
+        fields = {_text(key): cast(bytes, v) for key, v in (raw or {}).items()}
         if fields and spec is not None:
             fields.update(spec_fields(spec))
         if fields and run is not None:
@@ -453,7 +454,9 @@ class Store:
                 pipe.hmget(k.job(job_id), fields)
                 pipe.hget(k.running, job_id)
                 pipe.exists(k.job(job_id))
-                values, run, exists = await pipe.execute()
+                values, run, exists = await _replies(pipe)
+        if values is None:  # a record of the wrong type: nothing of ours, as absent
+            values, exists = [None] * len(fields), 0
         if run is not None and exists:
             live = _running_fields(run)
             values = [live.get(name, value) for name, value in zip(fields, values, strict=True)]

@@ -9,7 +9,7 @@ import anyio
 import msgpack
 import pytest
 
-from aqueue import Client, Context, Listeners, RedisUnavailable, UnreadableData
+from aqueue import Client, Context, JobNotFound, Listeners, RedisUnavailable, UnreadableData
 from aqueue._http import HttpConfig
 from aqueue._output import QueueStatus
 from aqueue._reaper import reap_once
@@ -328,3 +328,19 @@ async def test_a_stored_bytes_header_that_claims_more_than_is_stored_is_refused_
                 assert problem["error"] == "unreadable_data"
             # as a file it is no bytes this build can vouch for: not served as one
             await api.json("GET", f"/jobs/{job_id}/result.png", 406)
+
+
+async def test_a_record_of_the_wrong_type_reads_as_no_record_and_the_dead_list_goes_on(
+    client: Client,
+) -> None:
+    """A job key planted as a list made get_job, GET /jobs/{id} and the whole dead-letter
+    listing fail as 'Redis refused the command' (a 503)."""
+    keys, redis = client.store.keys, client.store.redis
+    planted, kept = await client.post(1, functions=["echo"]), await client.post(2)
+    await redis.delete(keys.job(planted))
+    await redis.rpush(keys.job(planted), "not a record")
+    await redis.hset(keys.job(kept), "status", "dead")
+    await redis.zadd(keys.dead, {planted: 1, kept: 2})
+    with pytest.raises(JobNotFound):
+        await client.get_job(planted)
+    assert [job.id for job in await client.dead_letters()] == [kept]
