@@ -109,6 +109,16 @@ def make_listeners() -> Listeners:
 
 
 @pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A server of this module's own. GET /queues reads every queue of its server: on the
+    session's, after the rest of the suite, each call took seconds, and the workflow run went
+    past its time limit in a full run only."""
+    server = RedisServer(tmp_path_factory.mktemp("fuzz-redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def service(redis_server: RedisServer) -> Iterator[str]:
     """The service and a worker of its default queue, on a loop in a thread; the queues the
     fuzzer made are purged afterwards."""
