@@ -571,7 +571,9 @@ class Store:
     async def live_workers(self) -> list[bytes]:
         """The info of every worker whose liveness has not lapsed."""
         with redis_errors("listing workers"):
-            ids = await self.redis.zrange(self.keys.workers, 0, -1)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrange(self.keys.workers, 0, -1)
+                [ids] = await _replies(pipe)  # of the wrong type (planted): none listed
             if not ids:
                 return []
             infos = await self.redis.mget([self.keys.worker(_text(i)) for i in ids])
@@ -606,9 +608,9 @@ class Store:
             oldest = await self._oldest_queued(lanes)
             oldest_posted: bytes | None = None
             if oldest is not None:
-                oldest_posted = cast(
-                    bytes | None, await self.redis.hget(k.job(_text(oldest)), "posted")
-                )
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.hget(k.job(_text(oldest)), "posted")
+                    [oldest_posted] = await _replies(pipe)  # a record of the wrong type: none
         return {
             "now_ms": now,
             "queued": queued,

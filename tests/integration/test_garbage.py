@@ -344,3 +344,21 @@ async def test_a_record_of_the_wrong_type_reads_as_no_record_and_the_dead_list_g
     with pytest.raises(JobNotFound):
         await client.get_job(planted)
     assert [job.id for job in await client.dead_letters()] == [kept]
+
+
+async def test_one_queues_keys_of_the_wrong_type_leave_every_queue_listed(
+    client: Client, redis_server: RedisServer, queue: str
+) -> None:
+    """GET /queues and `aqueue status` read every queue: a planted `workers` string, or a
+    queued job's record planted as a list, made them 503 for every queue of the server."""
+    keys, redis = client.store.keys, client.store.redis
+    planted = await client.post(1, functions=["echo"])
+    await redis.delete(keys.job(planted))
+    await redis.rpush(keys.job(planted), "not a record")
+    await redis.set(keys.workers, "not a zset")
+    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue)
+    async with serving(config) as api:
+        listed = await api.json("GET", "/queues", 200)
+        assert queue in [q["queue"] for q in listed["queues"]]
+        mine = await api.json("GET", f"/queues/{queue}", 200)
+        assert (mine["queued"], mine["workers"]) == (1, [])
