@@ -89,7 +89,10 @@ MESSAGES = st.one_of(
 @schemathesis.serializer("application/msgpack")
 def to_msgpack(ctx: schemathesis.SerializationContext, value: Any) -> bytes:
     # lone surrogates (which JSON strategies make) as the invalid UTF-8 a hostile client sends
-    packed: bytes = msgpack.packb(value, unicode_errors="surrogatepass")
+    try:
+        packed: bytes = msgpack.packb(value, unicode_errors="surrogatepass")
+    except OverflowError:  # an int past 64 bits has no msgpack form: send a truncated body,
+        packed = b"\xdc\x00\x05\x01"  # the garbage a hostile client would (an array cut short)
     return packed
 
 
@@ -204,7 +207,15 @@ def test_workflows_over_real_jobs_answer_as_described(api_schema: schemathesis.B
         ) -> None:
             case.validate_response(response, checks=CHECKS, headers=AUTH)
 
-    Workflow.run(settings=hypothesis.settings(SETTINGS, max_examples=40, stateful_step_count=8))
+    # no shrinking: a workflow's steps follow links to the ids the service answered, which
+    # differ between runs, so hypothesis cannot replay one to shrink it (FlakyStrategyDefinition
+    # hid the failure it had found); the failing steps are reported as they ran
+    phases = [hypothesis.Phase.explicit, hypothesis.Phase.reuse, hypothesis.Phase.generate]
+    Workflow.run(
+        settings=hypothesis.settings(
+            SETTINGS, max_examples=40, stateful_step_count=8, phases=phases
+        )
+    )
 
 
 @SETTINGS
