@@ -11,7 +11,7 @@ from typing import Any, cast
 import msgpack
 
 from . import _codec
-from ._checks import seconds, whole
+from ._checks import is_number, seconds, whole
 from .errors import TEN_YEARS, ConfigError, MessageError
 from .job import Job, JobStatus, Progress
 from .retry import DEFAULT_POLICY, RetryPolicy
@@ -242,10 +242,6 @@ class _Record:
 _WORKER_INFO = {"id": str, "queue": str, "listeners": list, "running": list}
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _result(r: _Record) -> dict[str, Any]:
     """A record's result, and its size; a large one's chunks (see _results.py) are not read."""
     raw = r.fields.get("result")
@@ -274,10 +270,10 @@ def _worker_info(raw: bytes) -> dict[str, Any] | None:
     if (
         isinstance(info, dict)
         and all(isinstance(info.get(k), kind) for k, kind in _WORKER_INFO.items())
-        and all(_is_number(info.get(k)) for k in ("started_at", "processed"))
+        and all(is_number(info.get(k)) for k in ("started_at", "processed"))
         and all(isinstance(name, str) for name in info["listeners"])
         and all(
-            isinstance(r, list) and len(r) == 3 and isinstance(r[0], str) and _is_number(r[2])
+            isinstance(r, list) and len(r) == 3 and isinstance(r[0], str) and is_number(r[2])
             for r in info["running"]
         )
     ):

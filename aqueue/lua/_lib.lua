@@ -10,11 +10,12 @@ local function int(n)
 end
 
 -- HINCRBY that a counter overwritten with text (or past 64 bits) cannot fail, as a script's
--- error would leave its earlier writes standing: such a counter starts again from `by`.
+-- error would leave its earlier writes standing: such a counter starts again from `by` (and
+-- in a key that is no hash at all, planted, the count is lost, not the script).
 local function incr(key, field, by)
   local n = redis.pcall('HINCRBY', key, field, by)
   if type(n) == 'table' then
-    redis.call('HSET', key, field, by)
+    redis.pcall('HSET', key, field, by)
     return tonumber(by)
   end
   return n

@@ -132,8 +132,7 @@ for j = 1, #ids do
 end
 if ndone > 0 then
   keyed_call('ZREM', prefix .. 'active', unpack(done))
-  -- pcall: a count only, which an unreadable entry there must not stop the finish for
-  redis.pcall('HINCRBY', prefix .. 'done', worker, ndone)
+  incr(prefix .. 'done', worker, ndone) -- a count only: nothing there stops the finish
 end
 if requeued > 0 then
   redis.call('PUBLISH', prefix .. 'wake', 'requeued')
