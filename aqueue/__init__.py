@@ -1,8 +1,9 @@
 """aqueue: an asyncio-native job queue and worker daemon on Redis, for machine-learning work."""
 
-from .client import Client
-from .config import ClientConfig, WorkerConfig
-from .errors import (
+from aqueue._worker.worker import Worker
+from aqueue.client import Client
+from aqueue.config import ClientConfig, WorkerConfig
+from aqueue.errors import (
     AqueueError,
     ConfigError,
     DataNotFound,
@@ -20,11 +21,10 @@ from .errors import (
     TooManyLanes,
     UnreadableData,
 )
-from .job import Job, JobEvent, JobStatus, Output, Progress
-from .listeners import Context, Listeners, SyncContext
-from .retry import RetryPolicy
-from .sync import SyncClient
-from .worker import Worker
+from aqueue.job import Job, JobEvent, JobStatus, Output, Progress
+from aqueue.listeners import Context, Listeners, SyncContext
+from aqueue.retry import RetryPolicy
+from aqueue.sync import SyncClient
 
 __all__ = [
     "AqueueError",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import TEN_YEARS, ConfigError, MessageError
+from aqueue.errors import TEN_YEARS, ConfigError, MessageError
 
 
 def is_number(value: Any) -> bool:
@@ -45,7 +45,7 @@ WHOLE: dict[str, tuple[int, int]] = {
     "http_max_body_bytes": (1, 512 * 1024 * 1024),
     "max_message_bytes": (1, 512 * 1024 * 1024),  # Redis takes no argument over 512 MB
     # A worker holds a result whole (a value not bytes or str twice: it and its encoding), and
-    # so does a Python reader; over one chunk it is stored in chunks (aqueue/_results.py), so
+    # so does a Python reader; over one chunk it is stored in chunks (aqueue/_redis/results.py), so
     # Redis's 512 MB a value never applies.
     "max_result_bytes": (1, 2048 * 1024 * 1024),
     "max_unserved_lanes": (1, 1_000_000),  # lanes no live worker serves, per queue

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import MessageError, UnreadableData
+from aqueue.errors import MessageError, UnreadableData
 
 VERSION = b"\x01"
 # not an envelope: a large result's reference to its chunks, msgpack [size, chunks], in its

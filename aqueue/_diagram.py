@@ -3,7 +3,7 @@ hand): `python -m aqueue._diagram > docs/states.md`; a test checks the file is c
 
 from __future__ import annotations
 
-from ._states import TRANSITIONS
+from aqueue._states import TRANSITIONS
 
 
 def mermaid() -> str:

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ._records import worker_infos
-from ._store import Store
-from .job import Job
+from aqueue._redis.records import worker_infos
+from aqueue._redis.store import Store
+from aqueue.job import Job
 
 
 def jsonable(value: Any) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
-from .job import JobStatus as S
+from aqueue.job import JobStatus as S
 
 
 class Event(enum.StrEnum):

@@ -23,17 +23,17 @@ import anyio
 import msgpack
 from anyio.streams.memory import MemoryObjectSendStream
 
-from . import _codec
-from ._backoff import follow
-from ._checks import is_number, seconds
-from ._coalesce import Coalescer
-from ._connection import open_store
-from ._pubsub import SharedSubscription
-from ._records import decode_job, remembered_job_fields, stored_status, worker_infos
-from ._results import REF, Stored, stored_data, stored_result
-from ._store import NewJobs, Store
-from .config import ClientConfig
-from .errors import (
+from aqueue import _codec
+from aqueue._checks import is_number, seconds
+from aqueue._redis.backoff import follow
+from aqueue._redis.coalesce import Coalescer
+from aqueue._redis.connection import open_store
+from aqueue._redis.pubsub import SharedSubscription
+from aqueue._redis.records import decode_job, remembered_job_fields, stored_status, worker_infos
+from aqueue._redis.results import REF, Stored, stored_data, stored_result
+from aqueue._redis.store import NewJobs, Store
+from aqueue.config import ClientConfig
+from aqueue.errors import (
     DataNotFound,
     InvalidTransition,
     JobFailed,
@@ -43,8 +43,8 @@ from .errors import (
     RedisUnavailable,
     ResultTimeout,
 )
-from .job import TERMINAL, Job, JobEvent, JobStatus, Progress
-from .retry import DEFAULT_POLICY, RetryPolicy
+from aqueue.job import TERMINAL, Job, JobEvent, JobStatus, Progress
+from aqueue.retry import DEFAULT_POLICY, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +369,7 @@ class Client:
 
     async def _pushed_result(self, job_id: str, pushed: bytes) -> Any:
         """A result that came with its completion event: the value, or a large one's reference
-        to its chunks (aqueue/_results.py), read from them."""
+        to its chunks (aqueue/_redis/results.py), read from them."""
         if pushed[:1] != REF:
             return _codec.decode(pushed, f"result of job {job_id!r}")
         return await (await stored_result(self.store, job_id, pushed)).value()

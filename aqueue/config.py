@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ._checks import WHOLE, whole
-from ._keys import check_queue_name
-from .errors import ConfigError
+from aqueue._checks import WHOLE, whole
+from aqueue._redis.keys import check_queue_name
+from aqueue.errors import ConfigError
 
 MOST_UNSERVED_LANES = 1000  # ClientConfig.max_unserved_lanes's default
 
@@ -32,7 +32,7 @@ class ClientConfig:
     result_ttl: float = 7 * DAY  # how long finished jobs and their results are kept
     data_ttl: float = 7 * DAY  # default expiry of store_data
     # the pool's bound, however many jobs are awaited (script calls made one after another
-    # use one more connection, of their own: aqueue/_direct.py)
+    # use one more connection, of their own: aqueue/_redis/direct.py)
     max_connections: int = 32
     # the most lanes (sets of listener names) with waiting jobs that no live worker serves:
     # a post past it is refused (TooManyLanes), so that junk names cannot grow the queue

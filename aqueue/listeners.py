@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, overload
 
 import anyio.from_thread
 
-from . import _codec
-from ._records import check_functions
-from .errors import LeaseLost, ListenerError, RedisUnavailable
-from .job import Job
+from aqueue import _codec
+from aqueue._redis.records import check_functions
+from aqueue.errors import LeaseLost, ListenerError, RedisUnavailable
+from aqueue.job import Job
 
 if TYPE_CHECKING:
-    from .client import Client
+    from aqueue.client import Client
 
 AsyncListener = Callable[[Any, "Context"], Awaitable[Any]]
 SyncListener = Callable[[Any, "SyncContext"], Any]

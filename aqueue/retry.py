@@ -6,8 +6,8 @@ import math
 import random
 from dataclasses import dataclass
 
-from ._checks import is_number, seconds, whole
-from .errors import ConfigError
+from aqueue._checks import is_number, seconds, whole
+from aqueue.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +15,7 @@ class RetryPolicy:
     """Exponential backoff with full jitter, in seconds.
 
     `retries` is the number of attempts after the first; a lost lease counts as one too,
-    unless its worker held other jobs as well (see aqueue/lua/reap.lua).
+    unless its worker held other jobs as well (see aqueue/_redis/lua/reap.lua).
     """
 
     retries: int = 3

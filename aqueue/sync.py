@@ -15,10 +15,10 @@ from typing import Any, Self, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from .client import Client
-from .config import ClientConfig
-from .job import Job, JobStatus, Progress
-from .retry import RetryPolicy
+from aqueue.client import Client
+from aqueue.config import ClientConfig
+from aqueue.job import Job, JobStatus, Progress
+from aqueue.retry import RetryPolicy
 
 T = TypeVar("T")
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import anyio
 
-from ._callbacks import CallbackConfig
-from ._server import RedisServer
-from .config import ClientConfig, WorkerConfig
-from .listeners import Listeners
-from .worker import Worker
+from aqueue._redis.server import RedisServer
+from aqueue._services.callbacks import CallbackConfig
+from aqueue._worker.worker import Worker
+from aqueue.config import ClientConfig, WorkerConfig
+from aqueue.listeners import Listeners
 
 __all__ = ["RedisServer", "run_until_idle", "running_worker"]
 

@@ -31,7 +31,7 @@ import aiohttp
 import redis
 
 from aqueue import Client
-from aqueue._server import free_port
+from aqueue._redis.server import free_port
 from aqueue.testing import RedisServer
 from benchmarks.run import PROJECT_PYTHON, RESULTS, aqueue_revision, machine
 

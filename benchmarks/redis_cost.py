@@ -45,11 +45,12 @@ from pathlib import Path
 import anyio
 import msgpack
 
-from aqueue import Client, _scripts
+from aqueue import Client
 from aqueue._codec import encode
-from aqueue._records import SpecShape
-from aqueue._server import find_redis_server, free_port, ping
-from aqueue._store import Arg, Store
+from aqueue._redis import scripts as _scripts
+from aqueue._redis.records import SpecShape
+from aqueue._redis.server import find_redis_server, free_port, ping
+from aqueue._redis.store import Arg, Store
 from aqueue.testing import RedisServer
 
 QUEUE = "cost"

@@ -43,7 +43,7 @@ PROJECT_PYTHON = REPO / ".venv" / "bin" / "python"
 sys.path.insert(0, str(PEERS_DIR))
 from _harness import RESULT_MARK, RawRedis  # noqa: E402
 
-from aqueue._server import RedisServer  # noqa: E402
+from aqueue._redis.server import RedisServer  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from aqueue import Client
-from aqueue._server import free_port
+from aqueue._redis.server import free_port
 from aqueue.testing import RedisServer
 
 from .conftest import StartWorker

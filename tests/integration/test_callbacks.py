@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from aqueue import Client, Context, Job, JobFailed, JobNotFound, JobStatus, Listeners, Output
-from aqueue._callbacks import CRASH_RETRIES, signature
-from aqueue._server import free_port
+from aqueue._redis.server import free_port
+from aqueue._services.callbacks import CRASH_RETRIES, signature
 from aqueue.testing import FAST_CALLBACKS, RedisServer, run_until_idle, running_worker
 
 
@@ -353,7 +353,7 @@ async def test_the_signature_is_verifiable_from_the_request_the_receiver_gets(
 async def test_the_resolver_passes_on_only_the_addresses_callbacks_may_reach() -> None:
     # What the connector dials is what the guard returned: names resolving only to refused
     # addresses fail; of a mixed answer only the allowed addresses are kept.
-    from aqueue._callback_guard import CallbackRefused, guarded_resolver, parse_networks
+    from aqueue._services.callback_guard import CallbackRefused, guarded_resolver, parse_networks
 
     strict, loopback = guarded_resolver(()), guarded_resolver(parse_networks(("127.0.0.0/8",)))
     with pytest.raises(CallbackRefused, match="'localhost' refused: it resolves only to a loop"):

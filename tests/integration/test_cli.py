@@ -19,7 +19,7 @@ import pytest
 
 from aqueue import Client, Context, JobStatus, Listeners
 from aqueue._checks import whole_range
-from aqueue._server import free_port
+from aqueue._redis.server import free_port
 from aqueue.testing import RedisServer, running_worker
 
 from ..processes import ROOT, aqueue_process
@@ -460,7 +460,7 @@ async def test_dlq_refuses_job_ids_where_its_action_takes_none(
 async def test_json_output_renders_what_json_cannot_carry_as_the_http_api_does(
     redis_server: RedisServer, queue: str
 ) -> None:
-    from aqueue._http_base import _dumps as http_dumps  # the HTTP API's own JSON
+    from aqueue._http.base import _dumps as http_dumps  # the HTTP API's own JSON
 
     where = ["--redis-url", redis_server.url, "--queue", queue]
     msg = {"at": msgpack.Timestamp(1, 0), "x": float("nan"), "ext": msgpack.ExtType(5, b"y")}

@@ -1,4 +1,4 @@
-"""Posts made at the same time go to Redis together (aqueue/_coalesce.py): an app that posts
+"""Posts made at the same time go to Redis together (aqueue/_redis/coalesce.py): an app that posts
 from many tasks at once gets bulk rates, and every post still gets its own jobs and ids."""
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from aqueue import (
     RedisUnavailable,
     SyncClient,
 )
-from aqueue._direct import MISSED, Direct
-from aqueue._store import connect
+from aqueue._redis.direct import MISSED, Direct
+from aqueue._redis.store import connect
 from aqueue.testing import RedisServer, run_until_idle
 
 NO_SUCH_SCRIPT = "0" * 40
@@ -119,8 +119,9 @@ def test_the_sync_client_works_from_plain_threads(redis_server: RedisServer, que
         client.get_job(ids[0])
 
 
-# A client's script calls go over one connection of its own when it is free (aqueue/_direct.py),
-# and through the pool when it is busy or fails. The stories below are the ways that can go wrong.
+# A client's script calls go over one connection of its own when it is free
+# (aqueue/_redis/direct.py), and through the pool when it is busy or fails. The stories below
+# are the ways that can go wrong.
 
 
 async def test_a_post_cut_short_leaves_no_reply_behind_for_the_next(

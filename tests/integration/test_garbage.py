@@ -10,10 +10,10 @@ import msgpack
 import pytest
 
 from aqueue import Client, Context, JobNotFound, Listeners, RedisUnavailable, UnreadableData
-from aqueue._http import HttpConfig
+from aqueue._http.service import HttpConfig
 from aqueue._output import QueueStatus
-from aqueue._reaper import reap_once
-from aqueue._records import SpecShape
+from aqueue._redis.records import SpecShape
+from aqueue._services.reaper import reap_once
 from aqueue.testing import RedisServer, running_worker
 from tests.integration.test_http import serving
 
@@ -157,7 +157,7 @@ async def test_a_lapsed_job_whose_data_cannot_be_read_is_buried_and_reported_alo
     await redis.hset(keys.running, bad_run, "garbage")
     await redis.hset(keys.job(bad_lane), "posted", "garbage")
     await anyio.sleep(0.05)  # every lease lapsed
-    with caplog.at_level(logging.ERROR, logger="aqueue._reaper"):
+    with caplog.at_level(logging.ERROR, logger="aqueue._services.reaper"):
         assert await reap_once(client.store) == (1, 3, 0)  # requeued, dead, promoted
     reported = {r.job_id for r in caplog.records}  # type: ignore[attr-defined]
     assert reported == {bad_spec, bad_run, bad_lane}

@@ -1,4 +1,4 @@
-"""Garbage in any kind of key of a queue's keyspace (aqueue/_keys.py) costs only itself: every
+"""Garbage in any kind of key of a queue's keyspace (aqueue/_redis/keys.py) costs only itself: every
 script and every daemon loop runs on over it, no other job or post is refused, and no job is
 left in no list (DESIGN.md decision 13). Property-based: hypothesis picks what to plant where."""
 
@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from aqueue import Client, Context, JobNotFound, JobStatus, Listeners
-from aqueue._callbacks import CallbackConfig
-from aqueue._keys import Keys
 from aqueue._output import QueueStatus
-from aqueue._server import free_port
+from aqueue._redis.keys import Keys
+from aqueue._redis.server import free_port
+from aqueue._services.callbacks import CallbackConfig
 from aqueue.testing import RedisServer, running_worker
 
 # values that look almost right to a parser, and values that look like nothing

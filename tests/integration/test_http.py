@@ -22,8 +22,8 @@ from aiohttp import web
 
 from aqueue import Client, ConfigError, Context, JobStatus, Listeners, Output
 from aqueue._codec import MAX_DEPTH
-from aqueue._http import HttpConfig, make_app, serve_http
-from aqueue._http_base import CACHED_CLIENTS, STATE
+from aqueue._http.base import CACHED_CLIENTS, STATE
+from aqueue._http.service import HttpConfig, make_app, serve_http
 from aqueue._output import QueueStatus
 from aqueue.testing import RedisServer, running_worker
 
@@ -629,7 +629,7 @@ async def test_events_keep_alive_while_idle_and_end_with_a_cancellation(api: Api
 async def test_a_client_leaving_mid_stream_ends_its_stream_quietly(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="aqueue._http_events")
+    caplog.set_level(logging.DEBUG, logger="aqueue._http.events")
     created = await api.post({"msg": 1})
     async with api.session.get(f"{created['url']}/events") as resp:
         await read_events(resp, until="status")

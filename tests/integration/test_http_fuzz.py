@@ -34,8 +34,8 @@ from schemathesis.specs.openapi.checks import (
 
 from aqueue import Client, Context, Listeners
 from aqueue._codec import MAX_DEPTH
-from aqueue._http import HttpConfig, serve_http
-from aqueue._openapi import openapi_spec
+from aqueue._http.openapi import openapi_spec
+from aqueue._http.service import HttpConfig, serve_http
 from aqueue.testing import RedisServer, running_worker
 
 READ, WRITE = "r" * 24, "w" * 24

@@ -7,7 +7,7 @@ import socket
 import struct
 from pathlib import Path
 
-from aqueue._journal import JournalHandler, encode_fields
+from aqueue._ops.journal import JournalHandler, encode_fields
 
 
 def _parse(datagram: bytes) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """Lanes are indexed by the kinds of worker that can serve them (see lane_served in
-aqueue/lua/_lib.lua): a claim reads only its own kind's lanes, so lanes no one can serve cost
+aqueue/_redis/lua/_lib.lua): a claim reads only its own kind's lanes, so lanes no one can serve cost
 it nothing, and a queue holds at most `max_unserved_lanes` of those, refusing posts past it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from aqueue import Client, ClientConfig, Context, JobStatus, Listeners, MessageError, TooManyLanes
 from aqueue._codec import decode
-from aqueue._http import HttpConfig
+from aqueue._http.service import HttpConfig
 from aqueue.testing import RedisServer, running_worker
 from benchmarks.redis_cost import dump, post_to_lanes, start_under_callgrind
 from tests.integration.test_http import serving

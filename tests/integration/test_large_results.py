@@ -25,11 +25,11 @@ from aqueue import (
     MessageError,
     Output,
 )
-from aqueue._http import HttpConfig, serve_http
-from aqueue._results import CHUNK_BYTES
-from aqueue._settings import resolve
-from aqueue._store import Outcome
-from aqueue.cli import _load, _parser
+from aqueue._http.service import HttpConfig, serve_http
+from aqueue._ops.cli import _load, _parser
+from aqueue._ops.settings import resolve
+from aqueue._redis.results import CHUNK_BYTES
+from aqueue._redis.store import Outcome
 from aqueue.config import WorkerConfig
 from aqueue.testing import RedisServer, running_worker
 

@@ -10,7 +10,7 @@ import anyio
 import msgpack
 
 from aqueue import Client, JobStatus
-from aqueue._store import Claimed, Subscription, claimed_rows
+from aqueue._redis.store import Claimed, Subscription, claimed_rows
 
 LEASE_MS = 60_000
 

@@ -14,8 +14,8 @@ import anyio
 import pytest
 
 from aqueue import Client, Context, JobFailed, JobStatus, Listeners, SyncContext
+from aqueue._worker.worker import Worker
 from aqueue.testing import RedisServer, run_until_idle, running_worker
-from aqueue.worker import Worker
 
 
 async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from aqueue import Client, JobStatus, RetryPolicy
 from aqueue._codec import encode
-from aqueue._records import decode_job, new_job_fields
+from aqueue._redis.records import decode_job, new_job_fields
+from aqueue._redis.store import NewJobs, Outcome, Store
 from aqueue._states import Event, allowed
-from aqueue._store import NewJobs, Outcome, Store
 
 S = JobStatus
 WORKER = "conformance-worker"

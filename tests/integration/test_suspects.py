@@ -8,7 +8,7 @@ from __future__ import annotations
 import anyio
 
 from aqueue import Client, Context, JobStatus, Listeners
-from aqueue._store import Store
+from aqueue._redis.store import Store
 from aqueue.testing import RedisServer, run_until_idle
 
 

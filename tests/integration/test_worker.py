@@ -26,10 +26,10 @@ from aqueue import (
     RetryPolicy,
     SyncContext,
 )
-from aqueue._coalesce import Coalescer
 from aqueue._codec import encode
-from aqueue._records import SpecShape
-from aqueue._store import NewJobs
+from aqueue._redis.coalesce import Coalescer
+from aqueue._redis.records import SpecShape
+from aqueue._redis.store import NewJobs
 from aqueue.config import ClientConfig
 from aqueue.testing import RedisServer, run_until_idle, running_worker
 

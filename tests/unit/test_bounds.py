@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from aqueue import ClientConfig, ConfigError, RetryPolicy, WorkerConfig
-from aqueue._callbacks import CallbackConfig
 from aqueue._checks import WHOLE, whole_range
-from aqueue._http_base import HttpConfig
-from aqueue._settings import SETTINGS, resolve
+from aqueue._http.base import HttpConfig
+from aqueue._ops.settings import SETTINGS, resolve
+from aqueue._services.callbacks import CallbackConfig
 
 # each configuration object, and the prefix its fields carry in WHOLE (and in the settings)
 OBJECTS: list[tuple[type[Any], str]] = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aqueue._callback_guard import literal_refusal, parse_networks, refusal
-from aqueue._callbacks import CallbackConfig
+from aqueue._services.callback_guard import literal_refusal, parse_networks, refusal
+from aqueue._services.callbacks import CallbackConfig
 from aqueue.errors import ConfigError
 
 

@@ -7,8 +7,9 @@ import dataclasses
 import re
 from typing import Any
 
-from aqueue import WorkerConfig, cli
-from aqueue._callbacks import CallbackConfig
+from aqueue import WorkerConfig
+from aqueue._ops import cli
+from aqueue._services.callbacks import CallbackConfig
 
 from ..processes import ROOT
 

@@ -1,4 +1,4 @@
-"""The hand-over between batches of posts (aqueue/_coalesce.py), driven step by step: `send`
+"""The hand-over between batches of posts (aqueue/_redis/coalesce.py), driven step by step: `send`
 here is a plain function that answers when the test lets it. What the posts do in Redis is
 in tests/integration/test_coalesce.py."""
 
@@ -9,8 +9,8 @@ import asyncio
 import pytest
 
 from aqueue import RedisUnavailable
-from aqueue._coalesce import Coalescer
-from aqueue._store import NewJobs
+from aqueue._redis.coalesce import Coalescer
+from aqueue._redis.store import NewJobs
 
 
 def _one(name: str) -> NewJobs:

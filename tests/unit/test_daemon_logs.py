@@ -6,12 +6,14 @@ import json
 import logging
 from datetime import datetime
 
-from aqueue._daemon import JsonFormatter
+from aqueue._ops.daemon import JsonFormatter
 
 
 def test_json_log_lines_carry_an_iso_8601_time_with_its_zone_and_the_job_fields() -> None:
     """The time was `2026-12-03 12:18:10,172`: local, with no zone, a comma for the dot."""
-    record = logging.LogRecord("aqueue.worker", logging.INFO, __file__, 1, "job %s", ("a",), None)
+    record = logging.LogRecord(
+        "aqueue._worker.worker", logging.INFO, __file__, 1, "job %s", ("a",), None
+    )
     record.job_id = "a"
     entry = json.loads(JsonFormatter().format(record))
     stamp = datetime.fromisoformat(entry["time"])

@@ -3,7 +3,7 @@ bursts), up to its most."""
 
 from __future__ import annotations
 
-from aqueue._prefetch import PrefetchGauge
+from aqueue._worker.prefetch import PrefetchGauge
 
 
 def _gauge(job_seconds: float, claim_seconds: float, slots: int, most: int = 64) -> int:

@@ -13,9 +13,9 @@ import pytest
 
 from aqueue import ClientConfig, ConfigError, JobStatus, MessageError, RetryPolicy, WorkerConfig
 from aqueue._codec import MAX_DEPTH, decode, encode
-from aqueue._keys import Keys
+from aqueue._redis.keys import Keys
+from aqueue._redis.store import FINISH_BATCH, MOST_CALL_BYTES, Outcome, _finish_calls
 from aqueue._states import TRANSITIONS, Event, allowed, is_allowed
-from aqueue._store import FINISH_BATCH, MOST_CALL_BYTES, Outcome, _finish_calls
 from aqueue.job import TERMINAL
 
 
@@ -136,7 +136,7 @@ def test_the_state_diagram_in_the_docs_is_generated_from_the_table() -> None:
 def test_a_worker_process_starts_without_the_http_stack() -> None:
     # An idle worker's memory: aiohttp and yarl load only for callbacks and the HTTP API.
     code = (
-        "import sys, aqueue, aqueue.cli, aqueue._daemon, aqueue.worker; "
+        "import sys, aqueue, aqueue._ops.cli, aqueue._ops.daemon, aqueue._worker.worker; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'yarl')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -146,7 +146,7 @@ def test_a_worker_process_starts_without_the_http_stack() -> None:
 @pytest.mark.parametrize("count", [0, 15, 16, 65_535, 65_536])
 def test_values_are_packed_one_after_another_without_an_array_header(count: int) -> None:
     # finish.lua reads the outcomes as a stream of values (cmsgpack.unpack_limit)
-    from aqueue._store import _values
+    from aqueue._redis.store import _values
 
     items = [f"v{k}" for k in range(count)]
     unpacker = msgpack.Unpacker(raw=False)

@@ -1,5 +1,6 @@
-"""Each Lua script is sent with the shared helpers it uses, and only those (aqueue/_scripts.py):
-Lua runs a script's whole text on every call, helpers it never calls included."""
+"""Each Lua script is sent with the shared helpers it uses, and only those
+(aqueue/_redis/scripts.py): Lua runs a script's whole text on every call, helpers it never
+calls included."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 
 import pytest
 
-from aqueue import _scripts
+from aqueue._redis import scripts as _scripts
 
 _DEFINED = re.compile(r"^local (?:function )?([\w, ]+?)\s*(?:=|\()", re.MULTILINE)
 

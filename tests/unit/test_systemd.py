@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from aqueue._systemd import Notifier, watchdog_loop
+from aqueue._ops.systemd import Notifier, watchdog_loop
 
 
 class FakeSystemd:
@@ -162,7 +162,7 @@ def test_unsupported_address_is_off_and_says_so(
     clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     clean_env.setenv("NOTIFY_SOCKET", "vsock:2:1234")
-    with caplog.at_level(logging.WARNING, logger="aqueue._systemd"):
+    with caplog.at_level(logging.WARNING, logger="aqueue._ops.systemd"):
         notifier = Notifier.from_environment()
     assert not notifier.enabled
     assert "vsock:2:1234" in caplog.text
@@ -174,7 +174,7 @@ def test_a_failed_send_is_logged_not_raised(
     clean_env.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody-listens"))
     notifier = Notifier.from_environment()
     assert notifier.enabled
-    with caplog.at_level(logging.WARNING, logger="aqueue._systemd"):
+    with caplog.at_level(logging.WARNING, logger="aqueue._ops.systemd"):
         assert notifier.ready() is False
     assert "READY=1" in caplog.text
 

@@ -39,18 +39,19 @@ import anyio.to_thread
 import msgpack
 from anyio.abc import TaskStatus
 
-from . import _codec, _results
-from ._backoff import Backoff, follow
-from ._callbacks import CallbackConfig, Dispatcher
-from ._connection import open_store
-from ._prefetch import PrefetchGauge
-from ._reaper import reap_forever
-from ._records import retry_policy
-from ._stopping import StopClock
-from ._store import Claimed, Outcome, Store, claimed_rows
-from .client import Client
-from .config import ClientConfig, WorkerConfig
-from .errors import (
+from aqueue import _codec
+from aqueue._redis import results as _results
+from aqueue._redis.backoff import Backoff, follow
+from aqueue._redis.connection import open_store
+from aqueue._redis.records import retry_policy
+from aqueue._redis.store import Claimed, Outcome, Store, claimed_rows
+from aqueue._services.callbacks import CallbackConfig, Dispatcher
+from aqueue._services.reaper import reap_forever
+from aqueue._worker.prefetch import PrefetchGauge
+from aqueue._worker.stopping import StopClock
+from aqueue.client import Client
+from aqueue.config import ClientConfig, WorkerConfig
+from aqueue.errors import (
     ConfigError,
     JobTimeout,
     LeaseLost,
@@ -58,9 +59,9 @@ from .errors import (
     RedisUnavailable,
     Retry,
 )
-from .job import Output
-from .listeners import AsyncListener, Context, Listener, Listeners, SyncContext, SyncListener
-from .retry import DEFAULT_POLICY
+from aqueue.job import Output
+from aqueue.listeners import AsyncListener, Context, Listener, Listeners, SyncContext, SyncListener
+from aqueue.retry import DEFAULT_POLICY
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,15 @@ import anyio
 from aiohttp import web
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._http_base import STATE, _dumps
-from ._http_jobs import _job_client
-from ._records import stored_status
-from .client import Client
-from .errors import (
+from aqueue._http.base import STATE, _dumps
+from aqueue._http.jobs import _job_client
+from aqueue._redis.records import stored_status
+from aqueue.client import Client
+from aqueue.errors import (
     AqueueError,
     JobNotFound,
 )
-from .job import JobEvent, JobStatus
+from aqueue.job import JobEvent, JobStatus
 
 log = logging.getLogger(__name__)
 

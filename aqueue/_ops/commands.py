@@ -12,12 +12,12 @@ from typing import Any
 
 import anyio
 
-from . import _output
-from ._settings import HTTP_SETTINGS, Settings
-from .client import Client
-from .errors import AqueueError, JobFailed
-from .listeners import load_listeners
-from .retry import RetryPolicy
+from aqueue import _output
+from aqueue._ops.settings import HTTP_SETTINGS, Settings
+from aqueue.client import Client
+from aqueue.errors import AqueueError, JobFailed
+from aqueue.listeners import load_listeners
+from aqueue.retry import RetryPolicy
 
 
 def _client(redis_url: str | None, queue: str) -> Client:

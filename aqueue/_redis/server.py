@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, RedisUnavailable
+from aqueue.errors import ConfigError, RedisUnavailable
 
 
 def find_redis_server() -> str:

@@ -24,10 +24,10 @@ from typing import Any
 
 import msgpack
 
-from . import _codec
-from ._store import Store
-from .config import MIB
-from .errors import JobNotFound, MessageError, MessageTooLarge
+from aqueue import _codec
+from aqueue._redis.store import Store
+from aqueue.config import MIB
+from aqueue.errors import JobNotFound, MessageError, MessageTooLarge
 
 CHUNK_BYTES = 4 * MIB  # the most one command carries; a result up to it stays in its record
 REF = _codec.REF  # a `result` that refers to its chunks (an envelope is the value itself)

@@ -33,20 +33,20 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from . import _output
-from ._backoff import Backoff, follow
-from ._callback_guard import (
+from aqueue import _output
+from aqueue._checks import whole
+from aqueue._redis.backoff import Backoff, follow
+from aqueue._redis.store import Store
+from aqueue._services.callback_guard import (
     CallbackRefused,
     Network,
     guarded_resolver,
     literal_refusal,
     parse_networks,
 )
-from ._checks import whole
-from ._store import Store
-from .client import Client
-from .errors import ConfigError, JobNotFound, RedisUnavailable
-from .job import Job, JobStatus
+from aqueue.client import Client
+from aqueue.errors import ConfigError, JobNotFound, RedisUnavailable
+from aqueue.job import Job, JobStatus
 
 if TYPE_CHECKING:
     import aiohttp

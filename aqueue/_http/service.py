@@ -25,11 +25,10 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from anyio.abc import TaskStatus
 
-from ._connection import open_store
-from ._http_base import _OPEN_PATHS, _READ_METHODS, STATE, Problem, _failed, _State
-from ._http_base import HttpConfig as HttpConfig
-from ._http_events import job_events
-from ._http_jobs import (
+from aqueue._http.base import _OPEN_PATHS, _READ_METHODS, STATE, Problem, _failed, _State
+from aqueue._http.base import HttpConfig as HttpConfig
+from aqueue._http.events import job_events
+from aqueue._http.jobs import (
     _MSGPACK,
     cancel_job,
     dead_letters,
@@ -46,9 +45,10 @@ from ._http_jobs import (
     readyz,
     requeue,
 )
-from ._pubsub import SharedSubscription
-from ._store import redis_errors
-from .errors import (
+from aqueue._redis.connection import open_store
+from aqueue._redis.pubsub import SharedSubscription
+from aqueue._redis.store import redis_errors
+from aqueue.errors import (
     ConfigError,
     DataNotFound,
     InvalidTransition,

@@ -38,7 +38,7 @@ class _Helper:
 
 
 def _read(name: str) -> str:
-    return (resources.files("aqueue") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    return (resources.files("aqueue._redis") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
 def _words(lua: str) -> set[str]:

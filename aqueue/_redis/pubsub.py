@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from ._backoff import Backoff
-from ._store import Store, Subscription
-from .errors import RedisUnavailable
+from aqueue._redis.backoff import Backoff
+from aqueue._redis.store import Store, Subscription
+from aqueue.errors import RedisUnavailable
 
 log = logging.getLogger(__name__)
 

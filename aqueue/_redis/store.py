@@ -21,12 +21,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 
-from . import _scripts
-from ._direct import MISSED, Direct
-from ._keys import PRIORITY_BAND, Keys
-from ._records import SpecShape, posted_ms
-from .config import MOST_UNSERVED_LANES, ClientConfig
-from .errors import MessageError, RedisUnavailable, TooManyLanes
+from aqueue._redis import scripts as _scripts
+from aqueue._redis.direct import MISSED, Direct
+from aqueue._redis.keys import PRIORITY_BAND, Keys
+from aqueue._redis.records import SpecShape, posted_ms
+from aqueue.config import MOST_UNSERVED_LANES, ClientConfig
+from aqueue.errors import MessageError, RedisUnavailable, TooManyLanes
 
 Arg = str | bytes | int | float
 FINISH_BATCH = 1000  # outcomes per finish call: its batched reads stay within Lua's limits
@@ -537,7 +537,7 @@ class Store:
         return count
 
     async def result_chunk(self, job_id: str, index: int) -> bytes | None:
-        """Chunk `index` of a large result (see aqueue/_results.py); None when gone."""
+        """Chunk `index` of a large result (see aqueue/_redis/results.py); None when gone."""
         with redis_errors(f"reading the result of job {job_id!r}"):
             return cast(bytes | None, await self.redis.lindex(self.keys.blob(job_id), index))
 
@@ -725,7 +725,7 @@ class Store:
             yield Subscription(pubsub)
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
 
 class Subscription:

@@ -16,9 +16,11 @@ from typing import Any, NoReturn
 
 import anyio
 
-from . import _commands, _daemon, _settings
-from ._keys import check_queue_name
-from .errors import TEN_YEARS, AqueueError, ConfigError
+from aqueue._ops import commands as _commands
+from aqueue._ops import daemon as _daemon
+from aqueue._ops import settings as _settings
+from aqueue._redis.keys import check_queue_name
+from aqueue.errors import TEN_YEARS, AqueueError, ConfigError
 
 EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader left
 EXIT_HELP = """exit status: 0 done; 1 an error (printed); 2 `status` found something that needs

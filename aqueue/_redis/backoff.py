@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
-from ._store import Store
-from .errors import RedisUnavailable
+from aqueue._redis.store import Store
+from aqueue.errors import RedisUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from typing import Any, cast
 
 import msgpack
 
-from . import _codec
-from ._checks import is_number, seconds, whole
-from .errors import TEN_YEARS, ConfigError, MessageError
-from .job import Job, JobStatus, Progress
-from .retry import DEFAULT_POLICY, RetryPolicy
+from aqueue import _codec
+from aqueue._checks import is_number, seconds, whole
+from aqueue.errors import TEN_YEARS, ConfigError, MessageError
+from aqueue.job import Job, JobStatus, Progress
+from aqueue.retry import DEFAULT_POLICY, RetryPolicy
 
 _LISTENER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$")
 _DEFAULT_RETRY = _codec.encode(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .job import JobStatus
+from aqueue.job import JobStatus
 
 _NAME = r"^[A-Za-z0-9_.\-]{1,100}$"
 _LISTENER = r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$"

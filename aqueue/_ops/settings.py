@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._callback_guard import parse_networks
-from ._callbacks import CallbackConfig
-from ._checks import is_number, is_whole, whole_range
-from ._keys import check_queue_name
-from .config import MOST_RESULT_BYTES, ClientConfig, WorkerConfig
-from .errors import TEN_YEARS, ConfigError
+from aqueue._checks import is_number, is_whole, whole_range
+from aqueue._redis.keys import check_queue_name
+from aqueue._services.callback_guard import parse_networks
+from aqueue._services.callbacks import CallbackConfig
+from aqueue.config import MOST_RESULT_BYTES, ClientConfig, WorkerConfig
+from aqueue.errors import TEN_YEARS, ConfigError
 
 if TYPE_CHECKING:
-    from ._http_base import HttpConfig
+    from aqueue._http.base import HttpConfig
 
 
 def whole_setting(name: str) -> Callable[[Any], int]:
@@ -193,7 +193,7 @@ class Settings:
 
     def http_config(self, known_listeners: tuple[str, ...] | None = None) -> HttpConfig:
         # lazily: it brings aiohttp (~10 MB), which a daemon without HTTP never needs
-        from ._http_base import HttpConfig
+        from aqueue._http.base import HttpConfig
 
         host, _, port = (self.http_bind or "127.0.0.1:8080").rpartition(":")
         return HttpConfig(
@@ -219,7 +219,7 @@ HTTP_SETTINGS = ("http_bind", "http_read_tokens", "http_write_tokens")
 def _check_http(settings: Settings, sources: Mapping[str, str]) -> None:
     """The HTTP settings as the service takes them, each error naming the setting at fault
     and where it came from: the token lists alone first, then all of them together."""
-    from ._http_base import HttpConfig  # lazily: see Settings.http_config
+    from aqueue._http.base import HttpConfig  # lazily: see Settings.http_config
 
     read, write = settings.http_tokens
     for name, (reads, writes) in (

@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._connection import open_store
-from ._journal import JournalHandler, journal_available
-from ._reaper import reap_forever
-from ._settings import Settings
-from ._systemd import Notifier, watchdog_loop
-from .errors import AqueueError
-from .listeners import load_listeners
-from .worker import Worker
+from aqueue._ops.journal import JournalHandler, journal_available
+from aqueue._ops.settings import Settings
+from aqueue._ops.systemd import Notifier, watchdog_loop
+from aqueue._redis.connection import open_store
+from aqueue._services.reaper import reap_forever
+from aqueue._worker.worker import Worker
+from aqueue.errors import AqueueError
+from aqueue.listeners import load_listeners
 
 if TYPE_CHECKING:
-    from ._http import HttpConfig
+    from aqueue._http.service import HttpConfig
 
 # ._http (aiohttp, ~10 MB) is imported only by the daemons that serve HTTP: the memory of
 # idle workers.
@@ -129,7 +129,7 @@ async def serve_workers(
         async with anyio.create_task_group() as services:
             services.start_soon(watchdog_loop, notifier)
             if http is not None:  # the HTTP API inside the worker daemon
-                from ._http import serve_http  # lazily: see the top
+                from aqueue._http.service import serve_http  # lazily: see the top
 
                 await services.start(serve_http, http)
             async with anyio.create_task_group() as serving:
@@ -198,7 +198,7 @@ def run_workers(settings: Settings) -> int:
 
 
 async def serve_http_daemon(config: HttpConfig, notifier: Notifier) -> None:
-    from ._http import serve_http  # lazily: see the top
+    from aqueue._http.service import serve_http  # lazily: see the top
 
     scope = anyio.CancelScope()
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from ._server import EmbeddedRedis
-from ._store import Store, connect, redis_errors
+from aqueue._redis.server import EmbeddedRedis
+from aqueue._redis.store import Store, connect, redis_errors
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import itertools
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
-from ._store import MOST_CALL_BYTES, NewJobs
-from .errors import RedisUnavailable
+from aqueue._redis.store import MOST_CALL_BYTES, NewJobs
+from aqueue.errors import RedisUnavailable
 
 Send = Callable[[NewJobs, int], Awaitable[list[str]]]
 MOST_JOBS = 1000  # per script call, as a bulk post sends them

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from aqueue.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 # A job's score in its lane: (100 - priority) * PRIORITY_BAND + seq, its post order (post.lua)
@@ -46,7 +46,7 @@ class Keys:
     def data(self, key: str) -> str:
         return f"{self.prefix}data:{key}"
 
-    def blob(self, job_id: str) -> str:  # list: a large result's chunks (aqueue/_results.py)
+    def blob(self, job_id: str) -> str:  # list: a large result's chunks (aqueue/_redis/results.py)
         return f"{self.prefix}blob:{job_id}"
 
     def upload(self, job_id: str, token: str) -> str:  # list: chunks until finish adopts them

@@ -12,23 +12,31 @@ import anyio
 import msgpack
 from aiohttp import web
 
-from ._http_base import _MAX_EPOCH, _MAX_SECONDS, _TYPES, STATE, Problem, _json, result_headers
-from ._keys import check_queue_name
-from ._openapi import openapi_spec
-from ._output import QueueStatus
-from ._records import check_functions, worker_infos
-from ._results import Stored
-from ._store import Store, redis_errors
-from .client import Client
-from .errors import (
+from aqueue._http.base import (
+    _MAX_EPOCH,
+    _MAX_SECONDS,
+    _TYPES,
+    STATE,
+    Problem,
+    _json,
+    result_headers,
+)
+from aqueue._http.openapi import openapi_spec
+from aqueue._output import QueueStatus
+from aqueue._redis.keys import check_queue_name
+from aqueue._redis.records import check_functions, worker_infos
+from aqueue._redis.results import Stored
+from aqueue._redis.store import Store, redis_errors
+from aqueue.client import Client
+from aqueue.errors import (
     AqueueError,
     InvalidTransition,
     JobNotFound,
     MessageError,
     RedisUnavailable,
 )
-from .job import JobStatus
-from .retry import RetryPolicy
+from aqueue.job import JobStatus
+from aqueue.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ from typing import Any
 import anyio
 from aiohttp import web
 
-from ._checks import whole
-from ._keys import check_queue_name
-from ._output import plain as _plain
-from ._pubsub import SharedSubscription
-from ._records import check_functions
-from ._store import Store
-from .client import Client
-from .config import ClientConfig
-from .errors import (
+from aqueue._checks import whole
+from aqueue._output import plain as _plain
+from aqueue._redis.keys import check_queue_name
+from aqueue._redis.pubsub import SharedSubscription
+from aqueue._redis.records import check_functions
+from aqueue._redis.store import Store
+from aqueue.client import Client
+from aqueue.config import ClientConfig
+from aqueue.errors import (
     ConfigError,
     JobFailed,
     MessageError,
