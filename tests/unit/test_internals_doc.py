@@ -1,8 +1,8 @@
 """docs/internals.md cannot silently fall behind the code.
 
 Every key and channel that `aqueue/_redis/keys.py` builds has a row in the glossary, every row
-names a key the code builds, every record field `decode_job` reads has a row, and every Lua
-script is named.
+names a key the code builds, every record field `decode_job` reads has a row, every Lua script
+is named, and every function, field and file the text quotes exists.
 """
 
 from __future__ import annotations
@@ -109,6 +109,44 @@ def test_every_lua_script_is_named() -> None:
     scripts = sorted(path.name for path in LUA.glob("*.lua"))
     assert "claim.lua" in scripts and "_lib.lua" in scripts
     assert [name for name in scripts if f"`{name}`" not in doc] == []
+
+
+def quoted_names_not_in_the_code(doc: str, code: str) -> list[str]:
+    """The names `doc` quotes (functions, methods, fields, helpers: `Store.stop_waiting`,
+    `lease_jobs`) that are no name in `code`. Redis commands (all capitals) are not checked."""
+    words = set(re.findall(r"[A-Za-z_]\w*", code))
+    quoted = set(re.findall(r"`([A-Za-z_][\w.]*)`", doc))
+    return sorted(
+        name
+        for name in quoted
+        if not name.isupper()
+        and not name.endswith((".py", ".lua", ".md"))  # files: see quoted_files_missing
+        and not set(filter(None, name.split("."))) <= words
+    )
+
+
+def quoted_files_missing(doc: str) -> list[str]:
+    """The files `doc` quotes (`claim.lua`, `aqueue/_redis/direct.py`) that do not exist."""
+    files = [p for p in ROOT.glob("**/*") if ".venv" not in p.parts and ".git" not in p.parts]
+    paths = {str(p.relative_to(ROOT)) for p in files}
+    return sorted(
+        name
+        for name in set(re.findall(r"`([\w/.-]+\.(?:py|lua|md))`", doc))
+        if not any(path == name or path.endswith("/" + name) for path in paths)
+    )
+
+
+def test_every_name_and_file_the_doc_quotes_exists() -> None:
+    """A function renamed or moved (the worker's, a script's helper) makes the text that
+    names it stale: it fails here until the text follows."""
+    sources = [*ROOT.glob("aqueue/**/*.py"), *LUA.glob("*.lua"), *ROOT.glob("tests/**/*.py")]
+    code = "\n".join(path.read_text() for path in sources if path != Path(__file__).resolve())
+    doc = DOC.read_text()
+    assert quoted_names_not_in_the_code(doc, code) == []
+    assert quoted_files_missing(doc) == []
+    planted = "`Worker._take_every_push`, `claim_all.lua`"
+    assert quoted_names_not_in_the_code(planted, code) == ["Worker._take_every_push"]
+    assert quoted_files_missing(planted) == ["claim_all.lua"]
 
 
 def test_the_check_sees_a_key_missing_from_the_glossary() -> None:
