@@ -112,8 +112,8 @@ async def _promote(store: Store, job_id: str, facts: Facts) -> None:
     await store.reap(100)
 
 
-async def _expire(store: Store, job_id: str, facts: Facts) -> None:
-    """The reaper's sweep, once the job's time to live is up: its group is due."""
+async def expire(store: Store, job_id: str, facts: Facts) -> None:
+    """The reaper's sweep, once the finished job's time to live is up: its group is due."""
     for group in cast(list[bytes], await store.redis.zrange(store.keys.expiries, 0, -1)):
         if job_id.encode() in group.split(b","):
             await store.redis.zadd(store.keys.expiries, {group: 0})
@@ -144,7 +144,7 @@ EVENTS: dict[Event, Drive] = {
     Event.CANCEL: lambda store, job_id, facts: store.cancel(job_id),
     Event.REQUEUE: lambda store, job_id, facts: store.requeue(job_id),
     Event.PURGE: lambda store, job_id, facts: store.purge_dead(),
-    Event.EXPIRE: _expire,
+    Event.EXPIRE: expire,
 }
 
 
@@ -208,13 +208,13 @@ def test_the_table_reads_only_facts_this_test_sets_up() -> None:
         assert set(reads(branches)) <= set(_drivable(before, event)), (before, event)
 
 
-def _id(case: tuple[S | None, Event, Facts]) -> str:
+def case_id(case: tuple[object, object, Facts]) -> str:
     before, event, facts = case
     given = [name for name, value in dataclasses.asdict(facts).items() if value]
     return f"{before}-{event}" + "".join(f"-{name}" for name in given)
 
 
-@pytest.mark.parametrize("case", _cases(), ids=_id)
+@pytest.mark.parametrize("case", _cases(), ids=case_id)
 async def test_each_script_from_each_status_takes_the_branch_the_table_names(
     client: Client, case: tuple[S | None, Event, Facts]
 ) -> None:
