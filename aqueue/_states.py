@@ -210,14 +210,14 @@ def is_allowed(status: S | None, event: Event) -> bool:
     return (status, event) in BRANCHES
 
 
-_ACTIVE = S.ACTIVE.value.encode()
+ACTIVE = S.ACTIVE.value.encode()  # a running job's live status, as Redis replies hold it
 
 
-def live_status(stored: bytes | None, exists: bool, running: bool) -> bytes | None:
-    """A job's status as read from Redis: active while a `running` entry holds it (a claim
-    writes only that, not the record), its record's `stored` status otherwise. Lua's own
-    reading is `live_status` in lua/_lib.lua."""
-    return _ACTIVE if exists and running else stored
+def live_status(stored: bytes | None, running: bool) -> bytes | None:
+    """A job's status as read from Redis: active while a `running` entry holds its (existing)
+    record, which a claim does not write; the record's `stored` status otherwise. In Lua:
+    `live_status` in lua/_lib.lua."""
+    return ACTIVE if running else stored
 
 
 class CallbackState(enum.StrEnum):
