@@ -9,9 +9,14 @@ is a target too: `GONE`.
 
 The scripts enforce the table atomically in Redis; `tests/integration/
 test_state_conformance.py` drives every script from every status under every combination of
-the facts a row reads, and checks the script took the branch `take` names and published what
-it says. The callback delivery of a finished job has a machine of its own (`CALLBACK_BRANCHES`,
-checked by `tests/integration/test_callback_states.py`). `aqueue._diagram` draws both.
+the facts that may matter there, and checks the script took the branch `take` names and
+published what it says. The callback delivery of a finished job has a machine of its own
+(`CALLBACK_BRANCHES`, checked by `tests/integration/test_callback_states.py`).
+`aqueue._diagram` draws both into docs/states.md.
+
+Left out: data a script cannot read (a record's lane, a spec), which buries its job alone as
+dead (DESIGN.md decision 13; tests/integration/test_garbage*.py), and the `wake` channel's
+messages, which wake workers rather than tell of a job.
 """
 
 from __future__ import annotations
@@ -207,6 +212,7 @@ def allowed(status: S | None, event: Event) -> frozenset[S]:
 
 
 def is_allowed(status: S | None, event: Event) -> bool:
+    """Whether a script performs `event` from `status` (to a status, or to GONE)."""
     return (status, event) in BRANCHES
 
 
