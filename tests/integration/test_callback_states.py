@@ -21,6 +21,7 @@ from aqueue._states import (
     CallbackEvent,
     CallbackState,
     CallbackTarget,
+    Event,
     Facts,
     reads,
     take_callback,
@@ -38,7 +39,7 @@ CRASHES = 3  # re-tries after dispatcher crashes
 async def _ended(store: Store, job_id: str) -> None:
     """The job's attempt fails, and its end goes to the outbox (finish_terminal)."""
     job = decode_job(job_id, store.keys.queue, await store.job_fields(job_id))
-    outcome = Outcome(job_id, job.attempt, "fail", 0, (), 60, True, job.max_attempts)
+    outcome = Outcome(job_id, job.attempt, Event.FAIL, 0, (), 60, True, job.max_attempts)
     await store.finish(WORKER, [outcome])
 
 

@@ -56,7 +56,7 @@ async def _attempt(store: Store, job_id: str) -> int:
     return decode_job(job_id, store.keys.queue, fields).attempt if fields else 0
 
 
-async def _finish(store: Store, job_id: str, kind: str, delay_ms: int = 0) -> None:
+async def _finish(store: Store, job_id: str, kind: Event, delay_ms: int = 0) -> None:
     fields = await store.job_fields(job_id)
     job = decode_job(job_id, store.keys.queue, fields) if fields else None
     attempt, budget = (job.attempt, job.max_attempts) if job else (0, 1)
@@ -94,7 +94,7 @@ async def _into(store: Store, job_id: str, status: S | None, facts: Facts) -> No
         if facts.beside_others:  # the same claim leases its worker another job too
             await store.post(_new(uuid.uuid4().hex), 60_000)
         await _claim(store, job_id)
-        kind = {S.COMPLETE: "complete", S.FAILED: "fail", S.DEAD: "retry"}.get(status)
+        kind = {S.COMPLETE: Event.COMPLETE, S.FAILED: Event.FAIL, S.DEAD: Event.RETRY}.get(status)
         if kind:
             await _finish(store, job_id, kind)
     assert await _status(store, job_id, status) is status
@@ -134,12 +134,12 @@ EVENTS: dict[Event, Drive] = {
     Event.POST: _post,
     Event.PROMOTE: _promote,
     Event.CLAIM: lambda store, job_id, facts: _claim(store, job_id),
-    Event.COMPLETE: lambda store, job_id, facts: _finish(store, job_id, "complete"),
+    Event.COMPLETE: lambda store, job_id, facts: _finish(store, job_id, Event.COMPLETE),
     Event.RETRY: lambda store, job_id, facts: _finish(
-        store, job_id, "retry", LATER_MS if facts.delay else 0
+        store, job_id, Event.RETRY, LATER_MS if facts.delay else 0
     ),
-    Event.FAIL: lambda store, job_id, facts: _finish(store, job_id, "fail"),
-    Event.RELEASE: lambda store, job_id, facts: _finish(store, job_id, "release"),
+    Event.FAIL: lambda store, job_id, facts: _finish(store, job_id, Event.FAIL),
+    Event.RELEASE: lambda store, job_id, facts: _finish(store, job_id, Event.RELEASE),
     Event.LEASE_LAPSED: _lapse,
     Event.CANCEL: lambda store, job_id, facts: store.cancel(job_id),
     Event.REQUEUE: lambda store, job_id, facts: store.requeue(job_id),
