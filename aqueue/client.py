@@ -32,6 +32,7 @@ from aqueue._redis.pubsub import SharedSubscription
 from aqueue._redis.records import decode_job, remembered_job_fields, stored_status, worker_infos
 from aqueue._redis.results import REF, Stored, stored_data, stored_result
 from aqueue._redis.store import NewJobs, Store
+from aqueue._states import CallbackState, Event
 from aqueue.config import ClientConfig
 from aqueue.errors import (
     DataNotFound,
@@ -268,7 +269,7 @@ class Client:
         if "status" not in fields:  # none, or callback fields an older build left behind
             raise JobNotFound(job_id, self.queue)
         job = decode_job(job_id, self.queue, fields)
-        if job.callback_state not in (None, "pending"):  # claimed: maybe lost to a crash
+        if job.callback_state not in (None, CallbackState.PENDING):  # claimed: maybe lost
             job = replace(job, callback_log=tuple(await self.store.callback_log(job_id)))
         if job.status is JobStatus.QUEUED:
             job = await self._explain_wait(job)
@@ -560,7 +561,7 @@ class Client:
         if verdict == "missing":
             raise JobNotFound(job_id, self.queue)
         if verdict == "refused":
-            raise InvalidTransition(job_id, "cancel", before or "?")
+            raise InvalidTransition(job_id, Event.CANCEL, before or "?")
         return JobStatus(before or "")
 
     async def dead_letters(self, offset: int = 0, count: int = 100) -> list[Job]:
@@ -581,7 +582,7 @@ class Client:
         if verdict == "missing":
             raise JobNotFound(job_id, self.queue)
         if verdict == "refused":
-            raise InvalidTransition(job_id, "requeue", before or "?")
+            raise InvalidTransition(job_id, Event.REQUEUE, before or "?")
         return JobStatus(before or "")
 
     async def purge_dead(self) -> int:

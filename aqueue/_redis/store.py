@@ -25,6 +25,7 @@ from aqueue._redis import scripts as _scripts
 from aqueue._redis.direct import MISSED, Direct
 from aqueue._redis.keys import PRIORITY_BAND, Keys
 from aqueue._redis.records import SpecShape, posted_ms
+from aqueue._states import ACTIVE, live_status
 from aqueue.config import MOST_UNSERVED_LANES, ClientConfig
 from aqueue.errors import MessageError, RedisUnavailable, TooManyLanes
 
@@ -242,8 +243,9 @@ def _count_leases(pipe: Any, keys: Keys) -> None:
 
 
 def _running_fields(run: bytes) -> dict[str, bytes]:
-    """A running attempt: its `running` entry is what its record's `ran` will be."""
-    return {"status": b"active", "ran": run}
+    """A running attempt of an existing record: its live status (see `live_status`), and its
+    `running` entry, which is what its record's `ran` will be."""
+    return {"status": ACTIVE, "ran": run}
 
 
 def _count(value: bytes | None) -> int:
@@ -476,7 +478,7 @@ class Store:
                 pipe.hmget(self.keys.running, list(job_ids))
                 *stored, running = await pipe.execute()
         return [
-            b"active" if status is not None and run is not None else status
+            live_status(status, running=status is not None and run is not None)
             for status, run in zip(stored, running, strict=True)
         ]
 

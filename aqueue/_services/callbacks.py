@@ -44,6 +44,7 @@ from aqueue._services.callback_guard import (
     literal_refusal,
     parse_networks,
 )
+from aqueue._states import CallbackState
 from aqueue.client import Client
 from aqueue.errors import ConfigError, JobNotFound, RedisUnavailable
 from aqueue.job import Job, JobStatus
@@ -245,11 +246,12 @@ class Dispatcher:
         state = await self._record(
             job_id, token, delivered, int(self.config.delay_before(attempt) * 1000), note
         )
-        if state == "delivered":
+        if state == CallbackState.DELIVERED:
             self.delivered += 1
-        elif state == "retrying":
+        elif state == CallbackState.RETRYING:
             self._wake.set()  # the claim loop learns when the retry is due
-        level = logging.INFO if state in ("delivered", "stale", "gone") else logging.WARNING
+        settled = (CallbackState.DELIVERED, "stale", "gone")  # or no longer its to record
+        level = logging.INFO if state in settled else logging.WARNING
         log.log(level, "callback of job %s attempt %d: %s (%s)", job_id, attempt, note, state,
                 extra={"job_id": job_id, "queue": self.store.keys.queue})  # fmt: skip
 
