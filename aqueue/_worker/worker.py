@@ -28,7 +28,6 @@ import socket
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -47,6 +46,7 @@ from aqueue._redis.records import retry_policy
 from aqueue._redis.store import Claimed, Outcome, Store, claimed_rows
 from aqueue._services.callbacks import CallbackConfig, Dispatcher
 from aqueue._services.reaper import reap_forever
+from aqueue._worker.capacity import Capacity
 from aqueue._worker.prefetch import PrefetchGauge
 from aqueue._worker.stopping import StopClock
 from aqueue.client import Client
@@ -129,7 +129,6 @@ class Worker:
         self._leases: dict[str, int] = {}  # job id -> attempt, until its outcome is recorded
         self._acks: list[Outcome] = []
         self._add_slot: Callable[[], None] | None = None  # one more runner, in run()
-        self._overdraft = 0  # pushed jobs that found no free claim place (raced a claim)
         self._suspects_wait = False  # the last claim said: drain, then claim suspects alone
         self._alone: _Running | None = None  # the suspect running alone now
         self._prefetch = PrefetchGauge(self.config.prefetch, self.config.concurrency)
@@ -148,15 +147,14 @@ class Worker:
         self._claim_scope = anyio.CancelScope()
         self._clock = StopClock(self.config.grace)  # bounds the stop, whatever Redis answers
         self._serving = False  # started: from here on it may hold jobs
-        # a claim place is held from claim to outcome; a slot (a runner) while a job runs
-        self._slots = anyio.Semaphore(self.config.concurrency + self.config.prefetch)
-        self._parked = 0  # prefetch places the claim loop holds back (see _park)
-        # None: a nudge for an idle runner to look at _retiring (see _lend_slot)
+        # claim places, slots and threads: see capacity.py
+        self._capacity = Capacity[anyio.Event](self.config.concurrency, self.config.prefetch)
+        self._place_freed = anyio.Event()  # set when a waiting claim is handed its place
+        # None: a nudge for an idle runner to see whether it retires (see _lend_slot)
         self._inbox_in, self._inbox = anyio.create_memory_object_stream[_Running | None](math.inf)
-        self._retiring: deque[anyio.Event] = deque()  # runners asked to stop after their job
         self._thread_waits: set[anyio.CancelScope] = set()  # runners waiting on threads
         self._threads_left = False  # stopped waiting for them (past the grace period)
-        self._threads = anyio.CapacityLimiter(self.config.concurrency)
+        self._threads = anyio.CapacityLimiter(self._capacity.threads)
         if self._stopping:  # stop() came before run(): nothing to serve, nothing to drain
             self._claim_scope.cancel()
             self._clock.abandon()
@@ -286,13 +284,10 @@ class Worker:
             alone = self._suspects_wait
             if alone:
                 await self._until(lambda: not self._leases)
-            self._park()
-            await self._slots.acquire()
-            await anyio.lowlevel.checkpoint()  # let finishing jobs free their slots first
-            taken = 1
-            while not alone and taken < self.config.claim_batch and self._slots.value > 0:
-                self._slots.acquire_nowait()
-                taken += 1
+            self._capacity.park(self._prefetch.now)
+            await self._take_place()
+            await anyio.lowlevel.checkpoint()  # let finishing jobs free their places first
+            taken = 1 if alone else 1 + self._capacity.take_more(self.config.claim_batch - 1)
             self._wake = anyio.Event()
             try:
                 # a claim is never abandoned half-read, but at the stop's deadline
@@ -304,17 +299,17 @@ class Worker:
                         claim = await store.claim(self.id, self._lease_ms, taken, names)
                         self._prefetch.claim_took(time.monotonic() - began)
                 if claiming.cancelled_caught:
-                    self._release_slots(taken)
+                    self._capacity.claimed(taken, 0)
                     return
             except RedisUnavailable as exc:
-                self._release_slots(taken)
+                self._capacity.claimed(taken, 0)
                 log.warning("claim failed, retrying in %.2f s: %s", backoff.delay, exc)
                 await backoff.sleep()
                 continue
             backoff.reset()
+            self._capacity.claimed(taken, len(claim.jobs))
             for job in claim.jobs:
                 self._to_inbox(job)
-            self._release_slots(taken - len(claim.jobs))
             self._suspects_wait = claim.suspects
             if alone:
                 if claim.jobs:  # nothing more until it ends, or lends its slot (see below)
@@ -358,19 +353,24 @@ class Worker:
             self._leases.pop(job_id, None)
             self._leases_changed.set()
 
-    def _park(self) -> None:
-        """Hold back the prefetch places the gauge does not want used now."""
-        wanted = self.config.prefetch - self._prefetch.now
-        while self._parked < wanted and self._slots.value > 0:
-            self._slots.acquire_nowait()
-            self._parked += 1
-        while self._parked > wanted:
-            self._slots.release()
-            self._parked -= 1
+    async def _take_place(self) -> None:
+        """A claim's first place: free now, or the next one a job gives up."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        capacity = self._capacity
+        if capacity.take_place():
+            await anyio.lowlevel.cancel_shielded_checkpoint()  # others run first, as they would
+            return
+        try:
+            while capacity.awaiting:
+                self._place_freed = anyio.Event()
+                await self._place_freed.wait()
+        except BaseException:  # cancelled: a place handed over meanwhile is free again
+            capacity.stop_awaiting()
+            raise
 
-    def _release_slots(self, count: int) -> None:
-        for _ in range(count):
-            self._slots.release()
+    def _give_up_place(self) -> None:
+        if self._capacity.give_up():
+            self._place_freed.set()
 
     def _to_inbox(self, job: Claimed) -> None:
         """A job leased to this worker (its claim place taken) waits for a slot; once the
@@ -383,7 +383,7 @@ class Worker:
             older.scope.cancel()
         self._leases[job.id] = job.attempt
         if self._stopping or self._runs_alone():  # (a post handed it over as a suspect began)
-            self._free_place()
+            self._give_up_place()
             self._record(self._handed_back(job))
             return
         running = self._running[job.id] = _Running(job)
@@ -392,10 +392,7 @@ class Worker:
     def _take_pushed(self, jobs: list[Claimed]) -> None:
         """Jobs a post handed to this worker while it waited: already leased to it."""
         for job in jobs:
-            try:
-                self._slots.acquire_nowait()
-            except anyio.WouldBlock:  # a claim took the places it was pushed for
-                self._overdraft += 1
+            self._capacity.pushed()  # an overdraft where a claim took the places it came for
             self._to_inbox(job)
 
     async def _stop_waiting(self, store: Store) -> None:
@@ -414,17 +411,19 @@ class Worker:
     async def _slot(self, client: Client) -> None:
         """One runner: takes the next job from the inbox and runs it, until the inbox closes
         (or it is retired, to give back a slot a waiting parent job had lent out)."""
-        while not self._retiring:
+        capacity = self._capacity
+        while (retired := capacity.runner_free()) is None:
             try:
                 running = await self._inbox.receive()
-            except anyio.EndOfStream:
+            except anyio.EndOfStream:  # leaving anyway: it may answer a give-back that waits
+                retired = capacity.runner_leaves()
                 break
             if running is not None:
                 await self._run_job(client, running)
                 if running.thread_ended is not None:  # its slot stays taken until it ends
                     await self._outlast(running.thread_ended)
-        if self._retiring:  # leaving anyway: it may as well be the runner a lend waits for
-            self._retiring.popleft().set()
+        if retired is not None:
+            retired.set()
 
     async def _run_job(self, client: Client, running: _Running) -> None:
         job = running.job
@@ -459,12 +458,6 @@ class Worker:
         for scope in list(self._thread_waits):
             scope.cancel()
 
-    def _free_place(self) -> None:
-        if self._overdraft:  # a pushed job that came with no place of its own
-            self._overdraft -= 1
-        else:
-            self._slots.release()
-
     def _record(self, outcome: Outcome) -> None:
         """For the ack loop, which records outcomes in batches."""
         self._acks.append(outcome)
@@ -479,8 +472,8 @@ class Worker:
         job = running.job
         if self._running.get(job.id) is running:  # not a later attempt of the same job
             del self._running[job.id]
-        if running.holds_place:
-            self._free_place()
+        if self._capacity.leave(running):
+            self._place_freed.set()
         if self._stopping and not self._running:
             self._drained.set()
         if outcome is None:
@@ -565,31 +558,30 @@ class Worker:
         """The job waits on another: its claim place, its slot (one more runner) and, for
         plain functions, a thread serve other jobs meanwhile, so a one-slot worker never
         deadlocks on a child job. Waits side by side (a fan-out) lend only once."""
-        running.lends += 1
-        if running.lends == 1:
-            running.holds_place = False
+        capacity = self._capacity
+        if capacity.lend(running):
             self._leases_changed.set()  # a suspect running alone no longer does (_runs_alone)
-            self._free_place()
-            self._threads.total_tokens += 1
+            self._place_freed.set()  # a waiting claim may have been handed its place
+            self._threads.total_tokens = capacity.threads
             if self._add_slot is not None:
                 self._add_slot()
 
         async def reacquire() -> None:
-            running.lends -= 1
-            if running.lends:
-                return
             # One runner retires whatever happens next, even if this job is cancelled right
             # here (a timeout, a cancel, a lost lease): then it just ends without the slot.
-            self._threads.total_tokens -= 1
-            if self._stopping:  # no job starts any more (and runners are leaving): no wait
-                return
             retired = anyio.Event()
-            self._retiring.append(retired)
-            with contextlib.suppress(anyio.ClosedResourceError):
-                self._inbox_in.send_nowait(None)  # wakes an idle runner to retire at once
-            # Its claim place is not taken back: the slots are the hard limit, places only
-            # bound prefetching, and waiting for one here could wait on its own children.
-            await retired.wait()
+            waits = capacity.give_back(running, retired, stopping=self._stopping)
+            self._threads.total_tokens = capacity.threads
+            if waits:
+                with contextlib.suppress(anyio.ClosedResourceError):
+                    self._inbox_in.send_nowait(None)  # wakes an idle runner to retire at once
+                # Its claim place is not taken back: the slots are the hard limit, places only
+                # bound prefetching, and waiting for one here could wait on its own children.
+                try:
+                    await retired.wait()
+                except BaseException:  # cancelled: its own runner retires in its place
+                    capacity.withdraw(retired)
+                    raise
 
         return reacquire
 

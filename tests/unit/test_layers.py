@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "aqueue._redis.keys",
             "aqueue._redis.records",
             "aqueue._worker.prefetch",
+            "aqueue._worker.capacity",
         ),
     ),
 ]
