@@ -36,7 +36,7 @@ async def _attempt(store: Store, job_id: str) -> int:
     return decode_job(job_id, store.keys.queue, fields).attempt if fields else 0
 
 
-async def _finish(store: Store, job_id: str, kind: str) -> None:
+async def _finish(store: Store, job_id: str, kind: Event) -> None:
     fields = await store.job_fields(job_id)
     job = decode_job(job_id, store.keys.queue, fields) if fields else None
     attempt, budget = (job.attempt, job.max_attempts) if job else (0, 1)
@@ -60,7 +60,7 @@ async def _into(store: Store, job_id: str, status: S | None) -> None:
         await store.cancel(job_id)
     if status in (S.ACTIVE, S.COMPLETE, S.FAILED, S.DEAD):
         await _claim(store, job_id)
-        kind = {S.COMPLETE: "complete", S.FAILED: "fail", S.DEAD: "retry"}.get(status)
+        kind = {S.COMPLETE: Event.COMPLETE, S.FAILED: Event.FAIL, S.DEAD: Event.RETRY}.get(status)
         if kind:
             await _finish(store, job_id, kind)
     assert await _status(store, job_id) is status
@@ -80,10 +80,10 @@ EVENTS: dict[Event, Callable[[Store, str], Awaitable[object]]] = {
     Event.POST: lambda store, job_id: store.post(_new(job_id), 60_000),
     Event.PROMOTE: _promote,
     Event.CLAIM: _claim,
-    Event.COMPLETE: lambda store, job_id: _finish(store, job_id, "complete"),
-    Event.RETRY: lambda store, job_id: _finish(store, job_id, "retry"),
-    Event.FAIL: lambda store, job_id: _finish(store, job_id, "fail"),
-    Event.RELEASE: lambda store, job_id: _finish(store, job_id, "release"),
+    Event.COMPLETE: lambda store, job_id: _finish(store, job_id, Event.COMPLETE),
+    Event.RETRY: lambda store, job_id: _finish(store, job_id, Event.RETRY),
+    Event.FAIL: lambda store, job_id: _finish(store, job_id, Event.FAIL),
+    Event.RELEASE: lambda store, job_id: _finish(store, job_id, Event.RELEASE),
     Event.LEASE_LAPSED: _lapse,
     Event.CANCEL: lambda store, job_id: store.cancel(job_id),
     Event.REQUEUE: lambda store, job_id: store.requeue(job_id),

@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "aqueue._redis.records",
             "aqueue._worker.prefetch",
             "aqueue._worker.capacity",
+            "aqueue._worker.outcomes",
         ),
     ),
 ]
