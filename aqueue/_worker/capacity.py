@@ -15,7 +15,8 @@ Slots. `concurrency` runners take jobs from the inbox, one at a time. A job that
 run, so that a worker with one slot never deadlocks on a child job; waits side by side lend
 once. When its last wait ends it *gives the slot back*: the next runner between jobs retires
 (never one running a job), and the job goes on once one has; a stopping worker starts no job
-again, so then no runner need retire.
+again, so then no runner need retire. A job cancelled while it waits (a timeout, say) frees its
+runner: that runner is the one to retire, before the other give-backs are answered.
 
 Invariants (tests/unit/test_capacity.py checks them after every sequence of events):
   - free + parked + claiming + held == concurrency + prefetch + overdraft, each count >= 0:
@@ -25,6 +26,7 @@ Invariants (tests/unit/test_capacity.py checks them after every sequence of even
   - until the worker stops: runners == concurrency + lent + retiring (give-backs waiting for a
     runner to retire), so jobs running, not lending, never exceed concurrency
   - every give-back that waits is answered by exactly one retiring runner
+  - a job that lends its slot again, later, gives up no second place
 """
 
 from __future__ import annotations
