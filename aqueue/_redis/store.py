@@ -25,7 +25,7 @@ from aqueue._redis import scripts as _scripts
 from aqueue._redis.direct import MISSED, Direct
 from aqueue._redis.keys import PRIORITY_BAND, Keys
 from aqueue._redis.records import SpecShape, posted_ms
-from aqueue._states import ACTIVE, live_status
+from aqueue._states import ACTIVE, Event, live_status
 from aqueue.config import MOST_UNSERVED_LANES, ClientConfig
 from aqueue.errors import MessageError, RedisUnavailable, TooManyLanes
 
@@ -109,11 +109,18 @@ class Claimed:
     calls_back: bool  # it has a callback (its end goes to the outbox)
     unreadable: str = ""  # why its spec cannot be read: it fails without running
 
-    def outcome(self, kind: str, delay_ms: int = 0, fields: Sequence[str | bytes] = ()) -> Outcome:
+    def outcome(
+        self,
+        kind: Event,
+        delay_ms: int = 0,
+        fields: Sequence[str | bytes] = (),
+        *,
+        chunked: bool = False,
+    ) -> Outcome:
         """How this attempt ended, for finish.lua."""
         return Outcome(
             self.id, self.attempt, kind, delay_ms, fields,
-            self.ttl_s, self.calls_back, self.max_attempts,
+            self.ttl_s, self.calls_back, self.max_attempts, chunked,
         )  # fmt: skip
 
 
@@ -142,13 +149,15 @@ class Reaped:
 class Outcome:
     id: str
     attempt: int
-    kind: str  # complete | retry | fail | release
+    kind: Event  # complete | retry | fail | release
     delay_ms: int
     fields: Sequence[str | bytes]  # names and values, for the record
     # from the job's spec, as its claim handed it over: finish.lua then needs not read it
     ttl_s: int
     calls_back: bool
     max_attempts: int
+    # complete, its result uploaded in chunks that the finish adopts (sent as kind "chunked")
+    chunked: bool = False
 
 
 def _finish_calls(outcomes: Sequence[Outcome]) -> Iterator[Sequence[Outcome]]:
@@ -366,7 +375,8 @@ class Store:
             ids = msgpack.packb([o.id for o in batch], use_bin_type=False)  # see post
             flat: list[Arg] = []
             for o in batch:
-                flat += (str(o.attempt), o.kind, o.delay_ms, o.ttl_s, int(o.calls_back))
+                kind = "chunked" if o.chunked else o.kind  # see finish.lua
+                flat += (str(o.attempt), kind, o.delay_ms, o.ttl_s, int(o.calls_back))
                 flat += (o.max_attempts, len(o.fields), *o.fields)
             stream = _values(flat)
             verdicts = await self._run("finish", [worker_id, ids, stream])  # b"1101..."

@@ -26,6 +26,7 @@ from aqueue import (
 from aqueue._codec import encode
 from aqueue._redis.records import new_job_fields
 from aqueue._redis.store import NewJobs
+from aqueue._states import Event
 from aqueue.config import ClientConfig
 from aqueue.testing import RedisServer
 
@@ -188,9 +189,9 @@ async def test_an_outcome_sent_again_after_a_lost_reply_is_not_called_refused(
     done, failed, retried = await client.post_many(range(3), functions=["f"])
     [a, b, c] = (await client.store.claim("worker-1", 60_000, 3, ["f"])).jobs
     outcomes = [
-        a.outcome("complete", 0, ["result", encode(1)]),
-        b.outcome("fail", 0, ["err_type", "ValueError"]),
-        c.outcome("retry", 0, ["err_type", "ValueError"]),
+        a.outcome(Event.COMPLETE, 0, ["result", encode(1)]),
+        b.outcome(Event.FAIL, 0, ["err_type", "ValueError"]),
+        c.outcome(Event.RETRY, 0, ["err_type", "ValueError"]),
     ]
     assert await client.store.finish("worker-1", outcomes) == [True, True, True]
     # the complete and the failure are recognised; a retry's job waits again, and a retry
@@ -214,12 +215,12 @@ async def test_one_finish_records_outcomes_of_every_shape_each_on_its_own_job(
     big = "x" * 100_000
     many = [item for k in range(20) for item in (f"extra_{k}", str(k))]
     outcomes = [
-        first.outcome("complete", 0, ["result", encode("first"), "short", big]),
-        released.outcome("release"),
-        wide.outcome("fail", 0, ["err_type", "ValueError", "err_msg", "wide", *many]),
-        later.outcome("retry", 60_000, ["err_type", "ValueError", "err_msg", "later"]),
-        replace(stale.outcome("complete", 0, ["result", encode("stale")]), attempt=2),
-        last.outcome("complete", 0, ["result", encode("last")]),
+        first.outcome(Event.COMPLETE, 0, ["result", encode("first"), "short", big]),
+        released.outcome(Event.RELEASE),
+        wide.outcome(Event.FAIL, 0, ["err_type", "ValueError", "err_msg", "wide", *many]),
+        later.outcome(Event.RETRY, 60_000, ["err_type", "ValueError", "err_msg", "later"]),
+        replace(stale.outcome(Event.COMPLETE, 0, ["result", encode("stale")]), attempt=2),
+        last.outcome(Event.COMPLETE, 0, ["result", encode("last")]),
     ]
     assert await client.store.finish("worker-1", outcomes) == [True] * 4 + [False, True]
     done = await client.get_job(ids[0])
@@ -239,9 +240,9 @@ async def test_outcomes_are_counted_for_all_time_and_in_ten_second_buckets_that_
 ) -> None:
     ids = await client.post_many(range(3), functions=["f"])
     jobs = {job.id: job for job in (await client.store.claim("worker-1", 60_000, 3, ["f"])).jobs}
-    await client.store.finish("worker-1", [jobs[ids[0]].outcome("complete")])
+    await client.store.finish("worker-1", [jobs[ids[0]].outcome(Event.COMPLETE)])
     await client.store.finish(
-        "worker-1", [jobs[ids[1]].outcome("complete"), jobs[ids[2]].outcome("fail", 0, [])]
+        "worker-1", [jobs[ids[1]].outcome(Event.COMPLETE), jobs[ids[2]].outcome(Event.FAIL, 0, [])]
     )
     snapshot = await client.store.snapshot()
     assert snapshot["totals"] == {"posted": 3, "complete": 2, "failed": 1}
@@ -286,7 +287,7 @@ async def test_jobs_queued_by_an_older_version_are_read_retried_and_cancelled(
     assert (job.status, job.functions, job.posted_at) == (JobStatus.QUEUED, ("f",), posted[retried])
     [claimed] = (await client.store.claim("worker-1", 60_000, 1, ["f"])).jobs
     assert claimed.id == retried
-    assert await client.store.finish("worker-1", [claimed.outcome("retry", 0, [])]) == [True]
+    assert await client.store.finish("worker-1", [claimed.outcome(Event.RETRY, 0, [])]) == [True]
     # back on its lane, ahead of the later job, as its score says
     assert [j.id for j in (await client.store.claim("worker-1", 60_000, 1, ["f"])).jobs] == [
         retried

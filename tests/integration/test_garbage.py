@@ -14,6 +14,7 @@ from aqueue._http.service import HttpConfig
 from aqueue._output import QueueStatus
 from aqueue._redis.records import SpecShape
 from aqueue._services.reaper import reap_once
+from aqueue._states import Event
 from aqueue.testing import RedisServer, running_worker
 from tests.integration.test_http import serving
 
@@ -140,7 +141,7 @@ async def test_garbage_counters_refuse_no_post_and_no_outcome(client: Client) ->
     second = await client.post(2, functions=["echo"])
     claim = await client.store.claim("w", 60_000, 2, ["echo"])
     assert [job.id for job in claim.jobs] == [first, second]  # still in post order
-    outcomes = [job.outcome("complete", 0, ["result", b"\x01\x00"]) for job in claim.jobs]
+    outcomes = [job.outcome(Event.COMPLETE, 0, ["result", b"\x01\x00"]) for job in claim.jobs]
     assert await client.store.finish("w", outcomes) == [True, True]
     assert await client.store.redis.hget(keys.stats, "complete") == b"2"  # started again
     assert (await client.get_job(second)).status == "complete"

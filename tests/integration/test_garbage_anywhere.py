@@ -20,6 +20,7 @@ from aqueue._output import QueueStatus
 from aqueue._redis.keys import Keys
 from aqueue._redis.server import free_port
 from aqueue._services.callbacks import CallbackConfig
+from aqueue._states import Event
 from aqueue.testing import RedisServer, running_worker
 
 # values that look almost right to a parser, and values that look like nothing
@@ -140,7 +141,7 @@ async def setup_jobs(client: Client) -> dict[str, str]:
     assert len((await store.claim("gone-alone", 1, 1, ["echo"])).jobs) == 1
     jobs["complete"] = await client.post("done", functions=["echo"])
     [claimed] = (await store.claim("done-worker", 60_000, 1, ["echo"])).jobs
-    done = claimed.outcome("complete", 0, ["result", b"\x01\xa1x"])
+    done = claimed.outcome(Event.COMPLETE, 0, ["result", b"\x01\xa1x"])
     assert await store.finish("done-worker", [done]) == [True]
     jobs["lapsed"] = await client.post("l", functions=["echo"])
     jobs["lapsed_too"] = await client.post("l2", functions=["echo"])

@@ -13,6 +13,7 @@ import pytest
 from aqueue import Client, ClientConfig, Context, JobStatus, Listeners, MessageError, TooManyLanes
 from aqueue._codec import decode
 from aqueue._http.service import HttpConfig
+from aqueue._states import Event
 from aqueue.testing import RedisServer, running_worker
 from benchmarks.redis_cost import dump, post_to_lanes, start_under_callgrind
 from tests.integration.test_http import serving
@@ -220,7 +221,7 @@ async def test_a_lane_emptied_and_filled_again_by_a_retry_is_claimed_again(clien
     assert set(jobs) == {first, other}
     # a claim over several lanes unlists those it emptied
     assert await client.store.redis.scard(client.store.keys.lanes) == 0
-    assert await client.store.finish("w", [jobs[first].outcome("retry")]) == [True]
+    assert await client.store.finish("w", [jobs[first].outcome(Event.RETRY)]) == [True]
     [again] = (await client.store.claim("w", LEASE_MS, 10, ["f", "g"])).jobs
     assert (again.id, again.attempt) == (first, 2)
 

@@ -30,6 +30,7 @@ from aqueue._ops.cli import _load, _parser
 from aqueue._ops.settings import resolve
 from aqueue._redis.results import CHUNK_BYTES
 from aqueue._redis.store import Outcome
+from aqueue._states import Event
 from aqueue.config import WorkerConfig
 from aqueue.testing import RedisServer, running_worker
 
@@ -146,7 +147,9 @@ async def test_a_refused_outcome_deletes_its_upload_and_an_expired_record_its_ch
         # An attempt that no longer holds its job (its lease lapsed): its chunks go
         upload = store.keys.upload("0" * 32, "ab")
         assert await store.upload_chunks(upload, [b"x" * 10, b"y" * 10], 60_000) == 2
-        stale = Outcome("0" * 32, 1, "chunked", 0, ["result", b"\x02", "blob", "ab"], 60, False, 1)
+        stale = Outcome(
+            "0" * 32, 1, Event.COMPLETE, 0, ["result", b"\x02", "blob", "ab"], 60, False, 1, True
+        )
         assert await store.finish("no-such-worker", [stale]) == [False]
         assert not await redis.exists(upload)
         # A completed one's go with its record, when it expires

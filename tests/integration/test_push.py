@@ -11,6 +11,7 @@ import msgpack
 
 from aqueue import Client, JobStatus
 from aqueue._redis.store import Claimed, Subscription, claimed_rows
+from aqueue._states import Event
 
 LEASE_MS = 60_000
 
@@ -46,7 +47,7 @@ async def test_a_post_hands_the_job_to_a_waiting_worker_leased_to_it(client: Cli
     assert (record.status, record.attempt, record.worker) == (JobStatus.ACTIVE, 1, "gpu-1")
     assert await client.store.redis.zscore(client.store.keys.active, job_id) is not None
     # the worker's outcome is fenced and recorded exactly as after a claim
-    [accepted] = await client.store.finish("gpu-1", [job.outcome("complete")])
+    [accepted] = await client.store.finish("gpu-1", [job.outcome(Event.COMPLETE)])
     assert accepted and (await client.get_job(job_id)).status is JobStatus.COMPLETE
 
 

@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from aqueue import Client, JobNotFound, JobStatus
+from aqueue._states import Event
 from aqueue.testing import RedisServer
 
 
@@ -126,7 +127,7 @@ async def test_a_small_queue_keeps_its_specs_in_a_hashtable_through_expiry_and_p
     assert await redis.object("encoding", store.keys.spec) == b"hashtable"
     [claimed] = (await store.claim("w", 60_000, 1, ["f"])).jobs
     assert claimed.id == job_id  # the placeholder is never handed out
-    assert await store.finish("w", [claimed.outcome("complete")]) == [True]
+    assert await store.finish("w", [claimed.outcome(Event.COMPLETE)]) == [True]
     await redis.zadd(store.keys.expiring, {job_id: 0})  # its record's time is up
     assert (await store.reap(100))[3] == 1
     assert await redis.hlen(store.keys.spec) == 1  # the placeholder alone
@@ -143,8 +144,8 @@ async def test_records_of_one_finish_expire_together_but_a_requeued_one_stays(
     store, redis = client.store, client.store.redis
     ids = await client.post_many(range(4), functions=["f"], ttl=60)
     jobs = {job.id: job for job in (await store.claim("w", 60_000, 4, ["f"])).jobs}
-    outcomes = [jobs[ids[0]].outcome("complete"), jobs[ids[1]].outcome("fail", 0, [])]
-    outcomes += [jobs[job_id].outcome("complete") for job_id in ids[2:]]
+    outcomes = [jobs[ids[0]].outcome(Event.COMPLETE), jobs[ids[1]].outcome(Event.FAIL, 0, [])]
+    outcomes += [jobs[job_id].outcome(Event.COMPLETE) for job_id in ids[2:]]
     assert await store.finish("w", outcomes) == [True] * 4
     assert await redis.zcard(store.keys.expiries) == 1  # one group for the call
     await redis.zadd(store.keys.expiring, {ids[1]: 0})  # as an older version kept it, too
@@ -168,7 +169,7 @@ async def test_the_sweep_of_expired_records_stops_at_its_limit_and_the_next_goes
     ids = await client.post_many(range(40), functions=["f"], ttl=60)
     jobs = (await store.claim("w", 60_000, 40, ["f"])).jobs
     for job in jobs:  # one finish call each: 40 groups of one
-        assert await store.finish("w", [job.outcome("complete")]) == [True]
+        assert await store.finish("w", [job.outcome(Event.COMPLETE)]) == [True]
     groups = cast(list[bytes], await redis.zrange(store.keys.expiries, 0, -1))
     await redis.zadd(store.keys.expiries, dict.fromkeys(groups, 0))  # all due now
     assert (await store.reap(25))[3] == 25

@@ -9,6 +9,7 @@ import anyio
 
 from aqueue import Client, Context, JobStatus, Listeners
 from aqueue._redis.store import Store
+from aqueue._states import Event
 from aqueue.testing import RedisServer, run_until_idle
 
 
@@ -38,7 +39,7 @@ async def test_jobs_lost_together_cost_no_attempt_and_then_run_alone_one_at_a_ti
     claim = await store.claim("v", 60_000, 10, ["f"])
     assert [j.id for j in claim.jobs] == [beside]  # a suspect is never claimed with others
     assert claim.suspects  # and the worker is told to drain for them
-    assert await store.finish("v", [claim.jobs[0].outcome("complete")]) == [True]
+    assert await store.finish("v", [claim.jobs[0].outcome(Event.COMPLETE)]) == [True]
 
     first = await store.claim_alone("v", 60_000, ["f"])
     [alone] = first.jobs
@@ -52,7 +53,7 @@ async def test_jobs_lost_together_cost_no_attempt_and_then_run_alone_one_at_a_ti
     for job_id, more in ((ids[1], True), (ids[2], False)):
         claim = await store.claim_alone("v", 60_000, ["f"])
         assert [j.id for j in claim.jobs] == [job_id] and claim.suspects is more
-        assert await store.finish("v", [claim.jobs[0].outcome("complete")]) == [True]
+        assert await store.finish("v", [claim.jobs[0].outcome(Event.COMPLETE)]) == [True]
         assert (await client.get_job(job_id)).status is JobStatus.COMPLETE
     assert (await store.claim_alone("v", 60_000, ["f"])).jobs == []
     assert not await store.redis.exists(store.keys.suspects)
@@ -71,7 +72,7 @@ async def test_a_job_lost_alone_is_counted_and_runs_alone_until_its_budget_is_sp
     await client.post_many(range(3), functions=["f"])
     claim = await store.claim("v", 60_000, 10, ["f"])
     assert job_id not in {j.id for j in claim.jobs} and claim.suspects
-    await store.finish("v", [j.outcome("complete") for j in claim.jobs])
+    await store.finish("v", [j.outcome(Event.COMPLETE) for j in claim.jobs])
     [alone] = (await store.claim_alone("v", 60_000, ["f"])).jobs
     assert (alone.id, alone.attempt, alone.released) == (job_id, 2, 0)
     assert await _lapse(store, job_id) == (0, 1, 0, 0)  # two attempts lost, both counted
@@ -95,7 +96,7 @@ async def test_what_a_worker_holds_is_its_heartbeat_s_count_plus_its_claims_sinc
 
     done, lone = await client.post_many(["done", "lone"], functions=["f"], retry=0)
     [finished, kept] = (await store.claim("v", 60_000, 2, ["f"])).jobs
-    assert await store.finish("v", [finished.outcome("complete")]) == [True]
+    assert await store.finish("v", [finished.outcome(Event.COMPLETE)]) == [True]
     await store.heartbeat("v", 60_000, b"\x80", [(kept.id, kept.attempt)])  # holds one now
     assert await _lapse(store, kept.id) == (0, 1, 0, 0)  # alone: blamed, and dead
     assert (await client.get_job(kept.id)).status is JobStatus.DEAD
@@ -110,11 +111,11 @@ async def test_a_suspect_handed_back_runs_alone_again_and_one_that_ends_is_clear
     await store.claim("w", 60_000, 2, ["f"])
     await _lapse(store, *ids)
     [alone] = (await store.claim_alone("v", 60_000, ["f"])).jobs
-    assert await store.finish("v", [alone.outcome("release")]) == [True]  # shutdown
+    assert await store.finish("v", [alone.outcome(Event.RELEASE)]) == [True]  # shutdown
     assert (await store.claim("v", 60_000, 10, ["f"])).jobs == []  # still a suspect
     [again] = (await store.claim_alone("v", 60_000, ["f"])).jobs
     assert (again.id, again.attempt, again.released) == (alone.id, 3, 2)
-    assert await store.finish("v", [again.outcome("retry")]) == [True]  # it ended: cleared
+    assert await store.finish("v", [again.outcome(Event.RETRY)]) == [True]  # it ended: cleared
     [retried] = (await store.claim("v", 60_000, 10, ["f"])).jobs
     assert retried.id == alone.id
 
@@ -187,4 +188,4 @@ async def test_suspect_keys_of_the_wrong_type_cost_no_claim(client: Client) -> N
     job_id = await client.post("x", functions=["f"])
     claim = await store.claim("w", 60_000, 10, ["f"])
     assert [j.id for j in claim.jobs] == [job_id] and not claim.suspects
-    assert await store.finish("w", [claim.jobs[0].outcome("complete")]) == [True]
+    assert await store.finish("w", [claim.jobs[0].outcome(Event.COMPLETE)]) == [True]

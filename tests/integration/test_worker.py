@@ -694,7 +694,7 @@ async def test_a_late_word_that_an_attempt_is_lost_spares_the_job_s_next_attempt
         job_id = await client.post(None, functions=["flaky"], retry=1)
         with anyio.fail_after(10):
             await second_started.wait()
-        w._lose(job_id, 1)  # the heartbeat's late reply, about attempt 1
+        w._held.lose(job_id, 1)  # the heartbeat's late reply, about attempt 1
         release.set()
         assert await client.block_until_result(job_id, timeout=10) == "second"
     job = await client.get_job(job_id)

@@ -37,6 +37,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "aqueue._redis.keys",
             "aqueue._redis.records",
             "aqueue._worker.prefetch",
+            "aqueue._worker.capacity",
+            "aqueue._worker.outcomes",
         ),
     ),
 ]

@@ -165,7 +165,7 @@ def test_a_retry_delay_must_be_a_number_of_seconds_up_to_ten_years(delay: object
 
 def test_outcomes_go_in_calls_cut_by_count_and_by_bytes_never_empty() -> None:
     def outcome(size: int) -> Outcome:
-        return Outcome("id", 1, "complete", 0, ["result", b"x" * size], 60, False, 1)
+        return Outcome("id", 1, Event.COMPLETE, 0, ["result", b"x" * size], 60, False, 1)
 
     def sizes(outcomes: list[Outcome]) -> list[int]:
         return [len(call) for call in _finish_calls(outcomes)]

@@ -1,0 +1,177 @@
+"""How an attempt ended, from what its listeners returned or raised: its outcome for finish.lua.
+
+Pure: the worker's shell runs the listeners, and uploads a result too large for its job's record
+(`Upload`, then `uploaded`); this module only decides. An outcome is typed by the lifecycle's
+`Event` (`aqueue/_states.py`): complete, retry, fail, or release (handed back, no attempt used).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, cast
+
+from aqueue._redis.records import retry_policy
+from aqueue._states import Event
+from aqueue.errors import ConfigError, MessageError, Retry
+from aqueue.job import Output
+from aqueue.retry import DEFAULT_POLICY
+
+log = logging.getLogger(__name__)
+
+TRACEBACK_LIMIT = 64 * 1024  # characters of a traceback kept, its end
+MESSAGE_LIMIT = 8192  # characters of an error's message kept
+RESULT_REMEDY = (
+    "raise the worker's max_result_bytes (--max-result-bytes, AQUEUE_MAX_RESULT_BYTES), "
+    "or store it elsewhere and return a reference"
+)
+
+Ended = TypeVar("Ended", covariant=True)  # what `outcome` makes (store.Outcome)
+Pieces = Sequence[bytes | memoryview]
+# a result's envelope: (value, most bytes, remedy) -> its size and pieces, or MessageError
+# when over the most (aqueue/_redis/results.py's envelope)
+Envelope = Callable[[Any, int, str], tuple[int, Pieces]]
+
+
+class Attempt(Protocol[Ended]):
+    """What an outcome needs of the job it ends (`aqueue._redis.store.Claimed`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def released(self) -> int: ...
+    @property
+    def retry(self) -> bytes: ...
+
+    def outcome(
+        self,
+        kind: Event,
+        delay_ms: int = 0,
+        fields: Sequence[str | bytes] = (),
+        *,
+        chunked: bool = False,
+    ) -> Ended: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A result too large for its job's record: it goes up in chunks first, then `uploaded`."""
+
+    size: int
+    pieces: Pieces
+    short: str | None
+
+
+class Outcomes:
+    """The outcomes of one worker's attempts."""
+
+    def __init__(
+        self, queue: str, envelope: Envelope, max_result_bytes: int, record_bytes: int
+    ) -> None:
+        self.queue = queue
+        self.envelope = envelope
+        self.max_result_bytes = max_result_bytes
+        self.record_bytes = record_bytes  # a result up to this size goes in the record itself
+
+    def returned(self, job: Attempt[Ended], value: Any) -> Ended | Upload:
+        """The listeners returned `value`: complete, unless it cannot be stored (then fail)."""
+        if isinstance(value, Output):
+            result, short = value.result, value.short
+        elif isinstance(value, str):
+            result, short = value, value
+        else:
+            result, short = value, None
+        try:
+            size, pieces = self.envelope(result, self.max_result_bytes, RESULT_REMEDY)
+            if short is not None and not isinstance(short, str):
+                raise MessageError(f"short result must be a str, got {type(short).__name__}")
+            if short is not None and short != printable(short):
+                raise MessageError(f"short result {short!r} is not valid Unicode text")
+        except MessageError as exc:
+            return self.failed(job, exc, retryable=False)
+        if size > self.record_bytes:
+            return Upload(size, pieces, short)
+        fields: list[str | bytes] = ["result", cast(bytes, pieces[0])]  # one: see envelope
+        if short is not None:
+            fields += ["short", short]
+        return job.outcome(Event.COMPLETE, 0, fields)
+
+    def uploaded(self, job: Attempt[Ended], fields: list[str | bytes], short: str | None) -> Ended:
+        """Complete, its result in the chunks an upload stored (`fields` refer to them)."""
+        if short is not None:
+            fields = [*fields, "short", short]
+        return job.outcome(Event.COMPLETE, 0, fields, chunked=True)
+
+    def raised(
+        self, job: Attempt[Ended], exc: BaseException, retry_on: tuple[type[BaseException], ...]
+    ) -> Ended:
+        """A listener raised `exc`: retried if it asked (`Retry`) or its `retry_on` says so;
+        failed otherwise (and always for what is no Exception: SystemExit, say)."""
+        if isinstance(exc, Retry):
+            return self.failed(job, exc, retryable=True, delay=exc.delay)
+        retryable = isinstance(exc, Exception) and isinstance(exc, retry_on)
+        return self.failed(job, exc, retryable=retryable)
+
+    def failed(
+        self,
+        job: Attempt[Ended],
+        exc: BaseException,
+        *,
+        retryable: bool,
+        delay: float | None = None,
+    ) -> Ended:
+        """The attempt failed with `exc`: retried after `delay` (None: as the job's retry
+        policy says), or failed for good."""
+        kind = type(exc)
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else (f"{kind.__module__}.{kind.__qualname__}")
+        )
+        message = message_of(exc)
+        fields: list[str | bytes] = [
+            "err_type", printable(name),
+            "err_msg", printable(message[:MESSAGE_LIMIT]),
+            "err_tb", printable("".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:]),
+        ]  # fmt: skip
+        log.warning(
+            "job %s attempt %d failed: %s: %s",
+            job.id,
+            job.attempt,
+            name,
+            message[:MESSAGE_LIMIT],
+            extra={"job_id": job.id, "queue": self.queue},
+        )
+        if not retryable:
+            return job.outcome(Event.FAIL, 0, fields)
+        if delay is None:
+            try:
+                policy = retry_policy(job.retry, job.max_attempts)
+            except ConfigError:  # posted by an older build, which let a bad policy through
+                policy = DEFAULT_POLICY
+            delay = policy.delay_before(job.attempt - job.released)
+        return job.outcome(Event.RETRY, int(delay * 1000), fields)
+
+    def handed_back(self, job: Attempt[Ended]) -> Ended:
+        """The worker gives the job back unrun or unfinished (it stops): no attempt used."""
+        log.info("handing back job %s", job.id, extra={"job_id": job.id})
+        return job.outcome(Event.RELEASE)
+
+
+def message_of(exc: BaseException) -> str:
+    """An error's text, even when its own __str__ fails (that must not fail the worker)."""
+    try:
+        return str(exc)
+    except Exception as failure:
+        return f"<str() of the error failed: {type(failure).__name__}>"
+
+
+def printable(text: str) -> str:
+    """`text` as it can be stored: a lone surrogate (from a bad decode, say) as its escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
