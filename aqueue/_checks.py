@@ -1,7 +1,9 @@
-"""Checks of the numbers callers hand over, with errors that name the option.
+"""The limits of what callers hand over (ranges, lengths, name patterns), and checks of the
+numbers among them, with errors that name the option.
 
 A NaN, an infinity or a huge value would otherwise get past a `< 0` test and fail later, as
-a bare ValueError or OverflowError where it is turned into milliseconds, or in Redis.
+a bare ValueError or OverflowError where it is turned into milliseconds, or in Redis. Every
+face (Python, HTTP and its OpenAPI schema, the command line, TOML) takes its limits from here.
 """
 
 from __future__ import annotations
@@ -9,6 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from aqueue.errors import TEN_YEARS, ConfigError, MessageError
+
+# Names and texts, as Redis keys and the HTTP routes take them.
+QUEUE_NAME = r"^[A-Za-z0-9_.\-]{1,100}$"
+LISTENER_NAME = r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$"
+MOST_JOB_ID_CHARS = 200
+MOST_KEY_CHARS = 500  # an idempotency key, or the key of stored data
+
+# The latest time a post may name: 9999-12-31T23:59:59Z, the last a datetime can say.
+MOST_EPOCH = 253402300799.0
 
 
 def is_number(value: Any) -> bool:

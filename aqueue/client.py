@@ -15,16 +15,16 @@ import os
 import uuid
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import anyio
 import msgpack
 from anyio.streams.memory import MemoryObjectSendStream
 
 from aqueue import _codec
-from aqueue._checks import is_number, seconds
+from aqueue._checks import MOST_JOB_ID_CHARS, MOST_KEY_CHARS, is_number, seconds
+from aqueue._options import PostKwargs, post_options
 from aqueue._redis.backoff import follow
 from aqueue._redis.coalesce import Coalescer
 from aqueue._redis.connection import open_store
@@ -44,7 +44,6 @@ from aqueue.errors import (
     ResultTimeout,
 )
 from aqueue.job import TERMINAL, Job, JobEvent, JobStatus, Progress
-from aqueue.retry import DEFAULT_POLICY, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -141,21 +140,7 @@ class Client:
 
     # -- posting -------------------------------------------------------------------------
 
-    async def post(
-        self,
-        msg: Any,
-        *,
-        functions: Sequence[str] | None = None,
-        callback: str | None = None,
-        callback_method: str = "GET",
-        priority: int = 0,
-        delay: float | None = None,
-        at: datetime | float | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | int | None = None,
-        key: str | None = None,
-        ttl: float | None = None,
-    ) -> str:
+    async def post(self, msg: Any, *, key: str | None = None, **options: Unpack[PostKwargs]) -> str:
         """Enqueue `msg`; returns the job's id at once.
 
         `functions`: the listeners to run, in order (None: every listener of the worker);
@@ -166,36 +151,17 @@ class Client:
         `timeout`: seconds each attempt may run; `retry`: a RetryPolicy or a number of retries;
         `key`: idempotency key, a second post with it returns the first job's id;
         `ttl`: seconds the finished job and its result are kept.
+        (All of them: aqueue/_options.py.)
         """
-        [job_id] = await self.post_many(
-            [msg],
-            functions=functions,
-            callback=callback,
-            callback_method=callback_method,
-            priority=priority,
-            delay=delay,
-            at=at,
-            timeout=timeout,
-            retry=retry,
-            keys=None if key is None else [key],
-            ttl=ttl,
-        )
+        [job_id] = await self.post_many([msg], keys=None if key is None else [key], **options)
         return job_id
 
     async def post_many(
         self,
         msgs: Iterable[Any],
         *,
-        functions: Sequence[str] | None = None,
-        callback: str | None = None,
-        callback_method: str = "GET",
-        priority: int = 0,
-        delay: float | None = None,
-        at: datetime | float | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | int | None = None,
         keys: Sequence[str] | None = None,
-        ttl: float | None = None,
+        **options: Unpack[PostKwargs],
     ) -> list[str]:
         """Enqueue many messages with the same options in one round trip; their ids in order.
 
@@ -208,20 +174,17 @@ class Client:
         watched_in = self._epoch if len(messages) == 1 and self._listening() else None
         if keys is not None and len(keys) != len(messages):
             raise MessageError(f"keys has {len(keys)} entries for {len(messages)} messages")
-        if isinstance(retry, RetryPolicy):
-            policy = retry
-        else:
-            policy = DEFAULT_POLICY if retry is None else RetryPolicy(retries=retry)
+        checked = post_options(options)
+        ttl = self.config.result_ttl if checked.ttl is None else checked.ttl
         common, signature, shape = remembered_job_fields(
-            functions=functions,
-            callback=callback,
-            callback_method=callback_method,
-            priority=priority,
-            timeout=timeout,
-            retry=policy,
-            ttl=self.config.result_ttl if ttl is None else ttl,
+            functions=checked.functions,
+            callback=checked.callback,
+            callback_method=checked.callback_method,
+            priority=checked.priority,
+            timeout=checked.timeout,
+            retry=checked.policy,
+            ttl=ttl,
         )
-        delay_ms, at_ms = _when(delay, at)
         jobs = []
         total = 0
         for i, msg in enumerate(messages):
@@ -236,9 +199,10 @@ class Client:
             key = "" if keys is None else _check_key(keys[i])
             # as random as uuid4, without the UUID object
             jobs.append((os.urandom(16).hex(), key, shape.pack(encoded)))
-        key_ttl_ms = int(1000 * (self.config.result_ttl if ttl is None else ttl))
+        key_ttl_ms = int(1000 * ttl)
         new = NewJobs(
-            signature, priority, delay_ms, at_ms, watched_in is not None, common, jobs,
+            signature, checked.priority, checked.delay_ms, checked.at_ms, watched_in is not None,
+            common, jobs,
             self.config.max_unserved_lanes,
         )  # fmt: skip
         if self._posts is None:
@@ -636,28 +600,12 @@ def _log_crash(task: asyncio.Task[None]) -> None:
         log.error("result subscription failed", exc_info=task.exception())
 
 
-def _when(delay: float | None, at: datetime | float | None) -> tuple[int, int]:
-    if delay is not None and at is not None:
-        raise MessageError("give delay or at, not both")
-    if delay is not None:
-        return int(seconds("delay", delay) * 1000), 0
-    if at is None:
-        return 0, 0
-    if isinstance(at, datetime):
-        if at.tzinfo is None:
-            raise MessageError("at must be a timezone-aware datetime (naive times are ambiguous)")
-        return 0, int(at.timestamp() * 1000)
-    if not is_number(at) or not 0 < at < 1e13:  # NaN and infinity too
-        raise MessageError(f"at must be an aware datetime or epoch seconds, got {at!r}")
-    return 0, int(at * 1000)
-
-
 def _check_id(job_id: str) -> str:
-    return _check_text("job id", job_id, 200)
+    return _check_text("job id", job_id, MOST_JOB_ID_CHARS)
 
 
 def _check_key(key: str) -> str:
-    return _check_text("key", key, 500)
+    return _check_text("key", key, MOST_KEY_CHARS)
 
 
 def _check_text(name: str, text: str, most: int) -> str:

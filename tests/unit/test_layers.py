@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "aqueue._states",
             "aqueue._codec",
             "aqueue._checks",
+            "aqueue._options",
             "aqueue._diagram",
             "aqueue._redis.keys",
             "aqueue._redis.records",
