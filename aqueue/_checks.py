@@ -43,6 +43,30 @@ def seconds(
     return float(value)
 
 
+def check_job_id(job_id: str) -> str:
+    return check_text("job id", job_id, MOST_JOB_ID_CHARS)
+
+
+def check_key(key: str) -> str:
+    """An idempotency key, or the key of stored data."""
+    return check_text("key", key, MOST_KEY_CHARS)
+
+
+def check_text(name: str, text: Any, most: int) -> str:
+    """Text Redis takes as a key or value: `name` must be 1 to `most` characters of it."""
+    if not isinstance(text, str) or not text or len(text) > most:
+        raise MessageError(
+            f"{name} must be a non-empty string of at most {most} characters, got {text!r}"
+        )
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise MessageError(
+            f"{name} {text!r} is not valid Unicode text (a lone surrogate?)"
+        ) from None
+    return text
+
+
 # The range of every whole-number setting and option, wherever it is given: WorkerConfig,
 # ClientConfig, CallbackConfig, RetryPolicy, a post, TOML, AQUEUE_* and the command line.
 # Past the top is a slip (an extra zero, a 10**18), never a wish: a worker would spend all

@@ -237,7 +237,7 @@ class _State:
                     # Dropped, not closed: whoever still uses it (an event stream) goes on,
                     # and it leaves the shared subscription when its last one ends.
                     _, oldest = self.clients.popitem(last=False)
-                    oldest._leave_if_idle()
+                    oldest._events.leave_if_idle()
             else:
                 self.clients.move_to_end(queue)
         return client

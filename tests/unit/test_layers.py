@@ -21,7 +21,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("process edge", ("aqueue._ops",)),
     ("worker", ("aqueue._worker",)),
     ("services", ("aqueue._services", "aqueue._http")),
-    ("client", ("aqueue.client", "aqueue.sync", "aqueue.listeners", "aqueue._output")),
+    (
+        "client",
+        ("aqueue.client", "aqueue._client", "aqueue.sync", "aqueue.listeners", "aqueue._output"),
+    ),
     ("redis", ("aqueue._redis",)),
     (
         "pure core",

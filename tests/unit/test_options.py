@@ -14,12 +14,12 @@ from typing import Any, get_type_hints
 import pytest
 
 from aqueue import Client, MessageError, RetryPolicy, SyncClient
+from aqueue._checks import MOST_JOB_ID_CHARS, check_job_id, check_key
 from aqueue._http.jobs import _POST_FIELDS, _post_options
 from aqueue._http.openapi import openapi_spec
 from aqueue._ops import cli
 from aqueue._options import OPTIONS, Option, PostKwargs, PostOptions, post_options
 from aqueue._redis import records
-from aqueue.client import _check_key
 from aqueue.listeners import Context, SyncContext
 
 SHARED = [o for o in OPTIONS if o.shared]
@@ -111,14 +111,14 @@ def _python(option: Option, value: Any) -> None:
     if option.shared:
         post_options({option.name: value})
     else:
-        _check_key(value)
+        check_key(value)
 
 
 def _http(option: Option, value: Any) -> None:
     _, _, key, options = _post_options({"msg": 1, option.name: value})
     post_options(options)  # what the client then checks
     if key is not None:
-        _check_key(key)
+        check_key(key)
 
 
 def _command_line(option: Option, value: Any) -> None:
@@ -225,3 +225,20 @@ def test_a_bad_option_is_refused_naming_it(options: dict[str, Any], complaint: s
 def test_an_unknown_option_is_a_type_error_as_for_any_call() -> None:
     with pytest.raises(TypeError, match="tries"):
         post_options({"tries": 2})
+
+
+@pytest.mark.parametrize(
+    ("check", "text", "complaint"),
+    [
+        (check_job_id, "j" * (MOST_JOB_ID_CHARS + 1), "at most 200 characters"),
+        (check_job_id, 7, "job id must be a non-empty string"),
+        (check_key, "", "key must be a non-empty string"),
+        (check_key, "\udc80", "lone surrogate"),
+    ],
+)
+def test_ids_and_keys_are_texts_of_bounded_length(
+    check: Callable[[Any], str], text: Any, complaint: str
+) -> None:
+    with pytest.raises(MessageError, match=complaint):
+        check(text)
+    assert check("j" * MOST_JOB_ID_CHARS) == "j" * MOST_JOB_ID_CHARS
