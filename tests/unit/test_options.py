@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, get_type_hints
 
 import pytest
@@ -242,3 +244,9 @@ def test_ids_and_keys_are_texts_of_bounded_length(
     with pytest.raises(MessageError, match=complaint):
         check(text)
     assert check("j" * MOST_JOB_ID_CHARS) == "j" * MOST_JOB_ID_CHARS
+
+
+def test_the_readme_s_client_table_names_every_option() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    [row] = re.findall(r"^\| `post\(msg, \*, ([^)]*)\)` \|", readme, re.MULTILINE)
+    assert row.split(", ") == [KEY.name, *(o.name for o in SHARED)]
