@@ -18,6 +18,10 @@ LISTENER_NAME = r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$"
 MOST_JOB_ID_CHARS = 200
 MOST_KEY_CHARS = 500  # an idempotency key, or the key of stored data
 
+# What one GET /queues/{name}/dead-letters may ask for: a page of at most 1000 jobs.
+DEAD_LETTER_OFFSETS = (0, 10**9)
+DEAD_LETTER_PAGE = (1, 1000)
+
 # The latest time a post may name: 9999-12-31T23:59:59Z, the last a datetime can say.
 MOST_EPOCH = 253402300799.0
 

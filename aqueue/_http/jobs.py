@@ -12,6 +12,7 @@ import anyio
 import msgpack
 from aiohttp import web
 
+from aqueue._checks import DEAD_LETTER_OFFSETS, DEAD_LETTER_PAGE, MOST_JOB_ID_CHARS
 from aqueue._http.base import (
     _TYPES,
     STATE,
@@ -178,7 +179,7 @@ async def _job_client(request: web.Request) -> tuple[Client, str]:
     queue = request.query.get("queue", state.config.queue)
     job_id = request.match_info["id"]
     client = await state.client(queue)
-    if not job_id or len(job_id) > 200:  # no job has such an id
+    if not job_id or len(job_id) > MOST_JOB_ID_CHARS:  # no job has such an id
         raise JobNotFound(job_id, queue)
     return client, job_id
 
@@ -320,8 +321,8 @@ def _store(request: web.Request) -> Store:
 
 async def dead_letters(request: web.Request) -> web.Response:
     client = await request.app[STATE].client(request.match_info["name"])
-    offset = _int_param(request, "offset", 0, 0, 10**9)
-    count = _int_param(request, "count", 100, 1, 1000)
+    offset = _int_param(request, "offset", 0, *DEAD_LETTER_OFFSETS)
+    count = _int_param(request, "count", 100, *DEAD_LETTER_PAGE)
     jobs = await client.dead_letters(offset, count)
     return _json({"queue": client.queue, "offset": offset, "jobs": jobs})
 
@@ -342,7 +343,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
 async def requeue(request: web.Request) -> web.Response:
     client = await request.app[STATE].client(request.match_info["name"])
     job_id = request.match_info["id"]
-    if len(job_id) > 200:
+    if len(job_id) > MOST_JOB_ID_CHARS:
         raise JobNotFound(job_id, client.queue)
     before = await client.requeue(job_id)
     return _json({"id": job_id, "queue": client.queue, "status": "queued", "was": before})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from aqueue._checks import QUEUE_NAME
+from aqueue._checks import DEAD_LETTER_OFFSETS, DEAD_LETTER_PAGE, QUEUE_NAME
 from aqueue._options import OPTIONS, Option
 from aqueue.job import JobStatus
 
@@ -40,6 +40,10 @@ _SECONDS = {"type": "number", "minimum": 0}
 _ANY: dict[str, Any] = {
     "description": 'any value; bytes appear as {"base64": ...}; NaN and ±Infinity as strings'
 }
+
+
+def _page(bounds: tuple[int, int]) -> dict[str, Any]:
+    return {"type": "integer", "minimum": bounds[0], "maximum": bounds[1]}
 
 
 _RETRY = next(option for option in OPTIONS if option.name == "retry")
@@ -498,13 +502,13 @@ _PATHS: dict[str, Any] = {
                     "name": "offset",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
+                    "schema": {**_page(DEAD_LETTER_OFFSETS), "default": 0},
                 },
                 {
                     "name": "count",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                    "schema": {**_page(DEAD_LETTER_PAGE), "default": 100},
                 },
             ],
             "responses": _answers(
