@@ -125,7 +125,7 @@ class Client:
 
         `functions`: the listeners to run, in order (None: every listener of the worker);
         `callback`: a URL called when the job ends (MLQ-style GET with success, job_id and
-        short_result added to its query, or with `callback_method="POST"` the JSON record);
+        short_result added to its query; with `callback_method` "POST", the JSON record);
         `priority`: -100..100, higher first;
         `delay` seconds or `at` (an aware datetime or epoch seconds): run no earlier;
         `timeout`: seconds each attempt may run; `retry`: a RetryPolicy or a number of retries;

@@ -250,3 +250,8 @@ def test_the_readme_s_client_table_names_every_option() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     [row] = re.findall(r"^\| `post\(msg, \*, ([^)]*)\)` \|", readme, re.MULTILINE)
     assert row.split(", ") == [KEY.name, *(o.name for o in SHARED)]
+
+
+def test_the_post_docstring_says_what_each_option_does() -> None:
+    unsaid = [o.name for o in OPTIONS if f"`{o.name}`" not in (Client.post.__doc__ or "")]
+    assert unsaid == []
