@@ -1,5 +1,6 @@
 """aqueue: an asyncio-native job queue and worker daemon on Redis, for machine-learning work."""
 
+from aqueue._options import PostKwargs
 from aqueue._worker.worker import Worker
 from aqueue.client import Client
 from aqueue.config import ClientConfig, WorkerConfig
@@ -46,6 +47,7 @@ __all__ = [
     "MessageError",
     "MessageTooLarge",
     "Output",
+    "PostKwargs",
     "Progress",
     "RedisUnavailable",
     "ResultTimeout",

@@ -1,7 +1,9 @@
-"""Checks of the numbers callers hand over, with errors that name the option.
+"""The limits of what callers hand over (ranges, lengths, name patterns), and checks of the
+numbers among them, with errors that name the option.
 
 A NaN, an infinity or a huge value would otherwise get past a `< 0` test and fail later, as
-a bare ValueError or OverflowError where it is turned into milliseconds, or in Redis.
+a bare ValueError or OverflowError where it is turned into milliseconds, or in Redis. Every
+face (Python, HTTP and its OpenAPI schema, the command line, TOML) takes its limits from here.
 """
 
 from __future__ import annotations
@@ -9,6 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from aqueue.errors import TEN_YEARS, ConfigError, MessageError
+
+# Names and texts, as Redis keys and the HTTP routes take them.
+QUEUE_NAME = r"^[A-Za-z0-9_.\-]{1,100}$"
+LISTENER_NAME = r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$"
+MOST_JOB_ID_CHARS = 200
+MOST_KEY_CHARS = 500  # an idempotency key, or the key of stored data
+
+# What one GET /queues/{name}/dead-letters may ask for: a page of at most 1000 jobs.
+DEAD_LETTER_OFFSETS = (0, 10**9)
+DEAD_LETTER_PAGE = (1, 1000)
+
+# The latest time a post may name: 9999-12-31T23:59:59Z, the last a datetime can say.
+MOST_EPOCH = 253402300799.0
 
 
 def is_number(value: Any) -> bool:
@@ -30,6 +45,30 @@ def seconds(
             f"{name} must be a number of seconds from {least:g} to {most:.0f}, got {value!r}"
         )
     return float(value)
+
+
+def check_job_id(job_id: str) -> str:
+    return check_text("job id", job_id, MOST_JOB_ID_CHARS)
+
+
+def check_key(key: str) -> str:
+    """An idempotency key, or the key of stored data."""
+    return check_text("key", key, MOST_KEY_CHARS)
+
+
+def check_text(name: str, text: Any, most: int) -> str:
+    """Text Redis takes as a key or value: `name` must be 1 to `most` characters of it."""
+    if not isinstance(text, str) or not text or len(text) > most:
+        raise MessageError(
+            f"{name} must be a non-empty string of at most {most} characters, got {text!r}"
+        )
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise MessageError(
+            f"{name} {text!r} is not valid Unicode text (a lone surrogate?)"
+        ) from None
+    return text
 
 
 # The range of every whole-number setting and option, wherever it is given: WorkerConfig,

@@ -17,11 +17,12 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Unpack, overload
 
 import anyio.from_thread
 
 from aqueue import _codec
+from aqueue._options import PostKwargs
 from aqueue._redis.records import check_functions
 from aqueue.errors import LeaseLost, ListenerError, RedisUnavailable
 from aqueue.job import Job
@@ -193,9 +194,9 @@ class Context:
     async def fetch_data(self, key: str) -> Any:
         return await self._client.fetch_data(key)
 
-    async def post(self, msg: Any, **options: Any) -> str:
+    async def post(self, msg: Any, *, key: str | None = None, **options: Unpack[PostKwargs]) -> str:
         """Post a job to this queue (the same options as Client.post)."""
-        return await self._client.post(msg, **options)
+        return await self._client.post(msg, key=key, **options)
 
     async def block_until_result(self, job_id: str, timeout: float | None = None) -> Any:
         """Await another job's result. This job's execution slot is lent out meanwhile, so even
@@ -230,8 +231,8 @@ class SyncContext:
     def fetch_data(self, key: str) -> Any:
         return anyio.from_thread.run(self._context.fetch_data, key)
 
-    def post(self, msg: Any, **options: Any) -> str:
-        return anyio.from_thread.run(lambda: self._context.post(msg, **options))
+    def post(self, msg: Any, *, key: str | None = None, **options: Unpack[PostKwargs]) -> str:
+        return anyio.from_thread.run(lambda: self._context.post(msg, key=key, **options))
 
     def block_until_result(self, job_id: str, timeout: float | None = None) -> Any:
         return anyio.from_thread.run(self._context.block_until_result, job_id, timeout)

@@ -7,19 +7,19 @@ no logic here. `tests/unit/test_public_api.py` checks the two faces offer the sa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar, Unpack
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from aqueue._options import PostKwargs
 from aqueue.client import Client
 from aqueue.config import ClientConfig
 from aqueue.job import Job, JobStatus, Progress
-from aqueue.retry import RetryPolicy
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -61,64 +61,28 @@ class SyncClient:
     ) -> None:
         self.close()
 
-    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(self, method: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         if self._portal is None:
             raise RuntimeError("open the client first: `with SyncClient(...) as client:`")
         return self._portal.call(partial(method, *args, **kwargs))
 
-    def post(
-        self,
-        msg: Any,
-        *,
-        functions: Sequence[str] | None = None,
-        callback: str | None = None,
-        callback_method: str = "GET",
-        priority: int = 0,
-        delay: float | None = None,
-        at: datetime | float | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | int | None = None,
-        key: str | None = None,
-        ttl: float | None = None,
-    ) -> str:
-        return str(
-            self._call(
-                self._client.post, msg, functions=functions, callback=callback,
-                callback_method=callback_method, priority=priority, delay=delay, at=at,
-                timeout=timeout, retry=retry,
-                key=key, ttl=ttl,
-            )
-        )  # fmt: skip
+    def post(self, msg: Any, *, key: str | None = None, **options: Unpack[PostKwargs]) -> str:
+        return self._call(self._client.post, msg, key=key, **options)
 
     def post_many(
         self,
         msgs: Iterable[Any],
         *,
-        functions: Sequence[str] | None = None,
-        callback: str | None = None,
-        callback_method: str = "GET",
-        priority: int = 0,
-        delay: float | None = None,
-        at: datetime | float | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | int | None = None,
         keys: Sequence[str] | None = None,
-        ttl: float | None = None,
+        **options: Unpack[PostKwargs],
     ) -> list[str]:
-        return list(
-            self._call(
-                self._client.post_many, list(msgs), functions=functions, callback=callback,
-                callback_method=callback_method, priority=priority, delay=delay, at=at,
-                timeout=timeout, retry=retry,
-                keys=keys, ttl=ttl,
-            )
-        )  # fmt: skip
+        return self._call(self._client.post_many, list(msgs), keys=keys, **options)
 
     def get_job(self, job_id: str) -> Job:
-        return self._call(self._client.get_job, job_id)  # type: ignore[no-any-return]
+        return self._call(self._client.get_job, job_id)
 
     def get_progress(self, job_id: str) -> Progress | None:
-        return self._call(self._client.get_progress, job_id)  # type: ignore[no-any-return]
+        return self._call(self._client.get_progress, job_id)
 
     def get_result(self, job_id: str) -> Any:
         return self._call(self._client.get_result, job_id)
@@ -127,25 +91,25 @@ class SyncClient:
         return self._call(self._client.block_until_result, job_id, timeout)
 
     def cancel(self, job_id: str) -> JobStatus:
-        return self._call(self._client.cancel, job_id)  # type: ignore[no-any-return]
+        return self._call(self._client.cancel, job_id)
 
     def dead_letters(self, offset: int = 0, count: int = 100) -> list[Job]:
-        return self._call(self._client.dead_letters, offset, count)  # type: ignore[no-any-return]
+        return self._call(self._client.dead_letters, offset, count)
 
     def requeue(self, job_id: str) -> JobStatus:
-        return self._call(self._client.requeue, job_id)  # type: ignore[no-any-return]
+        return self._call(self._client.requeue, job_id)
 
     def purge_dead(self) -> int:
-        return int(self._call(self._client.purge_dead))
+        return self._call(self._client.purge_dead)
 
     def purge(self) -> int:
-        return int(self._call(self._client.purge))
+        return self._call(self._client.purge)
 
     def counts(self) -> dict[str, int]:
-        return self._call(self._client.counts)  # type: ignore[no-any-return]
+        return self._call(self._client.counts)
 
     def store_data(self, data: Any, key: str | None = None, expiry: float | None = None) -> str:
-        return str(self._call(self._client.store_data, data, key, expiry))
+        return self._call(self._client.store_data, data, key, expiry)
 
     def fetch_data(self, key: str) -> Any:
         return self._call(self._client.fetch_data, key)

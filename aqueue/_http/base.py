@@ -32,8 +32,6 @@ from aqueue.errors import (
 _TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]{16,}=*$")  # RFC 6750 b64token, at least 16 chars
 _OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_MAX_SECONDS = 10 * 365 * 86400.0  # longest delay, timeout or ttl accepted over HTTP
-_MAX_EPOCH = 253402300799.0  # 9999-12-31T23:59:59Z
 # Clients kept for the queues asked about lately: a client costs a few kB, and a read token
 # may ask about any number of queue names (each new one grew the service by ~4 kB for good).
 CACHED_CLIENTS = 256
@@ -239,7 +237,7 @@ class _State:
                     # Dropped, not closed: whoever still uses it (an event stream) goes on,
                     # and it leaves the shared subscription when its last one ends.
                     _, oldest = self.clients.popitem(last=False)
-                    oldest._leave_if_idle()
+                    oldest._events.leave_if_idle()
             else:
                 self.clients.move_to_end(queue)
         return client

@@ -6,15 +6,14 @@ import json
 import logging
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import msgpack
 from aiohttp import web
 
+from aqueue._checks import DEAD_LETTER_OFFSETS, DEAD_LETTER_PAGE, MOST_JOB_ID_CHARS
 from aqueue._http.base import (
-    _MAX_EPOCH,
-    _MAX_SECONDS,
     _TYPES,
     STATE,
     Problem,
@@ -22,6 +21,7 @@ from aqueue._http.base import (
     result_headers,
 )
 from aqueue._http.openapi import openapi_spec
+from aqueue._options import OPTIONS, Option, PostKwargs
 from aqueue._output import QueueStatus
 from aqueue._redis.keys import check_queue_name
 from aqueue._redis.records import check_functions, worker_infos
@@ -29,6 +29,7 @@ from aqueue._redis.results import Stored
 from aqueue._redis.store import Store, redis_errors
 from aqueue.client import Client
 from aqueue.errors import (
+    TEN_YEARS,
     AqueueError,
     InvalidTransition,
     JobNotFound,
@@ -42,10 +43,9 @@ log = logging.getLogger(__name__)
 
 # -- requests --------------------------------------------------------------------------------
 
-_POST_FIELDS = (
-    *("msg", "queue", "functions", "callback", "priority", "delay", "at"),
-    *("timeout", "retry", "key", "ttl"),
-)
+# a POST /jobs body: the message, its queue, and the options the HTTP face takes
+_OPTIONS = {option.name: option for option in OPTIONS if option.http}
+_POST_FIELDS = ("msg", "queue", *_OPTIONS)
 _RETRY_FIELDS = ("retries", "delay", "backoff", "max_delay", "jitter")
 _MSGPACK = frozenset({"application/msgpack", "application/x-msgpack", "application/vnd.msgpack"})
 
@@ -98,8 +98,14 @@ def _number(name: str, value: Any, low: float, high: float) -> Any:
     return value
 
 
-def _post_options(body: dict[Any, Any]) -> tuple[str | None, Any, dict[str, Any]]:
-    """Queue, message and `Client.post` options from a POST /jobs body."""
+def _in_range(option: Option, value: Any) -> Any:
+    """Within the option's range (its open end left for the client, which names it)."""
+    return _number(option.name, value, option.least or 0, option.most or 0)
+
+
+def _post_options(body: dict[Any, Any]) -> tuple[str | None, Any, str | None, PostKwargs]:
+    """Queue, message, key and `Client.post` options from a POST /jobs body. The options'
+    ranges are checked as numbers from JSON (finite); the client checks the rest."""
     unknown = [k for k in body if k not in _POST_FIELDS]
     if unknown:
         raise MessageError(
@@ -112,10 +118,11 @@ def _post_options(body: dict[Any, Any]) -> tuple[str | None, Any, dict[str, Any]
         raise MessageError(f"queue must be a queue name, got {queue!r}")
     if queue is not None:
         check_queue_name(queue)  # "" too: it is no name, not the service's default queue
-    options = {k: body[k] for k in _POST_FIELDS[2:] if body.get(k) is not None}
-    for name, low in (("delay", 0), ("timeout", 0), ("ttl", 1)):  # ttl: whole seconds in Redis
-        if name in options:
-            _number(name, options[name], low, _MAX_SECONDS)
+    options = {k: body[k] for k in _OPTIONS if body.get(k) is not None}
+    for name, value in options.items():
+        option = _OPTIONS[name]
+        if option.kind == "seconds" or (option.kind == "time" and not isinstance(value, str)):
+            _in_range(option, value)
     if isinstance(options.get("at"), str):
         try:
             options["at"] = at = datetime.fromisoformat(options["at"])
@@ -124,12 +131,11 @@ def _post_options(body: dict[Any, Any]) -> tuple[str | None, Any, dict[str, Any]
                 f"at must be ISO 8601 or epoch seconds, got {body['at']!r}"
             ) from None
         if at.tzinfo is not None:
-            _number("at", at.timestamp(), 0, _MAX_EPOCH)
-    elif "at" in options:
-        _number("at", options["at"], 0, _MAX_EPOCH)
-    if isinstance(options.get("key"), str) and not options["key"].isascii():
+            _in_range(_OPTIONS["at"], at.timestamp())
+    key = options.pop("key", None)
+    if isinstance(key, str) and not key.isascii():
         try:
-            options["key"].encode()
+            key.encode()
         except UnicodeEncodeError:  # a lone surrogate from a JSON escape: not text Redis takes
             raise MessageError("key must be valid Unicode text") from None
     retry = options.get("retry")
@@ -139,13 +145,13 @@ def _post_options(body: dict[Any, Any]) -> tuple[str | None, Any, dict[str, Any]
             raise MessageError(f"unknown retry field(s) {wrong!r}; known: {_RETRY_FIELDS}")
         for name in ("delay", "max_delay", "backoff"):
             if name in retry:
-                _number(f"retry.{name}", retry[name], 0, _MAX_SECONDS)
+                _number(f"retry.{name}", retry[name], 0, TEN_YEARS)
         if not isinstance(retry.get("jitter", True), bool):
             raise MessageError(f"retry.jitter must be true or false, got {retry['jitter']!r}")
         options["retry"] = RetryPolicy(**retry)
     elif retry is not None and (isinstance(retry, bool) or not isinstance(retry, int)):
         raise MessageError(f"retry must be a number of retries or an object, got {retry!r}")
-    return queue, body["msg"], options
+    return queue, body["msg"], key, cast(PostKwargs, options)
 
 
 async def _check_listeners(client: Client, functions: Any, known: tuple[str, ...] | None) -> None:
@@ -173,7 +179,7 @@ async def _job_client(request: web.Request) -> tuple[Client, str]:
     queue = request.query.get("queue", state.config.queue)
     job_id = request.match_info["id"]
     client = await state.client(queue)
-    if not job_id or len(job_id) > 200:  # no job has such an id
+    if not job_id or len(job_id) > MOST_JOB_ID_CHARS:  # no job has such an id
         raise JobNotFound(job_id, queue)
     return client, job_id
 
@@ -192,10 +198,10 @@ def _pending(client: Client, job_id: str, status: str) -> web.Response:
 
 async def post_job(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    queue, msg, options = _post_options(await _body(request))
+    queue, msg, key, options = _post_options(await _body(request))
     client = await state.client(queue or state.config.queue)
     await _check_listeners(client, options.get("functions"), state.config.known_listeners)
-    job_id = await client.post(msg, **options)
+    job_id = await client.post(msg, key=key, **options)
     url = _job_url(client.queue, job_id, state.config.queue)
     return _json({"id": job_id, "queue": client.queue, "url": url}, 201, {"Location": url})
 
@@ -315,8 +321,8 @@ def _store(request: web.Request) -> Store:
 
 async def dead_letters(request: web.Request) -> web.Response:
     client = await request.app[STATE].client(request.match_info["name"])
-    offset = _int_param(request, "offset", 0, 0, 10**9)
-    count = _int_param(request, "count", 100, 1, 1000)
+    offset = _int_param(request, "offset", 0, *DEAD_LETTER_OFFSETS)
+    count = _int_param(request, "count", 100, *DEAD_LETTER_PAGE)
     jobs = await client.dead_letters(offset, count)
     return _json({"queue": client.queue, "offset": offset, "jobs": jobs})
 
@@ -337,7 +343,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
 async def requeue(request: web.Request) -> web.Response:
     client = await request.app[STATE].client(request.match_info["name"])
     job_id = request.match_info["id"]
-    if len(job_id) > 200:
+    if len(job_id) > MOST_JOB_ID_CHARS:
         raise JobNotFound(job_id, client.queue)
     before = await client.requeue(job_id)
     return _json({"id": job_id, "queue": client.queue, "status": "queued", "was": before})

@@ -8,10 +8,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from aqueue._checks import DEAD_LETTER_OFFSETS, DEAD_LETTER_PAGE, QUEUE_NAME
+from aqueue._options import OPTIONS, Option
 from aqueue.job import JobStatus
 
-_NAME = r"^[A-Za-z0-9_.\-]{1,100}$"
-_LISTENER = r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$"
 _STATUSES = [s.value for s in JobStatus]
 _PENDING = [JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.ACTIVE.value]
 _ENDED = [JobStatus.FAILED.value, JobStatus.DEAD.value, JobStatus.CANCELLED.value]
@@ -40,6 +40,44 @@ _SECONDS = {"type": "number", "minimum": 0}
 _ANY: dict[str, Any] = {
     "description": 'any value; bytes appear as {"base64": ...}; NaN and ±Infinity as strings'
 }
+
+
+def _page(bounds: tuple[int, int]) -> dict[str, Any]:
+    return {"type": "integer", "minimum": bounds[0], "maximum": bounds[1]}
+
+
+_RETRY = next(option for option in OPTIONS if option.name == "retry")
+
+
+def _bounded(kind: str, option: Option) -> dict[str, Any]:
+    """A number schema with the option's range (OpenAPI 3.0: exclusiveMinimum is a flag)."""
+    schema = {"type": kind, "minimum": option.least, "maximum": option.most}
+    return {**schema, "exclusiveMinimum": True} if option.above else schema
+
+
+def _option(option: Option) -> dict[str, Any]:
+    """A post option's schema, made from its definition (aqueue/_options.py)."""
+    schema: dict[str, Any]
+    match option.kind:
+        case "listeners":
+            schema = {"type": "array", "items": {"type": "string", "pattern": option.pattern}}
+        case "url":
+            schema = {**_STRING, "format": "uri"}
+        case "method":
+            schema = {**_STRING, "enum": ["GET", "POST"]}
+        case "whole":
+            schema = _bounded("integer", option)
+        case "seconds":
+            schema = _bounded("number", option)
+        case "time":
+            schema = {"oneOf": [_bounded("number", option), {**_STRING, "format": "date-time"}]}
+        case "retry":
+            schema = {"oneOf": [_bounded("integer", option), _ref("RetryPolicy")]}
+        case "text":
+            schema = {**_STRING, "minLength": option.least, "maxLength": option.most}
+    schema["description"] = option.help
+    return schema if option.default is not None else _nullable(schema)
+
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -77,7 +115,7 @@ _SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "description": "exponential backoff with full jitter, in seconds",
         "properties": {
-            "retries": {"type": "integer", "minimum": 0, "maximum": 1000},
+            "retries": _bounded("integer", _RETRY),
             "delay": _SECONDS,
             "backoff": {"type": "number", "minimum": 1},
             "max_delay": _SECONDS,
@@ -90,43 +128,8 @@ _SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "msg": {**_ANY, "description": "the message: any JSON value (msgpack: any value)"},
-            "queue": {**_STRING, "pattern": _NAME, "description": "default: the service's"},
-            "functions": _nullable(
-                {
-                    "type": "array",
-                    "items": {"type": "string", "pattern": _LISTENER},
-                    "description": "listeners to run, in order; none: every listener",
-                }
-            ),
-            "callback": _nullable(
-                {**_STRING, "format": "uri", "description": "http(s) URL called at the end"}
-            ),
-            "priority": {"type": "integer", "minimum": -100, "maximum": 100},
-            "delay": _nullable({**_SECONDS, "description": "seconds before it may run"}),
-            "at": _nullable(
-                {
-                    "description": "run no earlier: epoch seconds or an ISO 8601 time with zone",
-                    "oneOf": [
-                        {"type": "number", "exclusiveMinimum": True, "minimum": 0},
-                        {"type": "string", "format": "date-time"},
-                    ],
-                }
-            ),
-            "timeout": _nullable({"type": "number", "exclusiveMinimum": True, "minimum": 0}),
-            "retry": _nullable(
-                {
-                    "oneOf": [
-                        {"type": "integer", "minimum": 0, "maximum": 1000},
-                        _ref("RetryPolicy"),
-                    ]
-                }
-            ),
-            "key": _nullable(
-                {**_STRING, "minLength": 1, "maxLength": 500, "description": "idempotency key"}
-            ),
-            "ttl": _nullable(
-                {"type": "number", "minimum": 1, "description": "seconds the ended job is kept"}
-            ),
+            "queue": {**_STRING, "pattern": QUEUE_NAME, "description": "default: the service's"},
+            **{option.name: _option(option) for option in OPTIONS if option.http},
         },
     },
     "JobCreated": {
@@ -281,14 +284,14 @@ _QUEUE_PARAMETER = {
     "in": "query",
     "required": False,
     "description": "the job's queue; default: the service's",
-    "schema": {**_STRING, "pattern": _NAME},
+    "schema": {**_STRING, "pattern": QUEUE_NAME},
 }
 _ID = {"name": "id", "in": "path", "required": True, "schema": _STRING}
 _NAME_PARAMETER = {
     "name": "name",
     "in": "path",
     "required": True,
-    "schema": {**_STRING, "pattern": _NAME},
+    "schema": {**_STRING, "pattern": QUEUE_NAME},
 }
 
 
@@ -499,13 +502,13 @@ _PATHS: dict[str, Any] = {
                     "name": "offset",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
+                    "schema": {**_page(DEAD_LETTER_OFFSETS), "default": 0},
                 },
                 {
                     "name": "count",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                    "schema": {**_page(DEAD_LETTER_PAGE), "default": 100},
                 },
             ],
             "responses": _answers(

@@ -19,6 +19,7 @@ import anyio
 from aqueue._ops import commands as _commands
 from aqueue._ops import daemon as _daemon
 from aqueue._ops import settings as _settings
+from aqueue._options import OPTIONS, Option
 from aqueue._redis.keys import check_queue_name
 from aqueue.errors import TEN_YEARS, AqueueError, ConfigError
 
@@ -70,6 +71,19 @@ def _whole(name: str) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be {exc}, got {text!r}") from None
 
     return parse
+
+
+def _flag_type(option: Option) -> Callable[[str], Any]:
+    """How `aqueue post` parses the option's flag: in its range, else a usage error."""
+    match option.kind:
+        case "whole":
+            return _whole(option.name)
+        case "retry":  # a number of retries (a whole policy is for Python and HTTP)
+            return _whole("retries")
+        case "seconds":
+            return _seconds(option.least or 0, above=option.above)
+        case _:  # text, checked where it is used
+            return str
 
 
 def _queue(text: str) -> str:
@@ -220,16 +234,11 @@ def _parser() -> argparse.ArgumentParser:
     post.add_argument("message", nargs="?", help="the message, as JSON")
     post.add_argument("--file", type=Path, help="read the JSON message from a file")
     _add_connection(post)
-    post.add_argument("--functions", help="listener names, comma-separated, run in order")
-    post.add_argument("--callback", help="a URL called when the job ends")
-    post.add_argument(
-        "--priority", type=_whole("priority"), default=0, help="-100..100, higher first"
-    )
-    post.add_argument("--delay", type=_seconds(0), help="seconds before it may run")
-    post.add_argument("--timeout", type=_positive, help="seconds each attempt may run")
-    post.add_argument("--retries", type=_whole("retries"), help="attempts after the first (3)")
-    post.add_argument("--key", help="idempotency key: a second post returns the first job")
-    post.add_argument("--ttl", type=_seconds(1), help="seconds the finished job is kept")
+    for option in OPTIONS:
+        if option.flag is not None:
+            post.add_argument(f"--{option.flag}", dest=option.name, type=_flag_type(option),
+                              metavar=option.flag.upper(), default=option.default,
+                              help=option.help)  # fmt: skip
     post.add_argument(
         "--wait",
         type=_seconds(0),
@@ -349,17 +358,10 @@ def _main(argv: Sequence[str] | None) -> int:
             case "status":
                 return _run(_commands.status, url, args.queues or [], args.json, args.watch)
             case "post":
-                options = {
+                options = {o.name: getattr(args, o.name) for o in OPTIONS if o.flag is not None}
+                if args.functions is not None:
                     # "": no listener named, refused (an empty name), not "any listener"
-                    "functions": None if args.functions is None else args.functions.split(","),
-                    "callback": args.callback,
-                    "priority": args.priority,
-                    "delay": args.delay,
-                    "timeout": args.timeout,
-                    "retry": args.retries,
-                    "key": args.key,
-                    "ttl": args.ttl,
-                }
+                    options["functions"] = args.functions.split(",")
                 msg = _commands.read_message(args.message, args.file)
                 return _run(_commands.post, url, queue, msg, options, args.wait)
             case "job":

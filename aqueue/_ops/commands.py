@@ -17,7 +17,6 @@ from aqueue._ops.settings import HTTP_SETTINGS, Settings
 from aqueue.client import Client
 from aqueue.errors import AqueueError, JobFailed
 from aqueue.listeners import load_listeners
-from aqueue.retry import RetryPolicy
 
 
 def _client(redis_url: str | None, queue: str) -> Client:
@@ -43,8 +42,6 @@ def read_message(message: str | None, file: Path | None) -> Any:
 async def post(
     redis_url: str | None, queue: str, msg: Any, options: dict[str, Any], wait: float | None
 ) -> int:
-    if options.get("retry") is not None:
-        options["retry"] = RetryPolicy(retries=options["retry"])
     async with _client(redis_url, queue) as client:
         job_id = await client.post(msg, **options)
         print(job_id)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from aqueue._checks import QUEUE_NAME
 from aqueue.errors import ConfigError
 
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+_NAME = re.compile(QUEUE_NAME)
 # A job's score in its lane: (100 - priority) * PRIORITY_BAND + seq, its post order (post.lua)
 PRIORITY_BAND = 2**44
 

@@ -11,12 +11,12 @@ from typing import Any, cast
 import msgpack
 
 from aqueue import _codec
-from aqueue._checks import is_number, seconds, whole
+from aqueue._checks import LISTENER_NAME, is_number, seconds, whole
 from aqueue.errors import TEN_YEARS, ConfigError, MessageError
 from aqueue.job import Job, JobStatus, Progress
 from aqueue.retry import DEFAULT_POLICY, RetryPolicy
 
-_LISTENER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,199}$")
+_LISTENER_NAME = re.compile(LISTENER_NAME)
 _DEFAULT_RETRY = _codec.encode(
     [DEFAULT_POLICY.delay, DEFAULT_POLICY.backoff, DEFAULT_POLICY.max_delay, DEFAULT_POLICY.jitter]
 )
@@ -131,6 +131,12 @@ def check_callback_method(method: str) -> str:
     return method
 
 
+def check_ttl(ttl: float) -> float:
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 1 <= ttl <= TEN_YEARS:
+        raise MessageError(f"ttl must be from 1 to {TEN_YEARS} seconds (ten years), got {ttl!r}")
+    return ttl
+
+
 def remembered_job_fields(**options: Any) -> tuple[tuple[str | bytes | int, ...], str, SpecShape]:
     """`new_job_fields`, remembered: an app posts with the same few option sets over and over,
     and checking and laying one out was a third of a post's own time in Python."""
@@ -159,8 +165,7 @@ def new_job_fields(
     whole("priority", priority, error=MessageError)
     if timeout is not None:
         seconds("timeout", timeout, least=0.001)  # under 1 ms it would be none (0)
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 1 <= ttl <= TEN_YEARS:
-        raise MessageError(f"ttl must be from 1 to {TEN_YEARS} seconds (ten years), got {ttl!r}")
+    check_ttl(ttl)
     # Only what differs from the defaults is stored (a missing field reads as its default):
     # every field costs Redis memory and CPU on each post of a 1M-job backlog.
     # Numbers go as text: Lua would format them for Redis with "%.14g", slowly, per job.

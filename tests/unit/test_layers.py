@@ -21,7 +21,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("process edge", ("aqueue._ops",)),
     ("worker", ("aqueue._worker",)),
     ("services", ("aqueue._services", "aqueue._http")),
-    ("client", ("aqueue.client", "aqueue.sync", "aqueue.listeners", "aqueue._output")),
+    (
+        "client",
+        ("aqueue.client", "aqueue._client", "aqueue.sync", "aqueue.listeners", "aqueue._output"),
+    ),
     ("redis", ("aqueue._redis",)),
     (
         "pure core",
@@ -33,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "aqueue._states",
             "aqueue._codec",
             "aqueue._checks",
+            "aqueue._options",
             "aqueue._diagram",
             "aqueue._redis.keys",
             "aqueue._redis.records",
