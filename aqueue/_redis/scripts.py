@@ -1,4 +1,9 @@
-"""The Lua scripts in `lua/`, loaded as package data, each with the shared helpers it uses."""
+"""The Lua scripts in `lua/`, loaded as package data, each with the shared helpers it uses.
+
+The helpers are the paragraphs of `lua/_lib.lua`, and ahead of them the key builders, made
+here from `keys.KEYSPACE` (so the keyspace is written once for both languages): for each key a
+`<attr>_key(prefix, <its fields>)`, e.g. `job_key(prefix, id)`, `lanes_key(prefix)`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+
+from aqueue._redis.keys import KEYSPACE, KeyName
 
 NAMES = (
     "post",
@@ -45,9 +52,24 @@ def _words(lua: str) -> set[str]:
     return set(_WORD.findall(_NOT_CODE.sub(" ", lua)))
 
 
+def lua_builder(key: KeyName) -> str:
+    """The Lua function that builds `key` from a queue's prefix (and its fields)."""
+    parts = re.split(r"\{(\w+)\}", key.template)  # literal, field, literal, ...
+    pieces = ["prefix"]
+    for i, part in enumerate(parts):
+        if i % 2:
+            pieces.append(part)
+        elif part:
+            pieces.append(f"'{part}'")
+    params = ", ".join(["prefix", *key.fields])
+    return f"local function {key.lua_builder}({params}) return {' .. '.join(pieces)} end"
+
+
 @cache
 def _helpers() -> tuple[_Helper, ...]:
-    helpers = []
+    helpers = [
+        _Helper(lua_builder(key), frozenset({key.lua_builder}), frozenset()) for key in KEYSPACE
+    ]
     for paragraph in _read("_lib").split("\n\n"):
         defined = {n.strip() for m in _DEFINES.findall(paragraph) for n in m.split(",")}
         if defined:
@@ -62,16 +84,44 @@ def source(name: str) -> str:
     call, and defining all the helpers cost each call more than many a Redis command."""
     if name not in NAMES:
         raise KeyError(f"no script named {name!r}; known: {', '.join(NAMES)}")
-    script = _read(name)
+    return with_helpers(_read(name))
+
+
+# A script that can record a terminal outcome (finish_terminal) runs as a function, and the
+# call's tally is flushed after it returns, whichever way it returns: the counters, `expiries`
+# and the let-go of the jobs that ended can then never be forgotten.
+ENDS_JOBS, FLUSH = "finish_terminal", "flush_tally"
+_FLUSHED = """local function script()
+{body}
+end
+local reply = script()
+flush_tally()
+return reply"""
+
+
+def with_helpers(script: str) -> str:
+    """Lua code `script` preceded by the helpers it uses (and only those), and followed by the
+    tally's flush if it can end jobs."""
     wanted = _words(script)
+    chosen = _chosen(wanted)
+    ends_jobs = any(ENDS_JOBS in _helpers()[i].defines for i in chosen)
+    if ends_jobs:
+        chosen = _chosen(wanted | {FLUSH})
+        script = _FLUSHED.format(body=script)
+    parts = [helper.text for i, helper in enumerate(_helpers()) if i in chosen]
+    return "\n\n".join([*parts, script])
+
+
+def _chosen(wanted: set[str]) -> set[int]:
+    """The helpers that define the names `wanted`, and those they use in turn."""
+    wanted = set(wanted)
     chosen: set[int] = set()
     grew = True
-    while grew:  # the helpers the script uses, and those they use in turn
+    while grew:
         grew = False
         for i, helper in enumerate(_helpers()):
             if i not in chosen and helper.defines & wanted:
                 chosen.add(i)
                 wanted |= helper.uses
                 grew = True
-    parts = [helper.text for i, helper in enumerate(_helpers()) if i in chosen]
-    return "\n\n".join([*parts, script])
+    return chosen

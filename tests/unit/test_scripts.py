@@ -1,6 +1,6 @@
 """Each Lua script is sent with the shared helpers it uses, and only those
 (aqueue/_redis/scripts.py): Lua runs a script's whole text on every call, helpers it never
-calls included."""
+calls included. A script that can end jobs is followed by the tally's flush."""
 
 from __future__ import annotations
 
@@ -9,36 +9,65 @@ import re
 import pytest
 
 from aqueue._redis import scripts as _scripts
+from aqueue._redis.keys import KEYSPACE
 
 _DEFINED = re.compile(r"^local (?:function )?([\w, ]+?)\s*(?:=|\()", re.MULTILINE)
+_BUILDERS = {key.lua_builder for key in KEYSPACE}
 
 
 def _defined(lua: str) -> set[str]:
     return {name.strip() for found in _DEFINED.findall(lua) for name in found.split(",")}
 
 
-def _helpers_and_body(name: str) -> tuple[str, str]:
+def _parts(name: str) -> tuple[str, str, str]:
+    """A script's text as sent: the helpers before it, its own text, and what follows it."""
     text = _scripts.source(name)
     body = _scripts._read(name)
-    assert text.endswith(body)
-    return text[: len(text) - len(body)], body
+    at = text.index(body)
+    return text[:at], body, text[at + len(body) :]
 
 
 def test_a_post_carries_only_the_helpers_it_calls() -> None:
-    helpers, _ = _helpers_and_body("post")
-    assert _defined(helpers) == {
+    helpers, _, _ = _parts("post")
+    assert _defined(helpers) - _BUILDERS == {
         "int", "now_ms", "fits", "keyed_call", "lane_served", "call_many", "lease_jobs",
-        "PLACEHOLDER",
+        "PLACEHOLDER", "posted_entry", "run_entry", "idle_entry", "idle_of", "names_in",
+        "new_claim", "grant", "wait_for_pushes", "no_more_pushes", "waiting_for",
+        "PUSH_MAX_BYTES", "push_taker", "push_to",
+    }  # fmt: skip
+    assert _defined(helpers) & _BUILDERS == {
+        "idempotency_key", "job_key", "spec_key", "seq_key", "lanes_key", "lane_key",
+        "kinds_key", "serving_key", "unserved_key", "scheduled_key", "idle_key", "push_key",
+        "running_key", "active_key", "held_key", "watched_key", "wake_key",
     }  # fmt: skip
 
 
 @pytest.mark.parametrize("name", _scripts.NAMES)
 def test_every_helper_a_script_calls_is_defined_before_it(name: str) -> None:
-    library = _defined(_scripts._read("_lib"))
-    helpers, body = _helpers_and_body(name)
+    library = _defined(_scripts._read("_lib")) | _BUILDERS
+    helpers, body, after = _parts(name)
     # what the script and the helpers sent with it call, the helpers sent define
-    assert _scripts._words(helpers + body) & library <= _defined(helpers)
+    assert _scripts._words(helpers + body + after) & library <= _defined(helpers)
     assert _defined(body).isdisjoint(library), "a script redefines a shared helper"
+
+
+@pytest.mark.parametrize("name", _scripts.NAMES)
+def test_a_script_that_can_end_jobs_flushes_its_tally_after_it_whichever_way_it_returns(
+    name: str,
+) -> None:
+    helpers, body, after = _parts(name)
+    assert "flush_tally" not in _scripts._words(body), "the runner appends the flush"
+    if _scripts.ENDS_JOBS in _defined(helpers):
+        assert helpers.endswith("local function script()\n")
+        assert after == "\nend\nlocal reply = script()\nflush_tally()\nreturn reply"
+    else:
+        assert after == ""
+        assert "flush_tally" not in _defined(helpers)
+
+
+def test_the_scripts_that_end_jobs_are_those_that_record_outcomes() -> None:
+    ending = {n for n in _scripts.NAMES if _scripts.ENDS_JOBS in _defined(_parts(n)[0])}
+    assert ending == {"finish", "reap", "cancel"}
 
 
 def test_an_unknown_script_is_named_in_the_error() -> None:

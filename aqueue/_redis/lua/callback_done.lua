@@ -7,8 +7,8 @@
 -- dispatcher no longer holds the delivery (its lease lapsed and another took it), or 'gone'
 -- when the job's record was deleted meanwhile (expired, purged): the delivery is let go of.
 local prefix, id, token = ARGV[1], ARGV[2], ARGV[3]
-local jk = prefix .. 'job:' .. id
-local active = prefix .. 'cb:active'
+local jk = job_key(prefix, id)
+local active = callbacks_active_key(prefix)
 if redis.call('EXISTS', jk) == 0 then
   redis.call('ZREM', active, id)
   return 'gone'
@@ -26,7 +26,7 @@ if ARGV[4] ~= 'delivered' then
     state = 'failed'
   else
     state = 'retrying'
-    keyed_call('ZADD', prefix .. 'cb:retry', now + tonumber(ARGV[5]), id)
+    keyed_call('ZADD', callbacks_retry_key(prefix), now + tonumber(ARGV[5]), id)
   end
 end
 redis.call('HSET', jk, 'cb_state', state)

@@ -4,9 +4,9 @@
 -- Returns: how many were deleted (call again until 0).
 -- Transitions: dead -> (gone).
 local prefix, n = ARGV[1], math.min(tonumber(ARGV[2]), 1000)
-local ids = keyed_call('ZRANGE', prefix .. 'dead', 0, n - 1)
+local ids = keyed_call('ZRANGE', dead_key(prefix), 0, n - 1)
 if #ids > 0 then
   forget(prefix, ids)
-  keyed_call('ZREM', prefix .. 'dead', unpack(ids))
+  keyed_call('ZREM', dead_key(prefix), unpack(ids))
 end
 return #ids
