@@ -1,8 +1,7 @@
 """The Lua scripts in `lua/`, loaded as package data, each with the shared helpers it uses.
 
-The helpers are the paragraphs of `lua/_lib.lua`, and ahead of them the key builders, made
-here from `keys.KEYSPACE` (so the keyspace is written once for both languages): for each key a
-`<attr>_key(prefix, <its fields>)`, e.g. `job_key(prefix, id)`, `lanes_key(prefix)`.
+The helpers are the paragraphs of `lua/_lib.lua`; the key builders and the helpers marked
+`-- inline` are no functions there: their calls are expanded in place (see macros.py).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from aqueue._redis.keys import KEYSPACE, KeyName
+from aqueue._redis import macros
 
 NAMES = (
     "post",
@@ -52,29 +51,22 @@ def _words(lua: str) -> set[str]:
     return set(_WORD.findall(_NOT_CODE.sub(" ", lua)))
 
 
-def lua_builder(key: KeyName) -> str:
-    """The Lua function that builds `key` from a queue's prefix (and its fields)."""
-    parts = re.split(r"\{(\w+)\}", key.template)  # literal, field, literal, ...
-    pieces = ["prefix"]
-    for i, part in enumerate(parts):
-        if i % 2:
-            pieces.append(part)
-        elif part:
-            pieces.append(f"'{part}'")
-    params = ", ".join(["prefix", *key.fields])
-    return f"local function {key.lua_builder}({params}) return {' .. '.join(pieces)} end"
+@cache
+def _helpers() -> tuple[_Helper, ...]:
+    helpers = []
+    for paragraph in _read("_lib").split("\n\n"):
+        if macros.inline_helpers(paragraph):
+            continue  # expanded where it is called
+        text = macros.expand(paragraph, _macros())
+        defined = {n.strip() for m in _DEFINES.findall(text) for n in m.split(",")}
+        if defined:
+            helpers.append(_Helper(text, frozenset(defined), frozenset(_words(text))))
+    return tuple(helpers)
 
 
 @cache
-def _helpers() -> tuple[_Helper, ...]:
-    helpers = [
-        _Helper(lua_builder(key), frozenset({key.lua_builder}), frozenset()) for key in KEYSPACE
-    ]
-    for paragraph in _read("_lib").split("\n\n"):
-        defined = {n.strip() for m in _DEFINES.findall(paragraph) for n in m.split(",")}
-        if defined:
-            helpers.append(_Helper(paragraph, frozenset(defined), frozenset(_words(paragraph))))
-    return tuple(helpers)
+def _macros() -> dict[str, macros.Macro]:
+    return macros.KEY_MACROS | macros.inline_helpers(_read("_lib"))
 
 
 @cache
@@ -102,6 +94,7 @@ return reply"""
 def with_helpers(script: str) -> str:
     """Lua code `script` preceded by the helpers it uses (and only those), and followed by the
     tally's flush if it can end jobs."""
+    script = macros.expand(script, _macros())
     wanted = _words(script)
     chosen = _chosen(wanted)
     ends_jobs = any(ENDS_JOBS in _helpers()[i].defines for i in chosen)

@@ -84,7 +84,7 @@ class Tries:
 @dataclass(frozen=True, slots=True)
 class Idle:
     """A waiting worker's `idle` entry, "free places|lease ms|listener,names" (Lua:
-    idle_entry, idle_of; see wait_for_pushes)."""
+    idle_entry, idle_of; see waiting_for)."""
 
     free: int
     lease_ms: int

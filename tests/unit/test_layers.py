@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "aqueue._diagram",
             "aqueue._redis.keys",
             "aqueue._redis.records",
+            "aqueue._redis.macros",
             "aqueue._redis.wire",
             "aqueue._worker.prefetch",
         ),

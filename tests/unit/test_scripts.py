@@ -1,6 +1,7 @@
 """Each Lua script is sent with the shared helpers it uses, and only those
 (aqueue/_redis/scripts.py): Lua runs a script's whole text on every call, helpers it never
-calls included. A script that can end jobs is followed by the tally's flush."""
+calls included. Key builders and inline helpers are expanded in place (macros.py), and a
+script that can end jobs is followed by the tally's flush."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import re
 
 import pytest
 
+from aqueue._redis import macros
 from aqueue._redis import scripts as _scripts
-from aqueue._redis.keys import KEYSPACE
 
 _DEFINED = re.compile(r"^local (?:function )?([\w, ]+?)\s*(?:=|\()", re.MULTILINE)
-_BUILDERS = {key.lua_builder for key in KEYSPACE}
+_MACROS = set(_scripts._macros())
 
 
 def _defined(lua: str) -> set[str]:
@@ -22,33 +23,34 @@ def _defined(lua: str) -> set[str]:
 def _parts(name: str) -> tuple[str, str, str]:
     """A script's text as sent: the helpers before it, its own text, and what follows it."""
     text = _scripts.source(name)
-    body = _scripts._read(name)
+    body = macros.expand(_scripts._read(name), _scripts._macros())
     at = text.index(body)
     return text[:at], body, text[at + len(body) :]
 
 
 def test_a_post_carries_only_the_helpers_it_calls() -> None:
     helpers, _, _ = _parts("post")
-    assert _defined(helpers) - _BUILDERS == {
-        "int", "now_ms", "fits", "keyed_call", "lane_served", "call_many", "lease_jobs",
-        "PLACEHOLDER", "posted_entry", "run_entry", "idle_entry", "idle_of", "names_in",
-        "new_claim", "grant", "wait_for_pushes", "no_more_pushes", "waiting_for",
+    assert _defined(helpers) == {
+        "now_ms", "fits", "keyed_call", "lane_served", "call_many", "lease_jobs",
+        "PLACEHOLDER", "idle_of", "names_in", "new_claim", "grant", "waiting_for",
         "PUSH_MAX_BYTES", "push_taker", "push_to",
     }  # fmt: skip
-    assert _defined(helpers) & _BUILDERS == {
-        "idempotency_key", "job_key", "spec_key", "seq_key", "lanes_key", "lane_key",
-        "kinds_key", "serving_key", "unserved_key", "scheduled_key", "idle_key", "push_key",
-        "running_key", "active_key", "held_key", "watched_key", "wake_key",
-    }  # fmt: skip
+
+
+def test_key_builders_and_inline_helpers_are_no_functions_in_what_is_sent() -> None:
+    assert {"job_key", "lanes_key", "int", "posted_entry", "holds"} <= _MACROS
+    for name in _scripts.NAMES:
+        assert _scripts._words(_scripts.source(name)).isdisjoint(_MACROS)
 
 
 @pytest.mark.parametrize("name", _scripts.NAMES)
 def test_every_helper_a_script_calls_is_defined_before_it(name: str) -> None:
-    library = _defined(_scripts._read("_lib")) | _BUILDERS
+    library = _defined(_scripts._read("_lib")) - _MACROS
     helpers, body, after = _parts(name)
     # what the script and the helpers sent with it call, the helpers sent define
     assert _scripts._words(helpers + body + after) & library <= _defined(helpers)
     assert _defined(body).isdisjoint(library), "a script redefines a shared helper"
+    assert _defined(_scripts._read(name)).isdisjoint(_MACROS), "a script defines a macro's name"
 
 
 @pytest.mark.parametrize("name", _scripts.NAMES)

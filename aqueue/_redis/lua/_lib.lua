@@ -5,7 +5,7 @@
 -- A number handed to redis.call or joined to a string becomes text by "%.14g", a slow path
 -- of printf (a tenth of Redis's time in a drain, and of every call's own cost): hot paths
 -- pass integers as text, formatted once with "%d", and constants as literals ('0').
-local function int(n)
+local function int(n) -- inline
   return string.format('%d', n)
 end
 
@@ -30,12 +30,13 @@ end
 -- here (a paragraph each, so that a script carries only the half it uses) and a class in
 -- aqueue/_redis/wire.py: tests/integration/test_data_model.py round-trips them through both.
 -- Numbers go in as text (int(n)); a decoder answers nil for what it cannot read; the text
--- field, last in each, may hold '|' itself.
+-- field, last in each, may hold '|' itself. An encoder is marked `-- inline`: its calls are
+-- expanded in place, as a call per job costs more than its concatenation (macros.py).
 
 -- A record's `posted` (wire.Posted), "ms|score|sig": when, and its lane and score there. One
 -- field rather than three, since every field of a record costs Redis a scan and two writes, on
 -- every post.
-local function posted_entry(ms, score, sig)
+local function posted_entry(ms, score, sig) -- inline
   return ms .. '|' .. score .. '|' .. sig
 end
 
@@ -49,7 +50,7 @@ end
 
 -- An attempt (wire.Run), "worker|attempt|started ms": a job's `running` entry while it runs,
 -- which becomes its record's `ran` when the attempt ends.
-local function run_entry(worker, attempt, started)
+local function run_entry(worker, attempt, started) -- inline
   return worker .. '|' .. attempt .. '|' .. started
 end
 
@@ -60,7 +61,7 @@ end
 
 -- The fence: a worker's write counts only while its attempt is the current, active one
 -- (`run`: the job's `running` entry, or false).
-local function holds(run, worker, attempt)
+local function holds(run, worker, attempt) -- inline
   return run and string.find(run, worker .. '|' .. attempt .. '|', 1, true) == 1
 end
 
@@ -84,8 +85,8 @@ local function tries_of(raw)
 end
 
 -- A waiting worker's `idle` entry (wire.Idle), "free places|lease ms|listener,names" (see
--- wait_for_pushes).
-local function idle_entry(free, lease, names)
+-- waiting_for).
+local function idle_entry(free, lease, names) -- inline
   return free .. '|' .. lease .. '|' .. names
 end
 
@@ -119,7 +120,7 @@ end
 
 -- A member of `expiries` (wire.ExpiryGroup): the ids of the records that go at one time, from
 -- one call, joined by ',' (ids are hex).
-local function expiry_group(ids)
+local function expiry_group(ids) -- inline
   return table.concat(ids, ',')
 end
 
@@ -580,19 +581,14 @@ local function lease_jobs(prefix, c)
   call_many('ZADD', active_key(prefix), leases)
 end
 
--- Pushes to waiting workers: the Lua half of the protocol (the Python half: Store.stop_waiting
--- and Store.pushed). A claim short of jobs leaves its worker waiting in `idle`, with its free
--- places (wait_for_pushes); a post then claims its ready jobs for such workers, as a claim
--- would (attempt 1), and publishes them on each one's `push:<worker>` channel (waiting_for,
--- push_to): the worker starts them without a claim round trip. The worker leaves `idle` at
--- its next claim (no_more_pushes), at its stop (Store.stop_waiting, whose empty message ends
--- its pushes), or when its liveness lapses (reap.lua).
-local function wait_for_pushes(prefix, worker, free, lease, names)
-  keyed_call('HSET', idle_key(prefix), worker, idle_entry(free, lease, names))
-end
-local function no_more_pushes(prefix, worker)
-  keyed_call('HDEL', idle_key(prefix), worker)
-end
+-- Pushes to waiting workers, the Lua side of the protocol (the worker's side: Store.stop_waiting
+-- and the worker's wake loop). A claim short of jobs leaves its worker waiting in `idle` with
+-- its free places (claim.lua's last step: an idle_entry); a post then claims its ready jobs
+-- for such workers, as a claim would (attempt 1), and publishes them on each one's
+-- `push:<worker>` channel (waiting_for, push_taker, push_to): the worker starts them without a
+-- claim round trip. A worker leaves `idle` at its next claim (claim.lua, claim_alone.lua), at
+-- its stop (Store.stop_waiting, whose empty message ends its pushes), when a post fills its
+-- places or finds it gone (push_to), and when its liveness lapses (reap.lua).
 
 -- The waiting workers that can run lane `sig`, each with the claim a post gathers for it. An
 -- entry that cannot be read is no waiting worker.
@@ -634,12 +630,12 @@ local function push_to(prefix, w, lane)
   if redis.call('PUBLISH', push_key(prefix, w.id), cmsgpack.pack(w.claim.rows)) > 0 then
     lease_jobs(prefix, w.claim)
     if w.free > 0 then
-      wait_for_pushes(prefix, w.id, int(w.free), int(w.lease), w.names)
+      keyed_call('HSET', idle_key(prefix), w.id, idle_entry(int(w.free), int(w.lease), w.names))
     else
-      no_more_pushes(prefix, w.id)
+      keyed_call('HDEL', idle_key(prefix), w.id)
     end
   else
-    no_more_pushes(prefix, w.id)
+    keyed_call('HDEL', idle_key(prefix), w.id)
     for _, pair in ipairs(w.jobs) do
       lane[#lane + 1] = pair[1]
       lane[#lane + 1] = pair[2]

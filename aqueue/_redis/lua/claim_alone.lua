@@ -14,7 +14,7 @@
 local prefix, worker = ARGV[1], ARGV[2]
 local lease = tonumber(ARGV[3])
 local now = now_ms()
-no_more_pushes(prefix, worker) -- it takes no posts while it runs one alone
+keyed_call('HDEL', idle_key(prefix), worker) -- it takes no posts while it runs one alone
 
 local have = {}
 for k = 4, #ARGV do have[ARGV[k]] = true end

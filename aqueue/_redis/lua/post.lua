@@ -17,9 +17,6 @@ local key_ttl = ARGV[2]
 local batch = cmsgpack.unpack(ARGV[3])
 local sig, prio, delay, at, watched_all, common = unpack(batch, 1, 6)
 local n = (#batch - 6) / 3
-local function batch_id(j) return batch[4 + 3 * j] end
-local function batch_key(j) return batch[5 + 3 * j] end
-local function batch_spec(j) return batch[6 + 3 * j] end
 -- A lane no live worker can serve (unknown listener names: a typo, or junk) is one more only
 -- within the queue's bound, checked before any write. A lane that has ready jobs is counted.
 local listed = keyed_call('SISMEMBER', lanes_key(prefix), sig) == 1
@@ -34,12 +31,13 @@ end
 -- That job's spec, written first, is the test: a job's spec lives exactly as long as its record.
 local first = nil
 for j = 1, n do
-  if batch_key(j) == '' then
-    if redis.call('HSETNX', spec_key(prefix), batch_id(j), batch_spec(j)) == 0 then
+  if batch[5 + 3 * j] == '' then -- job j: id, key, spec at batch[4 + 3 * j] on
+    if redis.call('HSETNX', spec_key(prefix), batch[4 + 3 * j], batch[6 + 3 * j]) == 0 then
       local ids = {}
       for k = 1, n do
-        local key = batch_key(k)
-        ids[k] = (key ~= '' and redis.call('GET', idempotency_key(prefix, key))) or batch_id(k)
+        local key = batch[5 + 3 * k]
+        ids[k] = (key ~= '' and redis.call('GET', idempotency_key(prefix, key)))
+          or batch[4 + 3 * k]
       end
       return ids
     end
@@ -71,7 +69,7 @@ local ids = {}
 local lane = {} -- {score, id, ...}
 local later = {} -- {due, id, ...}
 
--- Workers that wait for work are handed ready jobs directly (see wait_for_pushes in _lib.lua).
+-- Workers that wait for work are handed ready jobs directly (see waiting_for in _lib.lua).
 local idle = status == 'queued' and waiting_for(prefix, sig, now) or {}
 local specs, watched = {}, {}
 if seq == 0 then -- a new queue: the placeholder (see lease_jobs) keeps `spec` a hashtable for
