@@ -1,5 +1,5 @@
 -- cancel: a client cancels a job (event: cancel).
--- KEYS: none; every key is built from ARGV[1].
+-- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
 -- ARGV[1] queue prefix; ARGV[2] job id
 -- Returns: {'missing'} | {'refused', status} | {'cancelled', status before}
 -- Transitions: queued | scheduled | active -> cancelled. A running attempt is told on the

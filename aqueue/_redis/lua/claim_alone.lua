@@ -3,7 +3,7 @@
 -- in flight, and takes nothing more until it ends (claim.lua tells it when to drain): should
 -- it kill this worker too, the blame is clear. Its `tries` entry says so ("|alone"), and
 -- reap.lua counts that attempt against its budget whatever else the worker held by then.
--- KEYS: none; every key is built from ARGV[1].
+-- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
 -- ARGV[1]  queue prefix
 -- ARGV[2]  worker id
 -- ARGV[3]  lease, ms

@@ -1,5 +1,5 @@
 -- heartbeat: renew this worker's leases and its liveness, in one step for all its jobs.
--- KEYS: none; every key is built from ARGV[1].
+-- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
 -- ARGV[1]  queue prefix
 -- ARGV[2]  worker id
 -- ARGV[3]  lease, ms
