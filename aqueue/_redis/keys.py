@@ -3,10 +3,10 @@
 Every key and channel of a queue starts with `aq:{<queue>}:`; the braces are a Redis Cluster hash
 tag, so all of one queue's keys live in one slot and each Lua script touches one slot.
 
-`KEYSPACE` is the source of both languages' builders: `Keys` here (its methods are checked
-against the table by tests/unit/test_keys.py), and the Lua builders that aqueue/_redis/scripts.py
-generates from it (`job_key(prefix, id)`, `lanes_key(prefix)`, ...), which every script uses:
-tests/unit/test_keys.py fails on a key a script spells out itself.
+`KEYSPACE` is the source of both languages' builders: `Keys` here (its members are checked
+against the table by tests/unit/test_keys.py), and the Lua builders made from it in macros.py
+(`job_key(prefix, id)`, `lanes_key(prefix)`, ...), which every script uses: the same test
+fails on a key a script or a module spells out itself. Each entry's `meaning` is the glossary.
 """
 
 from __future__ import annotations

@@ -72,11 +72,12 @@ class SpecShape:
                 f"it has {shape}"
             )
         if tuple(map(type, fields)) != _SPEC_TYPES:  # one comparison on the claim's hot path
-            for name, value, kind in zip(_SPEC_FIELDS, fields, _SPEC_TYPES, strict=True):
-                if type(value) is not kind:
-                    raise MessageError(
-                        f"job spec field {name} is not {kind.__name__}: {_clip(value)}"
-                    )
+            name, value, kind = next(
+                (name, value, kind)
+                for name, value, kind in zip(_SPEC_FIELDS, fields, _SPEC_TYPES, strict=True)
+                if type(value) is not kind
+            )
+            raise MessageError(f"job spec field {name} is not {kind.__name__}: {_clip(value)}")
         msg, fns, timeout, max_att, retry, ttl, callback = fields
         try:
             return msg, cls(fns.decode(), timeout, max_att, retry, ttl, callback.decode())
