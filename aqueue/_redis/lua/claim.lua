@@ -13,8 +13,8 @@
 --          flags: 1 (full: took n, more may be ready) + 2 (suspects it can run wait: it is to
 --          drain, then take them one at a time with claim_alone.lua)
 -- A short claim (fewer than n) registers the worker in `idle` with its n - taken free places,
--- so that posts can hand it jobs directly (see post.lua), unless suspects wait for it to
--- drain; any claim first unregisters it.
+-- so that posts can hand it jobs directly (see waiting_for in _lib.lua), unless suspects
+-- wait for it to drain; any claim first unregisters it.
 -- Transitions: queued -> active (attempt + 1: an entry in `running`); scheduled -> queued.
 local prefix, worker = ARGV[1], ARGV[2]
 local lease = tonumber(ARGV[3])
