@@ -12,6 +12,7 @@ import msgpack
 
 from aqueue import _codec
 from aqueue._checks import LISTENER_NAME, is_number, seconds, whole
+from aqueue._redis.wire import Names, Posted, Run
 from aqueue.errors import TEN_YEARS, ConfigError, MessageError
 from aqueue.job import Job, JobStatus, Progress
 from aqueue.retry import DEFAULT_POLICY, RetryPolicy
@@ -71,11 +72,12 @@ class SpecShape:
                 f"it has {shape}"
             )
         if tuple(map(type, fields)) != _SPEC_TYPES:  # one comparison on the claim's hot path
-            for name, value, kind in zip(_SPEC_FIELDS, fields, _SPEC_TYPES, strict=True):
-                if type(value) is not kind:
-                    raise MessageError(
-                        f"job spec field {name} is not {kind.__name__}: {_clip(value)}"
-                    )
+            name, value, kind = next(
+                (name, value, kind)
+                for name, value, kind in zip(_SPEC_FIELDS, fields, _SPEC_TYPES, strict=True)
+                if type(value) is not kind
+            )
+            raise MessageError(f"job spec field {name} is not {kind.__name__}: {_clip(value)}")
         msg, fns, timeout, max_att, retry, ttl, callback = fields
         try:
             return msg, cls(fns.decode(), timeout, max_att, retry, ttl, callback.decode())
@@ -101,7 +103,7 @@ def check_functions(functions: Sequence[str] | None) -> tuple[str, ...]:
 
 def signature(functions: Sequence[str]) -> str:
     """The lane a job waits in: the set of listeners it needs, sorted."""
-    return ",".join(sorted(set(functions)))
+    return Names.kind(functions).text
 
 
 def check_callback(url: str | None) -> str:
@@ -296,13 +298,10 @@ def stored_status(raw: bytes) -> JobStatus:
 
 
 def posted_ms(posted: bytes) -> int | None:
-    """When a job was posted, from its record's `posted`: "ms|score|sig" (see lane_of in
-    lua/_lib.lua), or "ms" alone in an older version's records; None if it cannot be read."""
-    head = posted.split(b"|", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
-_RAN = re.compile(rb"^(.*)\|(\d+)\|(\d+)$", re.DOTALL)
+    """When a job was posted, from its record's `posted` (wire.Posted); None if it cannot be
+    read."""
+    found = Posted.decode(posted)
+    return found.ms if found else None
 
 
 def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
@@ -312,16 +311,12 @@ def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
     r = _Record(f)
     if "spec_error" in f:  # see _store.spec_fields
         r.unreadable["spec"] = f["spec_error"].decode(errors="replace")
-    # "worker|attempt|started ms": the latest attempt (the `running` entry while it runs)
-    ran = _RAN.match(f["ran"]) if f.get("ran") else None
+    # the latest attempt (the `running` entry while it runs)
+    ran = Run.decode(f["ran"]) if f.get("ran") else None
     if ran is None and f.get("ran"):
         r.flag("ran", "not worker|attempt|started")
-    worker, attempt, started = (
-        (ran[1].decode(errors="replace"), int(ran[2]), int(ran[3])) if ran else ("", 0, 0)
-    )
-    # "ms|score|sig" (an older version's records: "ms", and a `sig` of their own)
-    lane = (r.text("posted") or "").split("|", 2)[2:] or [r.text("sig") or ""]
-    posted = posted_ms(f.get("posted") or b"")
+    worker, attempt, started = (ran.worker, ran.attempt, ran.started_ms) if ran else ("", 0, 0)
+    posted = Posted.decode(f.get("posted") or b"")
     if posted is None:
         r.flag("posted", "not ms|score|lane")
     status = stored_status(f.get("status") or b"")
@@ -335,14 +330,16 @@ def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
         queue=queue,
         status=status,
         msg=r.value("msg"),
-        functions=tuple(n for n in (r.text("fns") or lane[0]).split(",") if n),
+        functions=tuple(
+            n for n in (r.text("fns") or (posted.signature if posted else "")).split(",") if n
+        ),
         priority=r.number("prio"),
         attempt=attempt,
         max_attempts=r.number("max_att", 1),
         timeout=r.seconds("timeout"),
         callback=r.text("cb"),
         key=r.text("key"),
-        posted_at=(posted or 0) / 1000,
+        posted_at=(posted.ms if posted else 0) / 1000,
         started_at=started / 1000 if started else None,
         finished_at=r.seconds("finished"),
         due_at=r.seconds("due"),

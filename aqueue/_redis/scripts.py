@@ -1,4 +1,8 @@
-"""The Lua scripts in `lua/`, loaded as package data, each with the shared helpers it uses."""
+"""The Lua scripts in `lua/`, loaded as package data, each with the shared helpers it uses.
+
+The helpers are the paragraphs of `lua/_lib.lua`; the key builders and the helpers marked
+`-- inline` are no functions there: their calls are expanded in place (see macros.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+
+from aqueue._redis import macros
 
 NAMES = (
     "post",
@@ -49,10 +55,18 @@ def _words(lua: str) -> set[str]:
 def _helpers() -> tuple[_Helper, ...]:
     helpers = []
     for paragraph in _read("_lib").split("\n\n"):
-        defined = {n.strip() for m in _DEFINES.findall(paragraph) for n in m.split(",")}
+        if macros.inline_helpers(paragraph):
+            continue  # expanded where it is called
+        text = macros.expand(paragraph, _macros())
+        defined = {n.strip() for m in _DEFINES.findall(text) for n in m.split(",")}
         if defined:
-            helpers.append(_Helper(paragraph, frozenset(defined), frozenset(_words(paragraph))))
+            helpers.append(_Helper(text, frozenset(defined), frozenset(_words(text))))
     return tuple(helpers)
+
+
+@cache
+def _macros() -> dict[str, macros.Macro]:
+    return macros.KEY_MACROS | macros.inline_helpers(_read("_lib"))
 
 
 @cache
@@ -62,16 +76,45 @@ def source(name: str) -> str:
     call, and defining all the helpers cost each call more than many a Redis command."""
     if name not in NAMES:
         raise KeyError(f"no script named {name!r}; known: {', '.join(NAMES)}")
-    script = _read(name)
+    return with_helpers(_read(name))
+
+
+# A script that can record a terminal outcome (finish_terminal) runs as a function, and the
+# call's tally is flushed after it returns, whichever way it returns: the counters, `expiries`
+# and the let-go of the jobs that ended can then never be forgotten.
+ENDS_JOBS, FLUSH = "finish_terminal", "flush_tally"
+_FLUSHED = """local function script()
+{body}
+end
+local reply = script()
+flush_tally()
+return reply"""
+
+
+def with_helpers(script: str) -> str:
+    """Lua code `script` preceded by the helpers it uses (and only those), and followed by the
+    tally's flush if it can end jobs."""
+    script = macros.expand(script, _macros())
     wanted = _words(script)
+    chosen = _chosen(wanted)
+    ends_jobs = any(ENDS_JOBS in _helpers()[i].defines for i in chosen)
+    if ends_jobs:
+        chosen = _chosen(wanted | {FLUSH})
+        script = _FLUSHED.format(body=script)
+    parts = [helper.text for i, helper in enumerate(_helpers()) if i in chosen]
+    return "\n\n".join([*parts, script])
+
+
+def _chosen(wanted: set[str]) -> set[int]:
+    """The helpers that define the names `wanted`, and those they use in turn."""
+    wanted = set(wanted)
     chosen: set[int] = set()
     grew = True
-    while grew:  # the helpers the script uses, and those they use in turn
+    while grew:
         grew = False
         for i, helper in enumerate(_helpers()):
             if i not in chosen and helper.defines & wanted:
                 chosen.add(i)
                 wanted |= helper.uses
                 grew = True
-    parts = [helper.text for i, helper in enumerate(_helpers()) if i in chosen]
-    return "\n\n".join([*parts, script])
+    return chosen

@@ -23,7 +23,7 @@ from redis.commands.core import AsyncScript
 
 from aqueue._redis import scripts as _scripts
 from aqueue._redis.direct import MISSED, Direct
-from aqueue._redis.keys import PRIORITY_BAND, Keys
+from aqueue._redis.keys import ALL_SEQS, PRIORITY_BAND, RATE_BUCKET_MS, Keys, queue_of
 from aqueue._redis.records import SpecShape, posted_ms
 from aqueue._states import ACTIVE, Event, live_status
 from aqueue.config import MOST_UNSERVED_LANES, ClientConfig
@@ -598,7 +598,7 @@ class Store:
             seconds, micros = await self.redis.time()
             now = int(seconds) * 1000 + int(micros) // 1000
             lanes = await self._queued_keys()
-            buckets = [f"{k.prefix}rate:{now // 10000 - i}" for i in range(6)]
+            buckets = [k.rate(str(now // RATE_BUCKET_MS - i)) for i in range(6)]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for lane in lanes:
                     pipe.zcard(lane)
@@ -631,12 +631,12 @@ class Store:
             "dead": dead,
             "stalled": stalled,
             "oldest_queued_ms": posted_ms(oldest_posted) if oldest_posted else None,
-            # posts are counted by `seq` (a `posted` in `stats` is an older version's count)
+            # posts are counted by `seq` alone (a `posted` in `stats` is none of ours)
             "totals": {"posted": _count(posted)}
             | {_text(a): _count(b) for a, b in stats.items() if a != b"posted"},
             # the current (partial) 10 s bucket and the five before it: about the last minute
             "last_minute": [{_text(a): _count(b) for a, b in r.items()} for r in rates],
-            "window_s": 50 + (now % 10000) / 1000,
+            "window_s": 50 + (now % RATE_BUCKET_MS) / 1000,
             # per worker, the outcomes it recorded: current, where its info is a heartbeat old
             "done": {_text(w): int(n) for w, n in done.items() if n.isdigit()},
         }
@@ -725,8 +725,8 @@ class Store:
     async def queue_names(self) -> list[str]:
         """Every queue on this Redis that has seen a post (from their `seq` counters)."""
         with redis_errors("listing queues"):
-            keys = [_text(key) async for key in self.redis.scan_iter(match="aq:{*}:seq")]
-        return sorted(key[len("aq:{") : -len("}:seq")] for key in keys)
+            keys = [_text(key) async for key in self.redis.scan_iter(match=ALL_SEQS)]
+        return sorted(map(queue_of, keys))
 
     @contextlib.asynccontextmanager
     async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:

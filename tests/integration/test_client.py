@@ -270,30 +270,30 @@ async def test_status_ages_the_job_waiting_longest_not_the_next_to_run(client: C
     assert first.id == urgent  # the order of work is by priority still
 
 
-async def test_jobs_queued_by_an_older_version_are_read_retried_and_cancelled(
-    client: Client,
-) -> None:
-    # Before, a record kept `posted`, `score` and `sig` as fields of their own; now `posted`
-    # is "ms|score|sig". Jobs an older client queued still wait when workers are upgraded.
-    retried, cancelled = await client.post_many(["a", "b"], functions=["f"])
+async def test_a_record_in_a_pre_release_layout_costs_only_its_own_job(client: Client) -> None:
+    # Before 0.1.0 a record kept `posted`, `score` and `sig` as fields of their own; now
+    # `posted` is "ms|score|sig" (wire.Posted). Such a record is one this build cannot read:
+    # it is flagged, and its job is buried when it is to wait again, as any unreadable one.
+    old, fine = await client.post_many(["a", "b"], functions=["f"])
     redis, keys = client.store.redis, client.store.keys
-    posted = {}
-    for job_id in (retried, cancelled):
-        packed = cast(bytes, await redis.hget(keys.job(job_id), "posted"))
-        ms, score, sig = packed.split(b"|")
-        await redis.hset(keys.job(job_id), mapping={"posted": ms, "score": score, "sig": sig})
-        posted[job_id] = int(ms) / 1000
-    job = await client.get_job(retried)
-    assert (job.status, job.functions, job.posted_at) == (JobStatus.QUEUED, ("f",), posted[retried])
-    [claimed] = (await client.store.claim("worker-1", 60_000, 1, ["f"])).jobs
-    assert claimed.id == retried
-    assert await client.store.finish("worker-1", [claimed.outcome(Event.RETRY, 0, [])]) == [True]
-    # back on its lane, ahead of the later job, as its score says
-    assert [j.id for j in (await client.store.claim("worker-1", 60_000, 1, ["f"])).jobs] == [
-        retried
+    packed = cast(bytes, await redis.hget(keys.job(old), "posted"))
+    ms, score, sig = packed.split(b"|")
+    await redis.hset(keys.job(old), mapping={"posted": ms, "score": score, "sig": sig})
+    job = await client.get_job(old)
+    assert (job.status, job.functions, job.posted_at) == (JobStatus.QUEUED, ("f",), 0)
+    assert set(job.unreadable) == {"posted"}
+    claimed = (await client.store.claim("worker-1", 60_000, 2, ["f"])).jobs
+    assert [c.id for c in claimed] == [old, fine]
+    assert await client.store.finish(
+        "worker-1", [c.outcome(Event.RETRY, 0, []) for c in claimed]
+    ) == [
+        True,
+        True,
     ]
-    assert await client.cancel(cancelled) is JobStatus.QUEUED
-    assert (await client.counts())["queued"] == 0
+    reaped = await client.store.reap_pass(100)
+    assert reaped.buried == [(old, "its lane cannot be read from its record (posted)")]
+    assert (await client.get_job(old)).status is JobStatus.DEAD
+    assert [j.id for j in (await client.store.claim("worker-1", 60_000, 2, ["f"])).jobs] == [fine]
 
 
 async def test_waiting_on_a_job_whose_queue_is_purged_ends_with_job_not_found(

@@ -40,7 +40,7 @@ RECORD_FIELDS = [
 ]  # fmt: skip
 QUEUE_KINDS = [
     "idle", "seq", "stats", "rate", "workers", "lanes", "lane", "scheduled", "active", "dead",
-    "expiries", "expiring", "outbox", "cb:active", "cb:retry", "watched", "key",
+    "expiries", "outbox", "cb:active", "cb:retry", "watched", "key",
 ]  # fmt: skip
 ROLES = ["queued", "called_back", "scheduled", "lapsed", "leased", "dead", "complete"]
 BYSTANDERS = ["queued_too", "scheduled_too", "lapsed_too", "leased_too"]
@@ -99,8 +99,7 @@ async def plant(client: Client, keys: Keys, jobs: dict[str, str], planting: Plan
         "active": lambda: redis.zadd(keys.active, {value: 0}),
         "dead": lambda: redis.zadd(keys.dead, {value: 0}),
         "expiries": lambda: redis.zadd(keys.expiries, {value: 0}),
-        "expiring": lambda: redis.zadd(keys.expiring, {value: 0}),
-        "key": lambda: redis.set(f"{keys.prefix}key:probe", value),
+        "key": lambda: redis.set(keys.idempotency("probe"), value),
     }
     if kind.startswith("record:"):
         await redis.hset(keys.job(job_id), kind.removeprefix("record:"), value)
@@ -110,7 +109,7 @@ async def plant(client: Client, keys: Keys, jobs: dict[str, str], planting: Plan
 
 async def _plant_rate(client: Client, keys: Keys, value: bytes) -> None:
     seconds, _ = await client.store.redis.time()
-    bucket = f"{keys.prefix}rate:{int(seconds) // 10}"
+    bucket = keys.rate(str(int(seconds) // 10))
     await client.store.redis.hset(bucket, "complete", value)
 
 

@@ -40,6 +40,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "aqueue._diagram",
             "aqueue._redis.keys",
             "aqueue._redis.records",
+            "aqueue._redis.macros",
+            "aqueue._redis.wire",
             "aqueue._worker.prefetch",
             "aqueue._worker.capacity",
             "aqueue._worker.outcomes",

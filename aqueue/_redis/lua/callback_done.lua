@@ -1,5 +1,5 @@
 -- callback_done: record one delivery attempt of a job's callback.
--- KEYS: none; every key is built from ARGV[1].
+-- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
 -- ARGV[1] queue prefix; ARGV[2] job id; ARGV[3] token (from claim_callbacks);
 -- ARGV[4] 'delivered' or 'failed'; ARGV[5] retry delay ms; ARGV[6] most attempts;
 -- ARGV[7] what happened (logged on the job)
@@ -7,8 +7,8 @@
 -- dispatcher no longer holds the delivery (its lease lapsed and another took it), or 'gone'
 -- when the job's record was deleted meanwhile (expired, purged): the delivery is let go of.
 local prefix, id, token = ARGV[1], ARGV[2], ARGV[3]
-local jk = prefix .. 'job:' .. id
-local active = prefix .. 'cb:active'
+local jk = job_key(prefix, id)
+local active = callbacks_active_key(prefix)
 if redis.call('EXISTS', jk) == 0 then
   redis.call('ZREM', active, id)
   return 'gone'
@@ -26,7 +26,7 @@ if ARGV[4] ~= 'delivered' then
     state = 'failed'
   else
     state = 'retrying'
-    keyed_call('ZADD', prefix .. 'cb:retry', now + tonumber(ARGV[5]), id)
+    keyed_call('ZADD', callbacks_retry_key(prefix), now + tonumber(ARGV[5]), id)
   end
 end
 redis.call('HSET', jk, 'cb_state', state)

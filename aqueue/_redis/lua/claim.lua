@@ -1,6 +1,6 @@
 -- claim: take up to n ready jobs this worker can run, each under a lease (event: claim).
 -- Due scheduled jobs are promoted first (event: promote).
--- KEYS: none; every key is built from ARGV[1].
+-- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
 -- ARGV[1]  queue prefix
 -- ARGV[2]  worker id
 -- ARGV[3]  lease, ms
@@ -13,8 +13,8 @@
 --          flags: 1 (full: took n, more may be ready) + 2 (suspects it can run wait: it is to
 --          drain, then take them one at a time with claim_alone.lua)
 -- A short claim (fewer than n) registers the worker in `idle` with its n - taken free places,
--- so that posts can hand it jobs directly (see post.lua), unless suspects wait for it to
--- drain; any claim first unregisters it.
+-- so that posts can hand it jobs directly (see waiting_for in _lib.lua), unless suspects
+-- wait for it to drain; any claim first unregisters it.
 -- Transitions: queued -> active (attempt + 1: an entry in `running`); scheduled -> queued.
 local prefix, worker = ARGV[1], ARGV[2]
 local lease = tonumber(ARGV[3])
@@ -23,7 +23,7 @@ local now = now_ms()
 local now_s, deadline = int(now), int(now + lease)
 promote_due(prefix, now, 1000)
 
-keyed_call('HDEL', prefix .. 'idle', worker) -- claiming: no longer waiting for pushes
+keyed_call('HDEL', idle_key(prefix), worker) -- claiming: no longer waiting for pushes
 
 -- Only the lanes of this worker's kind are read (see lane_served in _lib.lua): a claim costs
 -- the same however many lanes others, or no one, can serve.
@@ -31,11 +31,11 @@ local lanes, index, have = {}, nil, {}
 if #ARGV >= 5 then
   local kind
   kind, have = kind_of({unpack(ARGV, 5)})
-  index = prefix .. 'serves:' .. kind
+  index = serving_key(prefix, kind)
   local listed = redis.pcall('SMEMBERS', index)
   if listed.err then -- not an index (a hostile or corrupt write): the kind lists itself anew
     redis.call('DEL', index)
-    keyed_call('ZREM', prefix .. 'kinds', kind)
+    keyed_call('ZREM', kinds_key(prefix), kind)
     listed = {}
   end
   if #listed == 0 then -- nothing to serve, or a kind not listed yet (before its first beat)
@@ -54,7 +54,7 @@ local picked, off_picked = {}, nil
 if #lanes == 1 then
   -- not ZPOPMIN: it replies with the scores too, and formatting doubles costs Redis more
   -- than taking the jobs does
-  local lane = prefix .. 'lane:' .. lanes[1]
+  local lane = lane_key(prefix, lanes[1])
   picked = redis.call('ZRANGE', lane, '0', int(n - 1))
   if #picked > 0 then
     off_picked = function() redis.call('ZREMRANGEBYRANK', lane, '0', int(#picked - 1)) end
@@ -63,7 +63,7 @@ elseif #lanes > 1 then
   -- merge the heads of every lane that fits, best (priority, then age) first
   local heads = {}
   for _, sig in ipairs(lanes) do
-    local top = redis.call('ZRANGE', prefix .. 'lane:' .. sig, '0', int(n - 1), 'WITHSCORES')
+    local top = redis.call('ZRANGE', lane_key(prefix, sig), '0', int(n - 1), 'WITHSCORES')
     for k = 1, #top, 2 do
       heads[#heads + 1] = {tonumber(top[k + 1]), top[k], sig}
     end
@@ -71,13 +71,13 @@ elseif #lanes > 1 then
   table.sort(heads, function(a, b) return a[1] < b[1] end)
   for k = 1, math.min(n, #heads) do picked[#picked + 1] = heads[k][2] end
   off_picked = function()
-    for k = 1, #picked do redis.call('ZREM', prefix .. 'lane:' .. heads[k][3], heads[k][2]) end
+    for k = 1, #picked do redis.call('ZREM', lane_key(prefix, heads[k][3]), heads[k][2]) end
     -- A worker's only lane stays listed when it empties: the next post to it then has no
     -- lane to list again (SADDs to `lanes` and each kind's index). Among several, the empty
     -- ones go, so that a claim reads no more lanes than have jobs, and one.
     for _, sig in ipairs(lanes) do
-      if redis.call('ZCARD', prefix .. 'lane:' .. sig) == 0 then
-        keyed_call('SREM', prefix .. 'lanes', sig)
+      if redis.call('ZCARD', lane_key(prefix, sig)) == 0 then
+        keyed_call('SREM', lanes_key(prefix), sig)
         redis.call('SREM', index, sig)
       end
     end
@@ -88,13 +88,14 @@ end
 -- queue-wide `running` hash and `active` zset, one command each for the whole batch.
 local out = {now, -1, 0, #picked == n and 1 or 0}
 if #picked > 0 then
-  local specs = redis.call('HMGET', prefix .. 'spec', unpack(picked))
-  local tried = each_in('HMGET', prefix .. 'tries', picked)
-  local awaited = each_in('SMISMEMBER', prefix .. 'watched', picked)
-  local leases, runs = {}, {}
-  local first = worker .. '|1|' .. now_s -- the running entry of most: a first attempt
-  local watched = {} -- awaited by a client (watch.lua): only their start is published
+  local specs = redis.call('HMGET', spec_key(prefix), unpack(picked))
+  local tried = each_in('HMGET', tries_key(prefix), picked)
+  local awaited = each_in('SMISMEMBER', watched_key(prefix), picked)
+  local claim = new_claim(worker, deadline, out, #out)
+  local runs, leases = claim.runs, claim.leases
   local taken, o = 0, #out -- counters, not #t: a table's length is a search on every append
+  local first = run_entry(worker, '1', now_s) -- the running entry of most: a first attempt
+  local watched = {} -- awaited by a client (watch.lua): only their start is published
   for k, id in ipairs(picked) do
     if specs[k] then -- the job may have been purged while its id sat on a lane
       local attempt, run, released = '1', first, 0
@@ -103,8 +104,10 @@ if #picked > 0 then
         local attempts
         attempts, released = tries_of(tries)
         attempt = int(attempts + 1)
-        run = worker .. '|' .. attempt .. '|' .. now_s
+        run = run_entry(worker, attempt, now_s)
       end
+      -- grant(claim, id, attempt, released, specs[k], run), inlined: a call per job cost the
+      -- run 1.5% more of Redis's instructions (benchmarks/redis_cost.py)
       taken = taken + 2
       runs[taken - 1], runs[taken] = id, run
       leases[taken - 1], leases[taken] = deadline, id
@@ -113,11 +116,12 @@ if #picked > 0 then
       if awaited[k] == 1 then watched[#watched + 1] = id end
     end
   end
+  claim.n, claim.at = taken, o
   out[3] = taken / 2
-  if #leases > 0 then
-    lease_jobs(prefix, worker, runs, leases)
+  if claim.n > 0 then
+    lease_jobs(prefix, claim)
     if #watched > 0 then -- one event for the whole batch: {'', 'active', {ids}}
-      redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({'', 'active', watched}))
+      redis.call('PUBLISH', events_key(prefix), cmsgpack.pack({'', 'active', watched}))
     end
   end
 end
@@ -130,15 +134,15 @@ if off_picked then off_picked() end
 -- leave them leased to a worker that never hears of them, so it is caught, and means "none".
 local function drain_for_suspects()
   local waiting = 0
-  for _, sig in ipairs(keyed_call('SMEMBERS', prefix .. 'suspects')) do
+  for _, sig in ipairs(keyed_call('SMEMBERS', suspects_key(prefix))) do
     if fits(have, #ARGV >= 5, sig) then
-      waiting = waiting + redis.call('ZCARD', prefix .. 'suspect:' .. sig)
+      waiting = waiting + redis.call('ZCARD', suspect_lane_key(prefix, sig))
     end
   end
-  local draining = prefix .. 'draining'
+  local draining = draining_key(prefix)
   if waiting > 0 and redis.call('SISMEMBER', draining, worker) == 0 then
     for _, w in ipairs(redis.call('SMEMBERS', draining)) do
-      local live = tonumber(keyed_call('ZSCORE', prefix .. 'workers', w))
+      local live = tonumber(keyed_call('ZSCORE', workers_key(prefix), w))
       if live and live >= now then waiting = waiting - 1 else keyed_call('SREM', draining, w) end
     end
     if waiting > 0 then keyed_call('SADD', draining, worker) end
@@ -146,18 +150,18 @@ local function drain_for_suspects()
   return waiting > 0
 end
 local suspects = false
-if keyed_call('EXISTS', prefix .. 'suspects') == 1 then
+if keyed_call('EXISTS', suspects_key(prefix)) == 1 then
   local ok, wait = pcall(drain_for_suspects)
   suspects = ok and wait
   if suspects then out[4] = out[4] + 2 end
 end
 if #picked < n then -- short: the worker waits, until the next scheduled job at the latest
-  local nxt = keyed_call('ZRANGE', prefix .. 'scheduled', '0', '0', 'WITHSCORES')
+  local nxt = keyed_call('ZRANGE', scheduled_key(prefix), '0', '0', 'WITHSCORES')
   if nxt[2] then out[2] = tonumber(nxt[2]) end
   -- and while it waits, posts hand it new jobs directly (post.lua): no claim round trip
   if #ARGV >= 5 and not suspects then
-    keyed_call('HSET', prefix .. 'idle', worker,
-      int(n - #picked) .. '|' .. int(lease) .. '|' .. table.concat(ARGV, ',', 5))
+    keyed_call('HSET', idle_key(prefix), worker,
+      idle_entry(int(n - #picked), int(lease), table.concat(ARGV, ',', 5)))
   end
 end
 return out

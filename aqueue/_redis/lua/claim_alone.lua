@@ -3,7 +3,7 @@
 -- in flight, and takes nothing more until it ends (claim.lua tells it when to drain): should
 -- it kill this worker too, the blame is clear. Its `tries` entry says so ("|alone"), and
 -- reap.lua counts that attempt against its budget whatever else the worker held by then.
--- KEYS: none; every key is built from ARGV[1].
+-- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
 -- ARGV[1]  queue prefix
 -- ARGV[2]  worker id
 -- ARGV[3]  lease, ms
@@ -14,17 +14,17 @@
 local prefix, worker = ARGV[1], ARGV[2]
 local lease = tonumber(ARGV[3])
 local now = now_ms()
-keyed_call('HDEL', prefix .. 'idle', worker) -- it takes no posts while it runs one alone
+keyed_call('HDEL', idle_key(prefix), worker) -- it takes no posts while it runs one alone
 
 local have = {}
 for k = 4, #ARGV do have[ARGV[k]] = true end
 local best, best_sig, best_score = nil, nil, nil
 local fitting = 0 -- suspects it can run, counted up to two a lane
-for _, sig in ipairs(keyed_call('SMEMBERS', prefix .. 'suspects')) do
+for _, sig in ipairs(keyed_call('SMEMBERS', suspects_key(prefix))) do
   if fits(have, #ARGV >= 4, sig) then
-    local head = keyed_call('ZRANGE', prefix .. 'suspect:' .. sig, '0', '1', 'WITHSCORES')
+    local head = keyed_call('ZRANGE', suspect_lane_key(prefix, sig), '0', '1', 'WITHSCORES')
     if #head == 0 then
-      keyed_call('SREM', prefix .. 'suspects', sig)
+      keyed_call('SREM', suspects_key(prefix), sig)
     else
       fitting = fitting + #head / 2
       local score = tonumber(head[2])
@@ -35,20 +35,19 @@ end
 
 local out = {now, fitting > 1 and 1 or 0}
 if best then
-  local spec = redis.call('HGET', prefix .. 'spec', best)
-  local attempts, released = tries_of(keyed_call('HGET', prefix .. 'tries', best))
-  attempts, released = attempts or 0, released or 0 -- an unreadable entry reads as none
+  local spec = redis.call('HGET', spec_key(prefix), best)
+  local attempts, released = tries_of(keyed_call('HGET', tries_key(prefix), best))
   off_lanes(prefix, best_sig, best)
   if spec then -- else purged while it waited
     local attempt = int(attempts + 1)
-    keyed_call('HSET', prefix .. 'tries', best, int(attempts) .. '|' .. int(released) .. '|alone')
-    lease_jobs(prefix, worker, {best, worker .. '|' .. attempt .. '|' .. int(now)},
-      {int(now + lease), best})
-    if keyed_call('SISMEMBER', prefix .. 'watched', best) == 1 then
-      redis.call('PUBLISH', prefix .. 'events', cmsgpack.pack({'', 'active', {best}}))
+    keyed_call('HSET', tries_key(prefix), best, tries_entry(int(attempts), int(released), true))
+    local claim = new_claim(worker, int(now + lease), out, #out)
+    grant(claim, best, attempt, released, spec, run_entry(worker, attempt, int(now)))
+    lease_jobs(prefix, claim)
+    if keyed_call('SISMEMBER', watched_key(prefix), best) == 1 then
+      redis.call('PUBLISH', events_key(prefix), cmsgpack.pack({'', 'active', {best}}))
     end
-    out[3], out[4], out[5], out[6] = best, attempt, released, spec
   end
 end
-if out[2] == 0 then keyed_call('SREM', prefix .. 'draining', worker) end -- it serves on
+if out[2] == 0 then keyed_call('SREM', draining_key(prefix), worker) end -- it serves on
 return out

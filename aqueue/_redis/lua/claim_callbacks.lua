@@ -5,18 +5,18 @@
 -- once without spending one of the job's attempts (cb_attempts), counted apart (cb_crashes)
 -- and given up after `crashes` such re-tries, so that a receiver whose answer kills
 -- dispatchers (a huge body, say) is not called for ever.
--- KEYS: none; every key is built from ARGV[1].
+-- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
 -- ARGV[1] queue prefix; ARGV[2] lease ms; ARGV[3] n; ARGV[4] most re-tries after crashes
 -- Returns: {ms until the next retry is due or -1, then per callback: job id, token}
 local prefix, lease = ARGV[1], tonumber(ARGV[2])
 local n, crashes = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
-local active, retry = prefix .. 'cb:active', prefix .. 'cb:retry'
+local active, retry = callbacks_active_key(prefix), callbacks_retry_key(prefix)
 
 local lapsed = redis.call('ZRANGEBYSCORE', active, '-inf', '(' .. now, 'LIMIT', 0, n)
 for _, id in ipairs(lapsed) do
   redis.call('ZREM', active, id)
-  local jk = prefix .. 'job:' .. id
+  local jk = job_key(prefix, id)
   -- a record deleted mid-delivery (expired, purged) is not written to: HINCRBY would make
   -- a record of callback fields alone, with no status
   if redis.call('EXISTS', jk) == 1 then
@@ -38,7 +38,7 @@ if #ids > 0 then
   redis.call('ZREM', retry, unpack(ids))
 end
 if #ids < n then
-  local fresh = keyed_call('LPOP', prefix .. 'outbox', n - #ids)
+  local fresh = keyed_call('LPOP', outbox_key(prefix), n - #ids)
   if fresh then
     for _, id in ipairs(fresh) do ids[#ids + 1] = id end
   end
@@ -46,7 +46,7 @@ end
 
 local out = {-1}
 for _, id in ipairs(ids) do
-  local jk = prefix .. 'job:' .. id
+  local jk = job_key(prefix, id)
   if redis.call('EXISTS', jk) == 1 then
     local token = incr(jk, 'cb_token', 1)
     redis.call('HSET', jk, 'cb_state', 'delivering')

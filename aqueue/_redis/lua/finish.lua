@@ -49,12 +49,10 @@ local function upload_of(at)
 end
 local now = now_ms()
 local now_s = int(now)
-local runs = keyed_call('HMGET', prefix .. 'running', unpack(ids))
-local awaited = each_in('SMISMEMBER', prefix .. 'watched', ids)
-local jobs = prefix .. 'job:'
+local runs = keyed_call('HMGET', running_key(prefix), unpack(ids))
+local awaited = each_in('SMISMEMBER', watched_key(prefix), ids)
 local accepted = {}
 local done, ndone = {}, 0 -- the accepted ids: out of `active` in one ZREM
-local any_watched = false
 local requeued = 0
 for j = 1, #ids do
   local id = ids[j]
@@ -64,10 +62,9 @@ for j = 1, #ids do
     accepted[j] = '1'
     ndone = ndone + 1
     done[ndone] = id
-    local jk = jobs .. id
+    local jk = job_key(prefix, id)
     calls_back = calls_back == 1
     local watched = awaited[j] == 1
-    any_watched = any_watched or watched
     -- the attempt's own facts go on its record (while it ran, its `running` entry): `ran`
     if kind == 'complete' or kind == 'chunked' then
       local result = nil -- rides along with the event (saving its waiter a read) when small
@@ -82,7 +79,7 @@ for j = 1, #ids do
       finish_terminal(prefix, jk, id, 'failed', now_s, ttl, calls_back, watched, nil,
         'ran', run, fields(first, n))
     else
-      local _, released, alone = tries_of(keyed_call('HGET', prefix .. 'tries', id))
+      local _, released, alone = tries_of(keyed_call('HGET', tries_key(prefix), id))
       if kind ~= 'release' and budget_spent(attempt, released, max_att) then
         finish_terminal(prefix, jk, id, 'dead', now, ttl, calls_back, watched, nil,
           'reason', 'retry budget spent after attempt ' .. attempt, 'ran', run,
@@ -92,8 +89,7 @@ for j = 1, #ids do
         back_in_line(prefix, id, attempt, released)
         local status, sig, score = 'queued', nil, nil
         if kind == 'release' or delay <= 0 then
-          local f = redis.call('HMGET', jk, 'posted', 'sig', 'score')
-          sig, score = lane_of(f[1], f[2], f[3])
+          sig, score = lane_of(redis.call('HGET', jk, 'posted'))
         end
         if sig then
           if alone and kind == 'release' then -- it has not shown it is innocent yet
@@ -108,7 +104,7 @@ for j = 1, #ids do
           -- promote_due buries it (see bury), and it is never in no list meanwhile
           status = 'scheduled'
           local due = int(now + ((kind ~= 'release' and delay > 0) and delay or 0))
-          keyed_call('ZADD', prefix .. 'scheduled', due, id)
+          keyed_call('ZADD', scheduled_key(prefix), due, id)
           redis.call('HSET', jk, 'status', status, 'due', due, 'released',
             int(released), 'ran', run, fields(first, n))
         end
@@ -120,22 +116,21 @@ for j = 1, #ids do
     -- complete or failed record whose `ran` is this attempt (only a finish writes those)
     local upload = kind == 'chunked' and upload_of(first)
     fields(first, n) -- passed over
-    local f = redis.call('HMGET', jobs .. id, 'status', 'ran')
+    local f = redis.call('HMGET', job_key(prefix, id), 'status', 'ran')
     local ended_as = (kind == 'complete' or kind == 'chunked') and 'complete'
       or kind == 'fail' and 'failed'
     local recorded = f[1] == ended_as and f[2] and holds(f[2], worker, attempt)
     accepted[j] = recorded and '1' or '0'
     if upload and not recorded then
-      redis.call('UNLINK', prefix .. 'upload:' .. id .. ':' .. upload)
+      redis.call('UNLINK', upload_key(prefix, id, upload))
     end
   end
 end
 if ndone > 0 then
-  keyed_call('ZREM', prefix .. 'active', unpack(done))
-  incr(prefix .. 'done', worker, ndone) -- a count only: nothing there stops the finish
+  keyed_call('ZREM', active_key(prefix), unpack(done))
+  incr(done_key(prefix), worker, ndone) -- a count only: nothing there stops the finish
 end
 if requeued > 0 then
-  redis.call('PUBLISH', prefix .. 'wake', 'requeued')
+  redis.call('PUBLISH', wake_key(prefix), 'requeued')
 end
-flush_tally(prefix, now, any_watched)
 return table.concat(accepted)

@@ -1,5 +1,5 @@
 -- heartbeat: renew this worker's leases and its liveness, in one step for all its jobs.
--- KEYS: none; every key is built from ARGV[1].
+-- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
 -- ARGV[1]  queue prefix
 -- ARGV[2]  worker id
 -- ARGV[3]  lease, ms
@@ -14,8 +14,8 @@ local prefix, worker = ARGV[1], ARGV[2]
 local lease = tonumber(ARGV[3])
 local now = now_ms()
 local deadline = int(now + lease) -- as text: see int in _lib.lua
-keyed_call('ZADD', prefix .. 'workers', deadline, worker)
-redis.call('SET', prefix .. 'worker:' .. worker, ARGV[4], 'PX', int(lease))
+keyed_call('ZADD', workers_key(prefix), deadline, worker)
+redis.call('SET', worker_key(prefix, worker), ARGV[4], 'PX', int(lease))
 local names = {}
 for name in string.gmatch(ARGV[5], '[^,]+') do names[#names + 1] = name end
 if #names > 0 then
@@ -25,7 +25,7 @@ end
 local renew, lost = {}, {}
 local ids = {}
 for k = 6, #ARGV, 2 do ids[#ids + 1] = ARGV[k] end
-local runs = #ids > 0 and keyed_call('HMGET', prefix .. 'running', unpack(ids)) or {}
+local runs = #ids > 0 and keyed_call('HMGET', running_key(prefix), unpack(ids)) or {}
 for j, id in ipairs(ids) do
   if holds(runs[j], worker, ARGV[5 + 2 * j]) then
     renew[#renew + 1] = deadline
@@ -35,9 +35,9 @@ for j, id in ipairs(ids) do
   end
 end
 if #renew > 0 then
-  keyed_call('ZADD', prefix .. 'active', 'XX', unpack(renew))
+  keyed_call('ZADD', active_key(prefix), 'XX', unpack(renew))
 end
 -- How many jobs it holds, for reap.lua; its claims add to it until the next beat. Kept well
 -- past its liveness: its jobs' leases lapse after that.
-redis.call('SET', prefix .. 'held:' .. worker, int(#renew / 2), 'PX', int(4 * lease))
+redis.call('SET', held_key(prefix, worker), int(#renew / 2), 'PX', int(4 * lease))
 return lost

@@ -3,7 +3,7 @@
 -- time is up.
 -- Safe with any number of reapers at once: each lapsed job is handled by exactly one call,
 -- since the check and the move are one atomic step.
--- KEYS: none; every key is built from ARGV[1].
+-- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
 -- ARGV[1] queue prefix; ARGV[2] the most jobs to handle in this call (at most 1000)
 -- Returns: {requeued, dead, promoted, expired, {id, reason, ...}}: the last, the jobs buried
 -- because what they need cannot be read (see bury in _lib.lua); they count as dead too.
@@ -23,12 +23,12 @@
 local prefix, limit = ARGV[1], math.min(tonumber(ARGV[2]), 1000)
 local now = now_ms()
 local promoted = promote_due(prefix, now, limit, bury)
-local lapsed = keyed_call('ZRANGEBYSCORE', prefix .. 'active', '-inf', '(' .. now,
+local lapsed = keyed_call('ZRANGEBYSCORE', active_key(prefix), '-inf', '(' .. now,
   'LIMIT', 0, limit)
 local several = {} -- worker -> whether it held more than one job
 local function held_several(worker)
   if several[worker] == nil then
-    local raw = redis.pcall('GET', prefix .. 'held:' .. worker) -- a planted non-string: unknown
+    local raw = redis.pcall('GET', held_key(prefix, worker)) -- a planted non-string: unknown
     local n = type(raw) == 'string' and tonumber(raw) or nil
     several[worker] = not n or n > 1 -- not known: not blamed
   end
@@ -37,22 +37,22 @@ end
 local requeued, dead = 0, #buried / 2 -- due jobs buried, not promoted
 promoted = promoted - dead
 for _, id in ipairs(lapsed) do
-  local jk = prefix .. 'job:' .. id
+  local jk = job_key(prefix, id)
   local run = runner(prefix, id)
-  local f = redis.call('HMGET', jk, 'posted', 'sig', 'score', 'status')
-  local sig, score = lane_of(f[1], f[2], f[3])
+  local f = redis.call('HMGET', jk, 'posted', 'status')
+  local sig, score = lane_of(f[1])
   local spec, unreadable = spec_of(prefix, id)
   if run and not run[2] then
     unreadable = 'its running entry cannot be read'
   elseif not sig then
     unreadable = UNREADABLE_LANE
   end
-  if run and f[4] and (unreadable or not spec) then
+  if run and f[2] and (unreadable or not spec) then
     bury(prefix, id, now, 'lease lost; ' .. unreadable, 'ran', run[2] and run[3] or '')
     dead = dead + 1
-  elseif run and f[4] then
+  elseif run and f[2] then
     local worker, attempt = run[1], run[2]
-    local _, released, alone = tries_of(keyed_call('HGET', prefix .. 'tries', id))
+    local _, released, alone = tries_of(keyed_call('HGET', tries_key(prefix), id))
     local beside = not alone and held_several(worker)
     local reason = 'lease lost on attempt ' .. attempt .. ' (worker ' .. worker .. ')'
     local facts = {'ran', run[3]}
@@ -80,43 +80,38 @@ for _, id in ipairs(lapsed) do
       requeued = requeued + 1
     end
   elseif run then -- its record was purged while it ran
-    keyed_call('HDEL', prefix .. 'running', id)
+    keyed_call('HDEL', running_key(prefix), id)
   end
 end
 if #lapsed > 0 then
-  keyed_call('ZREM', prefix .. 'active', unpack(lapsed))
+  keyed_call('ZREM', active_key(prefix), unpack(lapsed))
 end
 if requeued > 0 then
-  redis.call('PUBLISH', prefix .. 'wake', 'reaped')
+  redis.call('PUBLISH', wake_key(prefix), 'reaped')
 end
-local gone = keyed_call('ZRANGEBYSCORE', prefix .. 'workers', '-inf', '(' .. now)
+local gone = keyed_call('ZRANGEBYSCORE', workers_key(prefix), '-inf', '(' .. now)
 if #gone > 0 then
-  keyed_call('ZREM', prefix .. 'workers', unpack(gone))
-  keyed_call('HDEL', prefix .. 'idle', unpack(gone)) -- hand them no more jobs
-  redis.pcall('HDEL', prefix .. 'done', unpack(gone)) -- their counts (a pcall: see finish)
+  keyed_call('ZREM', workers_key(prefix), unpack(gone))
+  keyed_call('HDEL', idle_key(prefix), unpack(gone)) -- hand them no more jobs
+  redis.pcall('HDEL', done_key(prefix), unpack(gone)) -- their counts (a pcall: see finish)
 end
 tend_kinds(prefix, now, limit)
-flush_tally(prefix, now)
 -- finished jobs past their time to live, a group at a time (see finish_terminal), until
--- `limit` jobs are gone; `expiring` holds an older version's entries, one id each. Groups
--- are read a few at a time: one can hold a thousand ids.
+-- `limit` jobs are gone. Groups are read a few at a time: one can hold a thousand ids.
 local expired = 0
-for _, name in ipairs({'expiries', 'expiring'}) do
-  local key = prefix .. name
-  local more = true
-  while more and expired < limit do
-    local groups = redis.call('ZRANGEBYSCORE', key, '-inf', int(now), 'LIMIT', '0', '16')
-    more = #groups == 16
-    local done_groups = {}
-    for _, group in ipairs(groups) do
-      local ids = {}
-      for id in string.gmatch(group, '[^,]+') do ids[#ids + 1] = id end
-      for k = 1, #ids, 1000 do forget(prefix, {unpack(ids, k, math.min(k + 999, #ids))}) end
-      expired = expired + #ids
-      done_groups[#done_groups + 1] = group
-      if expired >= limit then break end
-    end
-    if #done_groups > 0 then redis.call('ZREM', key, unpack(done_groups)) end
+local key = expiries_key(prefix)
+local more = true
+while more and expired < limit do
+  local groups = redis.call('ZRANGEBYSCORE', key, '-inf', int(now), 'LIMIT', '0', '16')
+  more = #groups == 16
+  local done_groups = {}
+  for _, group in ipairs(groups) do
+    local ids = expiry_group_ids(group)
+    for k = 1, #ids, 1000 do forget(prefix, {unpack(ids, k, math.min(k + 999, #ids))}) end
+    expired = expired + #ids
+    done_groups[#done_groups + 1] = group
+    if expired >= limit then break end
   end
+  if #done_groups > 0 then redis.call('ZREM', key, unpack(done_groups)) end
 end
 return {requeued, dead, promoted, expired, buried}

@@ -9,9 +9,9 @@ local out = {}
 local terminal = {complete = true, failed = true, dead = true, cancelled = true}
 for k = 2, #ARGV do
   local id = ARGV[k]
-  local status = live_status(prefix, id, redis.call('HGET', prefix .. 'job:' .. id, 'status'))
+  local status = live_status(prefix, id, redis.call('HGET', job_key(prefix, id), 'status'))
   if status and not terminal[status] then
-    keyed_call('SADD', prefix .. 'watched', id)
+    keyed_call('SADD', watched_key(prefix), id)
   end
   out[k - 1] = status
 end
