@@ -143,24 +143,13 @@ def _drivable(before: CallbackState | None, event: CallbackEvent) -> tuple[str, 
     return tuple(names)
 
 
-# A known disagreement of the scripts with the table: requeue.lua clears `cb_state` but leaves
-# a delivery that was still under way in the outbox, under its lease or due for a retry, so the
-# next claim delivers a callback for the requeued (queued) job. Strict: fixed, these pass, and
-# the mark must go.
-REQUEUE_LEAVES_THE_DELIVERY = pytest.mark.xfail(
-    strict=True, reason="requeue.lua leaves an unfinished delivery in the outbox, lease or retry"
-)
-
-
 def _cases() -> list[object]:
     cases: list[object] = []
     for before, event in itertools.product([None, *C], E):
         names = _drivable(before, event)
-        unfinished = event is E.REQUEUE and before in (C.PENDING, C.DELIVERING, C.RETRYING)
         for values in itertools.product([False, True], repeat=len(names)):
             case = (before, event, Facts(**dict(zip(names, values, strict=True))))
-            marks = [REQUEUE_LEAVES_THE_DELIVERY] if unfinished else []
-            cases.append(pytest.param(case, marks=marks, id=case_id(case)))
+            cases.append(pytest.param(case, id=case_id(case)))
     return cases
 
 

@@ -6,7 +6,7 @@
 -- Transitions: dead | failed | cancelled -> queued.
 local prefix, id = ARGV[1], ARGV[2]
 local jk = job_key(prefix, id)
-local f = redis.call('HMGET', jk, 'status', 'ran', 'posted', 'finished')
+local f = redis.call('HMGET', jk, 'status', 'ran', 'posted', 'finished', 'cb_state')
 local status = f[1]
 if not status then
   return {'missing'}
@@ -26,6 +26,14 @@ end
 local attempts = f[2] and select(2, run_parts(f[2])) or '0'
 keyed_call('HSET', tries_key(prefix), id, tries_entry(attempts, attempts)) -- a fresh budget
 redis.call('HSET', jk, 'released', attempts, 'reason', 'requeued from ' .. status, 'finished', '')
+local delivery = f[5]
+if delivery == 'pending' or delivery == 'delivering' or delivery == 'retrying' then
+  -- a delivery still under way is withdrawn: the job calls back once it ends again, and a
+  -- dispatcher holding it now finds it stale (callback_done.lua)
+  keyed_call('LREM', outbox_key(prefix), 0, id)
+  keyed_call('ZREM', callbacks_active_key(prefix), id)
+  keyed_call('ZREM', callbacks_retry_key(prefix), id)
+end
 redis.call('HDEL', jk, 'cb_attempts', 'cb_crashes', 'cb_state') -- called back afresh
 enqueue(prefix, jk, id, sig, score)
 publish_status(prefix, id, 'queued')
