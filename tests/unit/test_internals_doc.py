@@ -161,3 +161,23 @@ def test_the_check_sees_a_key_missing_from_the_glossary() -> None:
             return f"{self.prefix}shelf:{worker_id}"
 
     assert undocumented(Planted, DOC.read_text()) == ["ledger", "shelf"]
+
+
+def modules_missing_from_the_layers_table(doc: str) -> list[str]:
+    """The package's modules that the table of layers and packages does not name."""
+    table = section(doc, "## Layers and packages")
+    named = set(re.findall(r"`([\w/.]+?)(?:\.py)?`", table))
+    modules = [
+        p for p in (ROOT / "aqueue").rglob("*.py") if p.name not in ("__init__.py", "py.typed")
+    ]
+    return sorted(
+        str(p.relative_to(ROOT))
+        for p in modules
+        if p.stem not in named and f"{p.parent.name}/{p.stem}" not in named
+    )
+
+
+def test_every_module_is_in_the_layers_table() -> None:
+    assert modules_missing_from_the_layers_table(DOC.read_text()) == []
+    planted = DOC.read_text().replace("`capacity`", "").replace("_worker/capacity", "")
+    assert modules_missing_from_the_layers_table(planted) == ["aqueue/_worker/capacity.py"]
