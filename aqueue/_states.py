@@ -57,6 +57,19 @@ GONE = Gone.GONE
 Target = S | Gone
 
 
+class Stale(enum.Enum):
+    """A callback delivery this dispatcher may no longer record: its lease lapsed, and another
+    delivery (or a requeue) took it over."""
+
+    STALE = "stale"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STALE = Stale.STALE
+
+
 @dataclass(frozen=True, slots=True)
 class Facts:
     """What the scripts read, beside a job's status, to choose their branch."""
@@ -282,6 +295,19 @@ CALLBACK_BRANCHES: Mapping[
     **{(state, _E.REQUEUE): (Branch(ALWAYS, None),) for state in CallbackState},
     **{(state, _E.EXPIRE): (Branch(ALWAYS, GONE),) for state in CallbackState},
 }
+
+
+# What callback_done.lua answers: the state it leaves, or why it changed nothing.
+CallbackReply = CallbackState | Stale | Gone
+
+
+def callback_reply(text: str) -> CallbackReply:
+    """callback_done.lua's reply, read (a ValueError: a reply no script gives)."""
+    if text == STALE.value:
+        return STALE
+    if text == GONE.value:
+        return GONE
+    return CallbackState(text)
 
 
 def take_callback(

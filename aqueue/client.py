@@ -29,7 +29,7 @@ from aqueue._redis.pubsub import SharedSubscription
 from aqueue._redis.records import decode_job, remembered_job_fields, worker_infos
 from aqueue._redis.results import REF, Stored, stored_data, stored_result
 from aqueue._redis.store import NewJobs, Store
-from aqueue._states import CallbackState, Event
+from aqueue._states import GONE, CallbackState, Event
 from aqueue.config import ClientConfig
 from aqueue.errors import (
     DataNotFound,
@@ -204,7 +204,7 @@ class Client:
     async def get_job(self, job_id: str) -> Job:
         """The whole record of a job; JobNotFound if there is none."""
         fields = await self.store.job_fields(check_job_id(job_id))
-        if "status" not in fields:  # none, or callback fields an older build left behind
+        if "status" not in fields:  # none, or stray fields with no record (a late write)
             raise JobNotFound(job_id, self.queue)
         job = decode_job(job_id, self.queue, fields)
         if job.callback_state not in (None, CallbackState.PENDING):  # claimed: maybe lost
@@ -286,7 +286,7 @@ class Client:
                 if scope.cancelled_caught:
                     [status] = await self.store.statuses([job_id])
                     if status not in TERMINAL_NAMES:
-                        now = status.decode() if status else "gone"
+                        now = status.decode() if status else str(GONE)
                         raise ResultTimeout(job_id, timeout or 0.0, now)
             pushed = self._events.waiters.result(job_id)
         finally:

@@ -214,7 +214,9 @@ async def get_job(request: web.Request) -> web.Response:
 async def cancel_job(request: web.Request) -> web.Response:
     client, job_id = await _job_client(request)
     before = await client.cancel(job_id)
-    return _json({"id": job_id, "queue": client.queue, "status": "cancelled", "was": before})
+    return _json(
+        {"id": job_id, "queue": client.queue, "status": JobStatus.CANCELLED, "was": before}
+    )
 
 
 async def get_progress(request: web.Request) -> web.Response:
@@ -346,7 +348,7 @@ async def requeue(request: web.Request) -> web.Response:
     if len(job_id) > MOST_JOB_ID_CHARS:
         raise JobNotFound(job_id, client.queue)
     before = await client.requeue(job_id)
-    return _json({"id": job_id, "queue": client.queue, "status": "queued", "was": before})
+    return _json({"id": job_id, "queue": client.queue, "status": JobStatus.QUEUED, "was": before})
 
 
 async def healthz(request: web.Request) -> web.Response:

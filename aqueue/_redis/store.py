@@ -25,7 +25,14 @@ from aqueue._redis import scripts as _scripts
 from aqueue._redis.direct import MISSED, Direct
 from aqueue._redis.keys import ALL_SEQS, PRIORITY_BAND, RATE_BUCKET_MS, Keys, queue_of
 from aqueue._redis.records import SpecShape, posted_ms
-from aqueue._states import ACTIVE, Event, live_status
+from aqueue._states import (
+    ACTIVE,
+    CallbackEvent,
+    CallbackReply,
+    Event,
+    callback_reply,
+    live_status,
+)
 from aqueue.config import MOST_UNSERVED_LANES, ClientConfig
 from aqueue.errors import MessageError, RedisUnavailable, TooManyLanes
 
@@ -426,11 +433,11 @@ class Store:
         return (None if due < 0 else due), pairs
 
     async def callback_done(
-        self, job_id: str, token: int, delivered: bool, delay_ms: int, most: int, note: str
-    ) -> str:
-        outcome = "delivered" if delivered else "failed"
-        args: list[Arg] = [job_id, token, outcome, delay_ms, most, note]
-        return _text(await self._run("callback_done", args))
+        self, job_id: str, token: int, event: CallbackEvent, delay_ms: int, most: int, note: str
+    ) -> CallbackReply:
+        """Record a delivery attempt (`event`: delivered or failed) under its token."""
+        args: list[Arg] = [job_id, token, event, delay_ms, most, note]
+        return callback_reply(_text(await self._run("callback_done", args)))
 
     async def callback_log(self, job_id: str) -> list[str]:
         with redis_errors(f"reading the callback log of {job_id!r}"):

@@ -44,7 +44,7 @@ from aqueue._services.callback_guard import (
     literal_refusal,
     parse_networks,
 )
-from aqueue._states import CallbackState
+from aqueue._states import GONE, STALE, CallbackEvent, CallbackReply, CallbackState
 from aqueue.client import Client
 from aqueue.errors import ConfigError, JobNotFound, RedisUnavailable
 from aqueue.job import Job, JobStatus
@@ -236,28 +236,31 @@ class Dispatcher:
         try:
             job = await self.client.get_job(job_id)
         except JobNotFound:  # expired or purged before delivery: nothing to call
-            await self.store.callback_done(job_id, token, False, 0, 1, "")  # lets go ("gone")
+            await self.store.callback_done(job_id, token, CallbackEvent.FAILED, 0, 1, "")  # lets go
             return
         if job.callback is None:  # an outbox entry someone wrote for a job without one
-            await self.store.callback_done(job_id, token, False, 0, 1, "the job has no callback")
+            await self.store.callback_done(
+                job_id, token, CallbackEvent.FAILED, 0, 1, "the job has no callback"
+            )
             return
         delivered, note = await self._attempt(session, job)
+        event = CallbackEvent.DELIVERED if delivered else CallbackEvent.FAILED
         attempt = job.callback_attempts + 1
         state = await self._record(
-            job_id, token, delivered, int(self.config.delay_before(attempt) * 1000), note
+            job_id, token, event, int(self.config.delay_before(attempt) * 1000), note
         )
         if state == CallbackState.DELIVERED:
             self.delivered += 1
         elif state == CallbackState.RETRYING:
             self._wake.set()  # the claim loop learns when the retry is due
-        settled = (CallbackState.DELIVERED, "stale", "gone")  # or no longer its to record
+        settled = (CallbackState.DELIVERED, STALE, GONE)  # or no longer its to record
         level = logging.INFO if state in settled else logging.WARNING
         log.log(level, "callback of job %s attempt %d: %s (%s)", job_id, attempt, note, state,
                 extra={"job_id": job_id, "queue": self.store.keys.queue})  # fmt: skip
 
     async def _record(
-        self, job_id: str, token: int, delivered: bool, delay_ms: int, note: str
-    ) -> str:
+        self, job_id: str, token: int, event: CallbackEvent, delay_ms: int, note: str
+    ) -> CallbackReply:
         """Record an attempt that was made, riding out a Redis outage while its lease lasts
         (after that, another delivery has been claimed, and this record would be stale)."""
         backoff = Backoff()
@@ -267,7 +270,7 @@ class Dispatcher:
             while True:
                 try:
                     return await self.store.callback_done(
-                        job_id, token, delivered, delay_ms, self.config.attempts, note
+                        job_id, token, event, delay_ms, self.config.attempts, note
                     )
                 except RedisUnavailable as exc:
                     outage = exc

@@ -15,15 +15,12 @@ import time
 
 import anyio
 import anyio.lowlevel
-from anyio.streams.memory import MemoryObjectSendStream
 
 from aqueue._redis.backoff import Backoff
 from aqueue._redis.store import Claimed, Store
 from aqueue._worker.acks import Acks
-from aqueue._worker.capacity import Capacity
-from aqueue._worker.leases import Held, Running
-from aqueue._worker.outcomes import Outcomes
-from aqueue._worker.prefetch import PrefetchGauge
+from aqueue._worker.leases import Running
+from aqueue._worker.shared import Shared
 from aqueue._worker.stopping import StopClock
 from aqueue.config import WorkerConfig
 from aqueue.errors import RedisUnavailable
@@ -36,26 +33,21 @@ class Claims:
 
     def __init__(
         self,
-        worker_id: str,
+        shared: Shared,
         config: WorkerConfig,
         listeners: tuple[str, ...],
-        capacity: Capacity[anyio.Event],
-        prefetch: PrefetchGauge,
-        held: Held,
-        inbox_in: MemoryObjectSendStream[Running | None],
         acks: Acks,
-        outcomes: Outcomes,
         clock: StopClock,
     ) -> None:
-        self.worker_id = worker_id
+        self.worker_id = shared.worker_id
         self.config = config
         self.listeners = listeners
-        self.capacity = capacity
-        self.prefetch = prefetch
-        self.held = held
-        self.inbox_in = inbox_in
+        self.capacity = shared.capacity
+        self.prefetch = shared.prefetch
+        self.held = shared.held
+        self.inbox_in = shared.inbox_in
         self.acks = acks
-        self.outcomes = outcomes
+        self.outcomes = shared.outcomes
         self.clock = clock
         self.lease_ms = int(config.lease * 1000)
         self.wake = anyio.Event()  # new work, an outcome that may make some ready: look again

@@ -153,7 +153,7 @@ class Outcomes:
         if delay is None:
             try:
                 policy = retry_policy(job.retry, job.max_attempts)
-            except ConfigError:  # posted by an older build, which let a bad policy through
+            except ConfigError:  # unreadable (planted, say): the job still runs, by default
                 policy = DEFAULT_POLICY
             delay = policy.delay_before(job.attempt - job.released)
         return job.outcome(Event.RETRY, int(delay * 1000), fields)

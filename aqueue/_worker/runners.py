@@ -19,23 +19,18 @@ from typing import Any, cast
 
 import anyio
 import anyio.to_thread
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from aqueue import _codec
 from aqueue._redis import results as _results
 from aqueue._redis.store import Claimed, Outcome
-from aqueue._worker.capacity import Capacity
-from aqueue._worker.leases import Held, Running
-from aqueue._worker.outcomes import Outcomes, Upload
-from aqueue._worker.prefetch import PrefetchGauge
+from aqueue._worker.leases import Running
+from aqueue._worker.outcomes import Upload
+from aqueue._worker.shared import Shared
 from aqueue.client import Client
 from aqueue.errors import JobTimeout, LeaseLost, MessageError, RedisUnavailable
 from aqueue.listeners import AsyncListener, Context, Listener, Listeners, SyncContext, SyncListener
 
 log = logging.getLogger(__name__)
-
-# None in it: a nudge for an idle runner to see whether it retires (see _lend_slot)
-Inbox = tuple[MemoryObjectSendStream[Running | None], MemoryObjectReceiveStream[Running | None]]
 
 
 def _cancelled(running: Running) -> bool:
@@ -50,29 +45,22 @@ class Runners:
 
     def __init__(
         self,
-        worker_id: str,
+        shared: Shared,
         listeners: Listeners,
-        outcomes: Outcomes,
-        capacity: Capacity[anyio.Event],
-        prefetch: PrefetchGauge,
-        held: Held,
-        inbox: tuple[
-            MemoryObjectSendStream[Running | None], MemoryObjectReceiveStream[Running | None]
-        ],
         finished: Callable[[Running, Outcome | None], None],
         lent: Callable[[], None],
     ) -> None:
-        self.worker_id = worker_id
+        self.worker_id = shared.worker_id
         self.listeners = listeners
-        self.outcomes = outcomes
-        self.capacity = capacity
-        self.prefetch = prefetch
-        self.held = held
-        self.inbox_in, self.inbox = inbox
+        self.outcomes = shared.outcomes
+        self.capacity = shared.capacity
+        self.prefetch = shared.prefetch
+        self.held = shared.held
+        self.inbox_in, self.inbox = shared.inbox_in, shared.inbox
         self.finished = finished
         self.lent = lent
         self.add: Callable[[], None] | None = None  # one more runner, while the slots run
-        self.threads = anyio.CapacityLimiter(capacity.threads)
+        self.threads = anyio.CapacityLimiter(self.capacity.threads)
         self._thread_waits: set[anyio.CancelScope] = set()  # runners waiting on threads
         self._threads_left = False  # stopped waiting for them (past the grace period)
 

@@ -16,7 +16,6 @@ Loops, all children of `Worker.run`:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import secrets
 import socket
@@ -36,12 +35,12 @@ from aqueue._services.callbacks import CallbackConfig, Dispatcher
 from aqueue._services.reaper import reap_forever
 from aqueue._states import Event
 from aqueue._worker.acks import Acks
-from aqueue._worker.capacity import Capacity
 from aqueue._worker.claim import Claims
-from aqueue._worker.leases import Held, Running
+from aqueue._worker.leases import Running
 from aqueue._worker.outcomes import Outcomes
 from aqueue._worker.prefetch import PrefetchGauge
 from aqueue._worker.runners import Runners
+from aqueue._worker.shared import Shared
 from aqueue._worker.stopping import StopClock
 from aqueue.client import Client
 from aqueue.config import ClientConfig, WorkerConfig
@@ -94,20 +93,12 @@ class Worker:
         self._claim_scope = anyio.CancelScope()
         self._clock = StopClock(config.grace)  # bounds the stop, whatever Redis answers
         self._serving = False  # started: from here on it may hold jobs
-        self._held = Held()
-        # claim places, slots and threads: see capacity.py
-        self._capacity = Capacity[anyio.Event](config.concurrency, config.prefetch)
-        inbox = anyio.create_memory_object_stream[Running | None](math.inf)
-        self._inbox_in, self._inbox = inbox
+        shared = Shared.make(self.id, config.concurrency, self._prefetch, self._outcomes)
+        self._held, self._capacity = shared.held, shared.capacity  # capacity: see capacity.py
+        self._inbox_in, self._inbox = shared.inbox_in, shared.inbox
         self._acks = Acks(self.id, self._clock, self._sent, lambda: self._held.stopping)
-        self._claims = Claims(
-            self.id, config, self.listeners.names, self._capacity, self._prefetch,
-            self._held, self._inbox_in, self._acks, self._outcomes, self._clock,
-        )  # fmt: skip
-        self._runners = Runners(
-            self.id, self.listeners, self._outcomes, self._capacity, self._prefetch,
-            self._held, inbox, self._finished, self._lent,
-        )  # fmt: skip
+        self._claims = Claims(shared, config, self.listeners.names, self._acks, self._clock)
+        self._runners = Runners(shared, self.listeners, self._finished, self._lent)
         if self._stopping:  # stop() came before run(): nothing to serve, nothing to drain
             self._held.stopping = True
             self._claim_scope.cancel()

@@ -18,7 +18,9 @@ from aqueue._redis.store import NewJobs, Outcome, Store
 from aqueue._states import (
     CALLBACK_BRANCHES,
     GONE,
+    STALE,
     CallbackEvent,
+    CallbackReply,
     CallbackState,
     CallbackTarget,
     Event,
@@ -48,10 +50,11 @@ async def _token(store: Store, job_id: str) -> int:
     return int(raw or 0)
 
 
-async def _done(store: Store, job_id: str, delivered: bool, facts: Facts) -> str:
+async def _done(store: Store, job_id: str, delivered: bool, facts: Facts) -> CallbackReply:
     most = 1 if facts.attempts_spent else ATTEMPTS
     delay = LATER_MS if facts.retry_waits else 0
-    return await store.callback_done(job_id, await _token(store, job_id), delivered, delay, most,
+    event = E.DELIVERED if delivered else E.FAILED
+    return await store.callback_done(job_id, await _token(store, job_id), event, delay, most,
                                      "conformance")  # fmt: skip
 
 
@@ -175,12 +178,12 @@ async def test_each_callback_script_from_each_state_takes_the_branch_the_table_n
     expected = before if branch is None else branch.to
     assert after == expected, f"{before} --{event}--> {after}, the table says {expected}"
     if event in (E.DELIVERED, E.FAILED):  # callback_done replies with where it left it
-        assert reply == ("stale" if branch is None else str(after))
+        assert reply == (STALE if branch is None else after)
     if after is GONE:  # let go of: no claim takes it, no report writes it again
         for key in (store.keys.callbacks_active, store.keys.callbacks_retry):
             await store.redis.zadd(key, {job_id: 0}, xx=True)  # all of it due now
         assert job_id not in await _claim(store, facts)
-        assert await store.callback_done(job_id, 1, True, 0, ATTEMPTS, "late") == "gone"
+        assert await store.callback_done(job_id, 1, E.DELIVERED, 0, ATTEMPTS, "late") is GONE
         assert not await store.redis.exists(store.keys.job(job_id))
         assert await _where(store, job_id) == set()
     elif branch is None:

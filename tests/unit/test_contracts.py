@@ -14,7 +14,7 @@ import pytest
 
 from aqueue._redis import scripts
 from aqueue._redis.store import Claimed, NewJobs, Store
-from aqueue._states import Event
+from aqueue._states import CallbackEvent, Event
 
 _ARG = re.compile(r"\bARGV\[(\d+)(\.\.)?\]")
 _VARIADIC_READS = [  # the ways a script reads its arguments from one on
@@ -97,7 +97,7 @@ CALLS: dict[str, Callable[[Store], Awaitable[object]]] = {
     "requeue": lambda s: s.requeue("j"),
     "purge_dead": lambda s: s.purge_dead(10),
     "claim_callbacks": lambda s: s.claim_callbacks(1000, 10, 3),
-    "callback_done": lambda s: s.callback_done("j", 1, True, 100, 3, "note"),
+    "callback_done": lambda s: s.callback_done("j", 1, CallbackEvent.DELIVERED, 100, 3, "note"),
     "watch": lambda s: s.watch(["a", "b"]),
 }
 

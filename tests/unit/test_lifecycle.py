@@ -19,6 +19,7 @@ from aqueue._states import (
     BRANCHES,
     CALLBACK_BRANCHES,
     GONE,
+    STALE,
     STATUS,
     STATUS_IF_WATCHED,
     TRANSITIONS,
@@ -28,6 +29,7 @@ from aqueue._states import (
     Event,
     Facts,
     allowed,
+    callback_reply,
     is_allowed,
     live_status,
     published,
@@ -173,3 +175,11 @@ def test_the_state_diagram_in_the_docs_is_generated_from_the_tables(
     assert checked_in.read_text() == document(), "run: python -m aqueue._diagram > docs/states.md"
     runpy.run_path(_diagram.__file__, run_name="__main__")  # as `python -m aqueue._diagram`
     assert capsys.readouterr().out == document()
+
+
+def test_callback_done_replies_read_as_the_state_left_or_why_nothing_changed() -> None:
+    assert callback_reply("retrying") is CallbackState.RETRYING
+    assert callback_reply("stale") is STALE and str(STALE) == "stale"
+    assert callback_reply("gone") is GONE
+    with pytest.raises(ValueError, match="'lost'"):
+        callback_reply("lost")  # no script answers that

@@ -548,7 +548,8 @@ end
 -- that cost a claim and a finish more than all else they do. An entry longer than 64 bytes
 -- turns the key into a hashtable or skiplist for good, so `running` and `active` each keep
 -- one such placeholder: never a job id, and in `active` at +inf, where no lease ever lapses.
--- `spec` gets one at a queue's first post (post.lua).
+-- `spec` gets one at a queue's first post (post.lua). The text is stored in Redis: it
+-- stays as it is (its path is where this file was once), so existing queues still match it.
 local PLACEHOLDER = 'not a job: keeps this key a hashtable or skiplist (see aqueue/lua/_lib.lua)'
 
 -- A claim: jobs leased to `worker` until `deadline` (ms, text), gathered by grant and written
