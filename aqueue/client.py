@@ -23,12 +23,13 @@ from aqueue import _codec
 from aqueue._checks import check_job_id, check_key, is_number, seconds
 from aqueue._client.events import TERMINAL_NAMES, JobEvents, stored_progress
 from aqueue._options import PostKwargs, post_options
+from aqueue._redis.calls import NewJobs
 from aqueue._redis.coalesce import Coalescer
 from aqueue._redis.connection import open_store
 from aqueue._redis.pubsub import SharedSubscription
 from aqueue._redis.records import decode_job, remembered_job_fields, worker_infos
 from aqueue._redis.results import REF, Stored, stored_data, stored_result
-from aqueue._redis.store import NewJobs, Store
+from aqueue._redis.store import Store
 from aqueue._states import GONE, CallbackState, Event
 from aqueue.config import ClientConfig
 from aqueue.errors import (

@@ -48,9 +48,10 @@ import msgpack
 from aqueue import Client
 from aqueue._codec import encode
 from aqueue._redis import scripts as _scripts
+from aqueue._redis.calls import Arg
 from aqueue._redis.records import SpecShape
 from aqueue._redis.server import find_redis_server, free_port, ping
-from aqueue._redis.store import Arg, Store
+from aqueue._redis.store import Store
 from aqueue.testing import RedisServer
 
 QUEUE = "cost"

@@ -9,7 +9,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
-from aqueue._redis.store import MOST_CALL_BYTES, NewJobs
+from aqueue._redis.calls import MOST_CALL_BYTES, NewJobs
 from aqueue.errors import RedisUnavailable
 
 Send = Callable[[NewJobs, int], Awaitable[list[str]]]

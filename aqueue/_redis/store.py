@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import anyio
@@ -22,26 +21,29 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 
 from aqueue._redis import scripts as _scripts
+from aqueue._redis.calls import (
+    Arg,
+    ClaimResult,
+    NewJobs,
+    Outcome,
+    Reaped,
+    claimed_rows,
+    finish_calls,
+    spec_fields,
+    text,
+    values,
+)
 from aqueue._redis.direct import MISSED, Direct
 from aqueue._redis.keys import ALL_SEQS, PRIORITY_BAND, RATE_BUCKET_MS, Keys, queue_of
-from aqueue._redis.records import SpecShape, posted_ms
+from aqueue._redis.records import posted_ms
 from aqueue._states import (
     ACTIVE,
     CallbackEvent,
     CallbackReply,
-    Event,
     callback_reply,
     live_status,
 )
-from aqueue.config import MOST_UNSERVED_LANES, ClientConfig
-from aqueue.errors import MessageError, RedisUnavailable, TooManyLanes
-
-Arg = str | bytes | int | float
-FINISH_BATCH = 1000  # outcomes per finish call: its batched reads stay within Lua's limits
-# of specs or outcomes per script call: Redis runs a call whole (others wait), and takes no
-# argument over its proto-max-bulk-len (512 MB by default)
-MOST_CALL_BYTES = 1 << 20
-_DEFAULT_TTL_S = int(ClientConfig().result_ttl)  # a record's, where its spec cannot say
+from aqueue.errors import RedisUnavailable, TooManyLanes
 
 
 @contextlib.contextmanager
@@ -87,160 +89,6 @@ def connect(
     return aioredis.Redis(connection_pool=pool)
 
 
-@dataclass(frozen=True, slots=True)
-class NewJobs:
-    """One post: jobs that share everything but their id, key and spec (sent once)."""
-
-    signature: str
-    priority: int
-    delay_ms: int
-    at_ms: int
-    watched: bool  # a client awaits them (see watch.lua)
-    fields: Sequence[Arg]  # flat field, value pairs that every job's record starts with
-    jobs: Sequence[tuple[str, str, bytes]]  # (id, key or "", spec: _records.SpecShape.pack)
-    # a post to a lane no live worker serves is refused past this many such lanes (post.lua)
-    most_unserved_lanes: int = MOST_UNSERVED_LANES
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    id: str
-    attempt: int
-    msg: bytes
-    functions: tuple[str, ...]
-    timeout_ms: int
-    max_attempts: int
-    released: int
-    retry: bytes
-    ttl_s: int  # how long its record is kept once it ends
-    calls_back: bool  # it has a callback (its end goes to the outbox)
-    unreadable: str = ""  # why its spec cannot be read: it fails without running
-
-    def outcome(
-        self,
-        kind: Event,
-        delay_ms: int = 0,
-        fields: Sequence[str | bytes] = (),
-        *,
-        chunked: bool = False,
-    ) -> Outcome:
-        """How this attempt ended, for finish.lua."""
-        return Outcome(
-            self.id, self.attempt, kind, delay_ms, fields,
-            self.ttl_s, self.calls_back, self.max_attempts, chunked,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimResult:
-    now_ms: int
-    next_due_ms: int | None
-    jobs: list[Claimed]
-    full: bool  # took all it was asked for: more may be ready
-    # suspects this worker can run wait (reap.lua): it is to drain, then claim them alone
-    suspects: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Reaped:
-    """What one reap pass did (see reap.lua)."""
-
-    requeued: int
-    dead: int  # buried ones included
-    promoted: int
-    expired: int
-    buried: list[tuple[str, str]]  # (job id, why): dead, as data they need cannot be read
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    id: str
-    attempt: int
-    kind: Event  # complete | retry | fail | release
-    delay_ms: int
-    fields: Sequence[str | bytes]  # names and values, for the record
-    # from the job's spec, as its claim handed it over: finish.lua then needs not read it
-    ttl_s: int
-    calls_back: bool
-    max_attempts: int
-    # complete, its result uploaded in chunks that the finish adopts (sent as kind "chunked")
-    chunked: bool = False
-
-
-def _finish_calls(outcomes: Sequence[Outcome]) -> Iterator[Sequence[Outcome]]:
-    """Outcomes in calls of at most FINISH_BATCH, cut before MOST_CALL_BYTES of fields (a call
-    holds one outcome at least, whatever its size)."""
-    start, size = 0, 0
-    for end, outcome in enumerate(outcomes):
-        grown = size
-        for field in outcome.fields:  # a loop: sum() of a generator costs 4 times as much
-            grown += len(field)
-        if end > start and (end - start == FINISH_BATCH or grown > MOST_CALL_BYTES):
-            yield outcomes[start:end]
-            start, grown = end, grown - size
-        size = grown
-    if start < len(outcomes):
-        yield outcomes[start:]
-
-
-def _values(items: Sequence[Arg]) -> bytes:
-    """Items as msgpack values one after another (an array without its header)."""
-    packed: bytes = msgpack.packb(list(items), use_bin_type=False)  # see post
-    n = len(items)
-    return packed[1 if n < 16 else 3 if n < 65536 else 5 :]  # the array header's length
-
-
-def spec_fields(spec: bytes) -> dict[str, bytes]:
-    """A job's spec as the record fields it stands for (see `_records.decode_job`)."""
-    try:
-        msg, shape = SpecShape.unpack(spec)
-    except MessageError as exc:  # the record stays readable: decode_job flags it
-        return {"spec_error": str(exc).encode()}
-    return {
-        "msg": msg,
-        "fns": shape.functions.encode(),
-        "timeout": str(shape.timeout_ms).encode(),
-        "max_att": str(shape.max_attempts).encode(),
-    }
-
-
-def claimed_rows(raw: Sequence[Any]) -> list[Claimed]:
-    """Jobs as claim.lua returns them and post.lua pushes them to a waiting worker: 4 values
-    each (id, attempt, released, spec)."""
-    jobs = []
-    for i in range(0, len(raw), 4):
-        id_, attempt, released, spec = raw[i : i + 4]
-        try:
-            msg, shape = SpecShape.unpack(spec)
-        except MessageError as exc:  # costs that job alone (the worker fails it)
-            jobs.append(_unreadable(_text(id_), int(attempt), int(released), str(exc)))
-            continue
-        jobs.append(
-            Claimed(
-                id=_text(id_),
-                attempt=int(attempt),
-                msg=msg,
-                functions=tuple(f for f in shape.functions.split(",") if f),
-                timeout_ms=shape.timeout_ms,
-                max_attempts=shape.max_attempts,
-                released=int(released),
-                retry=shape.retry,
-                ttl_s=shape.ttl_s,
-                calls_back=bool(shape.callback),
-            )
-        )
-    return jobs
-
-
-def _unreadable(job_id: str, attempt: int, released: int, why: str) -> Claimed:
-    """A claimed job whose spec cannot be read: nothing of it is known but its lease."""
-    return Claimed(
-        id=job_id, attempt=attempt, msg=b"", functions=(), timeout_ms=0, max_attempts=1,
-        released=released, retry=b"", ttl_s=_DEFAULT_TTL_S, calls_back=False,
-        unreadable=why,
-    )  # fmt: skip
-
-
 async def _replies(pipe: Any) -> list[Any]:
     """A pipeline's replies, a key of the wrong type (a hostile or corrupt write) read as absent
     (None): one bad key then costs only its own figure in `aqueue status` or GET /queues."""
@@ -270,11 +118,6 @@ def _count(value: bytes | None) -> int:
         return int(value or 0)
     except ValueError:
         return 0
-
-
-def _text(value: Any) -> str:
-    # errors="replace": an entry someone wrote that is not UTF-8 names no job, and fails nothing
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 class Store:
@@ -339,7 +182,7 @@ class Store:
         ids = await self._run("post", [key_ttl_ms, packed, new.most_unserved_lanes])
         if isinstance(ids, int):  # refused: the limit
             raise TooManyLanes(self.keys.queue, new.signature, ids)
-        return [_text(i) for i in ids]
+        return [text(i) for i in ids]
 
     async def claim(
         self, worker_id: str, lease_ms: int, count: int, functions: Sequence[str]
@@ -374,18 +217,18 @@ class Store:
         args: list[Arg] = [worker_id, lease_ms, info, ",".join(listeners)]
         for job_id, attempt in leases:
             args += [job_id, attempt]
-        return [_text(i) for i in await self._run("heartbeat", args)]
+        return [text(i) for i in await self._run("heartbeat", args)]
 
     async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
         accepted: list[bool] = []
-        for batch in _finish_calls(outcomes):
+        for batch in finish_calls(outcomes):
             ids = msgpack.packb([o.id for o in batch], use_bin_type=False)  # see post
             flat: list[Arg] = []
             for o in batch:
                 kind = "chunked" if o.chunked else o.kind  # see finish.lua
                 flat += (str(o.attempt), kind, o.delay_ms, o.ttl_s, int(o.calls_back))
                 flat += (o.max_attempts, len(o.fields), *o.fields)
-            stream = _values(flat)
+            stream = values(flat)
             verdicts = await self._run("finish", [worker_id, ids, stream])  # b"1101..."
             accepted += [verdict == ord("1") for verdict in verdicts]
         return accepted
@@ -403,7 +246,7 @@ class Store:
     async def reap_pass(self, limit: int) -> Reaped:
         """One pass, with the jobs it buried for data it could not read."""
         requeued, dead, promoted, expired, buried = await self._run("reap", [limit])
-        pairs = [(_text(buried[i]), _text(buried[i + 1])) for i in range(0, len(buried), 2)]
+        pairs = [(text(buried[i]), text(buried[i + 1])) for i in range(0, len(buried), 2)]
         return Reaped(int(requeued), int(dead), int(promoted), int(expired), pairs)
 
     async def cancel(self, job_id: str) -> tuple[str, str | None]:
@@ -414,7 +257,7 @@ class Store:
 
     @staticmethod
     def _verdict(raw: list[Any]) -> tuple[str, str | None]:
-        return _text(raw[0]), (_text(raw[1]) if len(raw) > 1 else None)
+        return text(raw[0]), (text(raw[1]) if len(raw) > 1 else None)
 
     async def purge_dead(self, batch: int = 500) -> int:
         total = 0
@@ -429,7 +272,7 @@ class Store:
         a delivery whose dispatcher stopped is re-tried up to `crash_retries` times."""
         raw = await self._run("claim_callbacks", [lease_ms, count, crash_retries])
         due = int(raw[0])
-        pairs = [(_text(raw[i]), int(raw[i + 1])) for i in range(1, len(raw), 2)]
+        pairs = [(text(raw[i]), int(raw[i + 1])) for i in range(1, len(raw), 2)]
         return (None if due < 0 else due), pairs
 
     async def callback_done(
@@ -437,12 +280,12 @@ class Store:
     ) -> CallbackReply:
         """Record a delivery attempt (`event`: delivered or failed) under its token."""
         args: list[Arg] = [job_id, token, event, delay_ms, most, note]
-        return callback_reply(_text(await self._run("callback_done", args)))
+        return callback_reply(text(await self._run("callback_done", args)))
 
     async def callback_log(self, job_id: str) -> list[str]:
         with redis_errors(f"reading the callback log of {job_id!r}"):
             return [
-                _text(line)
+                text(line)
                 for line in await self.redis.lrange(self.keys.callback_log(job_id), 0, -1)
             ]
 
@@ -459,7 +302,7 @@ class Store:
                 pipe.hget(k.spec, job_id)
                 raw, run, spec = await _replies(pipe)
         # a record of the wrong type (planted) holds nothing of ours: no record, as absent
-        fields = {_text(key): cast(bytes, v) for key, v in (raw or {}).items()}
+        fields = {text(key): cast(bytes, v) for key, v in (raw or {}).items()}
         if fields and spec is not None:
             fields.update(spec_fields(spec))
         if fields and run is not None:
@@ -563,7 +406,7 @@ class Store:
     async def dead_ids(self, offset: int, count: int) -> list[str]:
         with redis_errors("listing dead letters"):
             raw = await self.redis.zrange(self.keys.dead, offset, offset + count - 1)
-        return [_text(i) for i in raw]
+        return [text(i) for i in raw]
 
     async def counts(self) -> dict[str, int]:
         """Jobs per list: queued (over all lanes), scheduled, active, dead; live workers."""
@@ -595,7 +438,7 @@ class Store:
                 [ids] = await _replies(pipe)  # of the wrong type (planted): none listed
             if not ids:
                 return []
-            infos = await self.redis.mget([self.keys.worker(_text(i)) for i in ids])
+            infos = await self.redis.mget([self.keys.worker(text(i)) for i in ids])
         return [cast(bytes, i) for i in infos if i is not None]
 
     async def snapshot(self) -> dict[str, Any]:
@@ -628,7 +471,7 @@ class Store:
             oldest_posted: bytes | None = None
             if oldest is not None:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.hget(k.job(_text(oldest)), "posted")
+                    pipe.hget(k.job(text(oldest)), "posted")
                     [oldest_posted] = await _replies(pipe)  # a record of the wrong type: none
         return {
             "now_ms": now,
@@ -640,12 +483,12 @@ class Store:
             "oldest_queued_ms": posted_ms(oldest_posted) if oldest_posted else None,
             # posts are counted by `seq` alone (a `posted` in `stats` is none of ours)
             "totals": {"posted": _count(posted)}
-            | {_text(a): _count(b) for a, b in stats.items() if a != b"posted"},
+            | {text(a): _count(b) for a, b in stats.items() if a != b"posted"},
             # the current (partial) 10 s bucket and the five before it: about the last minute
-            "last_minute": [{_text(a): _count(b) for a, b in r.items()} for r in rates],
+            "last_minute": [{text(a): _count(b) for a, b in r.items()} for r in rates],
             "window_s": 50 + (now % RATE_BUCKET_MS) / 1000,
             # per worker, the outcomes it recorded: current, where its info is a heartbeat old
-            "done": {_text(w): int(n) for w, n in done.items() if n.isdigit()},
+            "done": {text(w): int(n) for w, n in done.items() if n.isdigit()},
         }
 
     async def _queued_keys(self) -> list[str]:
@@ -655,7 +498,7 @@ class Store:
             pipe.smembers(k.lanes)
             pipe.smembers(k.suspects)
             lanes, suspects = (found or set() for found in await _replies(pipe))
-        return [k.lane(_text(s)) for s in lanes] + [k.suspect_lane(_text(s)) for s in suspects]
+        return [k.lane(text(s)) for s in lanes] + [k.suspect_lane(text(s)) for s in suspects]
 
     async def _oldest_queued(self, lanes: list[str]) -> bytes | None:
         """The id of the queued job posted first. A lane's head is its best job by priority,
@@ -732,7 +575,7 @@ class Store:
     async def queue_names(self) -> list[str]:
         """Every queue on this Redis that has seen a post (from their `seq` counters)."""
         with redis_errors("listing queues"):
-            keys = [_text(key) async for key in self.redis.scan_iter(match=ALL_SEQS)]
+            keys = [text(key) async for key in self.redis.scan_iter(match=ALL_SEQS)]
         return sorted(map(queue_of, keys))
 
     @contextlib.asynccontextmanager
@@ -768,7 +611,7 @@ class Subscription:
             message = await self._pubsub.get_message(timeout=timeout)
         if message is None:
             return None
-        channel = _text(message["channel"])
+        channel = text(message["channel"])
         if message["type"] == "message":
             return channel, cast(bytes, message["data"])
         if message["type"] == "subscribe":

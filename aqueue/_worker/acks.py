@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 import anyio
 
 from aqueue._redis.backoff import Backoff
-from aqueue._redis.store import Outcome, Store
+from aqueue._redis.calls import Outcome
+from aqueue._redis.store import Store
 from aqueue._worker.stopping import StopClock
 from aqueue.errors import RedisUnavailable
 

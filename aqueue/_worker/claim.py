@@ -17,7 +17,8 @@ import anyio
 import anyio.lowlevel
 
 from aqueue._redis.backoff import Backoff
-from aqueue._redis.store import Claimed, Store
+from aqueue._redis.calls import Claimed
+from aqueue._redis.store import Store
 from aqueue._worker.acks import Acks
 from aqueue._worker.leases import Running
 from aqueue._worker.shared import Shared

@@ -17,7 +17,8 @@ import anyio
 from anyio.abc import TaskStatus
 
 from aqueue._redis.backoff import Backoff
-from aqueue._redis.store import Claimed, Store
+from aqueue._redis.calls import Claimed
+from aqueue._redis.store import Store
 from aqueue.errors import RedisUnavailable
 
 log = logging.getLogger(__name__)

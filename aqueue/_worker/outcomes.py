@@ -11,8 +11,9 @@ import logging
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, cast
 
+from aqueue._redis.calls import Claimed, Outcome
 from aqueue._redis.records import retry_policy
 from aqueue._states import Event
 from aqueue.errors import ConfigError, MessageError, Retry
@@ -28,35 +29,10 @@ RESULT_REMEDY = (
     "or store it elsewhere and return a reference"
 )
 
-Ended = TypeVar("Ended", covariant=True)  # what `outcome` makes (store.Outcome)
 Pieces = Sequence[bytes | memoryview]
 # a result's envelope: (value, most bytes, remedy) -> its size and pieces, or MessageError
 # when over the most (aqueue/_redis/results.py's envelope)
 Envelope = Callable[[Any, int, str], tuple[int, Pieces]]
-
-
-class Attempt(Protocol[Ended]):
-    """What an outcome needs of the job it ends (`aqueue._redis.store.Claimed`)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def max_attempts(self) -> int: ...
-    @property
-    def released(self) -> int: ...
-    @property
-    def retry(self) -> bytes: ...
-
-    def outcome(
-        self,
-        kind: Event,
-        delay_ms: int = 0,
-        fields: Sequence[str | bytes] = (),
-        *,
-        chunked: bool = False,
-    ) -> Ended: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +55,7 @@ class Outcomes:
         self.max_result_bytes = max_result_bytes
         self.record_bytes = record_bytes  # a result up to this size goes in the record itself
 
-    def returned(self, job: Attempt[Ended], value: Any) -> Ended | Upload:
+    def returned(self, job: Claimed, value: Any) -> Outcome | Upload:
         """The listeners returned `value`: complete, unless it cannot be stored (then fail)."""
         if isinstance(value, Output):
             result, short = value.result, value.short
@@ -102,15 +78,15 @@ class Outcomes:
             fields += ["short", short]
         return job.outcome(Event.COMPLETE, 0, fields)
 
-    def uploaded(self, job: Attempt[Ended], fields: list[str | bytes], short: str | None) -> Ended:
+    def uploaded(self, job: Claimed, fields: list[str | bytes], short: str | None) -> Outcome:
         """Complete, its result in the chunks an upload stored (`fields` refer to them)."""
         if short is not None:
             fields = [*fields, "short", short]
         return job.outcome(Event.COMPLETE, 0, fields, chunked=True)
 
     def raised(
-        self, job: Attempt[Ended], exc: BaseException, retry_on: tuple[type[BaseException], ...]
-    ) -> Ended:
+        self, job: Claimed, exc: BaseException, retry_on: tuple[type[BaseException], ...]
+    ) -> Outcome:
         """A listener raised `exc`: retried if it asked (`Retry`) or its `retry_on` says so;
         failed otherwise (and always for what is no Exception: SystemExit, say)."""
         if isinstance(exc, Retry):
@@ -120,12 +96,12 @@ class Outcomes:
 
     def failed(
         self,
-        job: Attempt[Ended],
+        job: Claimed,
         exc: BaseException,
         *,
         retryable: bool,
         delay: float | None = None,
-    ) -> Ended:
+    ) -> Outcome:
         """The attempt failed with `exc`: retried after `delay` (None: as the job's retry
         policy says), or failed for good."""
         kind = type(exc)
@@ -158,7 +134,7 @@ class Outcomes:
             delay = policy.delay_before(job.attempt - job.released)
         return job.outcome(Event.RETRY, int(delay * 1000), fields)
 
-    def handed_back(self, job: Attempt[Ended]) -> Ended:
+    def handed_back(self, job: Claimed) -> Outcome:
         """The worker gives the job back unrun or unfinished (it stops): no attempt used."""
         log.info("handing back job %s", job.id, extra={"job_id": job.id})
         return job.outcome(Event.RELEASE)

@@ -22,7 +22,7 @@ import anyio.to_thread
 
 from aqueue import _codec
 from aqueue._redis import results as _results
-from aqueue._redis.store import Claimed, Outcome
+from aqueue._redis.calls import Claimed, Outcome
 from aqueue._worker.leases import Running
 from aqueue._worker.outcomes import Upload
 from aqueue._worker.shared import Shared

@@ -29,8 +29,9 @@ from anyio.abc import TaskStatus
 
 from aqueue._redis import results as _results
 from aqueue._redis.backoff import follow
+from aqueue._redis.calls import Outcome, claimed_rows
 from aqueue._redis.connection import open_store
-from aqueue._redis.store import Outcome, Store, claimed_rows
+from aqueue._redis.store import Store
 from aqueue._services.callbacks import CallbackConfig, Dispatcher
 from aqueue._services.reaper import reap_forever
 from aqueue._states import Event

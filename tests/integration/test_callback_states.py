@@ -13,8 +13,9 @@ import pytest
 
 from aqueue import Client, RetryPolicy
 from aqueue._codec import encode
+from aqueue._redis.calls import NewJobs, Outcome
 from aqueue._redis.records import decode_job, new_job_fields
-from aqueue._redis.store import NewJobs, Outcome, Store
+from aqueue._redis.store import Store
 from aqueue._states import (
     CALLBACK_BRANCHES,
     GONE,

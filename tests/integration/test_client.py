@@ -24,8 +24,8 @@ from aqueue import (
     RetryPolicy,
 )
 from aqueue._codec import encode
+from aqueue._redis.calls import NewJobs
 from aqueue._redis.records import new_job_fields
-from aqueue._redis.store import NewJobs
 from aqueue._states import Event
 from aqueue.config import ClientConfig
 from aqueue.testing import RedisServer

@@ -28,8 +28,8 @@ from aqueue import (
 from aqueue._http.service import HttpConfig, serve_http
 from aqueue._ops.cli import _load, _parser
 from aqueue._ops.settings import resolve
+from aqueue._redis.calls import Outcome
 from aqueue._redis.results import CHUNK_BYTES
-from aqueue._redis.store import Outcome
 from aqueue._states import Event
 from aqueue.config import WorkerConfig
 from aqueue.testing import RedisServer, running_worker

@@ -10,7 +10,8 @@ import anyio
 import msgpack
 
 from aqueue import Client, JobStatus
-from aqueue._redis.store import Claimed, Subscription, claimed_rows
+from aqueue._redis.calls import Claimed, claimed_rows
+from aqueue._redis.store import Subscription
 from aqueue._states import Event
 
 LEASE_MS = 60_000

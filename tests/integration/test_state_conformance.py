@@ -17,8 +17,9 @@ import pytest
 
 from aqueue import Client, JobStatus, RetryPolicy
 from aqueue._codec import encode
+from aqueue._redis.calls import NewJobs, Outcome
 from aqueue._redis.records import decode_job, new_job_fields
-from aqueue._redis.store import NewJobs, Outcome, Store, Subscription
+from aqueue._redis.store import Store, Subscription
 from aqueue._states import (
     BRANCHES,
     GONE,

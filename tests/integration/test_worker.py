@@ -27,9 +27,9 @@ from aqueue import (
     SyncContext,
 )
 from aqueue._codec import encode
+from aqueue._redis.calls import NewJobs
 from aqueue._redis.coalesce import Coalescer
 from aqueue._redis.records import SpecShape
-from aqueue._redis.store import NewJobs
 from aqueue.config import ClientConfig
 from aqueue.testing import RedisServer, run_until_idle, running_worker
 

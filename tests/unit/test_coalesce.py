@@ -9,8 +9,8 @@ import asyncio
 import pytest
 
 from aqueue import RedisUnavailable
+from aqueue._redis.calls import NewJobs
 from aqueue._redis.coalesce import Coalescer
-from aqueue._redis.store import NewJobs
 
 
 def _one(name: str) -> NewJobs:

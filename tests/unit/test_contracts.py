@@ -13,7 +13,8 @@ from typing import Any, cast
 import pytest
 
 from aqueue._redis import scripts
-from aqueue._redis.store import Claimed, NewJobs, Store
+from aqueue._redis.calls import Claimed, NewJobs
+from aqueue._redis.store import Store
 from aqueue._states import CallbackEvent, Event
 
 _ARG = re.compile(r"\bARGV\[(\d+)(\.\.)?\]")

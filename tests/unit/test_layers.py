@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "aqueue._redis.records",
             "aqueue._redis.macros",
             "aqueue._redis.wire",
+            "aqueue._redis.calls",
             "aqueue._worker.prefetch",
             "aqueue._worker.capacity",
             "aqueue._worker.outcomes",

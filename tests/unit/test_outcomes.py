@@ -7,8 +7,8 @@ from typing import Any, cast
 import pytest
 
 from aqueue import _codec
+from aqueue._redis.calls import Claimed, Outcome
 from aqueue._redis.results import CHUNK_BYTES, envelope
-from aqueue._redis.store import Claimed, Outcome
 from aqueue._states import Event
 from aqueue._worker.outcomes import (
     MESSAGE_LIMIT,

@@ -13,8 +13,8 @@ import pytest
 
 from aqueue import ClientConfig, ConfigError, JobStatus, MessageError, RetryPolicy, WorkerConfig
 from aqueue._codec import MAX_DEPTH, decode, encode
+from aqueue._redis.calls import FINISH_BATCH, MOST_CALL_BYTES, Outcome, finish_calls
 from aqueue._redis.keys import Keys
-from aqueue._redis.store import FINISH_BATCH, MOST_CALL_BYTES, Outcome, _finish_calls
 from aqueue._states import TRANSITIONS, Event, allowed, is_allowed
 from aqueue.job import TERMINAL
 
@@ -146,11 +146,11 @@ def test_a_worker_process_starts_without_the_http_stack() -> None:
 @pytest.mark.parametrize("count", [0, 15, 16, 65_535, 65_536])
 def test_values_are_packed_one_after_another_without_an_array_header(count: int) -> None:
     # finish.lua reads the outcomes as a stream of values (cmsgpack.unpack_limit)
-    from aqueue._redis.store import _values
+    from aqueue._redis.calls import values
 
     items = [f"v{k}" for k in range(count)]
     unpacker = msgpack.Unpacker(raw=False)
-    unpacker.feed(_values(items))
+    unpacker.feed(values(items))
     assert list(unpacker) == items
 
 
@@ -168,7 +168,7 @@ def test_outcomes_go_in_calls_cut_by_count_and_by_bytes_never_empty() -> None:
         return Outcome("id", 1, Event.COMPLETE, 0, ["result", b"x" * size], 60, False, 1)
 
     def sizes(outcomes: list[Outcome]) -> list[int]:
-        return [len(call) for call in _finish_calls(outcomes)]
+        return [len(call) for call in finish_calls(outcomes)]
 
     assert sizes([outcome(1)] * 2500) == [FINISH_BATCH, FINISH_BATCH, 500]
     half = MOST_CALL_BYTES // 2 - 100
