@@ -17,7 +17,7 @@ from aiohttp import web
 from aqueue import Client, Context, Job, JobFailed, JobNotFound, JobStatus, Listeners, Output
 from aqueue._redis.server import free_port
 from aqueue._services.callbacks import CRASH_RETRIES, signature
-from aqueue.testing import FAST_CALLBACKS, RedisServer, run_until_idle, running_worker
+from aqueue.testing import FAST_CALLBACKS, RedisServer, run_until_idle, running_worker, until
 
 
 @dataclass
@@ -51,9 +51,13 @@ class Receiver:
 
 async def settled(client: Client, job_id: str, state: str, timeout: float = 20) -> Job:
     """The job, once its callback has reached `state` ("delivered", "failed")."""
-    with anyio.fail_after(timeout):
-        while (job := await client.get_job(job_id)).callback_state != state:  # noqa: ASYNC110
-            await anyio.sleep(0.05)
+
+    async def reached() -> Job | None:
+        job = await client.get_job(job_id)
+        return job if job.callback_state == state else None
+
+    job = await until(reached, timeout, interval=0.05, what=f"callback {state} of job {job_id}")
+    assert job is not None
     return job
 
 

@@ -10,7 +10,7 @@ import anyio
 import redis.asyncio
 
 from aqueue import Client, JobStatus
-from aqueue.testing import RedisServer
+from aqueue.testing import RedisServer, until
 
 
 async def _post_calls(client: Client) -> int:
@@ -113,9 +113,7 @@ async def test_a_client_closed_with_posts_on_their_way_leaves_no_connection_open
         async with anyio.create_task_group() as posts:
             for _ in range(30):
                 posts.start_soon(client.post, big)
-            with anyio.fail_after(10):
-                while not client._posts or not client._posts._batches:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
+            await until(lambda: client._posts and client._posts._batches, interval=0.001)
             posts.cancel_scope.cancel()  # (a web server shutting down cancels its handlers)
         await client.__aexit__(None, None, None)
         await anyio.sleep(0.5)  # whatever was still on its way would have reconnected by now
