@@ -14,3 +14,15 @@ def test_worker_config_refuses_a_heartbeat_longer_than_a_third_of_the_lease() ->
         WorkerConfig(concurrency=0)
     with pytest.raises(ConfigError, match="max_message_bytes"):
         ClientConfig(max_message_bytes=-1)
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), True, "30"])
+@pytest.mark.parametrize(
+    ("config", "name"),
+    [(WorkerConfig, "lease"), (WorkerConfig, "grace"), (ClientConfig, "result_ttl")],
+)
+def test_a_duration_must_be_a_positive_finite_number_of_seconds(
+    config: type[WorkerConfig | ClientConfig], name: str, value: object
+) -> None:
+    with pytest.raises(ConfigError, match=f"{name} must be a positive number of seconds"):
+        config(**{name: value})  # type: ignore[arg-type]

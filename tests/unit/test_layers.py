@@ -13,33 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from ..layers import LAYERS
+
 PACKAGE = Path(__file__).resolve().parents[2] / "aqueue"
 
-# Top to bottom. A module belongs to the layer of the longest prefix that names it.
-LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("public faces", ("aqueue", "aqueue.__main__", "aqueue.testing")),
-    ("process edge", ("aqueue._ops",)),
-    ("worker", ("aqueue._worker",)),
-    ("services", ("aqueue._services", "aqueue._http")),
-    ("client", ("aqueue.client", "aqueue.sync", "aqueue.listeners", "aqueue._output")),
-    ("redis", ("aqueue._redis",)),
-    (
-        "pure core",
-        (
-            "aqueue.errors",
-            "aqueue.config",
-            "aqueue.job",
-            "aqueue.retry",
-            "aqueue._states",
-            "aqueue._codec",
-            "aqueue._checks",
-            "aqueue._diagram",
-            "aqueue._redis.keys",
-            "aqueue._redis.records",
-            "aqueue._worker.prefetch",
-        ),
-    ),
-]
 IO_LIBRARIES = {"redis", "hiredis", "asyncio", "anyio", "aiohttp", "uvloop", "socket"}
 
 
