@@ -27,6 +27,8 @@ from aqueue._http.service import HttpConfig, make_app, serve_http
 from aqueue._output import QueueStatus
 from aqueue.testing import RedisServer, running_worker, until
 
+from ..blocking import is_slow_callback_report
+
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
 WAV = b"RIFF\x24\x08\x00\x00WAVEfmt " + bytes(range(255, -1, -1)) * 4
 NPY = b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False}" + bytes(1024)
@@ -636,7 +638,8 @@ async def test_a_client_leaving_mid_stream_ends_its_stream_quietly(
     closed = f"event stream of job {created['id']} closed by the client"
     # noticed at the next keep-alive
     await until(lambda: any(r.getMessage() == closed for r in caplog.records), interval=0.05)
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r for r in warned if not is_slow_callback_report(r)] == []
     await api.json("GET", "/healthz", 200)
 
 
