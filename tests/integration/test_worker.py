@@ -157,7 +157,8 @@ async def test_an_outcome_heard_before_its_post_returned_is_not_missed(
 
     async def post_read_late(new: NewJobs, key_ttl_ms: int) -> list[str]:
         ids = await client.store.post(new, key_ttl_ms)
-        await anyio.sleep(0.5)
+        # read late: once a worker has run the job (its outcome is on its way to us, or here)
+        await until(partial(_is, client, ids[0], JobStatus.COMPLETE))
         return ids
 
     async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
@@ -814,7 +815,8 @@ async def test_big_results_finishing_together_are_recorded_in_calls_redis_accept
     # Outcomes that end together go to Redis in one finish call, and Redis takes no argument
     # over its proto-max-bulk-len (512 MB; 2 MB here, so that 300 KB results show it): a call
     # over it was refused, sent again with more outcomes, refused again, and so on forever.
-    server = RedisServer(tmp_path / "redis", extra={"proto-max-bulk-len": "2mb"}).start()
+    server = RedisServer(tmp_path / "redis", extra={"proto-max-bulk-len": "2mb"})
+    await anyio.to_thread.run_sync(server.start)  # (in a thread: the loop is not to block)
     listeners = Listeners()
     all_started = anyio.Event()
     started = 0
@@ -836,11 +838,11 @@ async def test_big_results_finishing_together_are_recorded_in_calls_redis_accept
                     for job_id in ids:
                         assert await client.block_until_result(job_id) == bytes(300_000)
     finally:
-        server.stop()
+        await anyio.to_thread.run_sync(server.stop)
 
 
 async def test_a_worker_told_to_stop_while_redis_is_down_stops_after_its_grace(
-    private_redis: RedisServer, queue: str
+    private_redis: RedisServer, queue: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # its outcome cannot be recorded: the worker retries, but not past its grace period once
     # stopped (the job's lease then lapses, and the reaper runs it again)
@@ -860,7 +862,7 @@ async def test_a_worker_told_to_stop_while_redis_is_down_stops_after_its_grace(
             await started.wait()
             await anyio.to_thread.run_sync(private_redis.kill)
             may_end.set()
-            await anyio.sleep(0.5)  # its outcome is tried and retried
+            await until(lambda: _tries(caplog, "recording outcomes failed") >= 2)  # and retried
 
 
 async def test_maps_keyed_by_tuples_come_back_as_they_went(
@@ -994,3 +996,7 @@ async def _ended(client: Client, job_id: str) -> bool:
 
 async def _counted(client: Client, status: str, at_least: int) -> bool:
     return (await client.counts())[status] >= at_least
+
+
+def _tries(caplog: pytest.LogCaptureFixture, message: str) -> int:
+    return sum(r.getMessage().startswith(message) for r in caplog.records)
