@@ -1,4 +1,5 @@
-"""Helpers for tests — aqueue's own and its users': run a worker beside the test."""
+"""Helpers for tests — aqueue's own and its users': run a worker beside the test, and wait on
+a condition nothing announces (`until`)."""
 
 from __future__ import annotations
 
