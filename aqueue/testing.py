@@ -1,11 +1,13 @@
-"""Helpers for tests — aqueue's own and its users': run a worker beside the test."""
+"""Helpers for tests — aqueue's own and its users': run a worker beside the test, and wait on
+a condition nothing announces (`until`)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
-from typing import Any
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar, overload
 
 import anyio
 
@@ -15,7 +17,9 @@ from aqueue._worker.worker import Worker
 from aqueue.config import ClientConfig, WorkerConfig
 from aqueue.listeners import Listeners
 
-__all__ = ["RedisServer", "run_until_idle", "running_worker"]
+__all__ = ["RedisServer", "run_until_idle", "running_worker", "until"]
+
+T = TypeVar("T")
 
 # Short leases and intervals, so tests about lapses and retries wait tenths of a second.
 FAST = {"lease": 0.6, "heartbeat": 0.1, "reaper_interval": 0.1, "idle_wait": 0.2, "grace": 2.0}
@@ -60,3 +64,61 @@ async def run_until_idle(
     worker = Worker(listeners, config, redis_url=redis_url, callbacks=callbacks)
     await worker.run(burst=True)
     return worker
+
+
+@overload
+async def until(
+    predicate: Callable[[], Awaitable[T]],
+    timeout: float = ...,
+    *,
+    interval: float = ...,
+    what: str | None = ...,
+) -> T: ...
+@overload
+async def until(
+    predicate: Callable[[], T],
+    timeout: float = ...,
+    *,
+    interval: float = ...,
+    what: str | None = ...,
+) -> T: ...
+async def until(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    *,
+    interval: float = 0.01,
+    what: str | None = None,
+) -> Any:
+    """Wait until `predicate()` (a plain or an async function) returns something true; return it.
+
+    For a condition that nothing announces (a count in Redis, a log line, a list a listener
+    fills): it is asked every `interval` seconds. At `timeout` — which bounds a predicate that
+    hangs, too — `TimeoutError` says what was awaited (`what`, or the predicate) and the last
+    value it gave. An exception from the predicate is not retried: it is the test's failure.
+    """
+    last: object = _NOTHING
+    with anyio.move_on_after(timeout):
+        while True:
+            value = predicate()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return value
+            last = value
+            await anyio.sleep(interval)
+    seen = "it never answered" if last is _NOTHING else f"the last value was {last!r}"
+    raise TimeoutError(f"waited {timeout} s for {what or _described(predicate)}; {seen}")
+
+
+_NOTHING = object()  # no answer yet: a predicate still awaited at the deadline
+
+
+def _described(predicate: Callable[[], Any]) -> str:
+    """A function by its name; a lambda, which has none, by its source line."""
+    name: str = getattr(predicate, "__qualname__", "")
+    if name and not name.endswith("<lambda>"):
+        return name
+    try:
+        return inspect.getsource(predicate).strip()
+    except (OSError, TypeError):  # no source: typed at a prompt, or a callable object
+        return repr(predicate)

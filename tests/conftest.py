@@ -1,15 +1,18 @@
-"""Real redis-server processes, started by the suite on free loopback ports in temp folders."""
+"""Real redis-server processes, started by the suite on free loopback ports in temp folders;
+and the blocking-call guard (tests/blocking.py) around every test."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from aqueue import Client
 from aqueue.testing import RedisServer
+
+from .blocking import GUARD
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +41,32 @@ def queue() -> str:
 async def client(redis_server: RedisServer, queue: str) -> AsyncIterator[Client]:
     async with Client(queue, redis_url=redis_server.url) as c:
         yield c
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    GUARD.install()
+
+
+def _fail_on_blocking_calls(phase: str) -> Generator[None, object, object]:
+    try:
+        return (yield)
+    finally:
+        if found := GUARD.take():
+            pytest.fail(
+                f"blocking call(s) in the test's {phase}:\n" + "\n".join(found), pytrace=False
+            )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _fail_on_blocking_calls("setup"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _fail_on_blocking_calls("call"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _fail_on_blocking_calls("teardown"))

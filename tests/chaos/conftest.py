@@ -12,6 +12,7 @@ import pytest
 from anyio.abc import Process
 
 from aqueue import Client
+from aqueue.testing import until
 
 from ..processes import aqueue_process
 
@@ -33,14 +34,15 @@ class WorkerProcess:
 
     async def wait_for_log(self, *needles: str, timeout: float = 20) -> str:
         """Wait until the log holds one of `needles`; return the one found."""
-        with anyio.fail_after(timeout):
-            while not (found := [n for n in needles if n in self.text()]):
-                if self.process.returncode is not None:
-                    raise AssertionError(
-                        f"worker exited ({self.process.returncode}):\n{self.text()}"
-                    )
-                await anyio.sleep(0.02)  # the child's log is the condition
-        return found[0]
+
+        def found() -> list[str]:  # the child's log is the condition
+            hits = [n for n in needles if n in self.text()]
+            if hits or self.process.returncode is None:
+                return hits
+            raise AssertionError(f"worker exited ({self.process.returncode}):\n{self.text()}")
+
+        hits = await until(found, timeout, interval=0.02, what=f"{needles} in {self.log}")
+        return hits[0]
 
     def signal(self, signum: signal.Signals) -> None:
         self.process.send_signal(signum)

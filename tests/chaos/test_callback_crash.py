@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 import pytest
@@ -14,8 +15,9 @@ from aiohttp import web
 
 from aqueue import Client
 from aqueue._redis.server import free_port
-from aqueue.testing import RedisServer
+from aqueue.testing import RedisServer, until
 
+from ..integration.test_callbacks import nothing_left_to_deliver
 from .conftest import StartWorker
 
 pytestmark = pytest.mark.chaos
@@ -75,10 +77,8 @@ async def test_a_dispatcher_killed_mid_delivery_delivers_after_restart_spending_
             await doomed.wait()
         assert (await client.get_job(job_id)).callback_state == "delivering"
         async with start_worker(queue, redis_server.url, *timing):
-            with anyio.fail_after(20):
-                while (await client.get_job(job_id)).callback_state != "delivered":  # noqa: ASYNC110
-                    await anyio.sleep(0.05)
-            await anyio.sleep(0.5)  # room for a repeat, if there were one
+            await until(partial(_delivered, client, job_id), 20, interval=0.05)
+            await nothing_left_to_deliver(client, job_id)  # no repeat can follow
         job = await client.get_job(job_id)
     assert len(calls) == 2  # the interrupted one and the delivery; nothing after it
     assert calls[0] == calls[1] == f"{job_id}.1.complete"  # same key: the receiver dedupes
@@ -106,18 +106,18 @@ async def test_a_redis_outage_mid_delivery_is_ridden_out_and_the_callback_record
     async with receiving(handle) as url, start_worker(queue, private_redis.url, *timing) as worker:
         async with Client(queue, redis_url=private_redis.url) as client:
             job_id = await client.post({"seconds": 0}, functions=["slow"], callback=url)
-        with anyio.fail_after(20):
-            while not calls:  # noqa: ASYNC110 - the receiver's list is the condition
-                await anyio.sleep(0.02)
+        await until(lambda: calls, 20)
         await anyio.sleep(1.0)  # the outage
         await anyio.to_thread.run_sync(private_redis.start)
         async with Client(queue, redis_url=private_redis.url) as client:
-            with anyio.fail_after(20):
-                while (await client.get_job(job_id)).callback_state != "delivered":  # noqa: ASYNC110
-                    await anyio.sleep(0.05)
+            await until(partial(_delivered, client, job_id), 20, interval=0.05)
             job = await client.get_job(job_id)
         assert worker.process.returncode is None  # rode it out
         worker.signal(signal.SIGTERM)
         assert await worker.wait() == 0
     assert calls == [f"{job_id}.1.complete"]
     assert [line.split(" ", 1)[1] for line in job.callback_log] == ["HTTP 200"]
+
+
+async def _delivered(client: Client, job_id: str) -> bool:
+    return (await client.get_job(job_id)).callback_state == "delivered"

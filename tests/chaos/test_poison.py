@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from aqueue import Client, JobStatus
-from aqueue.testing import RedisServer
+from aqueue.testing import RedisServer, until
 
 from .conftest import StartWorker
 
@@ -50,9 +50,7 @@ async def _supervise(
     async with anyio.create_task_group() as supervisor:
         for _ in range(workers):
             supervisor.start_soon(keep_one_up)
-        with anyio.fail_after(90):
-            while not await done():  # noqa: ASYNC110 - the condition is Redis state
-                await anyio.sleep(0.05)
+        await until(done, 90, interval=0.05)
         stopping = True
         for waiting in list(waits):
             waiting.cancel()

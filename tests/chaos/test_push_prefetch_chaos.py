@@ -9,13 +9,12 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
 from aqueue import Client, JobStatus
-from aqueue.testing import RedisServer
+from aqueue.testing import RedisServer, until
 
 from .conftest import FAST, WorkerProcess, spawned
 
@@ -56,13 +55,6 @@ def start_daemon(tmp_path: Path) -> StartProcess:
     return start
 
 
-async def _until(check: Callable[[], Awaitable[Any]], timeout: float = 10) -> None:
-    """Wait until `check()` — a read of Redis — holds."""
-    with anyio.fail_after(timeout):
-        while not await check():  # noqa: ASYNC110 - the condition is Redis state
-            await anyio.sleep(0.02)
-
-
 async def _waiting_workers(client: Client) -> int:
     """Workers registered as waiting for pushed jobs."""
     return int(await client.store.redis.hlen(client.store.keys.idle))
@@ -100,15 +92,15 @@ async def test_a_frozen_waiting_worker_handed_a_job_runs_it_once_and_lives_on(
         Client(queue, redis_url=url) as client,
         start_daemon("worker", [queue], url) as worker,
     ):
-        await _until(lambda: _waiting_workers(client))
+        await until(lambda: _waiting_workers(client))
         worker.signal(signal.SIGSTOP)
         job_id = await client.post({"seconds": 0.5}, functions=["nap"])
         assert (await client.get_job(job_id)).worker is not None  # handed to the frozen one
         async with start_daemon("reaper", [queue], url):
-            await _until(_is(client, job_id, JobStatus.QUEUED))
+            await until(_is(client, job_id, JobStatus.QUEUED))
         worker.signal(signal.SIGCONT)  # it claims the job again: attempt 2
 
-        await _until(_done_or_dead(client, job_id, worker))
+        await until(_done_or_dead(client, job_id, worker))
         assert worker.process.returncode is None, f"the worker died:\n{worker.text()}"
         result = await client.block_until_result(job_id)
         assert result["attempt"] == 2 and result["pid"] == worker.pid
@@ -168,7 +160,7 @@ async def test_a_signal_while_posts_hand_a_worker_jobs_loses_none_and_runs_none_
         async def two_waiting() -> bool:
             return await _waiting_workers(client) == 2
 
-        await _until(two_waiting)
+        await until(two_waiting)
 
         async def post_steadily() -> None:
             for n in range(300):
@@ -178,7 +170,7 @@ async def test_a_signal_while_posts_hand_a_worker_jobs_loses_none_and_runs_none_
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(post_steadily)
-            await _until(lambda: _past(posted, 100))
+            await until(lambda: _past(posted, 100))
             leaving.signal(signum)
             if signum == signal.SIGTERM:
                 assert await leaving.wait() == 0, leaving.text()
@@ -217,7 +209,7 @@ async def test_a_worker_killed_holding_pushed_and_prefetched_jobs_loses_none_of_
             with anyio.fail_after(20):
                 for job_id in warmup:
                     await client.block_until_result(job_id)
-            await _until(lambda: _waiting_workers(client))
+            await until(lambda: _waiting_workers(client))
             ids = await client.post_many(
                 [{"seconds": 0.5, "n": n} for n in range(2)], functions=["nap"]
             )
@@ -228,7 +220,7 @@ async def test_a_worker_killed_holding_pushed_and_prefetched_jobs_loses_none_of_
             async def all_held() -> bool:
                 return len(await _active_under(client, f"{doomed.pid}")) == 12
 
-            await _until(all_held)
+            await until(all_held)
             doomed.signal(signal.SIGKILL)
             assert await doomed.wait() == -signal.SIGKILL
         async with start_daemon("worker", [queue], url) as survivor:
@@ -258,7 +250,7 @@ async def test_a_worker_serving_two_queues_takes_pushed_jobs_on_both_and_drains_
         start_daemon("worker", queues, url) as worker,
     ):
         for client in (first, second):
-            await _until(lambda: _waiting_workers(client))  # noqa: B023 - awaited here
+            await until(lambda: _waiting_workers(client))  # noqa: B023 - awaited here
         quick = [await c.post({"seconds": 0, "n": 1}, functions=["nap"]) for c in (first, second)]
         with anyio.fail_after(10):
             for client, job_id in zip((first, second), quick, strict=True):
@@ -267,7 +259,7 @@ async def test_a_worker_serving_two_queues_takes_pushed_jobs_on_both_and_drains_
             await c.post({"seconds": 0.5, "n": 2}, functions=["nap"]) for c in (first, second)
         ]
         for client, job_id in zip((first, second), running, strict=True):
-            await _until(_is(client, job_id, JobStatus.ACTIVE))
+            await until(_is(client, job_id, JobStatus.ACTIVE))
         worker.signal(signal.SIGTERM)
         assert await worker.wait() == 0, worker.text()
         for client, job_id in zip((first, second), running, strict=True):
@@ -289,7 +281,7 @@ async def test_a_waiting_worker_whose_subscription_is_killed_still_gets_every_jo
     ):
         ids: list[str] = []
         for round_ in range(5):
-            await _until(lambda: _waiting_workers(client))
+            await until(lambda: _waiting_workers(client))
             killed = await client.store.redis.client_kill_filter(_type="pubsub")
             assert killed >= 1  # the worker's subscription (and maybe the client's own)
             ids += await client.post_many(
@@ -316,7 +308,7 @@ async def test_a_redis_restart_while_a_worker_waits_for_pushed_jobs(
         Client(queue, redis_url=url) as client,
         start_daemon("worker", [queue], url) as worker,
     ):
-        await _until(lambda: _waiting_workers(client))
+        await until(lambda: _waiting_workers(client))
         await anyio.to_thread.run_sync(private_redis.kill)
         await anyio.sleep(0.3)  # shorter than a lease
         await anyio.to_thread.run_sync(private_redis.start)
@@ -345,11 +337,10 @@ async def test_sigterm_while_a_parent_has_lent_its_slot_to_its_child_drains_both
         start_daemon("worker", [queue], url, "--concurrency", "1") as worker,
     ):
         parent = await client.post({"seconds": 0.5, "n": 7}, functions=["parent"])
-        with anyio.fail_after(10):
-            while (progress := await client.get_progress(parent)) is None:  # noqa: ASYNC110
-                await anyio.sleep(0.02)
+        progress = await until(lambda: client.get_progress(parent))
+        assert progress is not None
         child = str(progress.value)
-        await _until(_is(client, child, JobStatus.ACTIVE))
+        await until(_is(client, child, JobStatus.ACTIVE))
         worker.signal(signal.SIGTERM)
         assert await worker.wait() == 0, worker.text()
         for job_id in (child, parent):

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import anyio
 import pytest
 
 from aqueue import Client
-from aqueue.testing import RedisServer
+from aqueue.testing import RedisServer, until
 
 from .conftest import FAST, StartWorker, WorkerProcess, spawned, until_active
 
@@ -44,10 +43,11 @@ def _unread_commands(port: int) -> int:
 
 
 async def _until_unread(port: int, at_least: int, daemon: WorkerProcess) -> None:
-    with anyio.fail_after(20):
-        while _unread_commands(port) < at_least:
-            assert daemon.process.returncode is None, daemon.text()
-            await anyio.sleep(0.02)
+    def unread() -> bool:
+        assert daemon.process.returncode is None, daemon.text()
+        return _unread_commands(port) >= at_least
+
+    await until(unread, 20, interval=0.02)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from aqueue import Client, JobStatus
-from aqueue.testing import RedisServer
+from aqueue.testing import RedisServer, until
 
 from .conftest import StartWorker
 
@@ -66,9 +66,7 @@ async def test_jobs_posted_to_a_waiting_worker_that_was_killed_all_complete_once
     async with Client(queue, redis_url=url) as client:
         idle = client.store.keys.idle
         async with start_worker(queue, url) as doomed:
-            with anyio.fail_after(20):
-                while not await client.store.redis.hlen(idle):  # noqa: ASYNC110 - Redis state
-                    await anyio.sleep(0.02)  # until it waits for pushed jobs
+            await until(lambda: client.store.redis.hlen(idle), 20)  # it waits for pushed jobs
             doomed.signal(signal.SIGKILL)
             assert await doomed.wait() == -signal.SIGKILL
         ids = await client.post_many(

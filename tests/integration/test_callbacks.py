@@ -17,7 +17,7 @@ from aiohttp import web
 from aqueue import Client, Context, Job, JobFailed, JobNotFound, JobStatus, Listeners, Output
 from aqueue._redis.server import free_port
 from aqueue._services.callbacks import CRASH_RETRIES, signature
-from aqueue.testing import FAST_CALLBACKS, RedisServer, run_until_idle, running_worker
+from aqueue.testing import FAST_CALLBACKS, RedisServer, run_until_idle, running_worker, until
 
 
 @dataclass
@@ -51,10 +51,23 @@ class Receiver:
 
 async def settled(client: Client, job_id: str, state: str, timeout: float = 20) -> Job:
     """The job, once its callback has reached `state` ("delivered", "failed")."""
-    with anyio.fail_after(timeout):
-        while (job := await client.get_job(job_id)).callback_state != state:  # noqa: ASYNC110
-            await anyio.sleep(0.05)
+
+    async def reached() -> Job | None:
+        job = await client.get_job(job_id)
+        return job if job.callback_state == state else None
+
+    job = await until(reached, timeout, interval=0.05, what=f"callback {state} of job {job_id}")
+    assert job is not None
     return job
+
+
+async def nothing_left_to_deliver(client: Client, job_id: str) -> None:
+    """No dispatcher holds the job's callback, nor will take it again: it is in no outbox,
+    lease or retry (the sources of claim_callbacks.lua), so no later request can come."""
+    keys, redis = client.store.keys, client.store.redis
+    assert job_id.encode() not in await redis.lrange(keys.outbox, 0, -1)
+    assert await redis.zscore(keys.callbacks_active, job_id) is None
+    assert await redis.zscore(keys.callbacks_retry, job_id) is None
 
 
 @pytest.fixture
@@ -122,7 +135,8 @@ async def test_success_is_called_back_once_keeping_the_url_s_own_query(
             "widget", functions=["label"], callback=f"{receiver.base}/ok?user=7&x=a%20b"
         )
         [call] = await receiver.until("/ok", 1)
-        await anyio.sleep(0.3)  # time for a duplicate to show up, if there were one
+        await settled(client, job_id, "delivered")
+    await nothing_left_to_deliver(client, job_id)  # and the worker has stopped: no duplicate
     assert len(receiver.to("/ok")) == 1
     assert call.method == "GET"
     assert call.url == (
@@ -177,7 +191,8 @@ async def test_a_receiver_that_fails_twice_then_succeeds_gets_exactly_three_requ
     ):
         job_id = await client.post("x", functions=["quick"], callback=f"{receiver.base}/flaky")
         await receiver.until("/flaky", 3)
-        await anyio.sleep(0.3)
+        await settled(client, job_id, "delivered")
+    await nothing_left_to_deliver(client, job_id)
     assert len(receiver.to("/flaky")) == 3
     job = await client.get_job(job_id)
     assert (job.callback_state, job.callback_attempts) == ("delivered", 3)

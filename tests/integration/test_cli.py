@@ -9,6 +9,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 from aqueue import Client, Context, JobStatus, Listeners
 from aqueue._checks import whole_range
 from aqueue._redis.server import free_port
-from aqueue.testing import RedisServer, running_worker
+from aqueue.testing import RedisServer, running_worker, until
 
 from ..processes import ROOT, aqueue_process
 
@@ -146,9 +147,7 @@ async def test_status_says_where_it_stopped_and_fails_when_nobody_serves_the_wor
         assert report["oldest_queued_age"] >= 0
 
         async with running_worker(_echo(), queue=queue, redis_url=redis_server.url) as worker:
-            with anyio.fail_after(10):
-                while (await client.counts())["queued"]:  # noqa: ASYNC110
-                    await anyio.sleep(0.02)
+            await until(partial(_drained, client))
             code, out, _ = await aqueue("status", "--json", *where)
             assert code == 0
             [report] = json.loads(out)["queues"]
@@ -412,9 +411,7 @@ async def test_a_reaper_daemon_reclaims_stalled_jobs_and_stops_on_sigterm(
         async with aqueue_process(args, env={"NOTIFY_SOCKET": address}) as process:
             note = await anyio.to_thread.run_sync(sink.recv, 4096)
             assert note.startswith(b"READY=1")
-            with anyio.fail_after(20):
-                while (await client.get_job(job_id)).status is not JobStatus.QUEUED:  # noqa: ASYNC110
-                    await anyio.sleep(0.05)
+            await until(partial(_is_queued, client, job_id), 20, interval=0.05)
             job = await client.get_job(job_id)
             assert job.reason == (
                 "lease lost on attempt 1 (worker vanished-worker); it runs alone next"
@@ -543,3 +540,11 @@ async def test_an_empty_functions_option_names_no_listener_rather_than_any(
     assert code == 1 and "listener name '' is invalid" in err
     async with Client(queue, redis_url=redis_server.url) as client:
         assert (await client.counts())["queued"] == 0
+
+
+async def _drained(client: Client) -> bool:
+    return not (await client.counts())["queued"]
+
+
+async def _is_queued(client: Client, job_id: str) -> bool:
+    return (await client.get_job(job_id)).status is JobStatus.QUEUED

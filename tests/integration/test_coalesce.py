@@ -10,7 +10,7 @@ import anyio
 import redis.asyncio
 
 from aqueue import Client, JobStatus
-from aqueue.testing import RedisServer
+from aqueue.testing import RedisServer, until
 
 
 async def _post_calls(client: Client) -> int:
@@ -113,13 +113,16 @@ async def test_a_client_closed_with_posts_on_their_way_leaves_no_connection_open
         async with anyio.create_task_group() as posts:
             for _ in range(30):
                 posts.start_soon(client.post, big)
-            with anyio.fail_after(10):
-                while not client._posts or not client._posts._batches:  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
+            await until(lambda: client._posts and client._posts._batches, interval=0.001)
             posts.cancel_scope.cancel()  # (a web server shutting down cancels its handlers)
         await client.__aexit__(None, None, None)
-        await anyio.sleep(0.5)  # whatever was still on its way would have reconnected by now
-        assert [c for c in await admin.client_list() if c.get("name") == name] == []
+        # no task is left that could reconnect, so its connections are closed for good...
+        assert [t.name for t in anyio.get_running_tasks() if t != anyio.get_current_task()] == []
+
+        async def closed() -> bool:
+            return [c for c in await admin.client_list() if c.get("name") == name] == []
+
+        await until(closed)  # ...once Redis has seen them close
         assert (await admin.dbsize()) > 0  # (the jobs the batch carried were posted)
     finally:
         await admin.aclose()

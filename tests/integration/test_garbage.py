@@ -4,6 +4,7 @@ one item, with a reason, and every daemon goes on serving the rest (DESIGN.md de
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import anyio
 import msgpack
@@ -15,7 +16,7 @@ from aqueue._output import QueueStatus
 from aqueue._redis.records import SpecShape
 from aqueue._services.reaper import reap_once
 from aqueue._states import Event
-from aqueue.testing import RedisServer, running_worker
+from aqueue.testing import RedisServer, running_worker, until
 from tests.integration.test_http import serving
 
 
@@ -204,8 +205,7 @@ async def test_a_claimed_job_whose_spec_cannot_be_read_fails_alone_and_the_worke
         with anyio.fail_after(10):
             assert [await client.block_until_result(i) for i in ids[4:]] == [4, 5]
             for job_id in specs:
-                while not (await client.get_job(job_id)).is_finished:  # noqa: ASYNC110
-                    await anyio.sleep(0.01)
+                await until(partial(_finished, client, job_id))
     problems = ["is not msgpack", "it has 2 fields", "field timeout_ms is not int", "8 fields"]
     for job_id, problem in zip(specs, problems, strict=True):
         job = await client.get_job(job_id)
@@ -363,3 +363,7 @@ async def test_one_queues_keys_of_the_wrong_type_leave_every_queue_listed(
         assert queue in [q["queue"] for q in listed["queues"]]
         mine = await api.json("GET", f"/queues/{queue}", 200)
         assert (mine["queued"], mine["workers"]) == (1, [])
+
+
+async def _finished(client: Client, job_id: str) -> bool:
+    return (await client.get_job(job_id)).is_finished

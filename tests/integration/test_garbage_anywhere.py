@@ -8,6 +8,7 @@ import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -21,7 +22,7 @@ from aqueue._redis.keys import Keys
 from aqueue._redis.server import free_port
 from aqueue._services.callbacks import CallbackConfig
 from aqueue._states import Event
-from aqueue.testing import RedisServer, running_worker
+from aqueue.testing import RedisServer, running_worker, until
 
 # values that look almost right to a parser, and values that look like nothing
 _TRICKY = [
@@ -189,8 +190,7 @@ async def scenario(url: str, plantings: list[Planting]) -> None:
                 # but one whose own status was overwritten (it may say anything)
                 garbled = {jobs[p.role] for p in plantings if p.role and p.kind == "record:status"}
                 for job_id in set(jobs.values()) - garbled:
-                    while not await _ended(client, job_id):  # noqa: ASYNC110 - the condition
-                        await anyio.sleep(0.02)
+                    await until(partial(_ended, client, job_id))
         for role in BYSTANDERS:  # the jobs no garbage was planted on ran as ever
             assert (await client.get_job(jobs[role])).status is JobStatus.COMPLETE, role
         for job_id in jobs.values():  # and every record reads, as do the dead letters

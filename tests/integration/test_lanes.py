@@ -4,6 +4,7 @@ it nothing, and a queue holds at most `max_unserved_lanes` of those, refusing po
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -38,7 +39,8 @@ async def test_a_claim_costs_the_same_with_20000_lanes_it_cannot_serve(tmp_path:
     # Redis's instructions, counted by callgrind (which the machine's load barely moves, unlike
     # time): ten claims in a queue with 20,000 lanes no worker serves, against ten in one with
     # none. Before lanes were indexed, each claim read and matched every lane: 250 times as many.
-    server = RedisServer(tmp_path, appendonly=False).start()
+    # (started and stopped in a thread: the loop is not to block on it)
+    server = await anyio.to_thread.run_sync(RedisServer(tmp_path, appendonly=False).start)
     try:
         async with Client("junk", redis_url=server.url) as junk:
             async with Client("clean", redis_url=server.url) as clean:
@@ -49,8 +51,9 @@ async def test_a_claim_costs_the_same_with_20000_lanes_it_cannot_serve(tmp_path:
             await post_to_lanes(junk.store, (f"junk-{i}" for i in range(JUNK_LANES)))
             await junk.store.redis.save()
     finally:
-        server.stop()
-    process, port = start_under_callgrind(tmp_path, cache_sim=False)
+        await anyio.to_thread.run_sync(server.stop)
+    under_callgrind = partial(start_under_callgrind, tmp_path, cache_sim=False)
+    process, port = await anyio.to_thread.run_sync(under_callgrind)
     url = f"redis://127.0.0.1:{port}/0"
     try:
         async with Client("junk", redis_url=url) as junk, Client("clean", redis_url=url) as clean:
@@ -66,7 +69,7 @@ async def test_a_claim_costs_the_same_with_20000_lanes_it_cannot_serve(tmp_path:
                 instructions[client.queue] = counts["Ir"] / 10
     finally:
         process.terminate()
-        process.wait(30)
+        await anyio.to_thread.run_sync(process.wait, 30)
     clean_k, junk_k = instructions["clean"] / 1000, instructions["junk"] / 1000
     report = f"per claim: {clean_k:.0f}k instructions with no junk lanes, {junk_k:.0f}k with them"
     print(report)  # shown with pytest -s

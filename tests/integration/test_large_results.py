@@ -32,7 +32,7 @@ from aqueue._redis.calls import Outcome
 from aqueue._redis.results import CHUNK_BYTES
 from aqueue._states import Event
 from aqueue.config import WorkerConfig
-from aqueue.testing import RedisServer, running_worker
+from aqueue.testing import RedisServer, running_worker, until
 
 BIG = 40_000_000  # over the 16 MiB a result could be before, and over Redis's 4 MiB chunks
 READ = "r" * 24
@@ -162,8 +162,11 @@ async def test_a_refused_outcome_deletes_its_upload_and_an_expired_record_its_ch
             with anyio.fail_after(30):
                 await client.block_until_result(job_id)
                 assert await redis.exists(store.keys.blob(job_id))
-                while await redis.exists(store.keys.blob(job_id), store.keys.job(job_id)):  # noqa: ASYNC110 - Redis state
-                    await anyio.sleep(0.1)  # the reaper sweeps every 0.1 s here
+
+                async def swept() -> bool:  # the reaper sweeps every 0.1 s here
+                    return not await redis.exists(store.keys.blob(job_id), store.keys.job(job_id))
+
+                await until(swept, 30, interval=0.1)
     finally:
         await redis.aclose()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -15,14 +14,7 @@ import pytest
 
 from aqueue import Client, Context, JobFailed, JobStatus, Listeners, SyncContext
 from aqueue._worker.worker import Worker
-from aqueue.testing import RedisServer, run_until_idle, running_worker
-
-
-async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    """Wait until `check()` (a read of Redis or of the worker) holds."""
-    with anyio.fail_after(timeout):
-        while not await check():  # noqa: ASYNC110 - the condition is Redis state
-            await anyio.sleep(0.01)
+from aqueue.testing import RedisServer, run_until_idle, running_worker, until
 
 
 async def _registered_idle(client: Client, worker: Worker) -> bool:
@@ -99,7 +91,7 @@ async def test_a_parent_that_ends_while_its_slot_is_lent_leaves_no_extra_runner_
                 await client.cancel(parent_id)
             with anyio.fail_after(10), pytest.raises(JobFailed):
                 await client.block_until_result(parent_id)
-        await _until(lambda: _registered_idle(client, worker))  # the child is done, too
+        await until(lambda: _registered_idle(client, worker))  # the child is done, too
 
         _prefetch_fully(worker)  # so that several probes wait in its inbox at once
         ids = await client.post_many(range(8), functions=["probe"])
@@ -193,7 +185,7 @@ async def test_a_job_posted_as_the_worker_stops_is_never_left_active(
     posted: list[str] = []
     for n in range(10):
         async with running_worker(listeners, queue=queue, redis_url=redis_server.url) as worker:
-            await _until(lambda: _registered_idle(client, worker))
+            await until(lambda: _registered_idle(client, worker))
             worker.stop()
             posted.append(await client.post(n, functions=["record"]))
         statuses = [(await client.get_job(i)).status for i in posted]
@@ -226,7 +218,7 @@ async def test_cancelled_prefetched_and_pushed_jobs_never_start(
     async with running_worker(
         listeners, queue=queue, redis_url=redis_server.url, concurrency=1, prefetch=4
     ) as worker:
-        await _until(lambda: _registered_idle(client, worker))
+        await until(lambda: _registered_idle(client, worker))
         _prefetch_fully(worker)
         blocker, prefetched, kept = await client.post_many(
             ["blocker", "prefetched", "kept"], functions=["step"]
@@ -235,8 +227,8 @@ async def test_cancelled_prefetched_and_pushed_jobs_never_start(
         async def all_held() -> bool:
             return (await client.counts())["active"] == 3
 
-        await _until(all_held)  # one running, two waiting in its inbox
-        await _until(lambda: _registered_idle(client, worker))  # it waits for more
+        await until(all_held)  # one running, two waiting in its inbox
+        await until(lambda: _registered_idle(client, worker))  # it waits for more
         pushed = await client.post("pushed", functions=["step"])
         assert (await client.get_job(pushed)).worker == worker.id  # handed to it
 
@@ -272,7 +264,7 @@ async def test_jobs_waiting_in_the_inbox_past_their_lease_keep_it_and_their_time
     async with running_worker(
         listeners, queue=queue, redis_url=redis_server.url, concurrency=1, prefetch=4
     ) as worker:
-        await _until(lambda: _registered_idle(client, worker))
+        await until(lambda: _registered_idle(client, worker))
         _prefetch_fully(worker)
         long = await client.post(1.5, functions=["work"])  # 2.5 leases of 0.6 s
         waiting = await client.post_many([0.05] * 4, functions=["work"], timeout=0.5)
@@ -308,7 +300,7 @@ async def test_a_batch_bigger_than_every_waiting_worker_s_places_runs_each_job_o
         running_worker(listeners, queue=queue, redis_url=url, concurrency=2, prefetch=0) as c,
     ):
         for worker in (a, b, c):
-            await _until(lambda: _registered_idle(client, worker))  # noqa: B023 - awaited here
+            await until(lambda: _registered_idle(client, worker))  # noqa: B023 - awaited here
         ids = await client.post_many(range(60), functions=["tick"])
         with anyio.fail_after(10):
             assert [await client.block_until_result(i) for i in ids] == [1] * 60
@@ -343,7 +335,7 @@ async def test_a_waiting_worker_is_handed_only_jobs_it_has_every_listener_for(
         running_worker(big, queue=queue, redis_url=url, concurrency=2) as gpu,
     ):
         for worker in (cpu, gpu):
-            await _until(lambda: _registered_idle(client, worker))  # noqa: B023 - awaited here
+            await until(lambda: _registered_idle(client, worker))  # noqa: B023 - awaited here
         trains = await client.post_many(range(10), functions=["train"])
         resizes = await client.post_many(range(10), functions=["resize"])
         with anyio.fail_after(10):
@@ -373,13 +365,13 @@ async def test_with_prefetch_off_a_waiting_worker_holds_no_more_jobs_than_its_sl
         listeners, queue=queue, redis_url=redis_server.url, concurrency=3, prefetch=0
     ) as worker:
         _prefetch_fully(worker)  # it would prefetch all it may: but it may not
-        await _until(lambda: _registered_idle(client, worker))
+        await until(lambda: _registered_idle(client, worker))
         ids = await client.post_many(range(10), functions=["hold"])
 
         async def three_held() -> bool:
             return (await client.counts())["active"] == 3
 
-        await _until(three_held)
+        await until(three_held)
         await anyio.sleep(0.5)  # a few idle waits (0.2 s): it claims again, and must not take more
         counts = await client.counts()
         assert (counts["active"], counts["queued"]) == (3, 7)

@@ -31,7 +31,7 @@ from aqueue._redis.calls import NewJobs
 from aqueue._redis.coalesce import Coalescer
 from aqueue._redis.records import SpecShape
 from aqueue.config import ClientConfig
-from aqueue.testing import RedisServer, run_until_idle, running_worker
+from aqueue.testing import RedisServer, run_until_idle, running_worker, until
 
 
 def _echoing(*, refusing: bool = False) -> Listeners:
@@ -138,8 +138,7 @@ async def test_outcomes_of_posts_made_while_listening_are_never_missed(
             early = await client.post(1, functions=["echo"])
             failed = await client.post(2, functions=["refuse"], retry=0)
             for job_id in (early, failed):  # both end before anyone awaits them
-                while not (await client.get_job(job_id)).status.is_terminal:  # noqa: ASYNC110
-                    await anyio.sleep(0.01)
+                await until(partial(_ended, client, job_id))
             assert await client.block_until_result(early) == 1
             with pytest.raises(JobFailed, match="no 2"):
                 await client.block_until_result(failed)
@@ -158,7 +157,8 @@ async def test_an_outcome_heard_before_its_post_returned_is_not_missed(
 
     async def post_read_late(new: NewJobs, key_ttl_ms: int) -> list[str]:
         ids = await client.store.post(new, key_ttl_ms)
-        await anyio.sleep(0.5)
+        # read late: once a worker has run the job (its outcome is on its way to us, or here)
+        await until(partial(_is, client, ids[0], JobStatus.COMPLETE))
         return ids
 
     async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
@@ -214,16 +214,12 @@ async def test_prefetched_jobs_wait_for_a_slot_and_go_back_at_once_on_stop(
         w._prefetch.job_ran(0.001)
         w._prefetch.claim_took(0.010)
         ids = await client.post_many(range(10), functions=["hold"])
-        with anyio.fail_after(10):
-            while (await client.counts())["active"] < 5:  # noqa: ASYNC110 - Redis state
-                await anyio.sleep(0.01)
+        await until(partial(_counted, client, "active", 5))
         counts = await client.counts()
         assert (counts["active"], counts["queued"], w.running) == (5, 5, 2)  # 2 run, 3 wait
 
         w.stop()  # the 3 waiting go back at once; the 2 running may finish within the grace
-        with anyio.fail_after(10):
-            while (await client.counts())["queued"] < 8:  # noqa: ASYNC110 - Redis state
-                await anyio.sleep(0.01)
+        await until(partial(_counted, client, "queued", 8))
         release.set()
     jobs = [await client.get_job(i) for i in ids]
     assert [j.status for j in jobs].count(JobStatus.COMPLETE) == 2
@@ -249,10 +245,12 @@ async def test_a_worker_stopped_mid_drain_hands_back_what_it_claimed_and_loses_n
     ids = await client.post_many(range(3000), functions=["quick"])
     for _ in range(5):  # stop it at a few moments of its claiming
         async with running_worker(listeners, queue=queue, redis_url=redis_server.url) as worker:
-            before = await completed()
-            with anyio.fail_after(10):
-                while await completed() < min(before + 100, len(ids)):  # noqa: ASYNC110
-                    await anyio.sleep(0.001)
+            enough = min(await completed() + 100, len(ids))
+
+            async def reached(enough: int = enough) -> bool:
+                return await completed() >= enough
+
+            await until(reached, interval=0.001)
             worker.stop()  # whatever it claimed now: handed back, or finished in the grace
         counts = await client.counts()
         assert counts["active"] == 0
@@ -324,9 +322,8 @@ async def test_retry_requested_by_the_listener_waits_its_delay(
 
     async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
         job_id = await client.post("x")
-        with anyio.fail_after(5):
-            while (await client.get_job(job_id)).status is not JobStatus.SCHEDULED:  # noqa: ASYNC110
-                await anyio.sleep(0.02)  # the test's own condition; there is no event for it
+        # the test's own condition; there is no event for it
+        await until(partial(_is, client, job_id, JobStatus.SCHEDULED), 5, interval=0.02)
         with anyio.fail_after(10):
             assert await client.block_until_result(job_id) == 2
     job = await client.get_job(job_id)
@@ -663,9 +660,7 @@ async def test_awaiting_a_thousand_jobs_uses_a_bounded_number_of_connections(
             async with anyio.create_task_group() as tg:
                 for i, job_id in enumerate(ids):
                     tg.start_soon(wait, i, job_id)
-                with anyio.fail_after(60):
-                    while len(results) < 500:  # noqa: ASYNC110 - sample mid-run
-                        await anyio.sleep(0.01)
+                await until(lambda: len(results) >= 500, 60)  # sample mid-run
                 clients = await client.store.redis.client_list()
                 name = f"aqueue-client-{os.getpid()}"
                 peak = sum(1 for c in clients if c["name"] == name)
@@ -820,7 +815,8 @@ async def test_big_results_finishing_together_are_recorded_in_calls_redis_accept
     # Outcomes that end together go to Redis in one finish call, and Redis takes no argument
     # over its proto-max-bulk-len (512 MB; 2 MB here, so that 300 KB results show it): a call
     # over it was refused, sent again with more outcomes, refused again, and so on forever.
-    server = RedisServer(tmp_path / "redis", extra={"proto-max-bulk-len": "2mb"}).start()
+    server = RedisServer(tmp_path / "redis", extra={"proto-max-bulk-len": "2mb"})
+    await anyio.to_thread.run_sync(server.start)  # (in a thread: the loop is not to block)
     listeners = Listeners()
     all_started = anyio.Event()
     started = 0
@@ -842,11 +838,11 @@ async def test_big_results_finishing_together_are_recorded_in_calls_redis_accept
                     for job_id in ids:
                         assert await client.block_until_result(job_id) == bytes(300_000)
     finally:
-        server.stop()
+        await anyio.to_thread.run_sync(server.stop)
 
 
 async def test_a_worker_told_to_stop_while_redis_is_down_stops_after_its_grace(
-    private_redis: RedisServer, queue: str
+    private_redis: RedisServer, queue: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # its outcome cannot be recorded: the worker retries, but not past its grace period once
     # stopped (the job's lease then lapses, and the reaper runs it again)
@@ -866,7 +862,7 @@ async def test_a_worker_told_to_stop_while_redis_is_down_stops_after_its_grace(
             await started.wait()
             await anyio.to_thread.run_sync(private_redis.kill)
             may_end.set()
-            await anyio.sleep(0.5)  # its outcome is tried and retried
+            await until(lambda: _tries(caplog, "recording outcomes failed") >= 2)  # and retried
 
 
 async def test_maps_keyed_by_tuples_come_back_as_they_went(
@@ -913,9 +909,7 @@ async def test_an_event_the_client_cannot_read_does_not_end_its_subscription(
         tg.start_soon(await_it, await client.post(2, functions=["echo"]))  # waits meanwhile
         await client.store.redis.publish(client.store.keys.events, junk)
         async with running_worker(listeners, queue=queue, redis_url=redis_server.url):
-            with anyio.fail_after(10):
-                while not results:  # noqa: ASYNC110 - the waiter's result is the condition
-                    await anyio.sleep(0.01)
+            await until(lambda: results)  # the waiter's result is the condition
     assert results == [2]
     await events.aclose()
 
@@ -941,8 +935,7 @@ async def test_a_progress_report_during_a_redis_outage_does_not_fail_the_attempt
         # a long lease: this is about the report, not a lapse
         async with running_worker(listeners, queue=queue, redis_url=private_redis.url, lease=30):
             with anyio.fail_after(20):
-                while (await client.get_job(job_id)).progress is None:  # noqa: ASYNC110
-                    await anyio.sleep(0.02)
+                await until(lambda: client.get_progress(job_id), 20)
                 await anyio.to_thread.run_sync(private_redis.kill)
                 redis_down.set()
                 await reported.wait()
@@ -991,3 +984,19 @@ async def test_a_job_an_older_build_posted_with_a_bad_retry_policy_is_retried_no
         assert await client.block_until_result(await client.post(5, functions=["echo"])) == 5
     job = await client.get_job(job_id)
     assert (job.status, job.attempt) == (JobStatus.DEAD, 3)
+
+
+async def _is(client: Client, job_id: str, status: JobStatus) -> bool:
+    return (await client.get_job(job_id)).status is status
+
+
+async def _ended(client: Client, job_id: str) -> bool:
+    return (await client.get_job(job_id)).status.is_terminal
+
+
+async def _counted(client: Client, status: str, at_least: int) -> bool:
+    return (await client.counts())[status] >= at_least
+
+
+def _tries(caplog: pytest.LogCaptureFixture, message: str) -> int:
+    return sum(r.getMessage().startswith(message) for r in caplog.records)

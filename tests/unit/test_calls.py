@@ -1,9 +1,23 @@
-"""The rows scripts take and answer, read into Python values: a claim's or a push's jobs, and a
-spec as the record fields it stands for. One unreadable row costs its own job, never the rest."""
+"""The rows scripts take and answer, as Python values: a claim's or a push's jobs, a spec as the
+record fields it stands for, outcomes cut into finish calls. One unreadable row costs its own
+job, never the rest."""
 
 from __future__ import annotations
 
-from aqueue._redis.calls import DEFAULT_TTL_S, claimed_rows, spec_fields, text
+import msgpack
+import pytest
+
+from aqueue._redis.calls import (
+    DEFAULT_TTL_S,
+    FINISH_BATCH,
+    MOST_CALL_BYTES,
+    Outcome,
+    claimed_rows,
+    finish_calls,
+    spec_fields,
+    text,
+    values,
+)
 from aqueue._redis.records import SpecShape
 from aqueue._states import Event
 
@@ -37,3 +51,26 @@ def test_a_spec_reads_as_its_record_fields_or_as_why_it_cannot() -> None:
 def test_text_of_what_someone_wrote_never_fails() -> None:
     assert text(b"\xffjob") == "\ufffdjob"
     assert text(7) == "7"
+
+
+@pytest.mark.parametrize("count", [0, 15, 16, 65_535, 65_536])
+def test_values_are_packed_one_after_another_without_an_array_header(count: int) -> None:
+    # finish.lua reads the outcomes as a stream of values (cmsgpack.unpack_limit)
+    items = [f"v{k}" for k in range(count)]
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(values(items))
+    assert list(unpacker) == items
+
+
+def test_outcomes_go_in_calls_cut_by_count_and_by_bytes_never_empty() -> None:
+    def outcome(size: int) -> Outcome:
+        return Outcome("id", 1, Event.COMPLETE, 0, ["result", b"x" * size], 60, False, 1)
+
+    def sizes(outcomes: list[Outcome]) -> list[int]:
+        return [len(call) for call in finish_calls(outcomes)]
+
+    assert sizes([outcome(1)] * 2500) == [FINISH_BATCH, FINISH_BATCH, 500]
+    half = MOST_CALL_BYTES // 2 - 100
+    assert sizes([outcome(half)] * 5) == [2, 2, 1]
+    assert sizes([outcome(3 * MOST_CALL_BYTES), outcome(1)]) == [1, 1]  # a big one goes alone
+    assert sizes([]) == []

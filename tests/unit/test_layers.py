@@ -13,42 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from ..layers import LAYERS
+
 PACKAGE = Path(__file__).resolve().parents[2] / "aqueue"
 
-# Top to bottom. A module belongs to the layer of the longest prefix that names it.
-LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("public faces", ("aqueue", "aqueue.__main__", "aqueue.testing")),
-    ("process edge", ("aqueue._ops",)),
-    ("worker", ("aqueue._worker",)),
-    ("services", ("aqueue._services", "aqueue._http")),
-    (
-        "client",
-        ("aqueue.client", "aqueue._client", "aqueue.sync", "aqueue.listeners", "aqueue._output"),
-    ),
-    ("redis", ("aqueue._redis",)),
-    (
-        "pure core",
-        (
-            "aqueue.errors",
-            "aqueue.config",
-            "aqueue.job",
-            "aqueue.retry",
-            "aqueue._states",
-            "aqueue._codec",
-            "aqueue._checks",
-            "aqueue._options",
-            "aqueue._diagram",
-            "aqueue._redis.keys",
-            "aqueue._redis.records",
-            "aqueue._redis.macros",
-            "aqueue._redis.wire",
-            "aqueue._redis.calls",
-            "aqueue._worker.prefetch",
-            "aqueue._worker.capacity",
-            "aqueue._worker.outcomes",
-        ),
-    ),
-]
 IO_LIBRARIES = {"redis", "hiredis", "asyncio", "anyio", "aiohttp", "uvloop", "socket"}
 
 
