@@ -36,7 +36,7 @@ def encode(value: Any, what: str = "message") -> bytes:
     MessageError naming why."""
     try:
         packed: bytes = msgpack.packb(value, use_bin_type=True, default=_refuse, datetime=False)
-    except TypeError as exc:
+    except (TypeError, BufferError) as exc:  # BufferError: a memoryview not contiguous
         raise MessageError(f"{what} is not encodable with msgpack: {exc}") from None
     except (ValueError, OverflowError) as exc:  # e.g. ints beyond 64 bits, too-deep nesting
         if not _within_depth(value):

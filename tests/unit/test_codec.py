@@ -74,3 +74,9 @@ def test_anything_encode_did_not_make_is_unreadable_naming_what(
 ) -> None:
     with pytest.raises(UnreadableData, match=complaint):
         decode(data, "job 7")
+
+
+def test_a_memoryview_msgpack_cannot_carry_is_a_message_error_naming_why() -> None:
+    strided = memoryview(bytes(range(10)))[::2]  # not contiguous: msgpack raises BufferError
+    with pytest.raises(MessageError, match="message is not encodable with msgpack: memoryview"):
+        encode(strided)
