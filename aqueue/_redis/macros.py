@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 from aqueue._redis.keys import KEYSPACE, KeyName
 
-# what is no code, passed over whole: a comment, a string (with its escapes)
-_NOT_CODE = re.compile(r"--[^\n]*|'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
+# what is no code, passed over whole: a comment, a string (with its escapes); scripts.py reads
+# the words a script uses outside them the same way
+NOT_CODE = re.compile(r"--[^\n]*|'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
 _WORD = re.compile(r"[A-Za-z_]\w*")
 _PLAIN = re.compile(r"[A-Za-z_][\w.]*(?:\[[^\]]*\])*")  # a name, field or index: no parentheses
 _INLINE = re.compile(
@@ -74,7 +75,7 @@ def expand(lua: str, macros: dict[str, Macro]) -> str:
     out: list[str] = []
     at = 0
     while True:
-        found, skip = call.search(lua, at), _NOT_CODE.search(lua, at)
+        found, skip = call.search(lua, at), NOT_CODE.search(lua, at)
         if found is None:
             return "".join([*out, lua[at:]])
         if skip is not None and skip.start() < found.start():
@@ -91,7 +92,7 @@ def _outside_strings(lua: str, change: Callable[[str], str]) -> str:
     """`lua` with `change` applied to its code between strings and comments."""
     out: list[str] = []
     at = 0
-    for skip in _NOT_CODE.finditer(lua):
+    for skip in NOT_CODE.finditer(lua):
         out += [change(lua[at : skip.start()]), skip[0]]
         at = skip.end()
     return "".join([*out, change(lua[at:])])
@@ -103,7 +104,7 @@ def _arguments(lua: str, at: int) -> tuple[list[str], int]:
     while depth:
         if at >= len(lua):
             raise ValueError(f"a call is not closed: {lua[max(0, start - 30) : start + 30]!r}")
-        skip = _NOT_CODE.match(lua, at)
+        skip = NOT_CODE.match(lua, at)
         if skip:
             at = skip.end()
             continue

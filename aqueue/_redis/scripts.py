@@ -29,7 +29,6 @@ NAMES = (
     "watch",
 )
 
-_NOT_CODE = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"|--[^\n]*")  # strings and comments
 _WORD = re.compile(r"[A-Za-z_]\w*")
 _DEFINES = re.compile(r"^local (?:function )?([\w, ]+?)\s*(?:=|\()", re.MULTILINE)
 
@@ -48,7 +47,7 @@ def _read(name: str) -> str:
 
 
 def _words(lua: str) -> set[str]:
-    return set(_WORD.findall(_NOT_CODE.sub(" ", lua)))
+    return set(_WORD.findall(macros.NOT_CODE.sub(" ", lua)))
 
 
 @cache
