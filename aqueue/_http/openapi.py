@@ -96,7 +96,7 @@ _SCHEMAS: dict[str, Any] = {
             _ref("Error"),
             {
                 "type": "object",
-                "required": ["id", "queue", "replicas", "acknowledged"],
+                "description": "with error `not_durable`, what was met",
                 "properties": {
                     "id": {**_STRING, "description": "the job: posted all the same"},
                     "queue": _STRING,
@@ -372,11 +372,8 @@ _PATHS: dict[str, Any] = {
                         "with Retry-After), or a durable post was made but fewer replicas (or "
                         "no local fsync) acknowledged it in time than asked (error "
                         "`not_durable`: the job stands, not rolled back; `id` names it)",
-                        "content": {
-                            "application/json": {
-                                "schema": {"oneOf": [_ref("Error"), _ref("NotDurableError")]}
-                            }
-                        },
+                        "headers": {"Retry-After": {"schema": _STRING}},
+                        "content": {"application/json": {"schema": _ref("NotDurableError")}},
                     },
                 },
             ),

@@ -153,10 +153,11 @@ async def test_the_setting_makes_a_worker_s_finishes_wait_and_wait_again(
 ) -> None:
     master, copy = replica
     caplog.set_level(logging.INFO, logger="aqueue._worker.acks")
-    settings = {"replicas": 1, "durable_timeout": 0.3}
     async with Client(queue, redis_url=master.url) as client:
         job_id = await client.post("live")
-        async with running_worker(_echo(), queue=queue, redis_url=master.url, **settings):
+        async with running_worker(
+            _echo(), queue=queue, redis_url=master.url, replicas=1, durable_timeout=0.3
+        ):
             with anyio.fail_after(10):
                 assert await client.block_until_result(job_id) == "live"
             assert "not durable" not in caplog.text  # the replica acknowledged it
