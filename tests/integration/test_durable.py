@@ -28,6 +28,7 @@ from aqueue import (
 )
 from aqueue._http.base import HttpConfig
 from aqueue._redis.keys import Keys
+from aqueue._redis.store import Store
 from aqueue.testing import RedisServer, running_worker, until
 
 from .test_cli import aqueue
@@ -219,3 +220,22 @@ async def test_a_short_durable_post_is_a_503_naming_the_posted_job(
         assert (answer["replicas"], answer["acknowledged"]) == (1, 0)
         record = await api.json("GET", f"/jobs/{answer['id']}", 200)
         assert record["status"] == "queued"
+
+
+async def test_through_the_pool_too_and_after_the_scripts_were_flushed(
+    replica: tuple[RedisServer, RedisServer], queue: str
+) -> None:
+    """A post the direct connection cannot make (busy, or Redis lost the scripts: NOSCRIPT,
+    read with the WAIT's reply after it) goes through the pool, its wait in the same pipeline."""
+    master, copy = replica
+    config = ClientConfig(queue=queue, redis_url=master.url, durable_timeout=0.3)
+    async with Client(config=config) as client:
+        await client.store.redis.script_flush()
+        job_id = await client.post("after a flush", durable=True)  # NOSCRIPT, then the pool
+        assert await _on_replica(copy, Keys(queue).job(job_id))
+        assert await client.post("again", durable=True)  # the direct connection still in step
+        pooled = Client.over(Store(client.store.redis, queue), config)  # no direct connection
+        job_id = await pooled.post("pooled", durable=True)
+        assert await _on_replica(copy, Keys(queue).job(job_id))
+        with paused(copy), anyio.fail_after(5), pytest.raises(NotDurable, match="0 of 1"):
+            await pooled.post("pooled, paused", durable=True)

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from aqueue import ClientConfig, ConfigError, MessageError, NotDurable, WorkerConfig
+from aqueue._ops import cli
+from aqueue._ops.settings import resolve
 from aqueue._options import post_options
 from aqueue.config import Durability, durability
 
@@ -77,3 +79,13 @@ def test_one_post_of_a_call_hears_of_its_own_jobs() -> None:
     mine = short.of(["b"])
     assert mine.job_ids == ["b"] and (mine.replicas, mine.acknowledged) == (1, 0)
     assert "(job(s) 'b')" in str(mine)
+
+
+def test_the_settings_reach_the_worker_and_its_clients_from_every_layer() -> None:
+    settings = resolve({"replicas": 2}, "gpu0.toml", {"AQUEUE_DURABLE_LOCAL": "true"},
+                       {"durable_timeout": "0.5"})  # fmt: skip
+    for config in (settings.worker_config("q"), settings.client_config("q")):
+        assert config.durability() == Durability(2, 0.5, local=True)
+    assert resolve().client_config("q").durability() is None
+    args = cli._parser().parse_args(["worker", "--replicas", "1", "--durable-local", "false"])
+    assert (args.replicas, args.durable_local) == (1, "false")
