@@ -67,7 +67,7 @@ class Client:
         self._stack: contextlib.AsyncExitStack | None = None
         self._events = JobEvents(lambda: self.store, self.config.queue)
         self._posts: Coalescer | None = None  # posts made at the same time go together
-        self._durable_posts: Coalescer | None = None  # and durable ones, apart
+        self._durable_posts: Coalescer | None = None  # and those asked to be durable, apart
 
     @classmethod
     def over(
@@ -119,16 +119,19 @@ class Client:
             if coalescer is not None:
                 await coalescer.aclose()
 
-    def _coalescer(self, durable: bool) -> Coalescer:
-        """Where a post goes: durable ones wait for the client's threshold (ClientConfig)."""
-        durability = self.config.durability(durable)
-        if durability is None:
-            if self._posts is None:
-                self._posts = Coalescer(self.store.post)
-            return self._posts
-        if self._durable_posts is None:
-            self._durable_posts = Coalescer(functools.partial(self.store.post, durable=durability))
-        return self._durable_posts
+    def _open_posts(self, asked: bool) -> Coalescer:
+        """Where posts go: those `asked` to be durable (post(durable=True)) apart from the
+        others; either waits for its threshold (ClientConfig.durability), if any."""
+        durability = self.config.durability(asked)
+        send = self.store.post if durability is None else functools.partial(
+            self.store.post, durable=durability
+        )  # fmt: skip
+        coalescer = Coalescer(send)
+        if asked:
+            self._durable_posts = coalescer
+        else:
+            self._posts = coalescer
+        return coalescer
 
     @property
     def store(self) -> Store:
@@ -210,7 +213,9 @@ class Client:
             common, jobs,
             self.config.max_unserved_lanes,
         )  # fmt: skip
-        posts = self._coalescer(checked.durable)
+        posts = self._durable_posts if checked.durable else self._posts
+        if posts is None:
+            posts = self._open_posts(checked.durable)
         if not watched:
             return await posts.post(new, key_ttl_ms)
         new_ids = [new_id for new_id, _, _ in jobs]
