@@ -223,6 +223,11 @@ class Store:
             waits.append(("WAITAOF", 1, 0, durable.timeout_ms))
         return waits
 
+    async def check_durable(self, durable: Durability) -> None:
+        """ConfigError if this server cannot confirm `durable` (see _waits)."""
+        with redis_errors("reading INFO"):
+            await self._waits(durable)
+
     async def _lacks_waitaof(self) -> str | None:
         """What WAITAOF needs that the server lacks (None: nothing), found once per store."""
         if "lacks_waitaof" not in self._server:

@@ -43,6 +43,8 @@ class Acks:
         self.ready.set()
 
     async def loop(self, store: Store) -> None:
+        if self.durable is not None:  # one the server cannot confirm stops the worker now
+            await store.check_durable(self.durable)
         while True:
             await self.ready.wait()
             self.ready = anyio.Event()

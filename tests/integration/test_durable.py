@@ -25,6 +25,8 @@ from aqueue import (
     Listeners,
     NotDurable,
     SyncClient,
+    Worker,
+    WorkerConfig,
 )
 from aqueue._http.base import HttpConfig
 from aqueue._redis.keys import Keys
@@ -135,6 +137,12 @@ async def test_durable_local_is_refused_where_the_server_cannot_confirm_it(
         with pytest.raises(ConfigError, match=r"durable_local needs WAITAOF, of Redis 7\.2"):
             await client.post("x")
         assert (await client.counts())["queued"] == 0  # refused before anything was written
+    worker = Worker(_echo(), WorkerConfig(queue=queue, durable_local=True), redis_url=master.url)
+    refused = pytest.RaisesGroup(
+        pytest.RaisesExc(ConfigError, match="durable_local needs WAITAOF"), flatten_subgroups=True
+    )
+    with anyio.fail_after(10), refused:
+        await worker.run(burst=True)  # at its start, not at its first finish
 
 
 def _echo(posted: list[str] | None = None) -> Listeners:
