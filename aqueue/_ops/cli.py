@@ -379,7 +379,8 @@ def _main(argv: Sequence[str] | None) -> int:
                     # "": no listener named, refused (an empty name), not "any listener"
                     options["functions"] = args.functions.split(",")
                 msg = _commands.read_message(args.message, args.file)
-                return _run(_commands.post, url, queue, msg, options, args.wait)
+                config = settings.client_config(queue)
+                return _run(_commands.post, config, msg, options, args.wait)
             case "job":
                 return _run(_commands.show_job, url, queue, args.job_id, args.json)
             case "cancel":

@@ -208,6 +208,7 @@ class Settings:
             read_tokens=tuple(self.http_tokens[0]),
             write_tokens=tuple(self.http_tokens[1]),
             known_listeners=known_listeners,
+            durable=self.client_config(self.queues[0]).durability(),
         )
 
     def worker_config(self, queue: str) -> WorkerConfig:

@@ -31,6 +31,7 @@ from aqueue import (
 from aqueue._http.base import HttpConfig
 from aqueue._redis.keys import Keys
 from aqueue._redis.store import Store
+from aqueue.config import Durability
 from aqueue.testing import RedisServer, running_worker, until
 
 from .test_cli import aqueue
@@ -247,3 +248,19 @@ async def test_through_the_pool_too_and_after_the_scripts_were_flushed(
         assert await _on_replica(copy, Keys(queue).job(job_id))
         with paused(copy), anyio.fail_after(5), pytest.raises(NotDurable, match="0 of 1"):
             await pooled.post("pooled, paused", durable=True)
+
+
+async def test_the_settings_make_the_http_service_s_and_the_shell_s_posts_durable(
+    replica: tuple[RedisServer, RedisServer], queue: str
+) -> None:
+    master, copy = replica
+    every = Durability(replicas=1, timeout=0.3)
+    config = HttpConfig(port=0, redis_url=master.url, queue=queue, keepalive=0.3, durable=every)
+    async with serving(config) as api:
+        with paused(copy):
+            answer = await api.post({"msg": "not asked, still durable"}, 503)
+        assert answer["error"] == "not_durable" and answer["acknowledged"] == 0
+    env = {"AQUEUE_REPLICAS": "2", "AQUEUE_DURABLE_TIMEOUT": "0.2"}
+    code, _, err = await aqueue("post", '"cli"', "--redis-url", master.url, "--queue", queue,
+                                  env=env)  # fmt: skip
+    assert code == 1 and "1 of 2 replicas acknowledged within 0.2 s" in err

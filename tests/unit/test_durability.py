@@ -87,5 +87,7 @@ def test_the_settings_reach_the_worker_and_its_clients_from_every_layer() -> Non
     for config in (settings.worker_config("q"), settings.client_config("q")):
         assert config.durability() == Durability(2, 0.5, local=True)
     assert resolve().client_config("q").durability() is None
+    assert settings.http_config().durable == Durability(2, 0.5, local=True)
+    assert resolve().http_config().durable is None
     args = cli._parser().parse_args(["worker", "--replicas", "1", "--durable-local", "false"])
     assert (args.replicas, args.durable_local) == (1, "false")
