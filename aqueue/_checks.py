@@ -91,6 +91,7 @@ WHOLE: dict[str, tuple[int, int]] = {
     "callback_attempts": (1, 100),
     "callback_concurrency": (1, 10_000),
     "retries": (0, 1000),
+    "replicas": (0, 1000),  # replicas a durable write waits for (WAIT numreplicas)
     "priority": (-100, 100),
 }
 

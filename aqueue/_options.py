@@ -22,7 +22,9 @@ from aqueue.errors import TEN_YEARS, MessageError
 from aqueue.retry import DEFAULT_POLICY, RetryPolicy
 
 # what the value is, which says how each face takes it: JSON type, flag parser, schema
-Kind = Literal["listeners", "url", "method", "whole", "seconds", "time", "retry", "text"]
+Kind = Literal[
+    "listeners", "url", "method", "whole", "seconds", "time", "retry", "text", "switch"
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("ttl", "seconds", "float | None",
            "seconds the finished job and its result are kept (the client's result_ttl)",
            least=1, most=TEN_YEARS, flag="ttl"),
+    Option("durable", "switch", "bool",
+           "return only once replicas (and, if configured, the local fsync) acknowledged the "
+           "post, else NotDurable: the client's replicas, durable_timeout and durable_local "
+           "settings (one replica where none is set)", default=False, flag="durable"),
 )  # fmt: skip
 
 
@@ -88,6 +94,7 @@ class PostKwargs(TypedDict, total=False):
     timeout: float | None
     retry: RetryPolicy | int | None
     ttl: float | None
+    durable: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +111,7 @@ class PostOptions:
     timeout: float | None = None
     retry: RetryPolicy | int | None = None
     ttl: float | None = None  # None: the client's result_ttl
+    durable: bool = False
     # what the checks made of them
     policy: RetryPolicy = field(init=False, repr=False, compare=False)
     delay_ms: int = field(init=False, repr=False, compare=False)
@@ -125,6 +133,8 @@ class PostOptions:
             check_callback(self.callback)
         check_callback_method(self.callback_method)
         delay_ms, at_ms = _when(self.delay, self.at)
+        if not isinstance(self.durable, bool):
+            raise MessageError(f"durable must be true or false, got {self.durable!r}")
         if self.functions is not None:  # a list of them, say: hashable, as a value should be
             object.__setattr__(self, "functions", functions)
         object.__setattr__(self, "policy", policy)

@@ -8,6 +8,7 @@ async with Client("app") as client:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -39,6 +40,7 @@ from aqueue.errors import (
     JobNotFound,
     MessageError,
     MessageTooLarge,
+    NotDurable,
     ResultTimeout,
 )
 from aqueue.job import Job, JobEvent, JobStatus, Progress
@@ -65,6 +67,7 @@ class Client:
         self._stack: contextlib.AsyncExitStack | None = None
         self._events = JobEvents(lambda: self.store, self.config.queue)
         self._posts: Coalescer | None = None  # posts made at the same time go together
+        self._durable_posts: Coalescer | None = None  # and those asked to be durable, apart
 
     @classmethod
     def over(
@@ -106,9 +109,29 @@ class Client:
             await stack.__aexit__(exc_type, exc, tb)
 
     async def _close_posts(self) -> None:
-        posts, self._posts = self._posts, None
-        if posts is not None:
-            await posts.aclose()
+        posts, self._posts, durable, self._durable_posts = (
+            self._posts,
+            None,
+            self._durable_posts,
+            None,
+        )
+        for coalescer in (posts, durable):
+            if coalescer is not None:
+                await coalescer.aclose()
+
+    def _open_posts(self, asked: bool) -> Coalescer:
+        """Where posts go: those `asked` to be durable (post(durable=True)) apart from the
+        others; either waits for its threshold (ClientConfig.durability), if any."""
+        durability = self.config.durability(asked)
+        send = self.store.post if durability is None else functools.partial(
+            self.store.post, durable=durability
+        )  # fmt: skip
+        coalescer = Coalescer(send)
+        if asked:
+            self._durable_posts = coalescer
+        else:
+            self._posts = coalescer
+        return coalescer
 
     @property
     def store(self) -> Store:
@@ -132,7 +155,10 @@ class Client:
         `delay` seconds or `at` (an aware datetime or epoch seconds): run no earlier;
         `timeout`: seconds each attempt may run; `retry`: a RetryPolicy or a number of retries;
         `key`: idempotency key, a second post with it returns the first job's id;
-        `ttl`: seconds the finished job and its result are kept.
+        `ttl`: seconds the finished job and its result are kept;
+        `durable`: return only once replicas acknowledged the post (WAIT; and the local fsync,
+        WAITAOF, with durable_local), as ClientConfig's replicas, durable_timeout and
+        durable_local say (one replica where none is set), else NotDurable (the job stands).
         (All of them: aqueue/_options.py.)
         """
         [job_id] = await self.post_many([msg], keys=None if key is None else [key], **options)
@@ -187,15 +213,19 @@ class Client:
             common, jobs,
             self.config.max_unserved_lanes,
         )  # fmt: skip
-        if self._posts is None:
-            self._posts = Coalescer(self.store.post)
+        posts = self._durable_posts if checked.durable else self._posts
+        if posts is None:
+            posts = self._open_posts(checked.durable)
         if not watched:
-            return await self._posts.post(new, key_ttl_ms)
+            return await posts.post(new, key_ttl_ms)
         new_ids = [new_id for new_id, _, _ in jobs]
         self._events.watched.posting(new_ids)
         ids: list[str] = []
         try:
-            ids = await self._posts.post(new, key_ttl_ms)
+            ids = await posts.post(new, key_ttl_ms)
+        except NotDurable as exc:  # posted all the same
+            ids = exc.job_ids
+            raise
         finally:
             self._events.watched.posted(new_ids, set(ids))
         return ids

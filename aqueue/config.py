@@ -23,6 +23,37 @@ def _positive(name: str, value: object) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class Durability:
+    """What a durable write waits for before it returns: `replicas` replicas acknowledging it
+    (WAIT) and, with `local`, the master's own AOF fsync (WAITAOF: Redis 7.2 or later), each
+    within `timeout` seconds; short of it, NotDurable (the write stands)."""
+
+    replicas: int = 1
+    timeout: float = 1.0
+    local: bool = False
+
+    def __post_init__(self) -> None:
+        whole("replicas", self.replicas)
+        _positive("durable_timeout", self.timeout)
+        if not isinstance(self.local, bool):
+            raise ConfigError(f"durable_local must be true or false, got {self.local!r}")
+        if not self.replicas and not self.local:
+            raise ConfigError("a durable write waits for a replica or the local fsync: neither set")
+
+    @property
+    def timeout_ms(self) -> int:
+        return max(1, round(self.timeout * 1000))  # WAIT 0 would wait forever
+
+
+def durability(replicas: int, timeout: float, local: bool, asked: bool) -> Durability | None:
+    """The threshold of a write: every write's where `replicas` or `local` is set; else one
+    replica's, for a write `asked` to be durable (post(durable=True)); else none."""
+    if replicas or local:
+        return Durability(replicas, timeout, local)
+    return Durability(1, timeout) if asked else None
+
+
+@dataclass(frozen=True, slots=True)
 class ClientConfig:
     """How a client reaches its queue. `redis_url=None` means the embedded default."""
 
@@ -37,6 +68,11 @@ class ClientConfig:
     # the most lanes (sets of listener names) with waiting jobs that no live worker serves:
     # a post past it is refused (TooManyLanes), so that junk names cannot grow the queue
     max_unserved_lanes: int = MOST_UNSERVED_LANES
+    # Every post durable (see Durability) where `replicas` or `durable_local` is set; a post
+    # made with durable=True waits for them, or for one replica where neither is set.
+    replicas: int = 0
+    durable_timeout: float = 1.0
+    durable_local: bool = False
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
@@ -45,6 +81,11 @@ class ClientConfig:
         _positive("result_ttl", self.result_ttl)
         _positive("data_ttl", self.data_ttl)
         whole("max_connections", self.max_connections)
+        durability(self.replicas, self.durable_timeout, self.durable_local, asked=True)
+
+    def durability(self, asked: bool = False) -> Durability | None:
+        """What a post waits for (`asked`: post(durable=True)); None: nothing."""
+        return durability(self.replicas, self.durable_timeout, self.durable_local, asked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +110,15 @@ class WorkerConfig:
     # The largest result (its msgpack encoding) a listener may return; over it the job fails
     # with MessageTooLarge. Up to MOST_RESULT_BYTES; it is Redis memory, for the result's ttl.
     max_result_bytes: int = 16 * MIB
+    # Every finish durable (see Durability) where `replicas` or `durable_local` is set: a
+    # finish short of it is logged and its WAIT retried (the outcome is written already).
+    replicas: int = 0
+    durable_timeout: float = 1.0
+    durable_local: bool = False
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
+        durability(self.replicas, self.durable_timeout, self.durable_local, asked=True)
         for name in ("concurrency", "claim_batch", "prefetch", "max_result_bytes"):
             whole(name, getattr(self, name))
         for name in ("lease", "heartbeat", "grace", "reaper_interval", "idle_wait"):
@@ -81,3 +128,7 @@ class WorkerConfig:
                 f"heartbeat must be at most a third of the lease so that one late beat does "
                 f"not lose it: heartbeat={self.heartbeat:g} s, lease={self.lease:g} s"
             )
+
+    def durability(self) -> Durability | None:
+        """What every finish waits for; None: nothing."""
+        return durability(self.replicas, self.durable_timeout, self.durable_local, asked=False)

@@ -19,12 +19,17 @@
     │                                     the attempt's error; the worker cancelled it)
     ├── LeaseLost                         a worker's write was refused: its attempt is not current
     ├── ListenerError (LookupError)       a listener name or import path does not resolve
-    └── RedisUnavailable (ConnectionError) Redis cannot be reached or answered with an error
+    ├── RedisUnavailable (ConnectionError) Redis cannot be reached or answered with an error
+    └── NotDurable                        a durable write was made, but fewer replicas (or no
+                                          local fsync) acknowledged it in time than asked; it
+                                          is not rolled back; names what was met
 
 `Retry` is control flow a listener raises to ask for another attempt; it is not an error.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 TEN_YEARS = 10 * 365 * 86400  # seconds: the longest a job's ttl or a retry's delay may be
 
@@ -162,6 +167,42 @@ class ListenerError(AqueueError, LookupError):
 
 class RedisUnavailable(AqueueError, ConnectionError):
     """Redis could not be reached, or refused the command."""
+
+
+class NotDurable(AqueueError):
+    """A write asked to be durable was made, but not acknowledged as asked within its timeout:
+    fewer than `replicas` replicas (WAIT), or no local AOF fsync (WAITAOF, with `local`). The
+    write stands (it is not rolled back): `job_ids` are posted, or their outcomes recorded."""
+
+    def __init__(
+        self,
+        job_ids: Sequence[str],
+        *,
+        replicas: int,
+        acknowledged: int,
+        local: bool,
+        synced: bool,
+        timeout: float,
+    ) -> None:
+        self.job_ids = list(job_ids)
+        self.replicas, self.acknowledged = replicas, acknowledged
+        self.local, self.synced = local, synced
+        self.timeout = timeout
+        met = [f"{acknowledged} of {replicas} replicas acknowledged"] if replicas else []
+        if local:
+            met.append(f"the local AOF fsync {'confirmed' if synced else 'not confirmed'}")
+        jobs = ", ".join(map(repr, self.job_ids[:3])) + (", ..." if len(self.job_ids) > 3 else "")
+        super().__init__(
+            f"not durable: {' and '.join(met)} within {timeout:g} s; the write stands, it is not "
+            f"rolled back (job(s) {jobs})"
+        )
+
+    def of(self, job_ids: Sequence[str]) -> NotDurable:
+        """The same shortfall, for some of the jobs (one post's, of a call that sent many)."""
+        return NotDurable(
+            job_ids, replicas=self.replicas, acknowledged=self.acknowledged, local=self.local,
+            synced=self.synced, timeout=self.timeout,
+        )  # fmt: skip
 
 
 class Retry(Exception):

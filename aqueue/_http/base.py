@@ -8,7 +8,7 @@ import json
 import mimetypes
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -21,7 +21,7 @@ from aqueue._redis.pubsub import SharedSubscription
 from aqueue._redis.records import check_functions
 from aqueue._redis.store import Store
 from aqueue.client import Client
-from aqueue.config import ClientConfig
+from aqueue.config import ClientConfig, Durability
 from aqueue.errors import (
     ConfigError,
     JobFailed,
@@ -105,6 +105,7 @@ class HttpConfig:
     body_timeout: float = 120.0
     shutdown_timeout: float = 5.0  # how long requests in flight may finish on shutdown
     stream_limit: float | None = None  # end an event stream after this long (it reconnects)
+    durable: Durability | None = None  # what every post waits for (ClientConfig.durability)
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
@@ -230,6 +231,14 @@ class _State:
             client = self.clients.get(queue)
             if client is None:
                 config = ClientConfig(queue=queue, redis_url=self.config.redis_url)
+                if self.config.durable is not None:
+                    d = self.config.durable
+                    config = replace(
+                        config,
+                        replicas=d.replicas,
+                        durable_timeout=d.timeout,
+                        durable_local=d.local,
+                    )
                 client = Client.over(self.store.view(queue), config, self.subscription)
                 await client.__aenter__()  # opens nothing: it only arms the listener's stop
                 self.clients[queue] = client

@@ -34,6 +34,7 @@ from aqueue.errors import (
     InvalidTransition,
     JobNotFound,
     MessageError,
+    NotDurable,
     RedisUnavailable,
 )
 from aqueue.job import JobStatus
@@ -201,7 +202,17 @@ async def post_job(request: web.Request) -> web.Response:
     queue, msg, key, options = _post_options(await _body(request))
     client = await state.client(queue or state.config.queue)
     await _check_listeners(client, options.get("functions"), state.config.known_listeners)
-    job_id = await client.post(msg, key=key, **options)
+    try:
+        job_id = await client.post(msg, key=key, **options)
+    except NotDurable as exc:  # posted all the same: say which job, and what was met
+        [job_id] = exc.job_ids
+        raise Problem(
+            503,
+            "not_durable",
+            str(exc),
+            extra={"id": job_id, "queue": client.queue, "replicas": exc.replicas,
+                   "acknowledged": exc.acknowledged, "local": exc.local, "synced": exc.synced},
+        ) from None  # fmt: skip
     url = _job_url(client.queue, job_id, state.config.queue)
     return _json({"id": job_id, "queue": client.queue, "url": url}, 201, {"Location": url})
 

@@ -75,6 +75,8 @@ def _option(option: Option) -> dict[str, Any]:
             schema = {"oneOf": [_bounded("integer", option), _ref("RetryPolicy")]}
         case "text":
             schema = {**_STRING, "minLength": option.least, "maxLength": option.most}
+        case "switch":
+            schema = {"type": "boolean", "default": option.default}
     schema["description"] = option.help
     return schema if option.default is not None else _nullable(schema)
 
@@ -88,6 +90,23 @@ _SCHEMAS: dict[str, Any] = {
             "detail": {**_STRING, "description": "what went wrong, in a sentence"},
         },
         "additionalProperties": True,
+    },
+    "NotDurableError": {
+        "allOf": [
+            _ref("Error"),
+            {
+                "type": "object",
+                "description": "with error `not_durable`, what was met",
+                "properties": {
+                    "id": {**_STRING, "description": "the job: posted all the same"},
+                    "queue": _STRING,
+                    "replicas": {**_INT, "description": "the replicas asked for"},
+                    "acknowledged": {**_INT, "description": "the replicas that acknowledged"},
+                    "local": {"type": "boolean", "description": "the local fsync asked for"},
+                    "synced": {"type": "boolean", "description": "the local fsync confirmed"},
+                },
+            },
+        ]
     },
     "JobFailedError": {
         "allOf": [
@@ -348,6 +367,14 @@ _PATHS: dict[str, Any] = {
                         "headers": {"Location": {"schema": _STRING}},
                     },
                     "415": _error("a body neither JSON nor msgpack"),
+                    "503": {
+                        "description": "Redis cannot be reached (error `redis_unavailable`, "
+                        "with Retry-After), or a durable post was made but fewer replicas (or "
+                        "no local fsync) acknowledged it in time than asked (error "
+                        "`not_durable`: the job stands, not rolled back; `id` names it)",
+                        "headers": {"Retry-After": {"schema": _STRING}},
+                        "content": {"application/json": {"schema": _ref("NotDurableError")}},
+                    },
                 },
             ),
         }

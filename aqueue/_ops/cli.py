@@ -134,6 +134,19 @@ def _add_daemon(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lease", type=_positive, help="seconds a claim lasts without a heartbeat (30)")
     p.add_argument("--heartbeat", type=_positive, help="seconds between lease renewals (10)")
     p.add_argument("--reaper-interval", type=_positive, help="seconds between reaper passes (5)")
+    p.add_argument(
+        "--replicas",
+        type=_whole("replicas"),
+        help="replicas that must acknowledge every write, posts and finishes (0; 0: none)",
+    )
+    p.add_argument(
+        "--durable-timeout", type=_positive, help="seconds a durable write waits for them (1)"
+    )
+    p.add_argument(
+        "--durable-local",
+        choices=["true", "false"],
+        help="every write waits for the local AOF fsync too (WAITAOF: Redis 7.2 or later)",
+    )
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument(
         "--log-format",
@@ -235,7 +248,10 @@ def _parser() -> argparse.ArgumentParser:
     post.add_argument("--file", type=Path, help="read the JSON message from a file")
     _add_connection(post)
     for option in OPTIONS:
-        if option.flag is not None:
+        if option.kind == "switch":
+            post.add_argument(f"--{option.flag}", dest=option.name, action="store_true",
+                              default=option.default, help=option.help)  # fmt: skip
+        elif option.flag is not None:
             post.add_argument(f"--{option.flag}", dest=option.name, type=_flag_type(option),
                               metavar=option.flag.upper(), default=option.default,
                               help=option.help)  # fmt: skip
@@ -363,7 +379,8 @@ def _main(argv: Sequence[str] | None) -> int:
                     # "": no listener named, refused (an empty name), not "any listener"
                     options["functions"] = args.functions.split(",")
                 msg = _commands.read_message(args.message, args.file)
-                return _run(_commands.post, url, queue, msg, options, args.wait)
+                config = settings.client_config(queue)
+                return _run(_commands.post, config, msg, options, args.wait)
             case "job":
                 return _run(_commands.show_job, url, queue, args.job_id, args.json)
             case "cancel":

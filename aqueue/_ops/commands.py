@@ -15,6 +15,7 @@ import anyio
 from aqueue import _output
 from aqueue._ops.settings import HTTP_SETTINGS, Settings
 from aqueue.client import Client
+from aqueue.config import ClientConfig
 from aqueue.errors import AqueueError, JobFailed
 from aqueue.listeners import load_listeners
 
@@ -39,10 +40,8 @@ def read_message(message: str | None, file: Path | None) -> Any:
         raise AqueueError(f"the message is not valid JSON: {exc}") from None
 
 
-async def post(
-    redis_url: str | None, queue: str, msg: Any, options: dict[str, Any], wait: float | None
-) -> int:
-    async with _client(redis_url, queue) as client:
+async def post(config: ClientConfig, msg: Any, options: dict[str, Any], wait: float | None) -> int:
+    async with Client(config=config) as client:  # (its settings: durable ones, say)
         job_id = await client.post(msg, **options)
         print(job_id)
         if wait is None:

@@ -160,6 +160,10 @@ SETTINGS: dict[str, Callable[[Any], Any]] = {
     "idle_wait": _seconds,
     "max_result_bytes": result_bytes,
     "reaper": _flag,
+    # every write durable (see config.Durability): posts of the daemon's clients, finishes
+    "replicas": whole_setting("replicas"),
+    "durable_timeout": _seconds,
+    "durable_local": _flag,
     "http_bind": _bind,
     "http_read_tokens": _names,  # a list, or a comma-separated string
     "http_write_tokens": _names,
@@ -204,13 +208,18 @@ class Settings:
             read_tokens=tuple(self.http_tokens[0]),
             write_tokens=tuple(self.http_tokens[1]),
             known_listeners=known_listeners,
+            durable=self.client_config(self.queues[0]).durability(),
         )
 
     def worker_config(self, queue: str) -> WorkerConfig:
         return WorkerConfig(queue=queue, **self.worker)
 
     def client_config(self, queue: str) -> ClientConfig:
-        return ClientConfig(queue=queue, redis_url=self.redis_url)
+        durable = {k: self.worker[k] for k in DURABLE_SETTINGS if k in self.worker}
+        return ClientConfig(queue=queue, redis_url=self.redis_url, **durable)
+
+
+DURABLE_SETTINGS = ("replicas", "durable_timeout", "durable_local")  # the worker's and clients'
 
 
 HTTP_SETTINGS = ("http_bind", "http_read_tokens", "http_write_tokens")
@@ -304,6 +313,7 @@ def resolve(
             "idle_wait",
             "reaper",
             "max_result_bytes",
+            *DURABLE_SETTINGS,
         )
         if k in values
     }

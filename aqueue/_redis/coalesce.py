@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
 from aqueue._redis.calls import MOST_CALL_BYTES, NewJobs
-from aqueue.errors import RedisUnavailable
+from aqueue.errors import NotDurable, RedisUnavailable
 
 Send = Callable[[NewJobs, int], Awaitable[list[str]]]
 MOST_JOBS = 1000  # per script call, as a bulk post sends them
@@ -156,6 +156,12 @@ class Coalescer:
                 ids = await self._send(
                     dataclasses.replace(call[0].new, jobs=jobs), call[0].key_ttl_ms
                 )
+            except NotDurable as exc:  # posted, short of durable: each post hears of its own
+                start = 0
+                for p in call:
+                    p.turn.set_exception(exc.of(exc.job_ids[start : start + len(p.new.jobs)]))
+                    start += len(p.new.jobs)
+                continue
             except Exception as exc:
                 for p in call:
                     p.turn.set_exception(exc)

@@ -41,7 +41,17 @@ class Direct:
         self._timeout, connection.socket_timeout = connection.socket_timeout, None
         return connection
 
-    async def evalsha(self, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    async def evalsha(
+        self,
+        sha: str,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        then: Sequence[Sequence[Any]] = (),
+        then_s: float = 0.0,
+    ) -> Any:
+        """The script's reply. With `then`, those commands go in the same write, right after
+        it on this connection (a WAIT after a durable write), and may take `then_s` seconds
+        more: the replies of all, the script's first."""
         if self._busy or self._closed:
             return MISSED
         if self._connection is None:
@@ -51,6 +61,8 @@ class Direct:
         try:
             # redis-py closes the connection itself when a send or read fails or is cut
             # short, so it is never left with a reply unread
+            if then:
+                return await self._pipelined(connection, sha, keys, args, then, then_s)
             async with asyncio.timeout(self._timeout):
                 # hiredis's C packer: redis-py's own, in Python, costs more than the rest here
                 await connection.send_packed_command(
@@ -61,6 +73,30 @@ class Direct:
             return MISSED  # (asyncio's TimeoutError is an OSError)
         finally:
             self._busy = False
+
+    async def _pipelined(
+        self,
+        connection: AbstractConnection,
+        sha: str,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        then: Sequence[Sequence[Any]],
+        then_s: float,
+    ) -> list[Any]:
+        commands = [("EVALSHA", sha, len(keys), *keys, *args), *map(tuple, then)]
+        async with asyncio.timeout(None if self._timeout is None else self._timeout + then_s):
+            await connection.send_packed_command(b"".join(map(hiredis.pack_command, commands)))
+            replies: list[Any] = []
+            refused: rexc.ResponseError | None = None
+            for _ in commands:  # every reply read, an error one too: none left unread
+                try:
+                    replies.append(await connection.read_response())
+                except rexc.ResponseError as exc:
+                    refused = refused or exc
+                    replies.append(exc)
+        if refused is not None:
+            raise refused
+        return replies
 
     async def aclose(self) -> None:
         self._closed = True

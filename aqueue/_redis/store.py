@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, cast
 
@@ -43,7 +44,10 @@ from aqueue._states import (
     callback_reply,
     live_status,
 )
-from aqueue.errors import RedisUnavailable, TooManyLanes
+from aqueue.config import Durability
+from aqueue.errors import ConfigError, NotDurable, RedisUnavailable, TooManyLanes
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -112,6 +116,17 @@ def _running_fields(run: bytes) -> dict[str, bytes]:
     return {"status": ACTIVE, "ran": run}
 
 
+def _finish_args(worker_id: str, batch: Sequence[Outcome]) -> list[Arg]:
+    """finish.lua's arguments for one call's outcomes."""
+    ids = msgpack.packb([o.id for o in batch], use_bin_type=False)  # see post
+    flat: list[Arg] = []
+    for o in batch:
+        kind = "chunked" if o.chunked else o.kind  # see finish.lua
+        flat += (str(o.attempt), kind, o.delay_ms, o.ttl_s, int(o.calls_back))
+        flat += (o.max_attempts, len(o.fields), *o.fields)
+    return [worker_id, ids, values(flat)]
+
+
 def _count(value: bytes | None) -> int:
     """A counter; one overwritten with text reads as 0 (the scripts restart it: incr)."""
     try:
@@ -130,10 +145,12 @@ class Store:
         queue: str,
         direct: Direct | None = None,
         scripts: dict[str, AsyncScript] | None = None,
+        server: dict[str, Any] | None = None,
     ) -> None:
         self.redis = redis
         self.keys = Keys(queue)
         self._direct = direct
+        self._server = {} if server is None else server  # what the server can, found once
         self._scripts = scripts or {
             name: redis.register_script(_scripts.source(name)) for name in _scripts.NAMES
         }
@@ -152,7 +169,7 @@ class Store:
     def view(self, queue: str) -> Store:
         """Another queue's store over the same connections (and the same scripts: they
         build every key from the queue's prefix)."""
-        return Store(self.redis, queue, self._direct, self._scripts)
+        return Store(self.redis, queue, self._direct, self._scripts, self._server)
 
     def pinned(self) -> contextlib.AbstractAsyncContextManager[Store]:
         """This store with a direct connection of its own (for a loop that calls scripts back
@@ -171,18 +188,108 @@ class Store:
                     return reply
             return await script(keys=keys, args=argv)
 
+    async def _run_durable(
+        self, name: str, args: Sequence[Arg], durable: Durability
+    ) -> tuple[Any, list[Any]]:
+        """`_run`, with the waits of `durable` on the same connection right after the script
+        (pipelined: one round trip): the script's reply, and theirs."""
+        waits = await self._waits(durable)
+        keys, argv = [self.keys.stats], [self.keys.prefix, *args]
+        script = self._scripts[name]
+        with redis_errors(f"{name} on queue {self.keys.queue!r}"):
+            if self._direct is not None:
+                replies = await self._direct.evalsha(
+                    script.sha, keys, argv, waits, len(waits) * durable.timeout
+                )
+                if replies is not MISSED:
+                    return replies[0], replies[1:]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await script(keys=keys, args=argv, client=pipe)  # (it loads the script if need be)
+                for command in waits:
+                    pipe.execute_command(*command)
+                reply, *acks = await pipe.execute()
+        return reply, acks
+
+    async def _waits(self, durable: Durability) -> list[tuple[Arg, ...]]:
+        """The commands that wait for `durable`: WAIT for replicas, WAITAOF for the local
+        fsync (refused where the server lacks it: nothing would confirm it)."""
+        waits: list[tuple[Arg, ...]] = []
+        if durable.replicas:
+            waits.append(("WAIT", durable.replicas, durable.timeout_ms))
+        if durable.local:
+            lacks = await self._lacks_waitaof()
+            if lacks:
+                raise ConfigError(f"durable_local needs {lacks}: set durable_local = false")
+            waits.append(("WAITAOF", 1, 0, durable.timeout_ms))
+        return waits
+
+    async def check_durable(self, durable: Durability) -> None:
+        """ConfigError if this server cannot confirm `durable` (see _waits)."""
+        with redis_errors("reading INFO"):
+            await self._waits(durable)
+
+    async def _lacks_waitaof(self) -> str | None:
+        """What WAITAOF needs that the server lacks (None: nothing), found once per store."""
+        if "lacks_waitaof" not in self._server:
+            facts = await self.server_facts()
+            version = tuple(int(part) for part in facts["version"].split(".")[:2] if part.isdigit())
+            lacks = None
+            if version < (7, 2):
+                lacks = f"WAITAOF, of Redis 7.2 or later (this server is {facts['version']})"
+            elif not facts["aof_enabled"]:
+                lacks = "the server's AOF (appendonly yes)"
+            if lacks:
+                log.warning("this Redis cannot confirm a local fsync: it lacks %s", lacks)
+            self._server["lacks_waitaof"] = lacks
+        return cast(str | None, self._server["lacks_waitaof"])
+
+    @staticmethod
+    def _shortfall(durable: Durability, acks: list[Any], job_ids: list[str]) -> NotDurable | None:
+        """NotDurable naming what the waits' replies met, if short of `durable`."""
+        acknowledged = int(acks[0]) if durable.replicas else 0
+        synced = bool(durable.local and int(acks[-1][0]))
+        if acknowledged >= durable.replicas and synced == durable.local:
+            return None
+        return NotDurable(
+            job_ids, replicas=durable.replicas, acknowledged=acknowledged, local=durable.local,
+            synced=synced, timeout=durable.timeout,
+        )  # fmt: skip
+
+    async def confirm(self, durable: Durability, job_ids: list[str]) -> NotDurable | None:
+        """Wait for `durable` again, after a write short of it: a write of its own (a count
+        of these waits, in `stats`) and the waits, on one connection. The replication stream
+        is in order: a replica that has this write has every earlier one."""
+        waits = await self._waits(durable)
+        with redis_errors(f"waiting for durability on queue {self.keys.queue!r}"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(self.keys.stats, "durable_rewaits", 1)
+                for command in waits:
+                    pipe.execute_command(*command)
+                _, *acks = await pipe.execute()
+        return self._shortfall(durable, acks, job_ids)
+
     # -- scripts -------------------------------------------------------------------------
 
-    async def post(self, new: NewJobs, key_ttl_ms: int) -> list[str]:
+    async def post(
+        self, new: NewJobs, key_ttl_ms: int, durable: Durability | None = None
+    ) -> list[str]:
+        """The posted ids; with `durable`, once it is met, else NotDurable (they stand)."""
         shared = [new.signature, new.priority, new.delay_ms, new.at_ms, int(new.watched)]
         packed = msgpack.packb(
             [*shared, list(new.fields), *itertools.chain.from_iterable(new.jobs)],
             use_bin_type=False,  # Lua's cmsgpack predates the bin types; raw str is binary-safe
         )
-        ids = await self._run("post", [key_ttl_ms, packed, new.most_unserved_lanes])
+        args: list[Arg] = [key_ttl_ms, packed, new.most_unserved_lanes]
+        if durable is None:
+            ids = await self._run("post", args)
+        else:
+            ids, acks = await self._run_durable("post", args, durable)
         if isinstance(ids, int):  # refused: the limit
             raise TooManyLanes(self.keys.queue, new.signature, ids)
-        return [text(i) for i in ids]
+        posted = [text(i) for i in ids]
+        if durable is not None and (shortfall := self._shortfall(durable, acks, posted)):
+            raise shortfall
+        return posted
 
     async def claim(
         self, worker_id: str, lease_ms: int, count: int, functions: Sequence[str]
@@ -222,16 +329,20 @@ class Store:
     async def finish(self, worker_id: str, outcomes: Sequence[Outcome]) -> list[bool]:
         accepted: list[bool] = []
         for batch in finish_calls(outcomes):
-            ids = msgpack.packb([o.id for o in batch], use_bin_type=False)  # see post
-            flat: list[Arg] = []
-            for o in batch:
-                kind = "chunked" if o.chunked else o.kind  # see finish.lua
-                flat += (str(o.attempt), kind, o.delay_ms, o.ttl_s, int(o.calls_back))
-                flat += (o.max_attempts, len(o.fields), *o.fields)
-            stream = values(flat)
-            verdicts = await self._run("finish", [worker_id, ids, stream])  # b"1101..."
+            verdicts = await self._run("finish", _finish_args(worker_id, batch))  # b"1101..."
             accepted += [verdict == ord("1") for verdict in verdicts]
         return accepted
+
+    async def finish_durably(
+        self, worker_id: str, outcomes: Sequence[Outcome], durable: Durability
+    ) -> tuple[list[bool], NotDurable | None]:
+        """`finish`, then the waits of `durable` (pipelined with the last call: the stream
+        is in order, so they cover the calls before it too); and whether they fell short."""
+        *first, last = finish_calls(outcomes)
+        accepted = await self.finish(worker_id, [o for batch in first for o in batch])
+        verdicts, acks = await self._run_durable("finish", _finish_args(worker_id, last), durable)
+        accepted += [verdict == ord("1") for verdict in verdicts]
+        return accepted, self._shortfall(durable, acks, [o.id for o in outcomes])
 
     async def progress(
         self, job_id: str, attempt: int, worker_id: str, value: bytes, message: str

@@ -97,7 +97,9 @@ class Worker:
         shared = Shared.make(self.id, config.concurrency, self._prefetch, self._outcomes)
         self._held, self._capacity = shared.held, shared.capacity  # capacity: see capacity.py
         self._inbox_in, self._inbox = shared.inbox_in, shared.inbox
-        self._acks = Acks(self.id, self._clock, self._sent, lambda: self._held.stopping)
+        self._acks = Acks(
+            self.id, self._clock, self._sent, lambda: self._held.stopping, config.durability()
+        )
         self._claims = Claims(shared, config, self.listeners.names, self._acks, self._clock)
         self._runners = Runners(shared, self.listeners, self._finished, self._lent)
         if self._stopping:  # stop() came before run(): nothing to serve, nothing to drain

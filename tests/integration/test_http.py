@@ -1011,7 +1011,7 @@ async def test_openapi_describes_every_route(api: Api) -> None:
                         shared[answer["$ref"].rsplit("/", 1)[1]] if "$ref" in answer else answer
                     )
                     schema = answer["content"]["application/json"]["schema"]["$ref"]
-                    assert schema.endswith(("/Error", "/JobFailedError"))
+                    assert schema.endswith(("/Error", "/JobFailedError", "/NotDurableError"))
 
 
 @contextlib.asynccontextmanager

@@ -56,7 +56,7 @@ def _whole_settings() -> list[str]:
 
 def test_the_whole_number_settings_are_found() -> None:  # the lists below are not empty
     assert {"concurrency", "prefetch", "callback_attempts"} <= set(_whole_settings())
-    assert ("concurrency", "claim_batch", "prefetch", "max_result_bytes") == tuple(
+    assert ("concurrency", "claim_batch", "prefetch", "max_result_bytes", "replicas") == tuple(
         f for kind, f, _ in _whole_fields() if kind is WorkerConfig
     )
 

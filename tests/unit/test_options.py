@@ -75,6 +75,8 @@ def _bounds(schema: dict[str, Any]) -> tuple[Any, ...]:
         return None, None, False, schema["items"]["pattern"]
     if schema["type"] == "string":
         return schema.get("minLength"), schema.get("maxLength"), False, None
+    if schema["type"] == "boolean":  # a switch: no range
+        return None, None, False, None
     return schema["minimum"], schema["maximum"], schema.get("exclusiveMinimum", False), None
 
 
