@@ -74,8 +74,10 @@ async def test_a_failover_mid_run_is_ridden_out_and_every_acknowledged_job_runs(
                 tg.start_soon(post_steadily, client)
                 tg.start_soon(await_early_results, client)
                 await until(lambda: len(accepted) >= 100, 20)  # mid-run
+                started = anyio.current_time()
                 await anyio.to_thread.run_sync(_fail_over, servers, how)
                 new = await anyio.to_thread.run_sync(servers.wait_for_failover, old)
+                took = anyio.current_time() - started
             after = await client.post({"log": str(runs)}, functions=["record"])
             with anyio.fail_after(60):
                 assert await client.block_until_result(after) == after
@@ -87,7 +89,7 @@ async def test_a_failover_mid_run_is_ridden_out_and_every_acknowledged_job_runs(
         twice = sorted(job_id for job_id, n in ran.items() if n > 1)
         print(
             f"\n{how}: {len(accepted)} posts acknowledged, {refused} refused; "
-            f"master {old} -> {new.port}; lost {len(lost)}, ran twice {len(twice)}"
+            f"master {old} -> {new.port} in {took:.1f} s; lost {len(lost)}, ran twice {len(twice)}"
         )
         assert new.port != old and len(accepted) + refused == POSTS and len(accepted) >= 100
         assert not lost, f"acknowledged posts lost in the failover: {lost}"
