@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import hiredis
 import redis.asyncio as aioredis
@@ -15,11 +15,10 @@ MISSED: Final = object()  # the call did not run here: make it through the pool
 
 
 class Direct:
-    """One connection of the pool's own kind (same address, auth, name and health checks; on
-    Sentinel, to the current master), used without redis-py's pool and command layers. Those
-    cost about as much as the round trip itself (some 50 µs a call on a small machine), and
-    calls made back to back (an app's awaited posts, a worker's claim and ack loops) spend
-    most of their time there.
+    """One connection of the pool's own kind (same address, auth, name and health checks),
+    used without redis-py's pool and command layers. Those cost about as much as the round
+    trip itself (some 50 µs a call on a small machine), and calls made back to back (an app's
+    awaited posts, a worker's claim and ack loops) spend most of their time there.
 
     One call at a time: a call that finds it busy, or that fails on it (a connection lost,
     which redis-py then closes; a script Redis does not have; no reply within the pool's
@@ -53,10 +52,6 @@ class Direct:
             # redis-py closes the connection itself when a send or read fails or is cut
             # short, so it is never left with a reply unread
             async with asyncio.timeout(self._timeout):
-                if not connection.is_connected:
-                    # as the pool connects its own: a Sentinel connection asks the sentinels
-                    # for the master here (a send alone would go to its default, localhost)
-                    await cast(Any, connection).connect()  # untyped in redis-py
                 # hiredis's C packer: redis-py's own, in Python, costs more than the rest here
                 await connection.send_packed_command(
                     hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args))

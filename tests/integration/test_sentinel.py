@@ -3,7 +3,9 @@ and the fast path (`Direct`) lands on the master the sentinels name."""
 
 from __future__ import annotations
 
+import anyio
 import pytest
+import redis
 from redis.asyncio.sentinel import SentinelManagedConnection
 
 from aqueue import Client, JobStatus, RedisUnavailable
@@ -66,3 +68,36 @@ async def test_an_unknown_master_name_is_a_clear_error_at_once(
     with pytest.raises(RedisUnavailable, match="No master found for 'no-such-master'"):
         async with Client(queue, redis_url=url):
             pass
+
+
+async def test_a_master_demoted_under_open_connections_is_left_for_the_new_one(
+    private_sentinel_set: SentinelSet, queue: str
+) -> None:
+    """The roles swap under open connections, and the sentinels learn it at once: the next
+    call hears READONLY from the old master, drops its connection and goes to the new one."""
+    servers = private_sentinel_set
+    async with Client(queue, redis_url=servers.url) as client:
+        first = await client.post({"n": 0})  # the fast path and the pool hold connections now
+        await anyio.to_thread.run_sync(_swap_roles, servers)
+        second = await client.post({"n": 1})  # not RedisUnavailable: READONLY was ridden out
+        await client.post({"n": 2})  # the fast path's own connection, dropped, reconnected
+        direct = client.store._direct
+        assert isinstance(direct, Direct)
+        assert isinstance(direct._connection, SentinelManagedConnection)
+        assert direct._connection.port == servers.replica.port  # the new master
+        await run_until_idle(_listeners(), queue=queue, redis_url=servers.url)
+        assert await client.block_until_result(second, timeout=5) == {"n": 1}
+        assert await client.block_until_result(first, timeout=5) == {"n": 0}  # replicated
+
+
+def _swap_roles(servers: SentinelSet) -> None:
+    """Promote the replica, demote the master (keeping its clients' connections, as Sentinel's
+    own reconfiguration would not), and re-point the sentinels at the new master."""
+    old, new = servers.master, servers.replica
+    with redis.Redis(port=new.port) as promoted, redis.Redis(port=old.port) as demoted:
+        promoted.replicaof("NO", "ONE")
+        demoted.replicaof("127.0.0.1", str(new.port))
+    for sentinel in servers.sentinels:
+        with redis.Redis(port=sentinel.port) as s:
+            s.sentinel_remove(MASTER_NAME)
+            s.sentinel_monitor(MASTER_NAME, "127.0.0.1", new.port, 2)
