@@ -13,6 +13,7 @@ from aqueue import Client
 from aqueue.testing import RedisServer
 
 from .blocking import GUARD
+from .topologies import Cluster, SentinelSet
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +31,30 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis", appendfsync="always").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """A master, a replica and 3 sentinels for the session, for tests that kill nothing."""
+    servers = SentinelSet(tmp_path_factory.mktemp("sentinel")).start()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def private_sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
+    """A Sentinel set of the test's own, for failover tests."""
+    servers = SentinelSet(tmp_path / "sentinel").start()
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """3 masters with a replica each, for the session."""
+    cluster = Cluster(tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

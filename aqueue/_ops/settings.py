@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from aqueue._checks import is_number, is_whole, whole_range
 from aqueue._redis.keys import check_queue_name
+from aqueue._redis.sentinel import SCHEMES as SENTINEL_SCHEMES
+from aqueue._redis.sentinel import parse_url as parse_sentinel_url
 from aqueue._services.callback_guard import parse_networks
 from aqueue._services.callbacks import CallbackConfig
 from aqueue.config import MOST_RESULT_BYTES, ClientConfig, WorkerConfig
@@ -108,8 +110,14 @@ def redis_url(value: Any) -> str:
         scheme = urlsplit(_text(value)).scheme
     except ValueError:  # e.g. an unclosed [ in an IPv6 host
         scheme = ""
-    if scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("a redis://, rediss:// or unix:// URL")
+    if scheme not in ("redis", "rediss", "unix", *SENTINEL_SCHEMES):
+        raise ValueError("a redis://, rediss://, unix:// or redis+sentinel:// URL")
+    try:
+        parse_sentinel_url(str(value))
+    except ValueError as exc:
+        raise ValueError(
+            f"a redis+sentinel://HOST:PORT[,HOST:PORT...]/<master> URL ({exc})"
+        ) from None
     return str(value)
 
 

@@ -68,6 +68,7 @@ class RedisServer:
     appendfsync: str = "everysec"
     password: str | None = None  # requirepass
     extra: dict[str, str] = field(default_factory=dict)
+    sentinel: bool = False  # run as a Sentinel (`redis-server --sentinel`), not a data node
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -82,19 +83,22 @@ class RedisServer:
             "bind": "127.0.0.1",
             "port": str(self.port),
             "dir": str(self.directory),
-            "appendonly": "yes" if self.appendonly else "no",
-            "appendfsync": self.appendfsync,
-            "save": '""',
-            "maxmemory-policy": "noeviction",
             "logfile": str(self.directory / "redis.log"),
             "daemonize": "no",
             **({"requirepass": self.password} if self.password else {}),
-            **self.extra,
         }
+        if not self.sentinel:  # a sentinel keeps no data
+            settings |= {
+                "appendonly": "yes" if self.appendonly else "no",
+                "appendfsync": self.appendfsync,
+                "save": '""',
+                "maxmemory-policy": "noeviction",
+            }
+        settings |= self.extra
         conf = self.directory / "redis.conf"
         conf.write_text("".join(f"{k} {v}\n" for k, v in settings.items()))
         self.process = subprocess.Popen(
-            [find_redis_server(), str(conf)],
+            [find_redis_server(), str(conf), *(["--sentinel"] if self.sentinel else [])],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C meant for us is not sent to it

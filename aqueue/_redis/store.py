@@ -22,6 +22,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 
 from aqueue._redis import scripts as _scripts
+from aqueue._redis import sentinel as _sentinel
 from aqueue._redis.calls import (
     Arg,
     ClaimResult,
@@ -80,16 +81,20 @@ def connect(
     """A client with a bounded pool that retries a dropped connection a few times.
     Its connections carry `name` (CLIENT LIST shows who is connected). A command waits for a
     free connection up to `pool_timeout` seconds (None: as long as it takes, rather than fail
-    under load), then fails with RedisUnavailable."""
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        client_name=name,
-        max_connections=max_connections,
-        timeout=pool_timeout,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
-        retry_on_error=[rexc.ConnectionError, rexc.TimeoutError],
-        health_check_interval=30,
-    )
+    under load), then fails with RedisUnavailable. A Sentinel URL (see `_redis.sentinel`)
+    gives a client of its current master."""
+    options: dict[str, Any] = {
+        "client_name": name,
+        "max_connections": max_connections,
+        "timeout": pool_timeout,
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
+        "retry_on_error": [rexc.ConnectionError, rexc.TimeoutError],
+        "health_check_interval": 30,
+    }
+    target = _sentinel.parse_url(url)
+    if target is not None:
+        return _sentinel.master_client(target, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(url, **options)
     return aioredis.Redis(connection_pool=pool)
 
 

@@ -26,3 +26,16 @@ async def slow(msg: dict[str, Any], ctx: Context) -> dict[str, Any]:
 async def crash(msg: Any, ctx: Context) -> None:
     """Kills its own worker, as an OOM kill or a segfault would."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@listeners.listener
+async def record(msg: dict[str, Any], ctx: Context) -> str:
+    """Appends its job id to the file `msg["log"]`: the side effect a test counts. One short
+    O_APPEND write: whole lines, whichever worker process writes."""
+    fd = os.open(msg["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, f"{ctx.job_id}\n".encode())
+    finally:
+        os.close(fd)
+    await anyio.sleep(msg.get("seconds", 0))
+    return ctx.job_id

@@ -523,8 +523,11 @@ async def test_a_bad_redis_url_or_queue_on_the_command_line_is_a_usage_error(
     code, _, err = await aqueue("job", "x", "--redis-url", "http://x")
     assert code == 64 and "Traceback" not in err
     assert (
-        "aqueue job: error: argument --redis-url: must be a redis://, rediss:// or unix://" in err
+        "aqueue job: error: argument --redis-url: must be a redis://, rediss://, unix:// or "
+        "redis+sentinel:// URL" in err
     )
+    code, _, err = await aqueue("job", "x", "--redis-url", "redis+sentinel://h:1")
+    assert code == 64 and "the master's name goes in the path" in err
     code, _, err = await aqueue("job", "x", "--queue", "bad queue", "--redis-url", redis_server.url)
     assert code == 64 and "from the defaults" not in err
     assert "aqueue job: error: argument --queue: queue name 'bad queue' is invalid" in err

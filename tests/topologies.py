@@ -1,0 +1,228 @@
+"""The multi-node Redis topologies the suite starts on loopback: a Sentinel set (a master, a
+replica, 3 sentinels) and a Redis Cluster (3 masters, a replica each). Each node is a
+RedisServer on a free port in a folder of its own; `stop` stops them all."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+
+from aqueue._redis.server import RedisServer, free_port
+
+MASTER_NAME = "aqueue-master"
+SLOTS = 16384
+# A replica's first sync starts at once, rather than after the 5 s that diskless sync waits
+# by default for more replicas to join it (either node may be the master after a failover)
+FAST_SYNC = {"repl-diskless-sync-delay": "0"}
+
+
+def _until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll (in a thread of its own: these are started outside the event loop)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except redis.RedisError:
+            pass  # not up yet
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10000 above: 6.2 cannot set it) is free too."""
+    while True:
+        port = free_port()
+        if port <= 55535:
+            try:
+                with socket.socket() as bus:
+                    bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+            return port
+
+
+def _client(server: RedisServer) -> redis.Redis:
+    return redis.Redis(port=server.port, socket_timeout=2, decode_responses=True)
+
+
+def _replication(server: RedisServer) -> dict[str, Any]:
+    return _client(server).info("replication")
+
+
+def _named_port(sentinel: RedisServer) -> int:
+    """The master's port, as `sentinel` names it."""
+    address = _client(sentinel).sentinel_get_master_addr_by_name(MASTER_NAME)
+    return int(cast(tuple[str, int], address)[1])
+
+
+@dataclass
+class SentinelSet:
+    """A master, one replica, 3 sentinels watching it under MASTER_NAME (quorum 2). A master
+    down for `down_after_ms` is failed over to the replica."""
+
+    directory: Path
+    appendfsync: str = "everysec"
+    down_after_ms: int = 500
+    master: RedisServer = field(init=False)
+    replica: RedisServer = field(init=False)
+    sentinels: list[RedisServer] = field(init=False, default_factory=list)
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{MASTER_NAME}"
+
+    @property
+    def data_nodes(self) -> list[RedisServer]:
+        return [self.master, self.replica]
+
+    def start(self, timeout: float = 20.0) -> SentinelSet:
+        self.master = RedisServer(
+            self.directory / "master", appendfsync=self.appendfsync, extra=dict(FAST_SYNC)
+        ).start()
+        self.replica = RedisServer(
+            self.directory / "replica",
+            appendfsync=self.appendfsync,
+            extra={**FAST_SYNC, "replicaof": f"127.0.0.1 {self.master.port}"},
+        ).start()
+        for n in range(3):
+            self.sentinels.append(
+                RedisServer(
+                    self.directory / f"sentinel-{n}",
+                    sentinel=True,
+                    extra={
+                        "sentinel monitor": f"{MASTER_NAME} 127.0.0.1 {self.master.port} 2",
+                        "sentinel down-after-milliseconds": f"{MASTER_NAME} {self.down_after_ms}",
+                        "sentinel failover-timeout": f"{MASTER_NAME} 5000",
+                        "sentinel parallel-syncs": f"{MASTER_NAME} 1",
+                    },
+                ).start()
+            )
+        try:
+            _until(self._agreed, timeout, "the sentinels agreeing on the master and replica")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _agreed(self) -> bool:
+        """Every sentinel sees the master, its replica and the 2 other sentinels."""
+        for sentinel in self.sentinels:
+            state = cast(dict[str, Any], _client(sentinel).sentinel_master(MASTER_NAME))
+            if (int(state["port"]), state["num-slaves"], state["num-other-sentinels"]) != (
+                self.master.port,
+                1,
+                2,
+            ):
+                return False
+        return bool(_replication(self.replica)["master_link_status"] == "up")
+
+    def master_port(self) -> int:
+        """The master's port, as the first sentinel that answers names it."""
+        for sentinel in self.sentinels:
+            try:
+                return _named_port(sentinel)
+            except redis.RedisError:
+                continue
+        raise RuntimeError("no sentinel answers")
+
+    def wait_for_failover(self, old_port: int, timeout: float = 30.0) -> RedisServer:
+        """Until every sentinel names another master than `old_port`, and that master takes
+        writes; returns it."""
+
+        def promoted() -> bool:
+            ports = {_named_port(s) for s in self.sentinels}
+            if len(ports) != 1 or old_port in ports:
+                return False
+            return bool(_replication(self._node(ports.pop()))["role"] == "master")
+
+        _until(promoted, timeout, f"a failover from 127.0.0.1:{old_port}")
+        return self._node(self.master_port())
+
+    def _node(self, port: int) -> RedisServer:
+        return next(s for s in self.data_nodes if s.port == port)
+
+    def stop(self) -> None:
+        for server in [*self.sentinels, *self.data_nodes]:
+            server.kill()  # nothing here is kept: no clean shutdown to wait for
+
+
+@dataclass
+class Cluster:
+    """3 masters holding a third of the slots each, and a replica of each."""
+
+    directory: Path
+    node_timeout_ms: int = 1000
+    nodes: list[RedisServer] = field(init=False, default_factory=list)
+
+    @property
+    def masters(self) -> list[RedisServer]:
+        return self.nodes[:3]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self, timeout: float = 30.0) -> Cluster:
+        for n in range(6):
+            self.nodes.append(
+                RedisServer(
+                    self.directory / f"node-{n}",
+                    port=_cluster_port(),
+                    appendonly=False,
+                    extra={
+                        **FAST_SYNC,
+                        "cluster-enabled": "yes",
+                        "cluster-config-file": "nodes.conf",
+                        "cluster-node-timeout": str(self.node_timeout_ms),
+                    },
+                ).start()
+            )
+        try:
+            self._form(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _form(self, timeout: float) -> None:
+        """ADDSLOTS, MEET and REPLICATE over redis-py rather than `redis-cli --cluster
+        create`: one way, needing no redis-cli of the same version (6.2 has no ADDSLOTSRANGE)."""
+        clients = [_client(node) for node in self.nodes]
+        third = SLOTS // 3
+        for k, client in enumerate(clients[:3]):
+            last = SLOTS if k == 2 else (k + 1) * third
+            client.cluster("addslots", *range(k * third, last))
+        for node in self.nodes[1:]:
+            clients[0].cluster("meet", "127.0.0.1", node.port)
+        ids = [c.cluster("myid") for c in clients]
+
+        def all_known() -> bool:
+            return all(len(c.cluster("nodes")) == 6 for c in clients)
+
+        _until(all_known, timeout, "every node knowing the 5 others")
+        for replica, master_id in zip(clients[3:], ids[:3], strict=True):
+            replica.cluster("replicate", master_id)
+
+        def ok() -> bool:
+            for c in clients:
+                if c.cluster("info")["cluster_state"] != "ok":
+                    return False
+                nodes = c.cluster("nodes").values()  # {"host:port": {...}}
+                if sum("slave" in node["flags"] for node in nodes) != 3:
+                    return False
+            return all(_replication(n)["master_link_status"] == "up" for n in self.nodes[3:])
+
+        _until(ok, timeout, "cluster_state:ok with 3 replicas in sync")
+
+    def stop(self) -> None:
+        for server in self.nodes:
+            server.kill()
