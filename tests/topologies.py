@@ -1,6 +1,7 @@
-"""The multi-node Redis topologies the suite starts on loopback: a Sentinel set (a master, a
-replica, 3 sentinels) and a Redis Cluster (3 masters, a replica each). Each node is a
-RedisServer on a free port in a folder of its own; `stop` stops them all."""
+"""The multi-node Redis topologies the suite starts on loopback: a master with a replica, a
+Sentinel set (a master, a replica, 3 sentinels) and a Redis Cluster (3 masters, a replica
+each). Each node is a RedisServer on a free port in a folder of its own; `stop` stops them
+all."""
 
 from __future__ import annotations
 
@@ -61,6 +62,38 @@ def _named_port(sentinel: RedisServer) -> int:
     """The master's port, as `sentinel` names it."""
     address = _client(sentinel).sentinel_get_master_addr_by_name(MASTER_NAME)
     return int(cast(tuple[str, int], address)[1])
+
+
+@dataclass
+class Replicated:
+    """A master and one replica of it, in sync before `start` returns: what durable writes
+    (WAIT) need to be acknowledged."""
+
+    directory: Path
+    master: RedisServer = field(init=False)
+    replica: RedisServer = field(init=False)
+
+    def start(self, timeout: float = 20.0) -> Replicated:
+        self.master = RedisServer(self.directory / "master", extra=dict(FAST_SYNC)).start()
+        self.replica = RedisServer(
+            self.directory / "replica", extra={"replicaof": f"127.0.0.1 {self.master.port}"}
+        )
+        try:
+            self.replica.start()
+            _until(self._online, timeout, "the replica in sync with its master")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _online(self) -> bool:
+        return bool(_replication(self.master).get("slave0", {}).get("state") == "online")
+
+    def stop(self) -> None:
+        for name in ("replica", "master"):  # (either may not be made yet, if start failed)
+            server: RedisServer | None = getattr(self, name, None)
+            if server is not None:
+                server.stop()
 
 
 @dataclass

@@ -33,6 +33,7 @@ from aqueue._redis.keys import Keys
 from aqueue._redis.store import Store
 from aqueue.config import Durability
 from aqueue.testing import RedisServer, running_worker, until
+from tests.topologies import Replicated
 
 from .test_cli import aqueue
 from .test_http import serving
@@ -41,28 +42,9 @@ from .test_http import serving
 @pytest.fixture(scope="module")
 def replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, RedisServer]]:
     """A master and its replica, connected (the master counts it) before the tests start."""
-    # diskless sync at once: Redis waits 5 s by default, for more replicas to share it
-    master = RedisServer(
-        tmp_path_factory.mktemp("master"), extra={"repl-diskless-sync-delay": "0"}
-    ).start()
-    copy = RedisServer(
-        tmp_path_factory.mktemp("replica"), extra={"replicaof": f"127.0.0.1 {master.port}"}
-    )
-    try:
-        copy.start()
-        import redis  # the sync client: this fixture runs outside the event loop
-
-        with redis.Redis(port=master.port) as r:
-            for _ in range(500):
-                if r.info("replication").get("slave0", {}).get("state") == "online":
-                    break
-                r.wait(1, 10)  # (a wait on the server, not on this thread's clock)
-            else:
-                raise AssertionError("the replica never connected")
-        yield master, copy
-    finally:
-        copy.stop()
-        master.stop()
+    pair = Replicated(tmp_path_factory.mktemp("replicated")).start()
+    yield pair.master, pair.replica
+    pair.stop()
 
 
 @contextlib.contextmanager

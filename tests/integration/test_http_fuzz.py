@@ -37,6 +37,7 @@ from aqueue._codec import MAX_DEPTH
 from aqueue._http.openapi import openapi_spec
 from aqueue._http.service import HttpConfig, serve_http
 from aqueue.testing import RedisServer, running_worker
+from tests.topologies import Replicated
 
 READ, WRITE = "r" * 24, "w" * 24
 AUTH = {"Authorization": f"Bearer {WRITE}"}
@@ -121,10 +122,11 @@ def make_listeners() -> Listeners:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A server of this module's own. GET /queues reads every queue of its server: on the
     session's, after the rest of the suite, each call took seconds, and the workflow run went
-    past its time limit in a full run only."""
-    server = RedisServer(tmp_path_factory.mktemp("fuzz-redis")).start()
-    yield server
-    server.stop()
+    past its time limit in a full run only. It has a replica: a post the fuzzer makes with
+    `durable: true` is then acknowledged, as on a deployment that asks for durable writes."""
+    pair = Replicated(tmp_path_factory.mktemp("fuzz-redis")).start()
+    yield pair.master
+    pair.stop()
 
 
 @pytest.fixture(scope="module")
