@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
+from redis.crc import key_slot
 
 from aqueue._redis import scripts
 from aqueue._redis.calls import Claimed, NewJobs
+from aqueue._redis.keys import Keys
 from aqueue._redis.store import Store
 from aqueue._states import CallbackEvent, Event
 
@@ -71,12 +73,19 @@ def test_a_script_reads_the_arguments_its_header_names_and_no_other(name: str) -
 class Recorder:
     """Stands for a registered script: records the KEYS and ARGV of each call."""
 
-    def __init__(self, name: str, calls: dict[str, tuple[int, int]], reply: Any) -> None:
+    def __init__(
+        self, name: str, calls: dict[str, tuple[int, int]], reply: Any, keys_of: KeysOf
+    ) -> None:
         self.name, self.calls, self.reply, self.sha = name, calls, reply, "0" * 40
+        self.keys_of = keys_of
 
     async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         self.calls[self.name] = (len(keys), len(args))
+        self.keys_of[self.name] = [str(key) for key in keys]
         return self.reply
+
+
+KeysOf = dict[str, list[str]]
 
 
 REPLIES: dict[str, Any] = {
@@ -103,13 +112,26 @@ CALLS: dict[str, Callable[[Store], Awaitable[object]]] = {
 }
 
 
-async def passed(name: str) -> tuple[int, int]:
-    """What the wrapper of script `name` passes: how many KEYS, how many ARGV."""
+async def passed(name: str, keys_of: KeysOf | None = None) -> tuple[int, int]:
+    """What the wrapper of script `name` passes: how many KEYS, how many ARGV (and, into
+    `keys_of`, the KEYS themselves)."""
     calls: dict[str, tuple[int, int]] = {}
-    fakes = {n: Recorder(n, calls, REPLIES[n]) for n in scripts.NAMES}
+    keys_of = {} if keys_of is None else keys_of
+    fakes = {n: Recorder(n, calls, REPLIES[n], keys_of) for n in scripts.NAMES}
     store = Store(cast(Any, None), "q", None, cast(Any, fakes))
     await CALLS[name](store)
     return calls[name]
+
+
+@pytest.mark.parametrize("name", scripts.NAMES)
+async def test_every_script_is_routed_by_its_queue_s_slot(name: str) -> None:
+    """On a cluster a script runs on the node of the slot its KEYS name: each declares one key
+    at least, and every key it is given is in its queue's slot (none crosses slots)."""
+    keys_of: KeysOf = {}
+    await passed(name, keys_of)
+    assert keys_of[name], f"{name} declares no key: a cluster would send it to any node"
+    slots = {key_slot(key.encode()) for key in keys_of[name]}
+    assert slots == {key_slot(Keys("q").stats.encode())}, keys_of[name]
 
 
 def test_every_script_has_a_wrapper_call_here() -> None:
