@@ -70,13 +70,18 @@ class Replicated:
     (WAIT) need to be acknowledged."""
 
     directory: Path
+    appendfsync: str = "everysec"
     master: RedisServer = field(init=False)
     replica: RedisServer = field(init=False)
 
     def start(self, timeout: float = 20.0) -> Replicated:
-        self.master = RedisServer(self.directory / "master", extra=dict(FAST_SYNC)).start()
-        self.replica = RedisServer(
-            self.directory / "replica", extra={"replicaof": f"127.0.0.1 {self.master.port}"}
+        self.master = RedisServer(
+            self.directory / "master", appendfsync=self.appendfsync, extra=dict(FAST_SYNC)
+        ).start()
+        self.replica = RedisServer(  # FAST_SYNC too: after a failover it may be the master
+            self.directory / "replica",
+            appendfsync=self.appendfsync,
+            extra={**FAST_SYNC, "replicaof": f"127.0.0.1 {self.master.port}"},
         )
         try:
             self.replica.start()
@@ -118,14 +123,8 @@ class SentinelSet:
         return [self.master, self.replica]
 
     def start(self, timeout: float = 20.0) -> SentinelSet:
-        self.master = RedisServer(
-            self.directory / "master", appendfsync=self.appendfsync, extra=dict(FAST_SYNC)
-        ).start()
-        self.replica = RedisServer(
-            self.directory / "replica",
-            appendfsync=self.appendfsync,
-            extra={**FAST_SYNC, "replicaof": f"127.0.0.1 {self.master.port}"},
-        ).start()
+        pair = Replicated(self.directory, self.appendfsync).start(timeout)
+        self.master, self.replica = pair.master, pair.replica
         for n in range(3):
             self.sentinels.append(
                 RedisServer(

@@ -181,11 +181,14 @@ class Store:
         to back, beside others that do too)."""
         return Store.opened(self.redis, self.keys.queue)
 
+    def _call(self, name: str, args: Sequence[Arg]) -> tuple[AsyncScript, list[str], list[Arg]]:
+        """Script `name`, its KEYS and its ARGV. KEYS[1] is only declared, so that Cluster
+        clients route the call to the queue's slot; the scripts build every key from the
+        prefix, under the same hash tag."""
+        return self._scripts[name], [self.keys.stats], [self.keys.prefix, *args]
+
     async def _run(self, name: str, args: Sequence[Arg]) -> Any:
-        # KEYS[1] is only declared, so that Cluster clients route the call to the queue's slot;
-        # the scripts build every key from the prefix, under the same hash tag.
-        keys, argv = [self.keys.stats], [self.keys.prefix, *args]
-        script = self._scripts[name]
+        script, keys, argv = self._call(name, args)
         with redis_errors(f"{name} on queue {self.keys.queue!r}"):
             if self._direct is not None:
                 reply = await self._direct.evalsha(script.sha, keys, argv)
@@ -199,8 +202,7 @@ class Store:
         """`_run`, with the waits of `durable` on the same connection right after the script
         (pipelined: one round trip): the script's reply, and theirs."""
         waits = await self._waits(durable)
-        keys, argv = [self.keys.stats], [self.keys.prefix, *args]
-        script = self._scripts[name]
+        script, keys, argv = self._call(name, args)
         with redis_errors(f"{name} on queue {self.keys.queue!r}"):
             if self._direct is not None:
                 replies = await self._direct.evalsha(
