@@ -62,9 +62,33 @@ def queue() -> str:
     return "t-" + uuid.uuid4().hex[:12]
 
 
+TOPOLOGIES = ("standalone", "sentinel", "cluster")
+
+
 @pytest.fixture
-async def client(redis_server: RedisServer, queue: str) -> AsyncIterator[Client]:
-    async with Client(queue, redis_url=redis_server.url) as c:
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """Where the test's Redis is: the session's server; or, for a test marked
+    `every_topology`, each of the session's server, Sentinel set and cluster in turn."""
+    topology = getattr(request, "param", "standalone")
+    if topology == "sentinel":
+        return str(request.getfixturevalue("sentinel_set").url)
+    if topology == "cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
+    return str(request.getfixturevalue("redis_server").url)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `every_topology` that takes `redis_url` (itself or through `client`)
+    runs once on each topology: the core stories hold on all three."""
+    if "redis_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "every_topology"
+    ):
+        metafunc.parametrize("redis_url", TOPOLOGIES, indirect=True)
+
+
+@pytest.fixture
+async def client(redis_url: str, queue: str) -> AsyncIterator[Client]:
+    async with Client(queue, redis_url=redis_url) as c:
         yield c
 
 

@@ -20,6 +20,7 @@ PURE_CORE = (
     "aqueue._redis.macros",
     "aqueue._redis.wire",
     "aqueue._redis.calls",
+    "aqueue._redis.urls",
     "aqueue._worker.prefetch",
     "aqueue._worker.capacity",
     "aqueue._worker.outcomes",

@@ -201,7 +201,8 @@ class Cluster:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+        """The URL aqueue takes: any master tells the client of the rest."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.masters)
 
     def start(self, timeout: float = 30.0) -> Cluster:
         for n in range(6):

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aqueue._checks import is_number, is_whole, whole_range
+from aqueue._redis import cluster, sentinel
 from aqueue._redis.keys import check_queue_name
-from aqueue._redis.sentinel import SCHEMES as SENTINEL_SCHEMES
-from aqueue._redis.sentinel import parse_url as parse_sentinel_url
 from aqueue._services.callback_guard import parse_networks
 from aqueue._services.callbacks import CallbackConfig
 from aqueue.config import MOST_RESULT_BYTES, ClientConfig, WorkerConfig
@@ -110,14 +109,20 @@ def redis_url(value: Any) -> str:
         scheme = urlsplit(_text(value)).scheme
     except ValueError:  # e.g. an unclosed [ in an IPv6 host
         scheme = ""
-    if scheme not in ("redis", "rediss", "unix", *SENTINEL_SCHEMES):
-        raise ValueError("a redis://, rediss://, unix:// or redis+sentinel:// URL")
+    if scheme not in ("redis", "rediss", "unix", *sentinel.SCHEMES, *cluster.SCHEMES):
+        raise ValueError(
+            "a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL"
+        )
     try:
-        parse_sentinel_url(str(value))
+        sentinel.parse_url(str(value))
     except ValueError as exc:
         raise ValueError(
             f"a redis+sentinel://HOST:PORT[,HOST:PORT...]/<master> URL ({exc})"
         ) from None
+    try:
+        cluster.parse_url(str(value))
+    except ValueError as exc:
+        raise ValueError(f"a redis+cluster://HOST:PORT[,HOST:PORT...] URL ({exc})") from None
     return str(value)
 
 

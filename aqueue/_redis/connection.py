@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio.to_thread
 
 from aqueue._redis.server import EmbeddedRedis
-from aqueue._redis.store import Store, connect, redis_errors
+from aqueue._redis.store import Store, close, connect, redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,7 @@ async def open_store(
             yield store
     finally:
         with contextlib.suppress(Exception):
-            await redis.aclose()
-            await redis.connection_pool.disconnect()  # a pool we made is ours to close
+            await close(redis)
         if embedded is not None:  # stopped even when a deadline cut the run short
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(embedded.stop)

@@ -31,7 +31,7 @@ class KeyName:
 
     attr: str
     template: str
-    type: str  # hash, zset, set, list, string, counter or channel
+    type: str  # hash, zset, set, list, string, counter, channel, or none (never written)
     meaning: str
 
     @property
@@ -181,6 +181,13 @@ KEYSPACE: tuple[KeyName, ...] = (
     ),
     KeyName("dead", "dead", "zset", "job id -> when it died (ms): dead letters, kept until purged"),
     KeyName("stats", "stats", "hash", "outcome -> jobs that ended so, ever"),
+    KeyName(
+        "fence",
+        "fence",
+        "none",
+        "never written: every script declares it beside `stats`, so that on a cluster none "
+        "runs while the queue's slot migrates (Redis answers TRYAGAIN: see Store._call)",
+    ),
     KeyName(
         "rate",
         "rate:{bucket}",
@@ -349,6 +356,10 @@ class Keys:
     @property
     def stats(self) -> str:
         return self.prefix + "stats"
+
+    @property
+    def fence(self) -> str:
+        return self.prefix + "fence"
 
     def rate(self, bucket: str) -> str:
         return f"{self.prefix}rate:{bucket}"

@@ -69,13 +69,19 @@ def _macros() -> dict[str, macros.Macro]:
 
 
 @cache
-def source(name: str) -> str:
+def source(name: str, sharded: bool = False) -> str:
     """The full text of script `name`: the shared helpers it uses, in their order in
     `_lib.lua`, then the script itself. Only those: Lua runs a script's whole text on every
-    call, and defining all the helpers cost each call more than many a Redis command."""
+    call, and defining all the helpers cost each call more than many a Redis command.
+
+    `sharded` (on a cluster): its messages go by SPUBLISH, to the subscribers of the shard
+    that holds the queue's slot, where its workers and clients subscribe (see `Subscription`).
+    A PUBLISH there would go to every node of the cluster, and count only one node's
+    subscribers: post.lua decides from that count whether a waiting worker heard its push."""
     if name not in NAMES:
         raise KeyError(f"no script named {name!r}; known: {', '.join(NAMES)}")
-    return with_helpers(_read(name))
+    text = with_helpers(_read(name))
+    return text.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'") if sharded else text
 
 
 # A script that can record a terminal outcome (finish_terminal) runs as a function, and the

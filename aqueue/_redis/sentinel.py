@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool, SSLConnection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.exceptions import ConnectionError, ResponseError
+
+from aqueue._redis.urls import split_hosts
 
 SCHEMES: Final = {"redis+sentinel": False, "rediss+sentinel": True}  # scheme: TLS
 # A sentinel that hangs is passed over for the next one, after this long (seconds)
@@ -38,36 +39,19 @@ class SentinelURL:
 def parse_url(url: str) -> SentinelURL | None:
     """The Sentinel URL read; None when `url` is of another scheme. A ValueError says what is
     wrong with a Sentinel URL that cannot be read."""
-    parts = urlsplit(url)
-    if parts.scheme not in SCHEMES:
+    parts = split_hosts(url, SCHEMES, "a sentinel's")
+    if parts is None:
         return None
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    user, colon, password = userinfo.partition(":")
-    sentinels = tuple(_address(entry) for entry in hosts.split(","))
-    master = unquote(parts.path.removeprefix("/"))
-    if not master or "/" in master:
+    if not parts.path or "/" in parts.path:
         raise ValueError("the master's name goes in the path: redis+sentinel://HOST:PORT/<master>")
-    query = parse_qs(parts.query)
-    if set(query) - {"db"}:
-        raise ValueError(f"unknown options {sorted(set(query) - {'db'})}: only db is read")
-    db = query.get("db", ["0"])[-1]
+    if set(parts.options) - {"db"}:
+        raise ValueError(f"unknown options {sorted(set(parts.options) - {'db'})}: only db is read")
+    db = parts.options.get("db", ["0"])[-1]
     if not db.isdigit():
         raise ValueError(f"db must be a number, got {db!r}")
     return SentinelURL(
-        sentinels,
-        master,
-        int(db),
-        unquote(user) or None,
-        unquote(password) if colon else None,
-        SCHEMES[parts.scheme],
+        parts.addresses, parts.path, int(db), parts.username, parts.password, parts.ssl
     )
-
-
-def _address(entry: str) -> tuple[str, int]:
-    host, _, port = entry.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(f"a sentinel's address must be HOST:PORT, got {entry!r}")
-    return unquote(host.removeprefix("[").removesuffix("]")), int(port)  # [::1]:26379
 
 
 class MasterConnection(SentinelManagedConnection):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import anyio
@@ -17,10 +17,12 @@ import msgpack
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.commands.core import AsyncScript
 
+from aqueue._redis import cluster as _cluster
 from aqueue._redis import scripts as _scripts
 from aqueue._redis import sentinel as _sentinel
 from aqueue._redis.calls import (
@@ -35,7 +37,7 @@ from aqueue._redis.calls import (
     text,
     values,
 )
-from aqueue._redis.direct import MISSED, Direct
+from aqueue._redis.direct import MISSED, Direct, pool_connection
 from aqueue._redis.keys import ALL_SEQS, PRIORITY_BAND, RATE_BUCKET_MS, Keys, queue_of
 from aqueue._redis.records import posted_ms
 from aqueue._states import (
@@ -56,6 +58,10 @@ def redis_errors(what: str) -> Iterator[None]:
     """Turn redis-py's exceptions into aqueue's, naming what we were doing."""
     try:
         yield
+    except rexc.MaxConnectionsError as exc:
+        raise RedisUnavailable(
+            f"{what}: every Redis connection of the pool to a node is busy ({exc})"
+        ) from exc
     except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
         if str(exc) == _POOL_WAIT_TIMED_OUT:
             raise RedisUnavailable(
@@ -73,16 +79,19 @@ def redis_errors(what: str) -> Iterator[None]:
 
 
 _POOL_WAIT_TIMED_OUT = "No connection available."  # redis-py's BlockingConnectionPool's words
+# How long a script call waits out its queue's slot migrating (TRYAGAIN: see Store._call)
+MIGRATION_WAIT_S = 60.0
+
+Redis = aioredis.Redis | RedisCluster
 
 
-def connect(
-    url: str, max_connections: int, name: str, pool_timeout: float | None = None
-) -> aioredis.Redis:
+def connect(url: str, max_connections: int, name: str, pool_timeout: float | None = None) -> Redis:
     """A client with a bounded pool that retries a dropped connection a few times.
     Its connections carry `name` (CLIENT LIST shows who is connected). A command waits for a
     free connection up to `pool_timeout` seconds (None: as long as it takes, rather than fail
     under load), then fails with RedisUnavailable. A Sentinel URL (see `_redis.sentinel`)
-    gives a client of its current master."""
+    gives a client of its current master; a cluster URL (`_redis.cluster`), a client of the
+    cluster, with `max_connections` to each node."""
     options: dict[str, Any] = {
         "client_name": name,
         "max_connections": max_connections,
@@ -94,8 +103,18 @@ def connect(
     target = _sentinel.parse_url(url)
     if target is not None:
         return _sentinel.master_client(target, **options)
+    nodes = _cluster.parse_url(url)
+    if nodes is not None:
+        return _cluster.cluster_client(nodes, **options)
     pool = aioredis.BlockingConnectionPool.from_url(url, **options)
     return aioredis.Redis(connection_pool=pool)
+
+
+async def close(redis: Redis) -> None:
+    """Close a client that `connect` made, and its pool (a pool we made is ours to close)."""
+    await redis.aclose()
+    if isinstance(redis, aioredis.Redis):
+        await redis.connection_pool.disconnect()
 
 
 async def _replies(pipe: Any) -> list[Any]:
@@ -132,6 +151,24 @@ def _finish_args(worker_id: str, batch: Sequence[Outcome]) -> list[Arg]:
     return [worker_id, ids, values(flat)]
 
 
+ON_NODE_ATTEMPTS = 6  # _on_slot_node's tries, over some 3 s
+
+
+async def _past_migration(call: Callable[[], Awaitable[Any]]) -> Any:
+    """`call`, made again while Redis answers TRYAGAIN (the queue's slot is migrating: see
+    `Store._call`), for up to MIGRATION_WAIT_S. Safe to repeat: TRYAGAIN is answered before a
+    script runs. (redis-py tries again too, but only for some 0.4 s.)"""
+    delay, give_up = 0.01, anyio.current_time() + MIGRATION_WAIT_S
+    while True:
+        try:
+            return await call()
+        except rexc.TryAgainError:
+            if anyio.current_time() > give_up:
+                raise
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 def _count(value: bytes | None) -> int:
     """A counter; one overwritten with text reads as 0 (the scripts restart it: incr)."""
     try:
@@ -146,7 +183,7 @@ class Store:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: Redis,
         queue: str,
         direct: Direct | None = None,
         scripts: dict[str, AsyncScript] | None = None,
@@ -155,16 +192,22 @@ class Store:
         self.redis = redis
         self.keys = Keys(queue)
         self._direct = direct
+        # On a cluster a queue's messages go to its shard only (see scripts.source)
+        self.sharded = isinstance(redis, RedisCluster)
         self._server = {} if server is None else server  # what the server can, found once
         self._scripts = scripts or {
-            name: redis.register_script(_scripts.source(name)) for name in _scripts.NAMES
+            name: redis.register_script(_scripts.source(name, self.sharded))
+            for name in _scripts.NAMES
         }
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def opened(cls, redis: aioredis.Redis, queue: str) -> AsyncIterator[Store]:
+    async def opened(cls, redis: Redis, queue: str) -> AsyncIterator[Store]:
         """A store with a direct connection of its own, closed on the way out."""
-        direct = Direct(redis.connection_pool)
+        if isinstance(redis, RedisCluster):  # to the master of the queue's slot, wherever
+            direct = Direct(_cluster.connection_to(redis, Keys(queue).stats))
+        else:
+            direct = Direct(pool_connection(redis.connection_pool))
         try:
             yield cls(redis, queue, direct)
         finally:
@@ -173,8 +216,10 @@ class Store:
 
     def view(self, queue: str) -> Store:
         """Another queue's store over the same connections (and the same scripts: they
-        build every key from the queue's prefix)."""
-        return Store(self.redis, queue, self._direct, self._scripts, self._server)
+        build every key from the queue's prefix). On a cluster, without the direct
+        connection: that one goes to this queue's node, the other's may be another."""
+        direct = None if self.sharded else self._direct
+        return Store(self.redis, queue, direct, self._scripts, self._server)
 
     def pinned(self) -> contextlib.AbstractAsyncContextManager[Store]:
         """This store with a direct connection of its own (for a loop that calls scripts back
@@ -182,10 +227,15 @@ class Store:
         return Store.opened(self.redis, self.keys.queue)
 
     def _call(self, name: str, args: Sequence[Arg]) -> tuple[AsyncScript, list[str], list[Arg]]:
-        """Script `name`, its KEYS and its ARGV. KEYS[1] is only declared, so that Cluster
-        clients route the call to the queue's slot; the scripts build every key from the
-        prefix, under the same hash tag."""
-        return self._scripts[name], [self.keys.stats], [self.keys.prefix, *args]
+        """Script `name`, its KEYS and its ARGV. The KEYS are only declared; the scripts build
+        every key from the prefix, under the same hash tag. `stats` routes the call to the
+        queue's slot on a cluster. `fence`, a key never written, keeps every script from
+        running while that slot migrates: Redis checks a script's declared keys before it
+        runs, and with one of them missing it answers TRYAGAIN (the source node while some
+        of the queue's keys are still there, the target's while some are not), where a
+        script that ran would find some of its keys moved away, and fail half-applied."""
+        keys = [self.keys.stats, self.keys.fence]
+        return self._scripts[name], keys, [self.keys.prefix, *args]
 
     async def _run(self, name: str, args: Sequence[Arg]) -> Any:
         script, keys, argv = self._call(name, args)
@@ -194,7 +244,9 @@ class Store:
                 reply = await self._direct.evalsha(script.sha, keys, argv)
                 if reply is not MISSED:
                     return reply
-            return await script(keys=keys, args=argv)
+            if not self.sharded:
+                return await script(keys=keys, args=argv)
+            return await _past_migration(lambda: script(keys=keys, args=argv))
 
     async def _run_durable(
         self, name: str, args: Sequence[Arg], durable: Durability
@@ -203,6 +255,12 @@ class Store:
         (pipelined: one round trip): the script's reply, and theirs."""
         waits = await self._waits(durable)
         script, keys, argv = self._call(name, args)
+        if self.sharded:
+            commands = [("EVALSHA", script.sha, len(keys), *keys, *argv), *waits]
+            reply, *acks = await self._on_slot_node(
+                f"{name} on queue {self.keys.queue!r}", commands, len(waits) * durable.timeout
+            )
+            return reply, acks
         with redis_errors(f"{name} on queue {self.keys.queue!r}"):
             if self._direct is not None:
                 replies = await self._direct.evalsha(
@@ -211,7 +269,7 @@ class Store:
                 if replies is not MISSED:
                     return replies[0], replies[1:]
             async with self.redis.pipeline(transaction=False) as pipe:
-                await script(keys=keys, args=argv, client=pipe)  # (it loads the script if need be)
+                await script(keys=keys, args=argv, client=cast(aioredis.Redis, pipe))  # (loads it)
                 for command in waits:
                     pipe.execute_command(*command)
                 reply, *acks = await pipe.execute()
@@ -267,13 +325,46 @@ class Store:
         of these waits, in `stats`) and the waits, on one connection. The replication stream
         is in order: a replica that has this write has every earlier one."""
         waits = await self._waits(durable)
-        with redis_errors(f"waiting for durability on queue {self.keys.queue!r}"):
+        what = f"waiting for durability on queue {self.keys.queue!r}"
+        if self.sharded:
+            commands = [("HINCRBY", self.keys.stats, "durable_rewaits", 1), *waits]
+            _, *acks = await self._on_slot_node(what, commands, len(waits) * durable.timeout)
+            return self._shortfall(durable, acks, job_ids)
+        with redis_errors(what):
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.hincrby(self.keys.stats, "durable_rewaits", 1)
                 for command in waits:
                     pipe.execute_command(*command)
                 _, *acks = await pipe.execute()
         return self._shortfall(durable, acks, job_ids)
+
+    async def _on_slot_node(
+        self, what: str, commands: list[tuple[Arg, ...]], extra_s: float
+    ) -> list[Any]:
+        """The replies of `commands`, sent on one connection to the master of the queue's
+        slot (a cluster's): a write and the WAITs that must follow it on its connection,
+        which a cluster pipeline cannot send (it routes a keyless WAIT to any node). On the
+        store's direct connection, else on one of their own; tried again, a few times,
+        where they did not run (moved, migrating, a connection lost)."""
+        assert isinstance(self.redis, RedisCluster)
+        connect = _cluster.connection_to(self.redis, self.keys.stats)
+        with redis_errors(what):
+            for attempt in range(ON_NODE_ATTEMPTS):
+                if attempt:
+                    await anyio.sleep(0.05 * 2**attempt)
+                    await self.redis.nodes_manager.initialize()  # where is the slot now?
+                replies: Any = MISSED
+                if self._direct is not None:
+                    replies = await self._direct.pipelined(commands, extra_s)
+                if replies is MISSED:  # busy, or it failed there
+                    once = Direct(connect)
+                    try:
+                        replies = await once.pipelined(commands, extra_s)
+                    finally:
+                        await once.aclose()
+                if replies is not MISSED:
+                    return cast(list[Any], replies)
+        raise RedisUnavailable(f"{what}: no answer from its slot's master in {attempt + 1} tries")
 
     # -- scripts -------------------------------------------------------------------------
 
@@ -563,7 +654,7 @@ class Store:
         """What `aqueue status` shows of this queue, read in a few round trips."""
         k = self.keys
         with redis_errors(f"reading the status of queue {k.queue!r}"):
-            seconds, micros = await self.redis.time()
+            seconds, micros = await self._on_queue_node("TIME")
             now = int(seconds) * 1000 + int(micros) // 1000
             lanes = await self._queued_keys()
             buckets = [k.rate(str(now // RATE_BUCKET_MS - i)) for i in range(6)]
@@ -652,7 +743,11 @@ class Store:
             if batch:
                 deleted += await self.redis.unlink(*batch)
             # clients waiting on this queue's jobs look again (they find them gone)
-            await self.redis.publish(self.keys.events, msgpack.packb(["", "purged"]))
+            purged = msgpack.packb(["", "purged"])
+            if self.sharded:
+                await self.redis.spublish(self.keys.events, purged)
+            else:
+                await self.redis.publish(self.keys.events, purged)
         return deleted
 
     async def retire_worker(self, worker_id: str) -> None:
@@ -675,7 +770,10 @@ class Store:
         with redis_errors(f"unregistering idle worker {worker_id!r}"):
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hdel(self.keys.idle, worker_id)
-                pipe.publish(self.keys.push(worker_id), b"")
+                if self.sharded:
+                    pipe.spublish(self.keys.push(worker_id), b"")
+                else:
+                    pipe.publish(self.keys.push(worker_id), b"")
                 _, heard = await pipe.execute()
         return bool(heard)
 
@@ -683,7 +781,7 @@ class Store:
         """Version, eviction policy and persistence, from INFO (which a least-privilege ACL
         user may read, unlike CONFIG)."""
         with redis_errors("reading INFO"):
-            info = await self.redis.info()
+            info = await self._on_queue_node("INFO")
         return {
             "version": str(info.get("redis_version", "0")),
             "maxmemory_policy": str(info.get("maxmemory_policy", "?")),
@@ -696,13 +794,33 @@ class Store:
             keys = [text(key) async for key in self.redis.scan_iter(match=ALL_SEQS)]
         return sorted(map(queue_of, keys))
 
+    async def _on_queue_node(self, *command: Arg) -> Any:
+        """A keyless command's reply from the queue's node (a cluster's master of its slot)."""
+        redis: Any = self.redis  # (redis-py leaves execute_command untyped)
+        if isinstance(self.redis, RedisCluster):
+            await self.redis.initialize()  # (once: a client reads the map on first use)
+            node = _cluster.node_of(self.redis, self.keys.stats)
+            return await redis.execute_command(*command, target_nodes=node)
+        return await redis.execute_command(*command)
+
+    async def node(self) -> str:
+        """Where the queue lives: `host:port` of its node (a cluster's master of its slot)."""
+        if isinstance(self.redis, RedisCluster):
+            with redis_errors("finding the queue's node"):
+                await self.redis.initialize()
+                return str(_cluster.node_of(self.redis, self.keys.stats).name)
+        kwargs = self.redis.connection_pool.connection_kwargs
+        if "host" not in kwargs:  # a Sentinel's master: found on connecting
+            return "the master the sentinels name"
+        return f"{kwargs['host']}:{kwargs.get('port', 6379)}"
+
     @contextlib.asynccontextmanager
     async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
         pubsub = self.redis.pubsub()
+        subscription = Subscription(pubsub)
         try:
-            with redis_errors(f"subscribing to {', '.join(channels)}"):
-                await pubsub.subscribe(*channels)
-            yield Subscription(pubsub)
+            await subscription.add(*channels)
+            yield subscription
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
@@ -710,28 +828,55 @@ class Store:
 
 class Subscription:
     """Messages from subscribed channels. A `(channel, None)` pair means "(re)subscribed":
-    messages may have been missed before it, so the caller re-reads the stored state."""
+    messages may have been missed before it, so the caller re-reads the stored state.
+
+    On a cluster, a queue's channels are its shard's (SSUBSCRIBE: see scripts.source), and
+    redis-py keeps each on the node that holds its slot, moving it after a failover or a
+    migration: that node's confirmation is a `(channel, None)` too."""
 
     def __init__(self, pubsub: PubSub) -> None:
         self._pubsub = pubsub
+        self._sharded = isinstance(pubsub, ClusterPubSub)
 
     async def add(self, *channels: str) -> None:
         """Subscribe to more channels too (each confirmed by a `(channel, None)` from get)."""
         with redis_errors(f"subscribing to {', '.join(channels)}"):
-            await self._pubsub.subscribe(*channels)
+            if self._sharded:
+                await cast(ClusterPubSub, self._pubsub).ssubscribe(*channels)
+            else:
+                await self._pubsub.subscribe(*channels)
 
     async def drop(self, *channels: str) -> None:
         with redis_errors(f"unsubscribing from {', '.join(channels)}"):
-            await self._pubsub.unsubscribe(*channels)
+            if self._sharded:
+                await cast(ClusterPubSub, self._pubsub).sunsubscribe(*channels)
+            else:
+                await self._pubsub.unsubscribe(*channels)
 
     async def get(self, timeout: float | None) -> tuple[str, bytes | None] | None:
         with redis_errors("reading subscription"):
-            message = await self._pubsub.get_message(timeout=timeout)
+            if self._sharded:
+                message = await self._sharded_message(timeout)
+            else:
+                message = await self._pubsub.get_message(timeout=timeout)
         if message is None:
             return None
         channel = text(message["channel"])
-        if message["type"] == "message":
+        if message["type"] in (b"message", "message", b"smessage", "smessage"):
             return channel, cast(bytes, message["data"])
-        if message["type"] == "subscribe":
+        if message["type"] in (b"subscribe", "subscribe", b"ssubscribe", "ssubscribe"):
             return channel, None
         return None
+
+    async def _sharded_message(self, timeout: float | None) -> dict[str, Any] | None:
+        """The next message of any node. redis-py reads the nodes in turn, each for the
+        whole timeout when it is None: with channels on several nodes (the HTTP service's),
+        one quiet node would hold back the others' messages. So it waits in short slices."""
+        pubsub = cast(ClusterPubSub, self._pubsub)
+        deadline = None if timeout is None else anyio.current_time() + timeout
+        while True:
+            many = len(pubsub.node_pubsub_mapping) > 1
+            left = 1.0 if deadline is None else max(0.0, deadline - anyio.current_time())
+            message = await pubsub.get_sharded_message(timeout=min(left, 0.02 if many else 1.0))
+            if message is not None or (deadline is not None and anyio.current_time() >= deadline):
+                return message

@@ -28,7 +28,8 @@ from aqueue._redis.calls import NewJobs
 from aqueue._redis.records import new_job_fields
 from aqueue._states import Event
 from aqueue.config import ClientConfig
-from aqueue.testing import RedisServer
+
+pytestmark = pytest.mark.every_topology
 
 
 async def test_post_returns_an_unguessable_id_and_the_record_says_queued(client: Client) -> None:
@@ -69,9 +70,9 @@ async def test_a_message_msgpack_cannot_encode_is_refused_naming_its_type(client
 
 
 async def test_an_oversized_message_is_refused_with_its_size_and_the_limit(
-    redis_server: RedisServer, queue: str
+    redis_url: str, queue: str
 ) -> None:
-    config = ClientConfig(queue=queue, redis_url=redis_server.url, max_message_bytes=1024)
+    config = ClientConfig(queue=queue, redis_url=redis_url, max_message_bytes=1024)
     async with Client(config=config) as client:
         with pytest.raises(MessageTooLarge, match=r"2\d\d\d bytes .* limit of 1024"):
             await client.post(b"x" * 2000)
@@ -297,12 +298,12 @@ async def test_a_record_in_a_pre_release_layout_costs_only_its_own_job(client: C
 
 
 async def test_waiting_on_a_job_whose_queue_is_purged_ends_with_job_not_found(
-    client: Client, redis_server: RedisServer, queue: str
+    client: Client, redis_url: str, queue: str
 ) -> None:
     with pytest.raises(ResultTimeout):  # nothing runs this queue; now the client listens
         await client.block_until_result(await client.post(0), timeout=0.05)
     job_id = await client.post(1)  # posted watched: awaiting it asks Redis nothing
-    async with Client(queue, redis_url=redis_server.url) as admin:
+    async with Client(queue, redis_url=redis_url) as admin:
         await admin.purge()
     with anyio.fail_after(10), pytest.raises(JobNotFound):
         await client.block_until_result(job_id)
@@ -342,10 +343,10 @@ async def test_binary_data_round_trips_byte_for_byte(client: Client) -> None:
     assert await client.fetch_data("fixed") == b"\x00\xff"
 
 
-async def test_purging_app_leaves_app2_untouched(redis_server: RedisServer) -> None:
+async def test_purging_app_leaves_app2_untouched(redis_url: str) -> None:
     async with (
-        Client("app", redis_url=redis_server.url) as app,
-        Client("app2", redis_url=redis_server.url) as app2,
+        Client("app", redis_url=redis_url) as app,
+        Client("app2", redis_url=redis_url) as app2,
     ):
         await app.purge()
         await app2.purge()
@@ -361,12 +362,12 @@ async def test_purging_app_leaves_app2_untouched(redis_server: RedisServer) -> N
 
 
 async def test_block_until_result_waits_only_for_its_own_job_in_its_own_queue(
-    redis_server: RedisServer, queue: str
+    redis_url: str, queue: str
 ) -> None:
     other_queue = queue + "-other"
     async with (
-        Client(queue, redis_url=redis_server.url) as client,
-        Client(other_queue, redis_url=redis_server.url) as other,
+        Client(queue, redis_url=redis_url) as client,
+        Client(other_queue, redis_url=redis_url) as other,
     ):
         mine = await client.post("mine")
         theirs = await other.post("theirs")

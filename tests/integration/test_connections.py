@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from redis.asyncio import Redis
 
 from aqueue import (
     Client,
@@ -18,7 +19,7 @@ from aqueue import (
     RedisUnavailable,
     SyncClient,
 )
-from aqueue._redis.direct import MISSED, Direct
+from aqueue._redis.direct import MISSED, Direct, pool_connection
 from aqueue._redis.store import connect
 from aqueue.testing import RedisServer, run_until_idle
 
@@ -181,9 +182,10 @@ async def test_the_direct_connection_keeps_the_pool_s_deadline(
     # a Redis that stops answering fails a call after the socket timeout a pooled connection
     # has (the URL's, else redis-py's default), on the direct connection too: never a hang
     redis = connect(redis_server.url + query, 4, "deadline")
+    assert isinstance(redis, Redis)
     try:
         pooled = redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-        direct = Direct(redis.connection_pool)
+        direct = Direct(pool_connection(redis.connection_pool))
         assert await direct.evalsha(NO_SUCH_SCRIPT, [], []) is MISSED  # (it connected)
         assert pooled.socket_timeout is not None
         assert direct._timeout == pooled.socket_timeout

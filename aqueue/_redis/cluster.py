@@ -1,0 +1,80 @@
+"""Redis Cluster: `redis+cluster://[user:password@]h1:p1[,h2:p2...]` (`rediss+cluster://` for
+TLS), read into redis-py's own asyncio `RedisCluster`.
+
+redis-py does the topology work: it learns the slots from any node it is given, follows
+MOVED and ASK, refreshes the map after a failover, and keeps sharded subscriptions on the node
+that owns their slot. What is ours: the URL, a queue's node (for the direct connection and for
+`aqueue status`), and the rules the scripts keep (see `Store._call`: every script declares its
+queue's keys, and none runs while the queue's slot migrates).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError, SlotNotCoveredError
+
+from aqueue._redis.urls import split_hosts
+
+SCHEMES: Final = {"redis+cluster": False, "rediss+cluster": True}  # scheme: TLS
+
+
+@dataclass(frozen=True)
+class ClusterURL:
+    nodes: tuple[tuple[str, int], ...]  # where to start: any of them tells the rest
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+
+
+def parse_url(url: str) -> ClusterURL | None:
+    """The cluster URL read; None when `url` is of another scheme. A ValueError says what is
+    wrong with a cluster URL that cannot be read."""
+    parts = split_hosts(url, SCHEMES, "a cluster node's")
+    if parts is None:
+        return None
+    if parts.path not in ("", "0"):
+        raise ValueError(f"a cluster has database 0 only: drop /{parts.path} from the URL")
+    if parts.options:
+        raise ValueError(f"a cluster URL takes no options, got {sorted(parts.options)}")
+    return ClusterURL(parts.addresses, parts.username, parts.password, parts.ssl)
+
+
+def cluster_client(target: ClusterURL, **options: Any) -> RedisCluster:
+    """A client of the whole cluster. `options` are the standalone pool's: `max_connections`
+    bounds each node's connections, and `timeout` (a wait for a free one) has no equal."""
+    options.pop("timeout", None)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+        username=target.username,
+        password=target.password,
+        ssl=target.ssl,
+        **options,
+    )
+
+
+def node_of(cluster: RedisCluster, key: str) -> ClusterNode:
+    """The master that holds `key`'s slot now (as the client's slot map has it)."""
+    try:
+        node = cluster.get_node_from_key(key)
+    except SlotNotCoveredError:
+        node = None  # no map yet (the client reads it on its first command), or a hole in it
+    if node is None:
+        raise ConnectionError(f"no node of the cluster is known to serve the slot of {key!r}")
+    return node
+
+
+def connection_to(cluster: RedisCluster, key: str) -> Callable[[], AbstractConnection]:
+    """Makes a connection to the master of `key`'s slot, found anew each time it is called
+    (so a direct connection dropped after MOVED reconnects to the slot's new owner)."""
+
+    def connect() -> AbstractConnection:
+        node = node_of(cluster, key)
+        connection: AbstractConnection = node.connection_class(**node.connection_kwargs)
+        return connection
+
+    return connect
