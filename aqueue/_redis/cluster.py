@@ -10,17 +10,20 @@ queue's keys, and none runs while the queue's slot migrates).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ConnectionError, SlotNotCoveredError
+from redis.exceptions import ConnectionError, RedisClusterException, SlotNotCoveredError
 
 from aqueue._redis.urls import split_hosts
 
 SCHEMES: Final = {"redis+cluster": False, "rediss+cluster": True}  # scheme: TLS
+POOL_WAIT_TIMED_OUT: Final = "No connection available."  # as redis-py's blocking pool says
 
 
 @dataclass(frozen=True)
@@ -44,15 +47,59 @@ def parse_url(url: str) -> ClusterURL | None:
     return ClusterURL(parts.addresses, parts.username, parts.password, parts.ssl)
 
 
-def cluster_client(target: ClusterURL, **options: Any) -> RedisCluster:
-    """A client of the whole cluster. `options` are the standalone pool's: `max_connections`
-    bounds each node's connections, and `timeout` (a wait for a free one) has no equal."""
-    options.pop("timeout", None)
-    return RedisCluster(
+# Connections a node may have beyond the commands in flight: subscriptions hold one each
+SUBSCRIPTION_ROOM: Final = 16
+
+
+class BoundedCluster(RedisCluster):
+    """redis-py's cluster client, whose commands wait for one of `max_connections` places, as
+    the standalone pool's do (a wait of up to `pool_timeout` seconds, None: as long as it
+    takes), where redis-py's own fail at once with MaxConnectionsError: 1,000 jobs awaited
+    at once then failed."""
+
+    def __init__(self, *, max_connections: int, pool_timeout: float | None, **options: Any):
+        super().__init__(max_connections=max_connections + SUBSCRIPTION_ROOM, **options)
+        self._places = asyncio.Semaphore(max_connections)
+        self._pool_timeout = pool_timeout
+
+    @contextlib.asynccontextmanager
+    async def place(self) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self._pool_timeout):
+                await self._places.acquire()
+        except TimeoutError:
+            raise ConnectionError(POOL_WAIT_TIMED_OUT) from None
+        try:
+            yield
+        finally:
+            self._places.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.place():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is not supported on a cluster")
+        return BoundedPipeline(self, transaction)  # type: ignore[abstract]  # (as redis-py does)
+
+
+class BoundedPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        assert isinstance(self.cluster_client, BoundedCluster)
+        async with self.cluster_client.place():
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+def cluster_client(target: ClusterURL, **options: Any) -> BoundedCluster:
+    """A client of the whole cluster; `options` are the standalone pool's."""
+    return BoundedCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
         username=target.username,
         password=target.password,
         ssl=target.ssl,
+        max_connections=options.pop("max_connections"),
+        pool_timeout=options.pop("timeout"),
         **options,
     )
 

@@ -78,7 +78,7 @@ def redis_errors(what: str) -> Iterator[None]:
         raise RedisUnavailable(f"{what}: Redis connection lost ({exc})") from exc
 
 
-_POOL_WAIT_TIMED_OUT = "No connection available."  # redis-py's BlockingConnectionPool's words
+_POOL_WAIT_TIMED_OUT = _cluster.POOL_WAIT_TIMED_OUT  # redis-py's BlockingConnectionPool's words
 # How long a script call waits out its queue's slot migrating (TRYAGAIN: see Store._call)
 MIGRATION_WAIT_S = 60.0
 
@@ -743,12 +743,16 @@ class Store:
             if batch:
                 deleted += await self.redis.unlink(*batch)
             # clients waiting on this queue's jobs look again (they find them gone)
-            purged = msgpack.packb(["", "purged"])
-            if self.sharded:
-                await self.redis.spublish(self.keys.events, purged)
-            else:
-                await self.redis.publish(self.keys.events, purged)
+            await self.publish(self.keys.events, msgpack.packb(["", "purged"]))
         return deleted
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        """Send `message` on a channel of this queue (its shard's, on a cluster)."""
+        with redis_errors(f"publishing on {channel!r}"):
+            if self.sharded:
+                await self.redis.spublish(channel, message)
+            else:
+                await self.redis.publish(channel, message)
 
     async def retire_worker(self, worker_id: str) -> None:
         """A worker that stopped cleanly is no longer listed as live."""

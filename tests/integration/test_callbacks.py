@@ -17,7 +17,9 @@ from aiohttp import web
 from aqueue import Client, Context, Job, JobFailed, JobNotFound, JobStatus, Listeners, Output
 from aqueue._redis.server import free_port
 from aqueue._services.callbacks import CRASH_RETRIES, signature
-from aqueue.testing import FAST_CALLBACKS, RedisServer, run_until_idle, running_worker, until
+from aqueue.testing import FAST_CALLBACKS, run_until_idle, running_worker, until
+
+pytestmark = pytest.mark.every_topology
 
 
 @dataclass
@@ -126,11 +128,9 @@ SIGNED = replace(LOOPBACK, secret=SECRET)
 
 
 async def test_success_is_called_back_once_keeping_the_url_s_own_query(
-    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+    client: Client, redis_url: str, queue: str, receiver: Receiver
 ) -> None:
-    async with running_worker(
-        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=SIGNED
-    ):
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_url, callbacks=SIGNED):
         job_id = await client.post(
             "widget", functions=["label"], callback=f"{receiver.base}/ok?user=7&x=a%20b"
         )
@@ -153,11 +153,9 @@ async def test_success_is_called_back_once_keeping_the_url_s_own_query(
 
 
 async def test_a_failure_is_called_back_with_success_0(
-    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+    client: Client, redis_url: str, queue: str, receiver: Receiver
 ) -> None:
-    async with running_worker(
-        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=LOOPBACK
-    ):
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_url, callbacks=LOOPBACK):
         job_id = await client.post("x", functions=["refuse"], callback=f"{receiver.base}/ok")
         with pytest.raises(JobFailed):
             await client.block_until_result(job_id, timeout=10)
@@ -166,11 +164,9 @@ async def test_a_failure_is_called_back_with_success_0(
 
 
 async def test_post_callbacks_carry_the_json_record(
-    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+    client: Client, redis_url: str, queue: str, receiver: Receiver
 ) -> None:
-    async with running_worker(
-        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=SIGNED
-    ):
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_url, callbacks=SIGNED):
         job_id = await client.post(
             "img", functions=["label"], callback=f"{receiver.base}/ok", callback_method="POST"
         )
@@ -184,11 +180,9 @@ async def test_post_callbacks_carry_the_json_record(
 
 
 async def test_a_receiver_that_fails_twice_then_succeeds_gets_exactly_three_requests(
-    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+    client: Client, redis_url: str, queue: str, receiver: Receiver
 ) -> None:
-    async with running_worker(
-        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=LOOPBACK
-    ):
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_url, callbacks=LOOPBACK):
         job_id = await client.post("x", functions=["quick"], callback=f"{receiver.base}/flaky")
         await receiver.until("/flaky", 3)
         await settled(client, job_id, "delivered")
@@ -205,13 +199,13 @@ async def test_a_receiver_that_fails_twice_then_succeeds_gets_exactly_three_requ
 
 @pytest.mark.parametrize("target", ["/fail", "/hang", "refused"])
 async def test_a_receiver_that_never_succeeds_gets_the_configured_attempts_and_work_goes_on(
-    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver, target: str
+    client: Client, redis_url: str, queue: str, receiver: Receiver, target: str
 ) -> None:
     url = (
         f"http://127.0.0.1:{free_port()}/nobody" if target == "refused" else receiver.base + target
     )
     async with running_worker(
-        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=LOOPBACK, concurrency=1
+        _listeners(), queue=queue, redis_url=redis_url, callbacks=LOOPBACK, concurrency=1
     ):
         job_id = await client.post(1, functions=["quick"], callback=url)
         assert await client.block_until_result(job_id, timeout=10) == 1
@@ -229,11 +223,11 @@ async def test_a_receiver_that_never_succeeds_gets_the_configured_attempts_and_w
 
 
 async def test_callbacks_to_hosts_outside_the_allowlist_are_never_made(
-    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+    client: Client, redis_url: str, queue: str, receiver: Receiver
 ) -> None:
     only_elsewhere = replace(LOOPBACK, allowed_hosts=("hooks.example.test",))
     async with running_worker(
-        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=only_elsewhere
+        _listeners(), queue=queue, redis_url=redis_url, callbacks=only_elsewhere
     ):
         job_id = await client.post(1, functions=["quick"], callback=f"{receiver.base}/ok")
         await settled(client, job_id, "failed")
@@ -242,7 +236,7 @@ async def test_callbacks_to_hosts_outside_the_allowlist_are_never_made(
 
 
 async def test_a_job_deleted_while_its_callback_is_delivered_is_let_go_of(
-    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+    client: Client, redis_url: str, queue: str, receiver: Receiver
 ) -> None:
     # The record went (a purge here; its ttl running out does the same) while its callback
     # was on its way. The delivery's bookkeeping used to outlive it: once its lease lapsed,
@@ -255,9 +249,7 @@ async def test_a_job_deleted_while_its_callback_is_delivered_is_let_go_of(
         raise ValueError("dead on arrival")
 
     receiver.before_answer = client.purge_dead
-    async with running_worker(
-        listeners, queue=queue, redis_url=redis_server.url, callbacks=LOOPBACK
-    ):
+    async with running_worker(listeners, queue=queue, redis_url=redis_url, callbacks=LOOPBACK):
         job_id = await client.post(
             1, functions=["crash"], retry=0, callback=f"{receiver.base}/meanwhile"
         )
@@ -271,41 +263,35 @@ async def test_a_job_deleted_while_its_callback_is_delivered_is_let_go_of(
 
 
 async def test_the_allowlist_matches_host_names_whatever_their_case(
-    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+    client: Client, redis_url: str, queue: str, receiver: Receiver
 ) -> None:
     shouting = replace(LOOPBACK, allowed_hosts=("LocalHost",))
     url = receiver.base.replace("127.0.0.1", "localHOST") + "/ok"
-    async with running_worker(
-        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=shouting
-    ):
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_url, callbacks=shouting):
         job_id = await client.post(1, functions=["quick"], callback=url)
         await settled(client, job_id, "delivered", 10)
     assert [r.url.split("?")[0] for r in receiver.requests] == [url.lower()]
 
 
 async def test_a_failed_callback_is_retried_after_its_backoff_not_the_dispatcher_s_idle_wait(
-    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver
+    client: Client, redis_url: str, queue: str, receiver: Receiver
 ) -> None:
     # an idle dispatcher sleeps up to idle_wait (a minute here) unless told of a retry
     drowsy = replace(LOOPBACK, idle_wait=60.0, lease=120.0)
-    async with running_worker(
-        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=drowsy
-    ):
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_url, callbacks=drowsy):
         await client.post("x", functions=["quick"], callback=f"{receiver.base}/flaky")
         await receiver.until("/flaky", 3, timeout=20)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 async def test_callbacks_to_loopback_are_refused_by_default_and_delivered_once_allowed(
-    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver, host: str
+    client: Client, redis_url: str, queue: str, receiver: Receiver, host: str
 ) -> None:
     # Whoever may post chooses the URL and reads the outcome back: by default that must not
     # reach the daemon's own network, whether named by address or by a name resolving to it.
     url = receiver.base.replace("127.0.0.1", host) + "/ok"
     once = replace(FAST_CALLBACKS, attempts=1)
-    async with running_worker(
-        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=once
-    ):
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_url, callbacks=once):
         job_id = await client.post(1, functions=["quick"], callback=url)
         [line] = (await settled(client, job_id, "failed")).callback_log
     assert receiver.requests == []
@@ -315,22 +301,20 @@ async def test_callbacks_to_loopback_are_refused_by_default_and_delivered_once_a
     assert refused in line and "callback_allow_networks" in line, line
 
     allowed = replace(once, allow_networks=("127.0.0.0/8",))
-    async with running_worker(
-        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=allowed
-    ):
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_url, callbacks=allowed):
         job_id = await client.post(1, functions=["quick"], callback=url)
         [call] = await receiver.until("/ok", 1)
     assert call.url.startswith(url) and f"job_id={job_id}" in call.url
 
 
 async def test_deliveries_lost_to_dispatcher_crashes_spend_no_attempt_and_are_bounded_apart(
-    client: Client, redis_server: RedisServer, queue: str
+    client: Client, redis_url: str, queue: str
 ) -> None:
     # A dispatcher that claims a delivery and vanishes, again and again (as one whose receiver
     # answers with something that kills it would): each lapse is re-tried without touching
     # the job's callback_attempts, and after CRASH_RETRIES of them the callback is given up.
     job_id = await client.post(1, functions=["quick"], callback="https://hooks.example.org/x")
-    await run_until_idle(_listeners(), queue=queue, redis_url=redis_server.url, callbacks=None)
+    await run_until_idle(_listeners(), queue=queue, redis_url=redis_url, callbacks=None)
     claims = 0
     with anyio.fail_after(20):
         while (await client.get_job(job_id)).callback_state != "failed":
@@ -347,15 +331,13 @@ async def test_deliveries_lost_to_dispatcher_crashes_spend_no_attempt_and_are_bo
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 async def test_the_signature_is_verifiable_from_the_request_the_receiver_gets(
-    client: Client, redis_server: RedisServer, queue: str, receiver: Receiver, method: str
+    client: Client, redis_url: str, queue: str, receiver: Receiver, method: str
 ) -> None:
     # Userinfo goes as Basic auth and a fragment is never sent; the host is sent lower-case
     # and a default port not at all: the signed URL is the one the receiver can rebuild.
     port = receiver.base.rsplit(":", 1)[1]
     url = f"http://hook:pa%20ss@LocalHost:{port}/ok/a%2Fb?x=1#part"
-    async with running_worker(
-        _listeners(), queue=queue, redis_url=redis_server.url, callbacks=SIGNED
-    ):
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_url, callbacks=SIGNED):
         await client.post(1, functions=["quick"], callback=url, callback_method=method)
         [call] = await receiver.until("/ok", 1)
     assert call.url.startswith(f"http://localhost:{port}/ok/a%2Fb?x=1")

@@ -9,15 +9,16 @@ import pytest
 
 from aqueue import Client, JobNotFound, JobStatus
 from aqueue._states import Event
-from aqueue.testing import RedisServer
+
+pytestmark = pytest.mark.every_topology
 
 
 async def test_two_reapers_at_once_requeue_each_stalled_job_exactly_once(
-    redis_server: RedisServer, queue: str
+    redis_url: str, queue: str
 ) -> None:
     async with (
-        Client(queue, redis_url=redis_server.url) as first,
-        Client(queue, redis_url=redis_server.url) as second,  # its own connections
+        Client(queue, redis_url=redis_url) as first,
+        Client(queue, redis_url=redis_url) as second,  # its own connections
     ):
         ids = await first.post_many(range(1000), retry=5)
         claimed = await first.store.claim("stalled-worker", 1, 1000, ["x"])  # 1 ms leases
