@@ -132,6 +132,7 @@ class QueueStatus:
     dead_last_minute: int
     totals: dict[str, int]
     workers: list[dict[str, Any]] = field(default_factory=list)
+    node: str = ""  # where the queue is: host:port of its Redis node (a cluster's master)
 
     @classmethod
     def build(cls, queue: str, snapshot: dict[str, Any], infos: list[bytes]) -> QueueStatus:
@@ -161,6 +162,7 @@ class QueueStatus:
             dead_last_minute=minute.get("dead", 0),
             totals=snapshot["totals"],
             workers=workers,
+            node=snapshot["node"],
         )
 
     @classmethod
@@ -198,12 +200,13 @@ def render_status(statuses: Sequence[QueueStatus], now: float, style: Style) -> 
         "OLDEST",
         "JOBS/S",
         "WORKERS",
+        "NODE",
     ]
     rows = [
         [
             s.queue, str(s.queued), str(s.scheduled), str(s.active), str(s.dead),
             str(s.failed_last_minute), age(s.oldest_queued_age), f"{s.jobs_per_second:.1f}",
-            str(len(s.workers)),
+            str(len(s.workers)), s.node,
         ]
         for s in statuses
     ]  # fmt: skip

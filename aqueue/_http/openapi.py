@@ -235,6 +235,7 @@ _SCHEMAS: dict[str, Any] = {
             "active": _INT,
             "dead": _INT,
             "stalled": {**_INT, "description": "lapsed leases not yet reaped"},
+            "node": {**_STRING, "description": "host:port of the Redis node holding the queue"},
             "oldest_queued_age": _nullable({"type": "number"}),
             "jobs_per_second": {"type": "number", "description": "finished, last minute"},
             "failed_last_minute": _INT,

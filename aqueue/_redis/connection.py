@@ -47,6 +47,8 @@ async def open_store(
             with redis_errors(f"connecting to {url}"):
                 await redis.ping()
         async with Store.opened(redis, queue) as store:
+            if check:
+                await store.check_topology()
             yield store
     finally:
         with contextlib.suppress(Exception):

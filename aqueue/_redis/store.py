@@ -169,6 +169,11 @@ async def _past_migration(call: Callable[[], Awaitable[Any]]) -> Any:
             delay = min(delay * 2, 0.25)
 
 
+def _version(text: str) -> tuple[int, ...]:
+    """`7.0.15` as (7, 0)."""
+    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
+
+
 def _count(value: bytes | None) -> int:
     """A counter; one overwritten with text reads as 0 (the scripts restart it: incr)."""
     try:
@@ -258,7 +263,10 @@ class Store:
         if self.sharded:
             commands = [("EVALSHA", script.sha, len(keys), *keys, *argv), *waits]
             reply, *acks = await self._on_slot_node(
-                f"{name} on queue {self.keys.queue!r}", commands, len(waits) * durable.timeout
+                f"{name} on queue {self.keys.queue!r}",
+                commands,
+                len(waits) * durable.timeout,
+                script,
             )
             return reply, acks
         with redis_errors(f"{name} on queue {self.keys.queue!r}"):
@@ -288,6 +296,17 @@ class Store:
             waits.append(("WAITAOF", 1, 0, durable.timeout_ms))
         return waits
 
+    async def check_topology(self) -> None:
+        """ConfigError where this Redis cannot carry aqueue as deployed: a cluster's nodes
+        before 7.0 have no sharded pub/sub (see scripts.source)."""
+        if self.sharded:
+            facts = await self.server_facts()
+            if _version(facts["version"]) < (7, 0):
+                raise ConfigError(
+                    f"aqueue on a Redis Cluster needs Redis 7.0 or later (sharded pub/sub): "
+                    f"the node of queue {self.keys.queue!r} runs {facts['version']}"
+                )
+
     async def check_durable(self, durable: Durability) -> None:
         """ConfigError if this server cannot confirm `durable` (see _waits)."""
         with redis_errors("reading INFO"):
@@ -297,7 +316,7 @@ class Store:
         """What WAITAOF needs that the server lacks (None: nothing), found once per store."""
         if "lacks_waitaof" not in self._server:
             facts = await self.server_facts()
-            version = tuple(int(part) for part in facts["version"].split(".")[:2] if part.isdigit())
+            version = _version(facts["version"])
             lacks = None
             if version < (7, 2):
                 lacks = f"WAITAOF, of Redis 7.2 or later (this server is {facts['version']})"
@@ -339,13 +358,18 @@ class Store:
         return self._shortfall(durable, acks, job_ids)
 
     async def _on_slot_node(
-        self, what: str, commands: list[tuple[Arg, ...]], extra_s: float
+        self,
+        what: str,
+        commands: list[tuple[Arg, ...]],
+        extra_s: float,
+        script: AsyncScript | None = None,
     ) -> list[Any]:
         """The replies of `commands`, sent on one connection to the master of the queue's
         slot (a cluster's): a write and the WAITs that must follow it on its connection,
         which a cluster pipeline cannot send (it routes a keyless WAIT to any node). On the
         store's direct connection, else on one of their own; tried again, a few times,
-        where they did not run (moved, migrating, a connection lost)."""
+        where they did not run (moved, migrating, a connection lost, or `script`, which
+        they call, not yet loaded there: it is loaded before the next try)."""
         assert isinstance(self.redis, RedisCluster)
         connect = _cluster.connection_to(self.redis, self.keys.stats)
         with redis_errors(what):
@@ -353,6 +377,8 @@ class Store:
                 if attempt:
                     await anyio.sleep(0.05 * 2**attempt)
                     await self.redis.nodes_manager.initialize()  # where is the slot now?
+                    if script is not None:  # (on every master)
+                        await self.redis.script_load(script.script)
                 replies: Any = MISSED
                 if self._direct is not None:
                     replies = await self._direct.pipelined(commands, extra_s)
@@ -684,6 +710,7 @@ class Store:
                     [oldest_posted] = await _replies(pipe)  # a record of the wrong type: none
         return {
             "now_ms": now,
+            "node": await self.node(),
             "queued": queued,
             "scheduled": scheduled,
             "active": active,
@@ -735,7 +762,11 @@ class Store:
         deleted = 0
         with redis_errors(f"purging queue {self.keys.queue!r}"):
             batch: list[bytes] = []
-            async for key in self.redis.scan_iter(match=self.keys.pattern, count=1000):
+            where: dict[str, Any] = {}
+            if isinstance(self.redis, RedisCluster):  # the queue's keys are on its node only
+                await self.redis.initialize()
+                where["target_nodes"] = _cluster.node_of(self.redis, self.keys.stats)
+            async for key in self.redis.scan_iter(match=self.keys.pattern, count=1000, **where):
                 batch.append(key)
                 if len(batch) >= 1000:
                     deleted += await self.redis.unlink(*batch)
@@ -813,10 +844,13 @@ class Store:
             with redis_errors("finding the queue's node"):
                 await self.redis.initialize()
                 return str(_cluster.node_of(self.redis, self.keys.stats).name)
-        kwargs = self.redis.connection_pool.connection_kwargs
-        if "host" not in kwargs:  # a Sentinel's master: found on connecting
-            return "the master the sentinels name"
-        return f"{kwargs['host']}:{kwargs.get('port', 6379)}"
+        pool = self.redis.connection_pool
+        if isinstance(pool, _sentinel.BlockingSentinelPool):  # the master the sentinels name
+            with redis_errors("asking the sentinels for the master"):
+                host, port = await pool.get_master_address()  # type: ignore[no-untyped-call]
+            return f"{host}:{port}"
+        kwargs = pool.connection_kwargs
+        return f"{kwargs['host']}:{kwargs['port']}" if "host" in kwargs else str(kwargs["path"])
 
     @contextlib.asynccontextmanager
     async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
@@ -845,10 +879,18 @@ class Subscription:
     async def add(self, *channels: str) -> None:
         """Subscribe to more channels too (each confirmed by a `(channel, None)` from get)."""
         with redis_errors(f"subscribing to {', '.join(channels)}"):
-            if self._sharded:
-                await cast(ClusterPubSub, self._pubsub).ssubscribe(*channels)
-            else:
+            if not self._sharded:
                 await self._pubsub.subscribe(*channels)
+                return
+            try:
+                await cast(ClusterPubSub, self._pubsub).ssubscribe(*channels)
+            except rexc.ResponseError as exc:
+                if "unknown command" not in str(exc).lower():
+                    raise
+                raise ConfigError(
+                    "aqueue on a Redis Cluster needs Redis 7.0 or later (sharded pub/sub): "
+                    f"a node refused SSUBSCRIBE ({exc})"
+                ) from exc
 
     async def drop(self, *channels: str) -> None:
         with redis_errors(f"unsubscribing from {', '.join(channels)}"):

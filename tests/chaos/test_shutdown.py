@@ -8,18 +8,17 @@ import anyio
 import pytest
 
 from aqueue import Client, JobStatus
-from aqueue.testing import RedisServer
 
 from .conftest import StartWorker, until_active
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.every_topology]
 
 
 async def test_sigterm_lets_a_running_job_finish_then_exits_zero(
-    redis_server: RedisServer, queue: str, start_worker: StartWorker
+    redis_url: str, queue: str, start_worker: StartWorker
 ) -> None:
-    async with Client(queue, redis_url=redis_server.url) as client:
-        async with start_worker(queue, redis_server.url) as worker:
+    async with Client(queue, redis_url=redis_url) as client:
+        async with start_worker(queue, redis_url) as worker:
             job_id = await client.post({"seconds": 0.5}, functions=["slow"])
             await until_active(client, job_id)
             worker.signal(signal.SIGTERM)
@@ -32,10 +31,10 @@ async def test_sigterm_lets_a_running_job_finish_then_exits_zero(
 
 
 async def test_past_the_grace_period_running_jobs_are_handed_back_and_run_again(
-    redis_server: RedisServer, queue: str, start_worker: StartWorker
+    redis_url: str, queue: str, start_worker: StartWorker
 ) -> None:
-    async with Client(queue, redis_url=redis_server.url) as client:
-        async with start_worker(queue, redis_server.url, "--grace", "0.3") as worker:
+    async with Client(queue, redis_url=redis_url) as client:
+        async with start_worker(queue, redis_url, "--grace", "0.3") as worker:
             job_id = await client.post({"seconds": 1.5}, functions=["slow"], retry=0)
             await until_active(client, job_id)
             worker.signal(signal.SIGTERM)
@@ -43,17 +42,17 @@ async def test_past_the_grace_period_running_jobs_are_handed_back_and_run_again(
             assert "handing back job" in worker.text()
         job = await client.get_job(job_id)
         assert job.status is JobStatus.QUEUED and job.attempt == 1
-        async with start_worker(queue, redis_server.url) as successor:
+        async with start_worker(queue, redis_url) as successor:
             with anyio.fail_after(20):
                 result = await client.block_until_result(job_id)
             assert result["attempt"] == 2 and result["pid"] == successor.pid
 
 
 async def test_a_second_sigterm_hands_running_jobs_back_at_once(
-    redis_server: RedisServer, queue: str, start_worker: StartWorker
+    redis_url: str, queue: str, start_worker: StartWorker
 ) -> None:
-    async with Client(queue, redis_url=redis_server.url) as client:
-        async with start_worker(queue, redis_server.url, "--grace", "60") as worker:
+    async with Client(queue, redis_url=redis_url) as client:
+        async with start_worker(queue, redis_url, "--grace", "60") as worker:
             job_id = await client.post({"seconds": 30}, functions=["slow"])
             await until_active(client, job_id)
             worker.signal(signal.SIGTERM)

@@ -10,11 +10,11 @@ import anyio
 import pytest
 
 from aqueue import Client, JobStatus
-from aqueue.testing import RedisServer, until
+from aqueue.testing import until
 
 from .conftest import StartWorker
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.every_topology]
 
 
 async def _until_started(client: Client, job_id: str, attempt: int) -> None:
@@ -28,9 +28,9 @@ async def _until_started(client: Client, job_id: str, attempt: int) -> None:
 
 
 async def test_a_job_whose_worker_is_killed_mid_job_completes_once_on_another_worker(
-    private_redis: RedisServer, queue: str, start_worker: StartWorker
+    redis_url: str, queue: str, start_worker: StartWorker
 ) -> None:
-    url = private_redis.url
+    url = redis_url
     async with Client(queue, redis_url=url) as client:
         async with start_worker(queue, url) as doomed:
             victim = await client.post({"seconds": 1.0}, functions=["slow"])
@@ -60,9 +60,9 @@ async def test_a_job_whose_worker_is_killed_mid_job_completes_once_on_another_wo
 
 
 async def test_jobs_posted_to_a_waiting_worker_that_was_killed_all_complete_once(
-    private_redis: RedisServer, queue: str, start_worker: StartWorker
+    redis_url: str, queue: str, start_worker: StartWorker
 ) -> None:
-    url = private_redis.url
+    url = redis_url
     async with Client(queue, redis_url=url) as client:
         idle = client.store.keys.idle
         async with start_worker(queue, url) as doomed:
@@ -86,9 +86,9 @@ async def test_jobs_posted_to_a_waiting_worker_that_was_killed_all_complete_once
 
 
 async def test_a_job_that_kills_its_worker_every_time_ends_dead_after_its_budget(
-    private_redis: RedisServer, queue: str, start_worker: StartWorker
+    redis_url: str, queue: str, start_worker: StartWorker
 ) -> None:
-    url = private_redis.url
+    url = redis_url
     deaths = 0
     async with Client(queue, redis_url=url) as client:
         poison = await client.post("boom", functions=["crash"], retry=2)
@@ -107,9 +107,9 @@ async def test_a_job_that_kills_its_worker_every_time_ends_dead_after_its_budget
 
 
 async def test_a_frozen_worker_s_late_writes_are_refused_and_the_newer_attempt_stands(
-    private_redis: RedisServer, queue: str, start_worker: StartWorker
+    redis_url: str, queue: str, start_worker: StartWorker
 ) -> None:
-    url = private_redis.url
+    url = redis_url
     async with Client(queue, redis_url=url) as client:
         async with start_worker(queue, url) as frozen:
             job_id = await client.post({"seconds": 1.0}, functions=["slow"])

@@ -17,9 +17,11 @@ import aiohttp
 import anyio
 import msgpack
 import pytest
+import redis
 
 from aqueue import Client, Context, JobStatus, Listeners
 from aqueue._checks import whole_range
+from aqueue._redis.keys import Keys
 from aqueue._redis.server import free_port
 from aqueue.testing import RedisServer, running_worker, until
 
@@ -130,11 +132,12 @@ async def test_the_dead_letter_queue_from_the_shell(redis_server: RedisServer, q
         assert out.strip() == "empty"
 
 
+@pytest.mark.every_topology
 async def test_status_says_where_it_stopped_and_fails_when_nobody_serves_the_work(
-    redis_server: RedisServer, queue: str
+    redis_url: str, queue: str
 ) -> None:
-    where = ["--redis-url", redis_server.url, "--queue", queue]
-    async with Client(queue, redis_url=redis_server.url) as client:
+    where = ["--redis-url", redis_url, "--queue", queue]
+    async with Client(queue, redis_url=redis_url) as client:
         await client.post_many(range(3))
         code, out, _ = await aqueue("status", *where)
         assert code == 2
@@ -142,11 +145,16 @@ async def test_status_says_where_it_stopped_and_fails_when_nobody_serves_the_wor
         code, out, _ = await aqueue("status", "--json", *where)
         [report] = json.loads(out)["queues"]
         assert report["queued"] == 3 and report["workers"] == []
+        # the node it names holds the queue (on a cluster, the master of its slot)
+        host, _, port = report["node"].rpartition(":")
+        with redis.Redis(host=host, port=int(port)) as node:
+            assert node.get(Keys(queue).seq) == b"3"
+        assert report["node"] in out
         assert report["totals"] == {"posted": 3}
         assert report["attention"] == ["3 job(s) waiting and no live worker"]
         assert report["oldest_queued_age"] >= 0
 
-        async with running_worker(_echo(), queue=queue, redis_url=redis_server.url) as worker:
+        async with running_worker(_echo(), queue=queue, redis_url=redis_url) as worker:
             await until(partial(_drained, client))
             code, out, _ = await aqueue("status", "--json", *where)
             assert code == 0
@@ -523,11 +531,13 @@ async def test_a_bad_redis_url_or_queue_on_the_command_line_is_a_usage_error(
     code, _, err = await aqueue("job", "x", "--redis-url", "http://x")
     assert code == 64 and "Traceback" not in err
     assert (
-        "aqueue job: error: argument --redis-url: must be a redis://, rediss://, unix:// or "
-        "redis+sentinel:// URL" in err
+        "aqueue job: error: argument --redis-url: must be a redis://, rediss://, unix://, "
+        "redis+sentinel:// or redis+cluster:// URL" in err
     )
     code, _, err = await aqueue("job", "x", "--redis-url", "redis+sentinel://h:1")
     assert code == 64 and "the master's name goes in the path" in err
+    code, _, err = await aqueue("job", "x", "--redis-url", "redis+cluster://h:1/2")
+    assert code == 64 and "a cluster has database 0 only" in err
     code, _, err = await aqueue("job", "x", "--queue", "bad queue", "--redis-url", redis_server.url)
     assert code == 64 and "from the defaults" not in err
     assert "aqueue job: error: argument --queue: queue name 'bad queue' is invalid" in err

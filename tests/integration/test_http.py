@@ -114,8 +114,8 @@ async def serving(config: HttpConfig) -> AsyncIterator[Api]:
 
 
 @pytest.fixture
-async def api(redis_server: RedisServer, queue: str) -> AsyncIterator[Api]:
-    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, keepalive=0.3)
+async def api(redis_url: str, queue: str) -> AsyncIterator[Api]:
+    config = HttpConfig(port=0, redis_url=redis_url, queue=queue, keepalive=0.3)
     async with serving(config) as api:
         yield api
 
@@ -128,15 +128,16 @@ async def finished(client: Client, job_id: str) -> None:
 # -- posting -----------------------------------------------------------------------------------
 
 
+@pytest.mark.every_topology
 async def test_post_answers_201_with_the_id_and_url_and_the_worker_runs_it(
-    api: Api, client: Client, redis_server: RedisServer
+    api: Api, client: Client, redis_url: str
 ) -> None:
     created = await api.post({"msg": {"a": [1, 2]}, "functions": ["echo"], "priority": 5})
     assert set(created) == {"id", "queue", "url"} and created["queue"] == api.queue
     assert created["url"] == f"/jobs/{created['id']}" and len(created["id"]) >= 32
     job = await client.get_job(created["id"])
     assert job.status is JobStatus.QUEUED and job.msg == {"a": [1, 2]} and job.priority == 5
-    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
         await finished(client, created["id"])
     record = await api.json("GET", created["url"], 200)
     assert record["status"] == "complete" and record["result"] == {"a": [1, 2]}
@@ -167,15 +168,13 @@ async def test_post_sets_the_location_header_and_accepts_every_option(api: Api) 
     assert (await api.json("GET", at["url"], 200))["due_at"] == 32472144000.0
 
 
-async def test_post_to_another_queue_gives_a_url_naming_it(
-    api: Api, redis_server: RedisServer
-) -> None:
+async def test_post_to_another_queue_gives_a_url_naming_it(api: Api, redis_url: str) -> None:
     other = api.queue + "-other"
     created = await api.post({"msg": "x", "queue": other})
     assert created["queue"] == other and created["url"] == f"/jobs/{created['id']}?queue={other}"
     assert (await api.json("GET", created["url"], 200))["queue"] == other
     await api.json("GET", f"/jobs/{created['id']}", 404)  # not in the default queue
-    async with Client(other, redis_url=redis_server.url) as client:
+    async with Client(other, redis_url=redis_url) as client:
         await client.purge()
 
 
@@ -190,9 +189,9 @@ async def test_a_post_naming_an_empty_or_bad_queue_is_refused_not_sent_to_the_de
 
 
 async def test_a_body_without_content_type_is_read_as_json_where_tokens_guard_the_service(
-    redis_server: RedisServer, queue: str
+    redis_url: str, queue: str
 ) -> None:
-    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, write_tokens=(WRITE,))
+    config = HttpConfig(port=0, redis_url=redis_url, queue=queue, write_tokens=(WRITE,))
     body, headers = b'{"msg": [1]}', {"Authorization": f"Bearer {WRITE}"}
     async with serving(config) as api:
         async with api.session.post(
@@ -203,13 +202,13 @@ async def test_a_body_without_content_type_is_read_as_json_where_tokens_guard_th
 
 
 async def test_msgpack_posts_carry_binary_messages_byte_for_byte(
-    api: Api, client: Client, redis_server: RedisServer
+    api: Api, client: Client, redis_url: str
 ) -> None:
     blob = bytes(range(256)) * 10
     body = msgpack.packb({"msg": {"image": blob, 1: "int key"}, "functions": ["echo"]})
     headers = {"Content-Type": "application/msgpack"}
     created = await api.json("POST", "/jobs", 201, data=body, headers=headers)
-    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
         await finished(client, created["id"])
     assert await client.get_result(created["id"]) == {"image": blob, 1: "int key"}
     record = await api.json("GET", created["url"], 200)
@@ -274,13 +273,13 @@ async def test_malformed_or_wrong_bodies_get_clear_json_errors(
 
 
 async def test_the_deepest_message_accepted_is_readable_on_every_route(
-    api: Api, client: Client, redis_server: RedisServer
+    api: Api, client: Client, redis_url: str
 ) -> None:
     deepest: Any = "bottom"
     for _ in range(MAX_DEPTH):
         deepest = [deepest]
     created = await api.post({"msg": deepest, "functions": ["echo"]})
-    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
         await finished(client, created["id"])
     assert (await api.json("GET", created["url"], 200))["msg"] == deepest
     assert await api.json("GET", f"{created['url']}/result", 200) == deepest
@@ -288,8 +287,8 @@ async def test_the_deepest_message_accepted_is_readable_on_every_route(
     assert f"nested more than {MAX_DEPTH} levels" in error["detail"]
 
 
-async def test_an_oversized_body_is_refused_with_413(redis_server: RedisServer, queue: str) -> None:
-    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, max_body_bytes=1024)
+async def test_an_oversized_body_is_refused_with_413(redis_url: str, queue: str) -> None:
+    config = HttpConfig(port=0, redis_url=redis_url, queue=queue, max_body_bytes=1024)
     async with serving(config) as api:
         error = await api.post({"msg": "x" * 4000}, 413)
         assert error["error"] == "request_entity_too_large" and "1024 bytes" in error["detail"]
@@ -311,18 +310,14 @@ async def test_a_message_over_the_client_s_limit_is_refused_with_422(api: Api) -
     assert "over the limit" in error["detail"]
 
 
-async def test_unknown_listeners_are_refused_once_any_is_known(
-    api: Api, redis_server: RedisServer
-) -> None:
+async def test_unknown_listeners_are_refused_once_any_is_known(api: Api, redis_url: str) -> None:
     await api.post({"msg": 1, "functions": ["anything"]})  # nobody knows any yet: it waits
-    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
         error = await api.post({"msg": 1, "functions": ["echo", "ehco"]}, 422)
         assert error["error"] == "unknown_listener" and error["listeners"] == ["ehco"]
         assert "ehco" in error["detail"] and "echo" in error["detail"]
         await api.post({"msg": 1, "functions": ["echo"]})
-    config = HttpConfig(
-        port=0, redis_url=redis_server.url, queue=api.queue, known_listeners=("train",)
-    )
+    config = HttpConfig(port=0, redis_url=redis_url, queue=api.queue, known_listeners=("train",))
     async with serving(config) as configured:
         await configured.post({"msg": 1, "functions": ["train"]})
         error = await configured.post({"msg": 1, "functions": ["trian"]}, 422)
@@ -348,14 +343,14 @@ async def test_unknown_listeners_are_refused_once_any_is_known(
 async def test_binary_results_are_served_byte_for_byte_with_the_extension_s_type(
     api: Api,
     client: Client,
-    redis_server: RedisServer,
+    redis_url: str,
     kind: str,
     ext: str,
     content_type: str,
     blob: bytes,
 ) -> None:
     created = await api.post({"msg": {"kind": kind}, "functions": ["produce"]})
-    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
         await finished(client, created["id"])
     resp, body = await api.call("GET", f"{created['url']}/result.{ext}", 200)
     assert resp.headers["Content-Type"] == content_type and body == blob
@@ -380,11 +375,11 @@ async def test_binary_results_are_served_byte_for_byte_with_the_extension_s_type
     ],
 )
 async def test_results_of_active_content_types_are_downloaded_not_shown(
-    api: Api, client: Client, redis_server: RedisServer, kind: str, ext: str, download: bool
+    api: Api, client: Client, redis_url: str, kind: str, ext: str, download: bool
 ) -> None:
     """A result served as HTML, SVG, XML or script would run on the service's origin."""
     created = await api.post({"msg": {"kind": kind}, "functions": ["produce"]})
-    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
         await finished(client, created["id"])
     resp, _ = await api.call("GET", f"{created['url']}/result.{ext}", 200)
     disposition = resp.headers.get("Content-Disposition")
@@ -394,12 +389,12 @@ async def test_results_of_active_content_types_are_downloaded_not_shown(
 
 
 async def test_value_results_are_json_and_never_the_text_none(
-    api: Api, client: Client, redis_server: RedisServer
+    api: Api, client: Client, redis_url: str
 ) -> None:
     value = await api.post({"msg": {"kind": "value"}, "functions": ["produce"]})
     text = await api.post({"msg": {"kind": "text"}, "functions": ["produce"]})
     none = await api.post({"msg": {"kind": "none"}, "functions": ["produce"]})
-    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
         for created in (value, text, none):
             await finished(client, created["id"])
     assert await api.json("GET", f"{value['url']}/result", 200) == {"answer": 42, "nan": "NaN"}
@@ -435,14 +430,15 @@ async def test_unknown_jobs_are_404_on_every_job_route(api: Api) -> None:
     await api.json("GET", f"/jobs/{'0' * 32}?queue=bad%20name", 422)
 
 
+@pytest.mark.every_topology
 async def test_failed_dead_and_cancelled_jobs_answer_409_with_their_error(
-    api: Api, client: Client, redis_server: RedisServer
+    api: Api, client: Client, redis_url: str
 ) -> None:
     failed = await api.post({"msg": "garbage", "functions": ["broken"]})
     dead = await api.post({"msg": "junk", "functions": ["produce"], "retry": 0})
     cancelled = await api.post({"msg": 1, "delay": 60})
     await api.json("DELETE", cancelled["url"], 200)
-    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
         await finished(client, failed["id"])
         await finished(client, dead["id"])
     for created, status, error_type in (
@@ -458,9 +454,8 @@ async def test_failed_dead_and_cancelled_jobs_answer_409_with_their_error(
     assert error["error_message"] == "cannot parse 'garbage'" and "in broken" in error["traceback"]
 
 
-async def test_the_record_and_the_progress(
-    api: Api, client: Client, redis_server: RedisServer
-) -> None:
+@pytest.mark.every_topology
+async def test_the_record_and_the_progress(api: Api, client: Client, redis_url: str) -> None:
     created = await api.post({"msg": None, "functions": ["steps"]})
     assert await api.json("GET", f"{created['url']}/progress", 200) == {
         "id": created["id"],
@@ -470,7 +465,7 @@ async def test_the_record_and_the_progress(
     record = await api.json("GET", created["url"], 200)
     assert record["status"] == "queued" and record["waiting_for"] == ["steps"]
     assert "no live worker" in record["reason"]
-    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
         await finished(client, created["id"])
     progress = await api.json("GET", f"{created['url']}/progress", 200)
     assert progress["progress"] == {"value": 50, "message": "half way"}
@@ -479,6 +474,7 @@ async def test_the_record_and_the_progress(
     assert record["attempt"] == 1 and record["finished_at"] >= record["posted_at"]
 
 
+@pytest.mark.every_topology
 async def test_delete_cancels_then_409_once_finished(api: Api, client: Client) -> None:
     created = await api.post({"msg": 1, "delay": 60})
     answer = await api.json("DELETE", created["url"], 200)
@@ -496,8 +492,9 @@ async def test_delete_cancels_then_409_once_finished(api: Api, client: Client) -
 # -- queues ------------------------------------------------------------------------------------
 
 
+@pytest.mark.every_topology
 async def test_queue_numbers_are_those_of_aqueue_status(
-    api: Api, client: Client, redis_server: RedisServer
+    api: Api, client: Client, redis_url: str
 ) -> None:
     await api.post({"msg": 1})
     await api.post({"msg": 2})
@@ -516,11 +513,12 @@ async def test_queue_numbers_are_those_of_aqueue_status(
     await api.json("GET", "/queues/not%20a%20name", 422)
 
 
+@pytest.mark.every_topology
 async def test_dead_letters_are_listed_and_requeued(
-    api: Api, client: Client, redis_server: RedisServer
+    api: Api, client: Client, redis_url: str
 ) -> None:
     created = await api.post({"msg": "junk", "functions": ["produce"], "retry": 0})
-    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
         await finished(client, created["id"])
     dead = await api.json("GET", f"/queues/{api.queue}/dead", 200)
     assert dead["queue"] == api.queue and dead["offset"] == 0
@@ -565,8 +563,9 @@ async def read_events(resp: aiohttp.ClientResponse, until: str = "outcome") -> l
     return events
 
 
+@pytest.mark.every_topology
 async def test_events_stream_progress_and_status_in_order_ending_with_the_outcome(
-    api: Api, client: Client, redis_server: RedisServer
+    api: Api, client: Client, redis_url: str
 ) -> None:
     created = await api.post({"msg": None, "functions": ["steps"]})
     job_id = created["id"]
@@ -575,7 +574,7 @@ async def test_events_stream_progress_and_status_in_order_ending_with_the_outcom
         assert resp.headers["Content-Type"] == "text/event-stream; charset=utf-8"
         assert resp.headers["Cache-Control"].startswith("no-cache")
         first = await read_events(resp, until="status")  # subscribed: start the worker
-        async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+        async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
             rest = await read_events(resp)
             tail = await resp.content.read()  # the stream ends after the outcome
     assert tail == b""
@@ -598,10 +597,10 @@ async def test_events_stream_progress_and_status_in_order_ending_with_the_outcom
 
 
 async def test_events_resume_from_the_current_state_after_last_event_id(
-    api: Api, client: Client, redis_server: RedisServer
+    api: Api, client: Client, redis_url: str
 ) -> None:
     created = await api.post({"msg": None, "functions": ["steps"]})
-    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
         await finished(client, created["id"])
     url = f"{created['url']}/events"
     async with api.session.get(url, headers={"Last-Event-ID": "2:active"}) as resp:
@@ -644,10 +643,10 @@ async def test_a_client_leaving_mid_stream_ends_its_stream_quietly(
 
 
 async def test_a_failed_job_s_outcome_carries_its_error(
-    api: Api, client: Client, redis_server: RedisServer
+    api: Api, client: Client, redis_url: str
 ) -> None:
     created = await api.post({"msg": "garbage", "functions": ["broken"]})
-    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_server.url):
+    async with running_worker(make_listeners(), queue=api.queue, redis_url=redis_url):
         await finished(client, created["id"])
     async with api.session.get(f"{created['url']}/events") as resp:
         events = await read_events(resp)
@@ -659,10 +658,8 @@ async def test_a_failed_job_s_outcome_carries_its_error(
     }
 
 
-async def test_stopping_the_service_ends_open_event_streams(
-    redis_server: RedisServer, queue: str
-) -> None:
-    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, shutdown_timeout=30)
+async def test_stopping_the_service_ends_open_event_streams(redis_url: str, queue: str) -> None:
+    config = HttpConfig(port=0, redis_url=redis_url, queue=queue, shutdown_timeout=30)
     async with anyio.create_task_group() as tg:
         port = await tg.start(serve_http, config)
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
@@ -675,15 +672,17 @@ async def test_stopping_the_service_ends_open_event_streams(
                     assert await resp.content.read() == b""
 
 
+# (on a cluster too: there the queues' channels are on three nodes; the Sentinel set is one)
+@pytest.mark.parametrize("redis_url", ["standalone", "cluster"], indirect=True)
 async def test_event_streams_of_300_queues_share_one_connection_and_every_endpoint_answers(
-    redis_server: RedisServer, client: Client
+    redis_url: str, client: Client
 ) -> None:
     """Each queue's client once kept a subscription of its own, on a connection of the pool:
     as many queues as connections wedged the service for good. Now every stream shares one
     subscription, and a client leaves it when its last stream ends."""
     queues = [f"{client.queue}-{i}" for i in range(300)]
     config = HttpConfig(
-        port=0, redis_url=redis_server.url, queue=queues[0], max_connections=16, keepalive=0.3
+        port=0, redis_url=redis_url, queue=queues[0], max_connections=16, keepalive=0.3
     )
 
     async def stream_one(api: Api, queue: str) -> None:
@@ -758,11 +757,11 @@ async def test_event_streams_of_several_queues_go_on_across_a_redis_restart(
 
 
 async def test_the_clients_kept_for_queue_names_asked_about_are_bounded(
-    redis_server: RedisServer, queue: str
+    redis_url: str, queue: str
 ) -> None:
     """A read token may ask about any number of queue names: each once kept a client for good
     (~4 kB). Counted as the Client objects alive, whoever holds them."""
-    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, read_tokens=(READ,))
+    config = HttpConfig(port=0, redis_url=redis_url, queue=queue, read_tokens=(READ,))
     read = {"Authorization": f"Bearer {READ}"}
     async with serving(config) as api:
         state = api.app[STATE]
@@ -780,12 +779,12 @@ async def test_the_clients_kept_for_queue_names_asked_about_are_bounded(
 
 
 async def test_a_wait_for_a_connection_of_the_pool_times_out_into_a_503(
-    redis_server: RedisServer, queue: str, client: Client
+    redis_url: str, queue: str, client: Client
 ) -> None:
     """Every connection busy (here: Redis paused, each holding a request) is a 503 after the
     pool's wait limit, never a request that waits for good."""
     config = HttpConfig(
-        port=0, redis_url=redis_server.url, queue=queue, max_connections=2, pool_timeout=0.2
+        port=0, redis_url=redis_url, queue=queue, max_connections=2, pool_timeout=0.2
     )
     async with serving(config) as api:
         await client.store.redis.client_pause(3000)  # (ms) all clients
@@ -809,11 +808,9 @@ async def test_a_wait_for_a_connection_of_the_pool_times_out_into_a_503(
 # -- security ----------------------------------------------------------------------------------
 
 
-async def test_tokens_read_only_may_get_read_write_may_change(
-    redis_server: RedisServer, queue: str
-) -> None:
+async def test_tokens_read_only_may_get_read_write_may_change(redis_url: str, queue: str) -> None:
     config = HttpConfig(
-        port=0, redis_url=redis_server.url, queue=queue, read_tokens=(READ,), write_tokens=(WRITE,)
+        port=0, redis_url=redis_url, queue=queue, read_tokens=(READ,), write_tokens=(WRITE,)
     )
     read = {"Authorization": f"Bearer {READ}"}
     write = {"Authorization": f"Bearer {WRITE}"}
@@ -853,10 +850,8 @@ async def test_tokens_read_only_may_get_read_write_may_change(
             assert (await read_events(resp, until="status"))[-1]["data"]["status"] == "queued"
 
 
-async def test_a_token_that_is_not_utf8_is_refused_not_a_500(
-    redis_server: RedisServer, queue: str
-) -> None:
-    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, read_tokens=(READ,))
+async def test_a_token_that_is_not_utf8_is_refused_not_a_500(redis_url: str, queue: str) -> None:
+    config = HttpConfig(port=0, redis_url=redis_url, queue=queue, read_tokens=(READ,))
     async with serving(config) as api, await anyio.connect_tcp("127.0.0.1", api.port) as sock:
         token = b"\xff\xfe" + b"a" * 22
         await sock.send(b"GET /queues HTTP/1.1\r\nHost: x\r\nConnection: close\r\n")
@@ -915,11 +910,9 @@ async def test_the_open_service_answers_no_host_but_its_own_names(api: Api, host
         await api.json("GET", "/queues", 200, headers={"Host": own})
 
 
-async def test_a_service_with_tokens_answers_any_host(
-    redis_server: RedisServer, queue: str
-) -> None:
+async def test_a_service_with_tokens_answers_any_host(redis_url: str, queue: str) -> None:
     """Behind a reverse proxy, Host is the public name; a page cannot send the token."""
-    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, read_tokens=(READ,))
+    config = HttpConfig(port=0, redis_url=redis_url, queue=queue, read_tokens=(READ,))
     headers = {"Host": "queue.example.org", "Authorization": f"Bearer {READ}"}
     async with serving(config) as api:
         await api.json("GET", "/queues", 200, headers=headers)
@@ -1025,10 +1018,10 @@ async def raw_connection(config: HttpConfig) -> AsyncIterator[tuple[Any, int]]:
 
 
 async def test_a_client_sending_its_request_head_too_slowly_is_cut_off(
-    redis_server: RedisServer, queue: str
+    redis_url: str, queue: str
 ) -> None:
     """Slowloris: a header's value a byte at a time. aiohttp's default waited an hour."""
-    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, header_timeout=0.5)
+    config = HttpConfig(port=0, redis_url=redis_url, queue=queue, header_timeout=0.5)
     async with raw_connection(config) as (sock, port):
         await sock.send(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: ".encode())
         with anyio.fail_after(20), pytest.raises((anyio.EndOfStream, OSError)):
@@ -1038,10 +1031,8 @@ async def test_a_client_sending_its_request_head_too_slowly_is_cut_off(
                     await sock.receive()  # (nothing comes, but the end)
 
 
-async def test_a_body_that_does_not_arrive_in_time_is_a_408(
-    redis_server: RedisServer, queue: str
-) -> None:
-    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue, body_timeout=0.5)
+async def test_a_body_that_does_not_arrive_in_time_is_a_408(redis_url: str, queue: str) -> None:
+    config = HttpConfig(port=0, redis_url=redis_url, queue=queue, body_timeout=0.5)
     answer = b""
     async with raw_connection(config) as (sock, port):
         await sock.send(
@@ -1055,9 +1046,9 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_408(
 
 
 async def test_serve_http_reports_its_port_and_stops_when_cancelled(
-    redis_server: RedisServer, queue: str
+    redis_url: str, queue: str
 ) -> None:
-    config = HttpConfig(port=0, redis_url=redis_server.url, queue=queue)
+    config = HttpConfig(port=0, redis_url=redis_url, queue=queue)
     async with anyio.create_task_group() as tg:
         port = await tg.start(serve_http, config)
         async with aiohttp.ClientSession() as session:
