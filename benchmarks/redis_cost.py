@@ -48,10 +48,10 @@ import msgpack
 from aqueue import Client
 from aqueue._codec import encode
 from aqueue._redis import scripts as _scripts
-from aqueue._redis.calls import Arg
 from aqueue._redis.records import SpecShape
 from aqueue._redis.server import find_redis_server, free_port, ping
 from aqueue._redis.store import Store
+from aqueue._states import Event
 from aqueue.testing import RedisServer
 
 QUEUE = "cost"
@@ -162,11 +162,11 @@ async def drive(
         await phase_done("bulk post")
         # as a worker does: claim a batch, finish it, claim the next (so the queue-wide
         # `running` hash and `active` zset stay small, as they are in a real drain)
-        result: list[Arg] = ["result", encode(None, "result")]
+        result: list[str | bytes] = ["result", encode(None, "result")]
         done = 0
         while done < jobs:
             claim = await store.claim("w1", 60_000, batch, ["noop"])
-            await store.finish("w1", [job.outcome("complete", 0, result) for job in claim.jobs])
+            await store.finish("w1", [job.outcome(Event.COMPLETE, 0, result) for job in claim.jobs])
             done += len(claim.jobs)
         await phase_done("run")
         for n in range(jobs):
