@@ -489,7 +489,7 @@ def markdown(found: dict[str, Any]) -> str:
         "",
         "`post`: an awaited `Client.post` to a queue no worker serves; `post durable`: the same "
         "with `durable=True` (WAIT 1); `post + result`: `post` then `block_until_result` on an "
-        "idle `aqueue worker` process; Per call: commands and script "
+        "idle `aqueue worker` process. Per call: commands and script "
         "calls on the masters (the worker's included), the client's writes, connections the "
         "masters accepted.",
         "",
