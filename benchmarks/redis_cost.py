@@ -26,6 +26,13 @@ that no worker serves (N distinct unknown listener names): a claim should cost t
 `--cache-sim` adds callgrind's model of the CPU's caches (this machine's sizes, as valgrind reads
 them) and reports the data reads and writes per job that miss the last-level cache: each of
 those waits on memory, which an instruction count does not show.
+
+    .venv/bin/python benchmarks/redis_cost.py --cluster
+
+`--cluster` runs the server in cluster mode, one node holding every slot, and drives it through a
+redis+cluster:// URL: what a cluster's master does more per job than a plain server (checking
+the slot of each key a script touches, keeping its keys indexed by slot), and nothing else. Run
+it beside a plain run to compare.
 """
 
 from __future__ import annotations
@@ -44,26 +51,33 @@ from pathlib import Path
 
 import anyio
 import msgpack
+import redis
 
 from aqueue import Client
 from aqueue._codec import encode
 from aqueue._redis import scripts as _scripts
-from aqueue._redis.calls import Arg
 from aqueue._redis.records import SpecShape
 from aqueue._redis.server import find_redis_server, free_port, ping
 from aqueue._redis.store import Store
+from aqueue._states import Event
 from aqueue.testing import RedisServer
 
 QUEUE = "cost"
 
 
-def start_under_callgrind(home: Path, cache_sim: bool) -> tuple[subprocess.Popen[bytes], int]:
+def start_under_callgrind(
+    home: Path, cache_sim: bool, cluster: bool = False
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The server, answering; with `cluster`, a cluster of this one node, holding every slot."""
     port = free_port()
     conf = home / "redis.conf"
-    conf.write_text(
+    text = (
         f'bind 127.0.0.1\nport {port}\ndir {home}\nappendonly no\nsave ""\n'
         f"logfile {home / 'redis.log'}\n"
     )
+    if cluster:
+        text += f"cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-port {free_port()}\n"
+    conf.write_text(text)
     process = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={home}/cg.out.%p",
          f"--cache-sim={'yes' if cache_sim else 'no'}", find_redis_server(), str(conf)],
@@ -76,6 +90,13 @@ def start_under_callgrind(home: Path, cache_sim: bool) -> tuple[subprocess.Popen
         if process.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"redis-server under valgrind did not start; see {home}/redis.log")
         time.sleep(0.2)
+    if cluster:
+        with redis.Redis(port=port, socket_timeout=30, decode_responses=True) as node:
+            node.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+            while "cluster_state:ok" not in node.execute_command("CLUSTER", "INFO"):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the one-node cluster did not come up; see {home}/redis.log")
+                time.sleep(0.2)
     return process, port
 
 
@@ -162,11 +183,11 @@ async def drive(
         await phase_done("bulk post")
         # as a worker does: claim a batch, finish it, claim the next (so the queue-wide
         # `running` hash and `active` zset stay small, as they are in a real drain)
-        result: list[Arg] = ["result", encode(None, "result")]
+        result: list[str | bytes] = ["result", encode(None, "result")]
         done = 0
         while done < jobs:
             claim = await store.claim("w1", 60_000, batch, ["noop"])
-            await store.finish("w1", [job.outcome("complete", 0, result) for job in claim.jobs])
+            await store.finish("w1", [job.outcome(Event.COMPLETE, 0, result) for job in claim.jobs])
             done += len(claim.jobs)
         await phase_done("run")
         for n in range(jobs):
@@ -188,14 +209,19 @@ async def main() -> None:
     parser.add_argument(
         "--cache-sim", action="store_true", help="count last-level cache misses too (slower)"
     )
+    parser.add_argument(
+        "--cluster", action="store_true", help="the server in cluster mode, one node, every slot"
+    )
     args = parser.parse_args()
+    if args.cluster and (args.backlog or args.junk_lanes):
+        parser.error("--cluster starts from an empty node: no --backlog or --junk-lanes")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("needs valgrind and callgrind_control (apt-get install valgrind)")
     with tempfile.TemporaryDirectory(prefix="aqueue-cost-") as tmp:
         home = Path(tmp)
         if args.backlog or args.junk_lanes:
             await queue_backlog(home, args.backlog, args.junk_lanes)
-        process, port = start_under_callgrind(home, args.cache_sim)
+        process, port = start_under_callgrind(home, args.cache_sim, args.cluster)
         rows: list[tuple[str, dict[str, int]]] = []
 
         async def phase_done(phase: str) -> None:
@@ -204,7 +230,12 @@ async def main() -> None:
                 rows.append((phase, counts))
 
         try:
-            await drive(f"redis://127.0.0.1:{port}/0", args.jobs, args.batch, phase_done)
+            url = (
+                f"redis+cluster://127.0.0.1:{port}"
+                if args.cluster
+                else f"redis://127.0.0.1:{port}/0"
+            )
+            await drive(url, args.jobs, args.batch, phase_done)
         finally:
             process.terminate()
             process.wait(30)
@@ -213,6 +244,8 @@ async def main() -> None:
     behind = f", behind a backlog of {args.backlog:,}" if args.backlog else ""
     if args.junk_lanes:
         behind += f", {args.junk_lanes:,} lanes no worker serves"
+    if args.cluster:
+        behind += ", a one-node cluster"
     print(f"Redis instructions per job ({args.jobs} jobs{behind}, callgrind):")
     for phase, counts in rows:
         line = f"  {phase:<28} {counts['Ir'] / args.jobs / 1000:6.1f}k"
