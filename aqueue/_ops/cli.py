@@ -112,8 +112,8 @@ def _add_connection(p: argparse.ArgumentParser, *, many_queues: bool = False) ->
     p.add_argument(
         "--redis-url",
         type=_redis_url,
-        help="redis://, rediss://, unix:// or redis+sentinel://H1:P1,H2:P2/<master> URL, "
-        "with user:password",
+        help="redis://, rediss://, unix://, redis+sentinel://H1:P1,H2:P2/<master> or "
+        "redis+cluster://H1:P1,H2:P2 URL, with user:password",
     )
     if many_queues:
         p.add_argument(

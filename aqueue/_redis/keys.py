@@ -185,7 +185,7 @@ KEYSPACE: tuple[KeyName, ...] = (
         "fence",
         "fence",
         "none",
-        "never written: every script declares it beside `stats`, so that on a cluster none "
+        "never written: on a cluster every script declares it beside `stats`, so that none "
         "runs while the queue's slot migrates (Redis answers TRYAGAIN: see Store._call)",
     ),
     KeyName(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from aqueue._redis import scripts
@@ -112,13 +113,16 @@ CALLS: dict[str, Callable[[Store], Awaitable[object]]] = {
 }
 
 
-async def passed(name: str, keys_of: KeysOf | None = None) -> tuple[int, int]:
-    """What the wrapper of script `name` passes: how many KEYS, how many ARGV (and, into
-    `keys_of`, the KEYS themselves)."""
+async def passed(
+    name: str, keys_of: KeysOf | None = None, on_cluster: bool = True
+) -> tuple[int, int]:
+    """What the wrapper of script `name` passes (on a cluster, or on one node): how many KEYS,
+    how many ARGV (and, into `keys_of`, the KEYS themselves)."""
     calls: dict[str, tuple[int, int]] = {}
     keys_of = {} if keys_of is None else keys_of
     fakes = {n: Recorder(n, calls, REPLIES[n], keys_of) for n in scripts.NAMES}
-    store = Store(cast(Any, None), "q", None, cast(Any, fakes))
+    redis = RedisCluster.__new__(RedisCluster) if on_cluster else None  # (never connected)
+    store = Store(cast(Any, redis), "q", None, cast(Any, fakes))
     await CALLS[name](store)
     return calls[name]
 
@@ -126,12 +130,21 @@ async def passed(name: str, keys_of: KeysOf | None = None) -> tuple[int, int]:
 @pytest.mark.parametrize("name", scripts.NAMES)
 async def test_every_script_is_routed_by_its_queue_s_slot(name: str) -> None:
     """On a cluster a script runs on the node of the slot its KEYS name: each declares one key
-    at least, and every key it is given is in its queue's slot (none crosses slots)."""
+    at least, and every key it is given is in its queue's slot (none crosses slots); among
+    them the fence, which keeps it from running while the slot migrates."""
     keys_of: KeysOf = {}
     await passed(name, keys_of)
     assert keys_of[name], f"{name} declares no key: a cluster would send it to any node"
+    assert Keys("q").fence in keys_of[name]
     slots = {key_slot(key.encode()) for key in keys_of[name]}
     assert slots == {key_slot(Keys("q").stats.encode())}, keys_of[name]
+
+
+@pytest.mark.parametrize("name", scripts.NAMES)
+async def test_on_one_node_a_script_declares_only_the_key_that_routes_it(name: str) -> None:
+    keys_of: KeysOf = {}
+    assert (await passed(name, keys_of, on_cluster=False))[0] == 1
+    assert keys_of[name] == [Keys("q").stats]
 
 
 def test_every_script_has_a_wrapper_call_here() -> None:

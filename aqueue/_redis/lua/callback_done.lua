@@ -1,6 +1,6 @@
 -- callback_done: record one delivery attempt of a job's callback.
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
--- KEYS[2]: the queue's fence, never written (declared: no call runs while its slot migrates).
+-- KEYS[2]: on a cluster, the queue's fence, never written (no call runs while its slot migrates).
 -- ARGV[1] queue prefix; ARGV[2] job id; ARGV[3] token (from claim_callbacks);
 -- ARGV[4] 'delivered' or 'failed'; ARGV[5] retry delay ms; ARGV[6] most attempts;
 -- ARGV[7] what happened (logged on the job)

@@ -1,6 +1,6 @@
 -- cancel: a client cancels a job (event: cancel).
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
--- KEYS[2]: the queue's fence, never written (declared: no call runs while its slot migrates).
+-- KEYS[2]: on a cluster, the queue's fence, never written (no call runs while its slot migrates).
 -- ARGV[1] queue prefix; ARGV[2] job id
 -- Returns: {'missing'} | {'refused', status} | {'cancelled', status before}
 -- Transitions: queued | scheduled | active -> cancelled. A running attempt is told on the

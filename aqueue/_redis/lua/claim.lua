@@ -1,7 +1,7 @@
 -- claim: take up to n ready jobs this worker can run, each under a lease (event: claim).
 -- Due scheduled jobs are promoted first (event: promote).
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
--- KEYS[2]: the queue's fence, never written (declared: no call runs while its slot migrates).
+-- KEYS[2]: on a cluster, the queue's fence, never written (no call runs while its slot migrates).
 -- ARGV[1]  queue prefix
 -- ARGV[2]  worker id
 -- ARGV[3]  lease, ms

@@ -4,7 +4,7 @@
 -- it kill this worker too, the blame is clear. Its `tries` entry says so ("|alone"), and
 -- reap.lua counts that attempt against its budget whatever else the worker held by then.
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
--- KEYS[2]: the queue's fence, never written (declared: no call runs while its slot migrates).
+-- KEYS[2]: on a cluster, the queue's fence, never written (no call runs while its slot migrates).
 -- ARGV[1]  queue prefix
 -- ARGV[2]  worker id
 -- ARGV[3]  lease, ms

@@ -6,7 +6,7 @@
 -- and given up after `crashes` such re-tries, so that a receiver whose answer kills
 -- dispatchers (a huge body, say) is not called for ever.
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
--- KEYS[2]: the queue's fence, never written (declared: no call runs while its slot migrates).
+-- KEYS[2]: on a cluster, the queue's fence, never written (no call runs while its slot migrates).
 -- ARGV[1] queue prefix; ARGV[2] lease ms; ARGV[3] n; ARGV[4] most re-tries after crashes
 -- Returns: {ms until the next retry is due or -1, then per callback: job id, token}
 local prefix, lease = ARGV[1], tonumber(ARGV[2])

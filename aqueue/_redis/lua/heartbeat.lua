@@ -1,6 +1,6 @@
 -- heartbeat: renew this worker's leases and its liveness, in one step for all its jobs.
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
--- KEYS[2]: the queue's fence, never written (declared: no call runs while its slot migrates).
+-- KEYS[2]: on a cluster, the queue's fence, never written (no call runs while its slot migrates).
 -- ARGV[1]  queue prefix
 -- ARGV[2]  worker id
 -- ARGV[3]  lease, ms

@@ -1,6 +1,6 @@
 -- post: enqueue a batch of new jobs (event: post).
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
--- KEYS[2]: the queue's fence, never written (declared: no call runs while its slot migrates).
+-- KEYS[2]: on a cluster, the queue's fence, never written (no call runs while its slot migrates).
 -- ARGV[1]  queue prefix `aq:{q}:`
 -- ARGV[2]  idempotency key lifetime, ms
 -- ARGV[3]  the batch, msgpack: [lane signature, priority (-100..100), delay ms (0 = none),

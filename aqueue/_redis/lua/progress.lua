@@ -1,6 +1,6 @@
 -- progress: a running attempt reports progress (no status change).
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
--- KEYS[2]: the queue's fence, never written (declared: no call runs while its slot migrates).
+-- KEYS[2]: on a cluster, the queue's fence, never written (no call runs while its slot migrates).
 -- ARGV[1] queue prefix; ARGV[2] job id; ARGV[3] attempt; ARGV[4] worker id;
 -- ARGV[5] value (encoded); ARGV[6] message ('' = none)
 -- Returns: 1 if recorded, 0 if refused by the fence.

@@ -1,6 +1,6 @@
 -- purge_dead: delete up to n dead-lettered jobs, oldest first.
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
--- KEYS[2]: the queue's fence, never written (declared: no call runs while its slot migrates).
+-- KEYS[2]: on a cluster, the queue's fence, never written (no call runs while its slot migrates).
 -- ARGV[1] queue prefix; ARGV[2] n
 -- Returns: how many were deleted (call again until 0).
 -- Transitions: dead -> (gone).

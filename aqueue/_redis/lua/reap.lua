@@ -4,7 +4,7 @@
 -- Safe with any number of reapers at once: each lapsed job is handled by exactly one call,
 -- since the check and the move are one atomic step.
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
--- KEYS[2]: the queue's fence, never written (declared: no call runs while its slot migrates).
+-- KEYS[2]: on a cluster, the queue's fence, never written (no call runs while its slot migrates).
 -- ARGV[1] queue prefix; ARGV[2] the most jobs to handle in this call (at most 1000)
 -- Returns: {requeued, dead, promoted, expired, {id, reason, ...}}: the last, the jobs buried
 -- because what they need cannot be read (see bury in _lib.lua); they count as dead too.

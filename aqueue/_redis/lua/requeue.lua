@@ -1,7 +1,7 @@
 -- requeue: put a dead, failed or cancelled job back on its lane (event: requeue).
 -- Its retry budget starts afresh; the attempt number keeps growing, so it stays a valid fence.
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
--- KEYS[2]: the queue's fence, never written (declared: no call runs while its slot migrates).
+-- KEYS[2]: on a cluster, the queue's fence, never written (no call runs while its slot migrates).
 -- ARGV[1] queue prefix; ARGV[2] job id
 -- Returns: {'missing'} | {'refused', status} | {'queued', status before}
 -- Transitions: dead | failed | cancelled -> queued.

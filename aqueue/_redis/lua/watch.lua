@@ -2,7 +2,7 @@
 -- published (jobs nobody awaits cost no PUBLISH), and read its status in the same step, so
 -- an outcome is either seen here or published later — never missed.
 -- KEYS[1]: the queue's stats key (declared for Cluster routing); others built from ARGV[1].
--- KEYS[2]: the queue's fence, never written (declared: no call runs while its slot migrates).
+-- KEYS[2]: on a cluster, the queue's fence, never written (no call runs while its slot migrates).
 -- ARGV[1] queue prefix; ARGV[2..] job ids
 -- Returns: the status of each job, false where it does not exist.
 local prefix = ARGV[1]
