@@ -94,6 +94,11 @@ class Job:
     callback_state: str | None = None  # pending, delivering, retrying, delivered, failed
     callback_attempts: int = 0
     callback_log: tuple[str, ...] = ()  # "<epoch ms> <what happened>" per delivery attempt
+    # Where a pipeline's output came from: the first job of its line (`root`), the job whose
+    # return value it is (`parent`), and that job's queue (`stage`); None for a job posted
+    root: str | None = None
+    parent: str | None = None
+    stage: str | None = None
     # fields of the stored record this build could not read -> why (each reads as its default,
     # a message, result or progress value as its raw bytes): the rest of the record is sound
     unreadable: Mapping[str, str] = field(default_factory=dict)

@@ -23,8 +23,9 @@ import anyio.from_thread
 
 from aqueue import _codec
 from aqueue._options import PostKwargs
+from aqueue._redis.keys import check_queue_name
 from aqueue._redis.records import check_functions
-from aqueue.errors import LeaseLost, ListenerError, RedisUnavailable
+from aqueue.errors import ConfigError, LeaseLost, ListenerError, RedisUnavailable
 from aqueue.job import Job
 
 if TYPE_CHECKING:
@@ -43,6 +44,10 @@ class Listener:
     func: ListenerFunc
     is_async: bool
     retry_on: tuple[type[BaseException], ...]  # errors that earn another attempt
+    # queues its return value is posted to (see aqueue/_services/forwarder.py); with
+    # iter_output, each element of it (None suppresses the output; as an element it is one)
+    outputs: tuple[str, ...] = ()
+    iter_output: bool = False
 
 
 class Listeners:
@@ -61,6 +66,8 @@ class Listeners:
         *,
         name: str | None = None,
         retry_on: Sequence[type[BaseException]] = (Exception,),
+        outputs: Sequence[str] = (),
+        iter_output: bool = False,
     ) -> Callable[[ListenerFunc], ListenerFunc]: ...
 
     def listener(
@@ -70,11 +77,18 @@ class Listeners:
         *,
         name: str | None = None,
         retry_on: Sequence[type[BaseException]] = (Exception,),
+        outputs: Sequence[str] = (),
+        iter_output: bool = False,
     ) -> ListenerFunc | Callable[[ListenerFunc], ListenerFunc]:
-        """Register a listener (as a decorator, bare or with options)."""
+        """Register a listener (as a decorator, bare or with options).
+
+        `outputs`: queues each return value is posted to, once per job whatever crashes
+        (PiCloud's output queues): a pipeline is a chain of queues. None posts nothing; with
+        `iter_output`, each element of the returned iterable is a message of its own (a None
+        element too). A job running several listeners posts the outputs of its last."""
 
         def register(f: ListenerFunc) -> ListenerFunc:
-            self.add(f, name=name, retry_on=retry_on)
+            self.add(f, name=name, retry_on=retry_on, outputs=outputs, iter_output=iter_output)
             return f
 
         return register if func is None else register(func)
@@ -85,6 +99,8 @@ class Listeners:
         *,
         name: str | None = None,
         retry_on: Sequence[type[BaseException]] = (Exception,),
+        outputs: Sequence[str] = (),
+        iter_output: bool = False,
     ) -> Listener:
         listener_name = str(name or getattr(func, "__name__", ""))
         check_functions([listener_name])
@@ -99,7 +115,18 @@ class Listeners:
         is_async = inspect.iscoroutinefunction(func) or (
             not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__)
         )
-        listener = Listener(listener_name, func, is_async, tuple(retry_on))
+        if isinstance(outputs, str):
+            raise ListenerError(f"outputs of {listener_name!r} must be a list of queue names")
+        for queue in outputs:
+            try:
+                check_queue_name(queue)
+            except ConfigError as exc:
+                raise ListenerError(f"output of listener {listener_name!r}: {exc}") from None
+        if not isinstance(iter_output, bool):
+            raise ListenerError(f"iter_output of {listener_name!r} must be True or False")
+        listener = Listener(
+            listener_name, func, is_async, tuple(retry_on), tuple(outputs), iter_output
+        )
         self._by_name[listener_name] = listener
         return listener
 
@@ -112,6 +139,11 @@ class Listeners:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self._by_name)
+
+    @property
+    def outputs(self) -> dict[str, tuple[str, ...]]:
+        """Each listener's output queues, of those that have any: the pipeline it declares."""
+        return {n: listener.outputs for n, listener in self._by_name.items() if listener.outputs}
 
     def resolve(self, names: Sequence[str]) -> list[Listener]:
         """The listeners a job names, in its order; all of them when it names none."""

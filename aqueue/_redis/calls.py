@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 
@@ -59,11 +59,12 @@ class Claimed:
         fields: Sequence[str | bytes] = (),
         *,
         chunked: bool = False,
+        outputs: bytes = b"",
     ) -> Outcome:
         """How this attempt ended, for finish.lua."""
         return Outcome(
             self.id, self.attempt, kind, delay_ms, fields,
-            self.ttl_s, self.calls_back, self.max_attempts, chunked,
+            self.ttl_s, self.calls_back, self.max_attempts, chunked, outputs,
         )  # fmt: skip
 
 
@@ -101,6 +102,8 @@ class Outcome:
     max_attempts: int
     # complete, its result uploaded in chunks that the finish adopts (sent as kind "chunked")
     chunked: bool = False
+    # complete, with outputs to forward to other queues: `pack_outputs`'s, stored as it is
+    outputs: bytes = b""
 
 
 def finish_calls(outcomes: Sequence[Outcome]) -> Iterator[Sequence[Outcome]]:
@@ -111,12 +114,45 @@ def finish_calls(outcomes: Sequence[Outcome]) -> Iterator[Sequence[Outcome]]:
         grown = size
         for field in outcome.fields:  # a loop: sum() of a generator costs 4 times as much
             grown += len(field)
+        grown += len(outcome.outputs)
         if end > start and (end - start == FINISH_BATCH or grown > MOST_CALL_BYTES):
             yield outcomes[start:end]
             start, grown = end, grown - size
         size = grown
     if start < len(outcomes):
         yield outcomes[start:]
+
+
+def pack_outputs(outputs: Sequence[tuple[str, Sequence[bytes]]]) -> bytes:
+    """A job's outputs as finish.lua stores them and the forwarder reads them (`unpack_outputs`):
+    per queue, its encoded messages in order."""
+    return cast(
+        bytes,
+        msgpack.packb([[queue, list(messages)] for queue, messages in outputs], use_bin_type=False),
+    )
+
+
+def unpack_outputs(packed: bytes) -> list[tuple[str, list[bytes]]]:
+    """`pack_outputs`'s outputs; MessageError naming what is wrong with an entry this build
+    cannot read (a hostile client's, a newer build's)."""
+    try:
+        entries = msgpack.unpackb(packed, raw=True)
+    except Exception as exc:  # msgpack's errors have no common base but Exception
+        raise MessageError(f"outputs are not msgpack: {exc!r}") from None
+    if type(entries) is not list:
+        raise MessageError(f"outputs are not an array: {type(entries).__name__}")
+    outputs = []
+    for entry in entries:
+        if (
+            type(entry) is not list
+            or len(entry) != 2
+            or type(entry[0]) is not bytes
+            or type(entry[1]) is not list
+            or any(type(m) is not bytes for m in entry[1])
+        ):
+            raise MessageError(f"an output entry is not [queue, [message, ...]]: {entry!r:.200}")
+        outputs.append((entry[0].decode("utf-8", "replace"), entry[1]))
+    return outputs
 
 
 def values(items: Sequence[Arg]) -> bytes:

@@ -201,6 +201,20 @@ KEYSPACE: tuple[KeyName, ...] = (
         "callbacks_active", "cb:active", "zset", "job id -> its delivery's lease deadline (ms)"
     ),
     KeyName("callbacks_retry", "cb:retry", "zset", "job id -> when to try delivering again (ms)"),
+    # outputs to other queues (the forward outbox, see aqueue/_services/forwarder.py)
+    KeyName(
+        "outputs",
+        "outputs",
+        "hash",
+        "job id -> its outputs to forward, msgpack [[queue, [message, ...]], ...], until forwarded",
+    ),
+    KeyName("forward", "forward", "list", "job ids whose outputs wait to be forwarded"),
+    KeyName(
+        "forwarding",
+        "forwarding",
+        "zset",
+        "job id -> its forwarding's lease deadline (ms): a forwarder that stopped lets it lapse",
+    ),
     # channels
     KeyName(
         "events",
@@ -211,6 +225,7 @@ KEYSPACE: tuple[KeyName, ...] = (
     KeyName("wake", "wake", "channel", "new ready work (posted, requeued, promoted, reaped)"),
     KeyName("control", "control", "channel", "['cancel', job id] for the worker running it"),
     KeyName("callbacks", "callbacks", "channel", "a callback was put in the outbox"),
+    KeyName("forwards", "forwards", "channel", "a job's outputs were put in the forward outbox"),
     KeyName(
         "push",
         "push:{worker_id}",
@@ -375,6 +390,22 @@ class Keys:
     @property
     def callbacks_retry(self) -> str:
         return self.prefix + "cb:retry"
+
+    @property
+    def outputs(self) -> str:
+        return self.prefix + "outputs"
+
+    @property
+    def forward(self) -> str:
+        return self.prefix + "forward"
+
+    @property
+    def forwarding(self) -> str:
+        return self.prefix + "forwarding"
+
+    @property
+    def forwards(self) -> str:
+        return self.prefix + "forwards"
 
     @property
     def events(self) -> str:

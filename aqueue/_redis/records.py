@@ -354,5 +354,8 @@ def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
         callback_method=r.text("cbm") or "GET",
         callback_state=r.text("cb_state"),
         callback_attempts=r.number("cb_attempts"),
+        root=r.text("root"),
+        parent=r.text("parent"),
+        stage=r.text("stage"),
         unreadable=r.unreadable,
     )

@@ -27,6 +27,8 @@ NAMES = (
     "claim_callbacks",
     "callback_done",
     "watch",
+    "claim_forwards",
+    "forward_done",
 )
 
 _WORD = re.compile(r"[A-Za-z_]\w*")

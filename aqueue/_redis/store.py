@@ -141,13 +141,18 @@ def _running_fields(run: bytes) -> dict[str, bytes]:
 
 
 def _finish_args(worker_id: str, batch: Sequence[Outcome]) -> list[Arg]:
-    """finish.lua's arguments for one call's outcomes."""
+    """finish.lua's arguments for one call's outcomes (and their outputs, where any has)."""
     ids = msgpack.packb([o.id for o in batch], use_bin_type=False)  # see post
     flat: list[Arg] = []
+    outputs: dict[str, bytes] = {}
     for o in batch:
         kind = "chunked" if o.chunked else o.kind  # see finish.lua
         flat += (str(o.attempt), kind, o.delay_ms, o.ttl_s, int(o.calls_back))
         flat += (o.max_attempts, len(o.fields), *o.fields)
+        if o.outputs:
+            outputs[o.id] = o.outputs
+    if outputs:
+        return [worker_id, ids, values(flat), msgpack.packb(outputs, use_bin_type=False)]
     return [worker_id, ids, values(flat)]
 
 
@@ -519,6 +524,22 @@ class Store:
         """Record a delivery attempt (`event`: delivered or failed) under its token."""
         args: list[Arg] = [job_id, token, event, delay_ms, most, note]
         return callback_reply(text(await self._run("callback_done", args)))
+
+    async def claim_forwards(
+        self, lease_ms: int, count: int
+    ) -> tuple[int | None, list[tuple[str, bytes, str]]]:
+        """(ms until the first lease held lapses, [(job id, its outputs, its root)]) of the
+        jobs whose outputs to forward now (see claim_forwards.lua)."""
+        raw = await self._run("claim_forwards", [lease_ms, count])
+        due = int(raw[0])
+        claimed = [
+            (text(raw[i]), cast(bytes, raw[i + 1]), text(raw[i + 2])) for i in range(1, len(raw), 3)
+        ]
+        return (None if due < 0 else due), claimed
+
+    async def forward_done(self, job_ids: Sequence[str]) -> int:
+        """The jobs' outputs are posted: let go of them."""
+        return int(await self._run("forward_done", list(job_ids)))
 
     async def callback_log(self, job_id: str) -> list[str]:
         with redis_errors(f"reading the callback log of {job_id!r}"):

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from aqueue._redis.calls import Claimed, Outcome
+from aqueue import _codec
+from aqueue._redis.calls import Claimed, Outcome, pack_outputs
 from aqueue._redis.records import retry_policy
 from aqueue._states import Event
 from aqueue.errors import ConfigError, MessageError, Retry
@@ -42,21 +43,39 @@ class Upload:
     size: int
     pieces: Pieces
     short: str | None
+    outputs: bytes = b""  # see Outcomes.returned
 
 
 class Outcomes:
     """The outcomes of one worker's attempts."""
 
     def __init__(
-        self, queue: str, envelope: Envelope, max_result_bytes: int, record_bytes: int
+        self,
+        queue: str,
+        envelope: Envelope,
+        max_result_bytes: int,
+        record_bytes: int,
+        max_message_bytes: int = 1 << 20,
     ) -> None:
         self.queue = queue
         self.envelope = envelope
         self.max_result_bytes = max_result_bytes
         self.record_bytes = record_bytes  # a result up to this size goes in the record itself
+        self.max_message_bytes = max_message_bytes  # each output's, as a post's
 
-    def returned(self, job: Claimed, value: Any) -> Outcome | Upload:
-        """The listeners returned `value`: complete, unless it cannot be stored (then fail)."""
+    def returned(
+        self, job: Claimed, value: Any, outputs: Sequence[str] = (), iter_output: bool = False
+    ) -> Outcome | Upload:
+        """The listeners returned `value`: complete, unless it cannot be stored (then fail).
+        With `outputs` (queues), the value (or each of its elements, with `iter_output`) is
+        also a message to post to each: encoded here, so that one that cannot be fails its
+        job, saying why, and never the forwarder."""
+        if iter_output and not isinstance(value, Output | str | bytes | dict) and _iterable(value):
+            value = list(value)  # a generator is read once: its elements are the result too
+        try:
+            packed = self.outputs_of(value, outputs, iter_output) if outputs else b""
+        except MessageError as exc:
+            return self.failed(job, exc, retryable=False)
         if isinstance(value, Output):
             result, short = value.result, value.short
         elif isinstance(value, str):
@@ -72,17 +91,44 @@ class Outcomes:
         except MessageError as exc:
             return self.failed(job, exc, retryable=False)
         if size > self.record_bytes:
-            return Upload(size, pieces, short)
+            return Upload(size, pieces, short, packed)
         fields: list[str | bytes] = ["result", cast(bytes, pieces[0])]  # one: see envelope
         if short is not None:
             fields += ["short", short]
-        return job.outcome(Event.COMPLETE, 0, fields)
+        return job.outcome(Event.COMPLETE, 0, fields, outputs=packed)
 
-    def uploaded(self, job: Claimed, fields: list[str | bytes], short: str | None) -> Outcome:
+    def outputs_of(self, value: Any, queues: Sequence[str], iter_output: bool) -> bytes:
+        """The messages `value` makes for `queues`, packed for finish.lua (b"": none)."""
+        if isinstance(value, Output):
+            value = value.result
+        if iter_output:
+            if isinstance(value, str | bytes | dict) or not _iterable(value):
+                raise MessageError(
+                    f"a listener with iter_output must return an iterable (a list, a "
+                    f"generator), not {type(value).__name__}"
+                )
+            messages = list(value)
+        else:
+            messages = [] if value is None else [value]
+        encoded = []
+        for i, message in enumerate(messages):
+            what = "the output" if not iter_output else f"output {i}"
+            data = _codec.encode(message, what)
+            if len(data) > self.max_message_bytes:
+                raise MessageError(
+                    f"{what} is {len(data)} bytes, over the {self.max_message_bytes} a message "
+                    f"may have (max_message_bytes)"
+                )
+            encoded.append(data)
+        return pack_outputs([(queue, encoded) for queue in queues]) if encoded else b""
+
+    def uploaded(
+        self, job: Claimed, fields: list[str | bytes], short: str | None, outputs: bytes = b""
+    ) -> Outcome:
         """Complete, its result in the chunks an upload stored (`fields` refer to them)."""
         if short is not None:
             fields = [*fields, "short", short]
-        return job.outcome(Event.COMPLETE, 0, fields, chunked=True)
+        return job.outcome(Event.COMPLETE, 0, fields, chunked=True, outputs=outputs)
 
     def raised(
         self, job: Claimed, exc: BaseException, retry_on: tuple[type[BaseException], ...]
@@ -138,6 +184,14 @@ class Outcomes:
         """The worker gives the job back unrun or unfinished (it stops): no attempt used."""
         log.info("handing back job %s", job.id, extra={"job_id": job.id})
         return job.outcome(Event.RELEASE)
+
+
+def _iterable(value: Any) -> bool:
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
 
 
 def message_of(exc: BaseException) -> str:

@@ -144,7 +144,7 @@ class Runners:
             if isinstance(exc, asyncio.CancelledError) and _cancelled(running):
                 raise
             return self.outcomes.raised(job, exc, current.retry_on)
-        ended = self.outcomes.returned(job, value)
+        ended = self.outcomes.returned(job, value, current.outputs, current.iter_output)
         if isinstance(ended, Upload):
             return await self._upload(client, job, ended)
         return ended
@@ -158,7 +158,7 @@ class Runners:
             )
         except RedisUnavailable as exc:  # (e.g. Redis out of memory) an attempt spent
             return self.outcomes.failed(job, exc, retryable=True)
-        return self.outcomes.uploaded(job, fields, upload.short)
+        return self.outcomes.uploaded(job, fields, upload.short, upload.outputs)
 
     async def _call(self, listener: Listener, msg: Any, ctx: Context, running: Running) -> Any:
         if listener.is_async:

@@ -33,6 +33,7 @@ from aqueue._redis.calls import Outcome, claimed_rows
 from aqueue._redis.connection import open_store
 from aqueue._redis.store import Store
 from aqueue._services.callbacks import CallbackConfig, Dispatcher
+from aqueue._services.forwarder import Forwarder
 from aqueue._services.reaper import reap_forever
 from aqueue._states import Event
 from aqueue._worker.acks import Acks
@@ -80,6 +81,7 @@ class Worker:
             _results.envelope,
             self.config.max_result_bytes,
             _results.CHUNK_BYTES,
+            self.client_config.max_message_bytes,
         )
         self._stopping = False
         self._burst = False  # run(burst=True): stop once idle
@@ -196,6 +198,9 @@ class Worker:
                         await services.start(dispatcher.run)
                     if self.config.reaper:
                         services.start_soon(reap_forever, store, self.config.reaper_interval)
+                    if self.listeners.outputs:  # some listener's results go to other queues
+                        forwarder = Forwarder(store, self.client_config, self.config.idle_wait)
+                        await services.start(forwarder.run)
                     log.info(
                         "worker %s serving queue %r with listeners %s",
                         self.id,

@@ -14,12 +14,15 @@ from aqueue._redis.calls import (
     Outcome,
     claimed_rows,
     finish_calls,
+    pack_outputs,
     spec_fields,
     text,
+    unpack_outputs,
     values,
 )
 from aqueue._redis.records import SpecShape
 from aqueue._states import Event
+from aqueue.errors import MessageError
 
 SHAPE = SpecShape("f,g", 1500, 3, b"\x01policy", 60, "http://h/cb")
 
@@ -74,3 +77,39 @@ def test_outcomes_go_in_calls_cut_by_count_and_by_bytes_never_empty() -> None:
     assert sizes([outcome(half)] * 5) == [2, 2, 1]
     assert sizes([outcome(3 * MOST_CALL_BYTES), outcome(1)]) == [1, 1]  # a big one goes alone
     assert sizes([]) == []
+
+
+def test_outputs_are_read_back_as_packed_and_a_foreign_entry_is_refused_saying_why() -> None:
+    packed = pack_outputs([("doubled", [b"\x01", b"\x02"]), ("audit", [])])
+    assert unpack_outputs(packed) == [("doubled", [b"\x01", b"\x02"]), ("audit", [])]
+    bad = {
+        b"\xc1": "outputs are not msgpack",
+        msgpack.packb({"a": 1}): "outputs are not an array: dict",
+        msgpack.packb([["q"]]): "not \\[queue, \\[message, ...\\]\\]",
+        msgpack.packb([[1, []]]): "not \\[queue",
+        msgpack.packb([["q", "m"]], use_bin_type=False): "not \\[queue",
+        msgpack.packb([["q", [1]]], use_bin_type=False): "not \\[queue",
+        msgpack.packb(["q"]): "not \\[queue",
+    }
+    for entry, reason in bad.items():
+        with pytest.raises(MessageError, match=reason):
+            unpack_outputs(entry)
+
+
+def test_outputs_count_toward_a_finish_call_s_bytes() -> None:
+    heavy = [
+        Outcome(
+            f"j{i}",
+            1,
+            Event.COMPLETE,
+            0,
+            (),
+            DEFAULT_TTL_S,
+            False,
+            1,
+            False,
+            b"x" * MOST_CALL_BYTES,
+        )
+        for i in range(2)
+    ]
+    assert [len(call) for call in finish_calls(heavy)] == [1, 1]

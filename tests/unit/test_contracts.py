@@ -93,7 +93,8 @@ REPLIES: dict[str, Any] = {
     "post": [b"a", b"b"], "claim": [0, -1, 0, 0], "claim_alone": [0, 0], "heartbeat": [],
     "finish": b"1", "progress": 1, "reap": [0, 0, 0, 0, []], "cancel": [b"missing"],
     "requeue": [b"missing"], "purge_dead": 0, "claim_callbacks": [-1],
-    "callback_done": b"delivered", "watch": [b"queued"],
+    "callback_done": b"delivered", "watch": [b"queued"], "claim_forwards": [-1],
+    "forward_done": 1,
 }  # fmt: skip
 _JOB = Claimed("j", 1, b"", ("f",), 0, 1, 0, b"", 60, False)
 CALLS: dict[str, Callable[[Store], Awaitable[object]]] = {
@@ -101,7 +102,8 @@ CALLS: dict[str, Callable[[Store], Awaitable[object]]] = {
     "claim": lambda s: s.claim("w", 1000, 2, ["f", "g"]),
     "claim_alone": lambda s: s.claim_alone("w", 1000, ["f"]),
     "heartbeat": lambda s: s.heartbeat("w", 1000, b"info", [("j", 1), ("k", 2)], ["f"]),
-    "finish": lambda s: s.finish("w", [_JOB.outcome(Event.COMPLETE)]),
+    # (with outputs: ARGV[5], which a call of outcomes without any leaves out)
+    "finish": lambda s: s.finish("w", [_JOB.outcome(Event.COMPLETE, outputs=b"\x90")]),
     "progress": lambda s: s.progress("j", 1, "w", b"v", "note"),
     "reap": lambda s: s.reap_pass(10),
     "cancel": lambda s: s.cancel("j"),
@@ -110,6 +112,8 @@ CALLS: dict[str, Callable[[Store], Awaitable[object]]] = {
     "claim_callbacks": lambda s: s.claim_callbacks(1000, 10, 3),
     "callback_done": lambda s: s.callback_done("j", 1, CallbackEvent.DELIVERED, 100, 3, "note"),
     "watch": lambda s: s.watch(["a", "b"]),
+    "claim_forwards": lambda s: s.claim_forwards(1000, 10),
+    "forward_done": lambda s: s.forward_done(["a", "b"]),
 }
 
 

@@ -7,7 +7,7 @@ from typing import Any, cast
 import pytest
 
 from aqueue import _codec
-from aqueue._redis.calls import Claimed, Outcome
+from aqueue._redis.calls import Claimed, Outcome, unpack_outputs
 from aqueue._redis.results import CHUNK_BYTES, envelope
 from aqueue._states import Event
 from aqueue._worker.outcomes import (
@@ -130,3 +130,52 @@ def test_an_error_whose_text_fails_or_is_not_unicode_is_still_recorded() -> None
 
 def test_a_job_handed_back_is_released_with_no_attempt_used() -> None:
     assert OUTCOMES.handed_back(_job()) == _job().outcome(Event.RELEASE)
+
+
+def _outputs(outcome: Outcome | Upload) -> list[tuple[str, list[Any]]]:
+    return [(q, [_codec.decode(m) for m in ms]) for q, ms in unpack_outputs(outcome.outputs)]
+
+
+def test_a_listener_s_return_value_is_a_message_to_each_of_its_output_queues() -> None:
+    ended = OUTCOMES.returned(_job(), 21, ("doubled", "audit"))
+    assert isinstance(ended, Outcome) and ended.kind is Event.COMPLETE
+    assert _outputs(ended) == [("doubled", [21]), ("audit", [21])]
+    assert OUTCOMES.returned(_job(), None, ("doubled",)).outputs == b""  # None: no message
+    assert _returned(21).outputs == b""  # a listener without outputs posts nothing
+    shown = OUTCOMES.returned(_job(), Output(result=[1, 2], short="two"), ("doubled",))
+    assert _outputs(shown) == [("doubled", [[1, 2]])]  # the result, not its short form
+
+
+def test_iter_output_posts_each_element_a_none_element_too() -> None:
+    ended = OUTCOMES.returned(_job(), iter(["a", None, "b"]), ("words",), iter_output=True)
+    assert _outputs(ended) == [("words", ["a", None, "b"])]
+    assert isinstance(ended, Outcome)  # a generator's elements are its result too
+    assert _codec.decode(bytes(_field(ended, "result"))) == ["a", None, "b"]
+    assert OUTCOMES.returned(_job(), [], ("words",), iter_output=True).outputs == b""
+    for not_a_list in (7, "words", b"bytes", {"a": 1}):
+        failed = OUTCOMES.returned(_job(), not_a_list, ("words",), iter_output=True)
+        assert isinstance(failed, Outcome) and failed.kind is Event.FAIL
+        assert "with iter_output must return an iterable" in _field(failed, "err_msg")
+
+
+def test_an_output_that_cannot_be_posted_fails_its_job_saying_why() -> None:
+    failed = OUTCOMES.returned(_job(), object(), ("doubled",))
+    assert isinstance(failed, Outcome) and failed.kind is Event.FAIL
+    assert "the output is not encodable with msgpack" in _field(failed, "err_msg")
+    small = Outcomes("q", envelope, 1 << 20, CHUNK_BYTES, max_message_bytes=16)
+    over = small.returned(_job(), ["x" * 40], ("words",), iter_output=True)
+    assert "output 0 is 43 bytes, over the 16 a message may have" in _field(over, "err_msg")
+
+
+def test_outputs_ride_with_a_result_too_large_for_the_record() -> None:
+    big = Outcomes("q", envelope, 1 << 20, 8)
+    upload = big.returned(_job(), "x" * 100, ("doubled",))
+    assert isinstance(upload, Upload)
+    done = big.uploaded(_job(), ["result", b"ref", "blob", b"token"], None, upload.outputs)
+    assert done.chunked and _outputs(done) == [("doubled", ["x" * 100])]
+
+
+def _field(outcome: Outcome | Upload, name: str) -> Any:
+    assert isinstance(outcome, Outcome)
+    fields = list(outcome.fields)
+    return fields[fields.index(name) + 1]

@@ -9,6 +9,9 @@
 --          collect): per outcome attempt (text), kind, delay ms, ttl s, calls back (0|1),
 --          max_att, n, then n items: field, value, ...; ttl, calls back and max_att are from
 --          the spec the claim handed over
+-- ARGV[5]  (only where some complete here with outputs) msgpack map: job id -> its outputs,
+--          as the forwarder reads them (see claim_forwards.lua); put in the forward outbox
+--          with the completion, and only with it: never for a refused or repeated outcome
 --   kind complete: fields result, short            -> complete
 --   kind chunked:  fields result (a reference), blob (an upload token), short -> complete:
 --                  the upload `upload:<id>:<token>` becomes `blob:<id>` (aqueue/_results.py);
@@ -28,6 +31,8 @@
 -- marks are read for the whole batch at once, and flush_tally lets go of them.
 local prefix, worker = ARGV[1], ARGV[2]
 local ids, stream = cmsgpack.unpack(ARGV[3]), ARGV[4]
+local outputs = ARGV[5] and cmsgpack.unpack(ARGV[5]) -- nil on the plain path: nothing more
+local forwarded = false
 local read = cmsgpack.unpack_limit -- (stream, n, offset): next offset (-1: at the end), values
 local after = 0 -- where the values last read end: the next outcome starts there
 local function kept(nxt, ...)
@@ -76,6 +81,12 @@ for j = 1, #ids do
       if kind == 'chunked' then adopt_chunks(prefix, id, upload_of(first), ttl) end
       finish_terminal(prefix, jk, id, 'complete', now_s, ttl, calls_back, watched, result,
         'ran', run, fields(first, n))
+      local out = outputs and outputs[id]
+      if out then
+        keyed_call('HSET', outputs_key(prefix), id, out)
+        keyed_call('RPUSH', forward_key(prefix), id)
+        forwarded = true
+      end
     elseif kind == 'fail' then
       finish_terminal(prefix, jk, id, 'failed', now_s, ttl, calls_back, watched, nil,
         'ran', run, fields(first, n))
@@ -133,5 +144,8 @@ if ndone > 0 then
 end
 if requeued > 0 then
   redis.call('PUBLISH', wake_key(prefix), 'requeued')
+end
+if forwarded then
+  redis.call('PUBLISH', forwards_key(prefix), '')
 end
 return table.concat(accepted)

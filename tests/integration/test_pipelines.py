@@ -1,0 +1,174 @@
+"""Pipelines: a listener's return values go to its output queues, once per job, with their
+lineage (PiCloud's output queues: numbers -> double -> doubled). On every topology: on a
+cluster the stages' queues are on different masters, and outputs cross them through the
+forward outbox, never inside a script."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from aqueue import Client, Context, JobStatus, ListenerError, Listeners
+from aqueue._codec import encode
+from aqueue._redis.calls import pack_outputs
+from aqueue._services.forwarder import Forwarder, output_id
+from aqueue.config import ClientConfig
+from aqueue.testing import running_worker, until
+
+pytestmark = pytest.mark.every_topology
+
+
+def _pipeline(queue: str) -> tuple[Listeners, dict[str, str]]:
+    """numbers -> double -> doubled -> split (iter_output) -> words; and a sink per end."""
+    q = {stage: f"{queue}-{stage}" for stage in ("numbers", "doubled", "words", "nothing")}
+    listeners = Listeners()
+
+    @listeners.listener(outputs=[q["doubled"]])
+    async def double(msg: int, ctx: Context) -> int | None:
+        return None if msg < 0 else msg * 2  # None: no output
+
+    @listeners.listener(outputs=[q["words"]], iter_output=True)
+    async def split(msg: str, ctx: Context) -> list[str | None]:
+        return [*msg.split(), None]  # a None element is a message of its own
+
+    @listeners.listener(outputs=[q["nothing"]])
+    async def unencodable(msg: Any, ctx: Context) -> object:
+        return object()
+
+    return listeners, q
+
+
+async def _count(client: Client, queue: str) -> int:
+    """Jobs ever posted to `queue`."""
+    return int((await client.store.view(queue).snapshot())["totals"].get("posted", 0))
+
+
+async def _posted(client: Client, queue: str, least: int) -> None:
+    """Until `queue` has had `least` jobs posted."""
+
+    async def enough() -> bool:
+        return await _count(client, queue) >= least
+
+    await until(enough, 60, what=f"{least} jobs posted to {queue}")
+
+
+async def test_a_thousand_numbers_through_double_give_a_thousand_doubled_once_each(
+    redis_url: str, queue: str
+) -> None:
+    listeners, q = _pipeline(queue)
+    async with (
+        Client(q["numbers"], redis_url=redis_url) as numbers,
+        running_worker(listeners, queue=q["numbers"], redis_url=redis_url),
+    ):
+        ids = await numbers.post_many(range(1000), functions=["double"])
+        await _posted(numbers, q["doubled"], 1000)
+        for job_id in ids:
+            assert (await numbers.get_job(job_id)).status is JobStatus.COMPLETE
+        await anyio.sleep(0.3)  # (nothing more is to come: the count below would show it)
+        assert await _count(numbers, q["doubled"]) == 1000
+    async with Client(q["doubled"], redis_url=redis_url) as doubled:
+        for n, job_id in enumerate(ids[:50]):
+            out = await doubled.get_job(output_id(q["numbers"], job_id, q["doubled"], 0))
+            assert out.msg == 2 * n and out.status is JobStatus.QUEUED
+            assert (out.root, out.parent, out.stage) == (job_id, job_id, q["numbers"])
+
+
+async def test_none_posts_nothing_and_iter_output_posts_each_element(
+    redis_url: str, queue: str
+) -> None:
+    listeners, q = _pipeline(queue)
+    async with (
+        Client(q["numbers"], redis_url=redis_url) as client,
+        running_worker(listeners, queue=q["numbers"], redis_url=redis_url),
+    ):
+        nothing = await client.post(-1, functions=["double"])
+        sentence = await client.post("to be or not", functions=["split"])
+        for job_id in (nothing, sentence):
+            await client.block_until_result(job_id, timeout=20)
+        await _posted(client, q["words"], 5)
+    async with Client(q["words"], redis_url=redis_url) as words:
+        posted = [
+            (await words.get_job(output_id(q["numbers"], sentence, q["words"], i))).msg
+            for i in range(5)
+        ]
+        assert posted == ["to", "be", "or", "not", None]
+        assert await _count(words, q["doubled"]) == 0
+
+
+async def test_lineage_runs_from_the_first_job_through_every_stage(
+    redis_url: str, queue: str
+) -> None:
+    q = {n: f"{queue}-s{n}" for n in range(3)}
+    listeners = Listeners()
+
+    @listeners.listener(outputs=[q[1]])
+    async def first(msg: int, ctx: Context) -> int:
+        return msg + 1
+
+    @listeners.listener(outputs=[q[2]])
+    async def second(msg: int, ctx: Context) -> int:
+        return msg * 10
+
+    async with (
+        Client(q[0], redis_url=redis_url) as client,
+        running_worker(listeners, queue=q[0], redis_url=redis_url),
+        running_worker(listeners, queue=q[1], redis_url=redis_url),
+    ):
+        root = await client.post(4, functions=["first"])
+        middle = output_id(q[0], root, q[1], 0)
+        last = output_id(q[1], middle, q[2], 0)
+        await _posted(client, q[2], 1)
+    async with Client(q[2], redis_url=redis_url) as stage2:
+        job = await stage2.get_job(last)
+        assert job.msg == 50
+        assert (job.root, job.parent, job.stage) == (root, middle, q[1])
+
+
+async def test_an_output_that_cannot_be_encoded_fails_its_job_saying_why_not_the_forwarder(
+    redis_url: str, queue: str
+) -> None:
+    listeners, q = _pipeline(queue)
+    async with (
+        Client(q["numbers"], redis_url=redis_url) as client,
+        running_worker(listeners, queue=q["numbers"], redis_url=redis_url),
+    ):
+        bad = await client.post(1, functions=["unencodable"])
+        with pytest.raises(Exception, match="the output is not encodable with msgpack"):
+            await client.block_until_result(bad, timeout=20)
+        assert (await client.get_job(bad)).status is JobStatus.FAILED
+        good = await client.post(3, functions=["double"])  # the forwarder goes on
+        await client.block_until_result(good, timeout=20)
+        await _posted(client, q["doubled"], 1)
+        assert await _count(client, q["nothing"]) == 0
+
+
+async def test_outputs_taken_again_after_a_forwarder_stopped_are_not_posted_twice(
+    redis_url: str, queue: str
+) -> None:
+    listeners, q = _pipeline(queue)
+    async with Client(q["numbers"], redis_url=redis_url) as client:
+        ids = await client.post_many(range(10), functions=["double"])
+        async with running_worker(listeners, queue=q["numbers"], redis_url=redis_url):
+            await _posted(client, q["doubled"], 10)
+        # What a forwarder killed after posting, before letting go, leaves: each job's
+        # outputs still in the outbox, under a lease that has lapsed
+        keys = client.store.keys
+        async with client.store.redis.pipeline(transaction=False) as pipe:
+            for n, job_id in enumerate(ids):
+                pipe.hset(keys.outputs, job_id, pack_outputs([(q["doubled"], [encode(2 * n)])]))
+                pipe.zadd(keys.forwarding, {job_id: 0})
+            await pipe.execute()
+        successor = Forwarder(client.store, ClientConfig(queue=q["numbers"], redis_url=redis_url))
+        assert await successor.forward_once() is None  # took all ten again, posted them again
+        assert await _count(client, q["doubled"]) == 10  # and none is there twice
+        assert (await client.store.claim_forwards(1000, 64))[1] == []  # all let go of
+
+
+def test_an_output_queue_that_is_no_queue_name_is_refused_at_registration() -> None:
+    listeners = Listeners()
+    with pytest.raises(ListenerError, match="output of listener 'f': queue name 'no way'"):
+        listeners.add(lambda msg, ctx: msg, name="f", outputs=["no way"])
+    with pytest.raises(ListenerError, match="must be a list of queue names"):
+        listeners.add(lambda msg, ctx: msg, name="g", outputs="doubled")
