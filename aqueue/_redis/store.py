@@ -154,16 +154,30 @@ def _finish_args(worker_id: str, batch: Sequence[Outcome]) -> list[Arg]:
 ON_NODE_ATTEMPTS = 6  # _on_slot_node's tries, over some 3 s
 
 
+# redis-py's cluster client's words when its own tries of a command are spent: each was
+# redirected (MOVED, ASK) or told TRYAGAIN, so the command ran nowhere
+_TRIES_SPENT = "TTL exhausted."
+
+
+def _migrating(exc: rexc.RedisError) -> bool:
+    """Whether `exc` says the call met its slot migrating, and did not run. redis-py tries
+    TRYAGAIN again itself, 16 times over some 0.4 s, then raises ClusterError(_TRIES_SPENT),
+    not the TryAgainError."""
+    if isinstance(exc, rexc.TryAgainError):
+        return True
+    return isinstance(exc, rexc.ClusterError) and str(exc) == _TRIES_SPENT
+
+
 async def _past_migration(call: Callable[[], Awaitable[Any]]) -> Any:
     """`call`, made again while Redis answers TRYAGAIN (the queue's slot is migrating: see
     `Store._call`), for up to MIGRATION_WAIT_S. Safe to repeat: TRYAGAIN is answered before a
-    script runs. (redis-py tries again too, but only for some 0.4 s.)"""
+    script runs."""
     delay, give_up = 0.01, anyio.current_time() + MIGRATION_WAIT_S
     while True:
         try:
             return await call()
-        except rexc.TryAgainError:
-            if anyio.current_time() > give_up:
+        except rexc.RedisError as exc:
+            if not _migrating(exc) or anyio.current_time() > give_up:
                 raise
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.25)
