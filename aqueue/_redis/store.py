@@ -272,7 +272,10 @@ class Store:
         if self.sharded:
             commands = [("EVALSHA", script.sha, len(keys), *keys, *argv), *waits]
             reply, *acks = await self._on_slot_node(
-                f"{name} on queue {self.keys.queue!r}", commands, len(waits) * durable.timeout
+                f"{name} on queue {self.keys.queue!r}",
+                commands,
+                len(waits) * durable.timeout,
+                script,
             )
             return reply, acks
         with redis_errors(f"{name} on queue {self.keys.queue!r}"):
@@ -353,31 +356,44 @@ class Store:
         return self._shortfall(durable, acks, job_ids)
 
     async def _on_slot_node(
-        self, what: str, commands: list[tuple[Arg, ...]], extra_s: float
+        self,
+        what: str,
+        commands: list[tuple[Arg, ...]],
+        extra_s: float,
+        script: AsyncScript | None = None,
     ) -> list[Any]:
         """The replies of `commands`, sent on one connection to the master of the queue's
         slot (a cluster's): a write and the WAITs that must follow it on its connection,
         which a cluster pipeline cannot send (it routes a keyless WAIT to any node). On the
         store's direct connection, else on one of their own; tried again, a few times,
-        where they did not run (moved, migrating, a connection lost)."""
+        where they did not run (moved, migrating, a connection lost, or NOSCRIPT).
+
+        `script`, the one that `commands` call, is loaded (SCRIPT LOAD) ahead of them on
+        each retry: a node may never have run it (Redis answers NOSCRIPT), and replicas keep
+        no script cache (Redis 7), so a replica a failover promoted has none. The fallback
+        that loads scripts, redis-py's script call, cannot carry the WAITs."""
         assert isinstance(self.redis, RedisCluster)
         connect = _cluster.connection_to(self.redis, self.keys.stats)
         with redis_errors(what):
             for attempt in range(ON_NODE_ATTEMPTS):
+                sent = commands
                 if attempt:
                     await anyio.sleep(0.05 * 2**attempt)
                     await self.redis.nodes_manager.initialize()  # where is the slot now?
+                    if script is not None:
+                        source = cast(Arg, script.script)  # (registered as str)
+                        sent = [("SCRIPT", "LOAD", source), *commands]
                 replies: Any = MISSED
                 if self._direct is not None:
-                    replies = await self._direct.pipelined(commands, extra_s)
+                    replies = await self._direct.pipelined(sent, extra_s)
                 if replies is MISSED:  # busy, or it failed there
                     once = Direct(connect)
                     try:
-                        replies = await once.pipelined(commands, extra_s)
+                        replies = await once.pipelined(sent, extra_s)
                     finally:
                         await once.aclose()
                 if replies is not MISSED:
-                    return cast(list[Any], replies)
+                    return cast(list[Any], replies[len(sent) - len(commands) :])
         raise RedisUnavailable(f"{what}: no answer from its slot's master in {attempt + 1} tries")
 
     # -- scripts -------------------------------------------------------------------------
