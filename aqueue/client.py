@@ -24,6 +24,7 @@ from aqueue import _codec
 from aqueue._checks import check_job_id, check_key, is_number, seconds
 from aqueue._client.events import TERMINAL_NAMES, JobEvents, stored_progress
 from aqueue._options import PostKwargs, post_options
+from aqueue._redis.backoff import Backoff
 from aqueue._redis.calls import NewJobs
 from aqueue._redis.coalesce import Coalescer
 from aqueue._redis.connection import open_store
@@ -41,6 +42,7 @@ from aqueue.errors import (
     MessageError,
     MessageTooLarge,
     NotDurable,
+    RedisUnavailable,
     ResultTimeout,
 )
 from aqueue.job import Job, JobEvent, JobStatus, Progress
@@ -294,10 +296,32 @@ class Client:
         Completion is pushed (one subscription per client, however many jobs are awaited);
         the stored state is read after subscribing, so a job that already finished returns
         at once. Raises JobFailed (carrying the remote error), ResultTimeout, JobNotFound.
+        A Redis outage (a failover, say) is waited out, as the subscription waits it out:
+        its reads are tried again with backoff, logged, and RedisUnavailable is raised only
+        once `timeout` has passed.
         """
         check_job_id(job_id)
         if timeout is not None and (not is_number(timeout) or math.isnan(timeout)):
             raise MessageError(f"timeout must be a number of seconds or None, got {timeout!r}")
+        deadline = None if timeout is None else anyio.current_time() + timeout
+        backoff = Backoff()
+        left = timeout
+        while True:
+            try:
+                return await self._await_result(job_id, left, timeout or 0.0)
+            except RedisUnavailable as exc:
+                if deadline is not None and (left := deadline - anyio.current_time()) <= 0:
+                    raise
+                log.warning(
+                    "awaiting job %s: %s; trying again in %.2f s", job_id, exc, backoff.delay
+                )
+                with anyio.move_on_after(left):
+                    await backoff.sleep()
+                if deadline is not None:
+                    left = max(0.0, deadline - anyio.current_time())
+
+    async def _await_result(self, job_id: str, timeout: float | None, asked: float) -> Any:
+        """block_until_result, once: `timeout` is what is left of the `asked` seconds."""
         await self._events.listen_or_leave()
         ended = self._events.watched.take_ended(job_id)
         if ended is not None:  # posted watched, and its outcome already heard
@@ -318,7 +342,7 @@ class Client:
                     [status] = await self.store.statuses([job_id])
                     if status not in TERMINAL_NAMES:
                         now = status.decode() if status else str(GONE)
-                        raise ResultTimeout(job_id, timeout or 0.0, now)
+                        raise ResultTimeout(job_id, asked, now)
             pushed = self._events.waiters.result(job_id)
         finally:
             self._events.waiters.remove(job_id, done)

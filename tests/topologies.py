@@ -256,6 +256,84 @@ class Cluster:
 
         _until(ok, timeout, "cluster_state:ok with 3 replicas in sync")
 
+    def node_id(self, node: RedisServer) -> str:
+        return str(_client(node).cluster("myid"))
+
+    def live_nodes(self) -> list[RedisServer]:
+        """The nodes whose process runs (a killed one stays listed in `nodes`)."""
+        return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
+
+    def master_of_slot(self, slot: int, node: RedisServer | None = None) -> RedisServer:
+        """The master that holds `slot`, as `node` (else the first live node) says."""
+        for asked in [node] if node is not None else self.live_nodes():
+            try:
+                ranges = _client(asked).cluster("slots")
+            except redis.RedisError:
+                continue
+            for first, last, (_, port, *_), *_ in ranges:
+                if first <= slot <= last:
+                    return self._node(port)
+            raise LookupError(f"no master holds slot {slot}, as :{asked.port} says")
+        raise RuntimeError("no node of the cluster answers")
+
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        """The node replicating `master` (each master has one)."""
+        master_id = self.node_id(master)
+        for address, node in _client(master).cluster("nodes").items():
+            if node["master_id"] == master_id:
+                return self._node(int(address.rsplit(":", 1)[1].split("@")[0]))
+        raise LookupError(f"no replica of 127.0.0.1:{master.port}")
+
+    def wait_for_failover(self, slot: int, old: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """Until every live node names the same master of `slot`, another than `old`, and it
+        says it is a master; returns it."""
+
+        def promoted() -> bool:
+            named = {self.master_of_slot(slot, node).port for node in self.live_nodes()}
+            if len(named) != 1 or old.port in named:
+                return False
+            return bool(_replication(self._node(named.pop()))["role"] == "master")
+
+        _until(promoted, timeout, f"a failover of slot {slot} from 127.0.0.1:{old.port}")
+        return self.master_of_slot(slot)
+
+    def migrate_slot(
+        self, slot: int, target: RedisServer, batch: int = 10, pause: float = 0.0
+    ) -> int:
+        """Move `slot` from its master to `target` (another master) as `redis-cli --cluster
+        reshard` does: IMPORTING on the target, MIGRATING on the source, its keys MIGRATEd
+        `batch` at a time (`pause` s apart: writes to the slot meet the half-moved state),
+        then the slot assigned to the target on every master. Returns how many keys moved."""
+        source = self.master_of_slot(slot)
+        if source.port == target.port:
+            raise ValueError(f"slot {slot} is on 127.0.0.1:{target.port} already")
+        src, dst = _client(source), _client(target)
+        src_id, dst_id = self.node_id(source), self.node_id(target)
+        dst.cluster("setslot", slot, "IMPORTING", src_id)
+        src.cluster("setslot", slot, "MIGRATING", dst_id)
+        moved = 0
+        while keys := src.cluster("getkeysinslot", slot, batch):
+            src.migrate("127.0.0.1", target.port, keys, 0, 5000)
+            moved += len(keys)
+            time.sleep(pause)  # (in a thread of its own: see _until)
+        for node in [target, source]:  # the target first (as redis-cli): MOVED leads to it
+            _client(node).cluster("setslot", slot, "NODE", dst_id)
+        for master in self._masters_now():
+            if master.port not in (source.port, target.port):
+                _client(master).cluster("setslot", slot, "NODE", dst_id)
+        return moved
+
+    def _masters_now(self) -> list[RedisServer]:
+        return [n for n in self.live_nodes() if _replication(n)["role"] == "master"]
+
+    def errors(self, kind: str) -> int:
+        """How many replies of error `kind` (e.g. TRYAGAIN) the live nodes gave, all told."""
+        stats = (_client(n).info("errorstats") for n in self.live_nodes())
+        return sum(int(s.get(f"errorstat_{kind}", {}).get("count", 0)) for s in stats)
+
+    def _node(self, port: int) -> RedisServer:
+        return next(n for n in self.nodes if n.port == port)
+
     def stop(self) -> None:
         for server in self.nodes:
             server.kill()

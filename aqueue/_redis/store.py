@@ -159,16 +159,30 @@ def _finish_args(worker_id: str, batch: Sequence[Outcome]) -> list[Arg]:
 ON_NODE_ATTEMPTS = 6  # _on_slot_node's tries, over some 3 s
 
 
+# redis-py's cluster client's words when its own tries of a command are spent: each was
+# redirected (MOVED, ASK) or told TRYAGAIN, so the command ran nowhere
+_TRIES_SPENT = "TTL exhausted."
+
+
+def _migrating(exc: rexc.RedisError) -> bool:
+    """Whether `exc` says the call met its slot migrating, and did not run. redis-py tries
+    TRYAGAIN again itself, 16 times over some 0.4 s, then raises ClusterError(_TRIES_SPENT),
+    not the TryAgainError."""
+    if isinstance(exc, rexc.TryAgainError):
+        return True
+    return isinstance(exc, rexc.ClusterError) and str(exc) == _TRIES_SPENT
+
+
 async def _past_migration(call: Callable[[], Awaitable[Any]]) -> Any:
     """`call`, made again while Redis answers TRYAGAIN (the queue's slot is migrating: see
     `Store._call`), for up to MIGRATION_WAIT_S. Safe to repeat: TRYAGAIN is answered before a
-    script runs. (redis-py tries again too, but only for some 0.4 s.)"""
+    script runs."""
     delay, give_up = 0.01, anyio.current_time() + MIGRATION_WAIT_S
     while True:
         try:
             return await call()
-        except rexc.TryAgainError:
-            if anyio.current_time() > give_up:
+        except rexc.RedisError as exc:
+            if not _migrating(exc) or anyio.current_time() > give_up:
                 raise
             await anyio.sleep(delay)
             delay = min(delay * 2, 0.25)
@@ -376,28 +390,34 @@ class Store:
         slot (a cluster's): a write and the WAITs that must follow it on its connection,
         which a cluster pipeline cannot send (it routes a keyless WAIT to any node). On the
         store's direct connection, else on one of their own; tried again, a few times,
-        where they did not run (moved, migrating, a connection lost, or `script`, which
-        they call, not yet loaded there: it is loaded before the next try)."""
+        where they did not run (moved, migrating, a connection lost, or NOSCRIPT).
+
+        `script`, the one that `commands` call, is loaded (SCRIPT LOAD) ahead of them on
+        each retry: a node may never have run it (Redis answers NOSCRIPT), and replicas keep
+        no script cache (Redis 7), so a replica a failover promoted has none. The fallback
+        that loads scripts, redis-py's script call, cannot carry the WAITs."""
         assert isinstance(self.redis, RedisCluster)
         connect = _cluster.connection_to(self.redis, self.keys.stats)
         with redis_errors(what):
             for attempt in range(ON_NODE_ATTEMPTS):
+                sent = commands
                 if attempt:
                     await anyio.sleep(0.05 * 2**attempt)
                     await self.redis.nodes_manager.initialize()  # where is the slot now?
-                    if script is not None:  # (on every master)
-                        await self.redis.script_load(script.script)
+                    if script is not None:
+                        source = cast(Arg, script.script)  # (registered as str)
+                        sent = [("SCRIPT", "LOAD", source), *commands]
                 replies: Any = MISSED
                 if self._direct is not None:
-                    replies = await self._direct.pipelined(commands, extra_s)
+                    replies = await self._direct.pipelined(sent, extra_s)
                 if replies is MISSED:  # busy, or it failed there
                     once = Direct(connect)
                     try:
-                        replies = await once.pipelined(commands, extra_s)
+                        replies = await once.pipelined(sent, extra_s)
                     finally:
                         await once.aclose()
                 if replies is not MISSED:
-                    return cast(list[Any], replies)
+                    return cast(list[Any], replies[len(sent) - len(commands) :])
         raise RedisUnavailable(f"{what}: no answer from its slot's master in {attempt + 1} tries")
 
     # -- scripts -------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from aqueue import Client
 from aqueue.testing import until
 
 from ..processes import aqueue_process
+from ..topologies import Cluster
 
 FAST = ["--lease", "0.6", "--heartbeat", "0.1", "--reaper-interval", "0.1",
         "--idle-wait", "0.2", "--grace", "2"]  # fmt: skip
@@ -59,6 +60,15 @@ async def until_active(client: Client, job_id: str) -> None:
             async for event in events:
                 if event.progress is not None:
                     return
+
+
+@pytest.fixture
+def private_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster of the test's own (3 masters, a replica each), for tests that kill its
+    nodes, fail them over or move its slots."""
+    cluster = Cluster(tmp_path / "cluster").start()
+    yield cluster
+    cluster.stop()
 
 
 StartWorker = Callable[..., AbstractAsyncContextManager[WorkerProcess]]
