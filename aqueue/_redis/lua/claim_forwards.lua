@@ -15,6 +15,9 @@ local active = forwarding_key(prefix)
 local ids = keyed_call('ZRANGEBYSCORE', active, '-inf', '(' .. now, 'LIMIT', 0, n)
 local held = keyed_call('ZRANGEBYSCORE', active, now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 local out = {held[2] and math.max(0, tonumber(held[2]) - now) or -1}
+if #ids > 0 then -- forwardings a stopped forwarder left, counted for `aqueue status`
+  incr(stats_key(prefix), 'forward_retakes', #ids)
+end
 if #ids < n then
   local fresh = keyed_call('LPOP', forward_key(prefix), n - #ids)
   if fresh then
