@@ -206,18 +206,27 @@ class NotDurable(AqueueError):
 
 
 class Retry(Exception):
-    """Raise in a listener to ask for another attempt after `delay` seconds.
+    """Raise in a listener to ask for another attempt after `delay` seconds; with
+    `max_retries`, only while fewer retries than that were made (`ctx.retries`), else the job
+    fails for good.
 
     The attempt still counts against the job's retry budget.
     """
 
-    def __init__(self, delay: float = 0.0, reason: str = "") -> None:
+    def __init__(
+        self, delay: float = 0.0, reason: str = "", *, max_retries: int | None = None
+    ) -> None:
         if (
             isinstance(delay, bool)
             or not isinstance(delay, int | float)
             or not 0 <= delay <= TEN_YEARS  # NaN included
         ):
             raise ValueError(f"Retry delay must be from 0 to {TEN_YEARS} seconds, got {delay!r}")
+        if max_retries is not None and (
+            isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
+        ):
+            raise ValueError(f"Retry max_retries must be a whole number >= 0, got {max_retries!r}")
         super().__init__(reason or f"retry requested in {delay:g} s")
         self.delay = delay
         self.reason = reason
+        self.max_retries = max_retries

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Unpack, overload
 
@@ -25,7 +25,8 @@ from aqueue import _codec
 from aqueue._options import PostKwargs
 from aqueue._redis.keys import check_queue_name
 from aqueue._redis.records import check_functions
-from aqueue.errors import ConfigError, LeaseLost, ListenerError, RedisUnavailable
+from aqueue._worker.outcomes import NO_HANDLING, ErrorHandling
+from aqueue.errors import TEN_YEARS, ConfigError, LeaseLost, ListenerError, RedisUnavailable
 from aqueue.job import Job
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class Listener:
     # iter_output, each element of it (None suppresses the output; as an element it is one)
     outputs: tuple[str, ...] = ()
     iter_output: bool = False
+    handling: ErrorHandling = NO_HANDLING  # on_error, max_retries, retry_delay
 
 
 class Listeners:
@@ -68,6 +70,9 @@ class Listeners:
         retry_on: Sequence[type[BaseException]] = (Exception,),
         outputs: Sequence[str] = (),
         iter_output: bool = False,
+        on_error: Mapping[type[BaseException], str] | None = None,
+        max_retries: int | None = None,
+        retry_delay: float | None = None,
     ) -> Callable[[ListenerFunc], ListenerFunc]: ...
 
     def listener(
@@ -79,16 +84,30 @@ class Listeners:
         retry_on: Sequence[type[BaseException]] = (Exception,),
         outputs: Sequence[str] = (),
         iter_output: bool = False,
+        on_error: Mapping[type[BaseException], str] | None = None,
+        max_retries: int | None = None,
+        retry_delay: float | None = None,
     ) -> ListenerFunc | Callable[[ListenerFunc], ListenerFunc]:
         """Register a listener (as a decorator, bare or with options).
 
         `outputs`: queues each return value is posted to, once per job whatever crashes
         (PiCloud's output queues): a pipeline is a chain of queues. None posts nothing; with
         `iter_output`, each element of the returned iterable is a message of its own (a None
-        element too). A job running several listeners posts the outputs of its last."""
+        element too). A job running several listeners posts the outputs of its last.
+
+        `on_error` ({ValueError: "bad-input", Exception: "errors"}): a job that fails for good
+        (not retried, or its budget spent) is posted to the queue of the closest class of its
+        error's MRO, as {source_message, exc_type, exc_message, traceback, attempt, job_id,
+        queue}; it still ends failed (or dead) in its own queue, its record the audit.
+        `max_retries`: retries past this many are not made (`ctx.retries` counts them);
+        `retry_delay`: seconds before each retry `retry_on` earns, in place of the job's
+        retry policy's."""
 
         def register(f: ListenerFunc) -> ListenerFunc:
-            self.add(f, name=name, retry_on=retry_on, outputs=outputs, iter_output=iter_output)
+            self.add(
+                f, name=name, retry_on=retry_on, outputs=outputs, iter_output=iter_output,
+                on_error=on_error, max_retries=max_retries, retry_delay=retry_delay,
+            )  # fmt: skip
             return f
 
         return register if func is None else register(func)
@@ -101,6 +120,9 @@ class Listeners:
         retry_on: Sequence[type[BaseException]] = (Exception,),
         outputs: Sequence[str] = (),
         iter_output: bool = False,
+        on_error: Mapping[type[BaseException], str] | None = None,
+        max_retries: int | None = None,
+        retry_delay: float | None = None,
     ) -> Listener:
         listener_name = str(name or getattr(func, "__name__", ""))
         check_functions([listener_name])
@@ -124,8 +146,9 @@ class Listeners:
                 raise ListenerError(f"output of listener {listener_name!r}: {exc}") from None
         if not isinstance(iter_output, bool):
             raise ListenerError(f"iter_output of {listener_name!r} must be True or False")
+        handling = _error_handling(listener_name, on_error or {}, max_retries, retry_delay)
         listener = Listener(
-            listener_name, func, is_async, tuple(retry_on), tuple(outputs), iter_output
+            listener_name, func, is_async, tuple(retry_on), tuple(outputs), iter_output, handling
         )
         self._by_name[listener_name] = listener
         return listener
@@ -142,8 +165,15 @@ class Listeners:
 
     @property
     def outputs(self) -> dict[str, tuple[str, ...]]:
-        """Each listener's output queues, of those that have any: the pipeline it declares."""
-        return {n: listener.outputs for n, listener in self._by_name.items() if listener.outputs}
+        """Each listener's output queues (its `outputs`, then its `on_error` queues), of those
+        that have any: the pipeline it declares."""
+        declared = {}
+        for name, listener in self._by_name.items():
+            routes = tuple(queue for _, queue in listener.handling.on_error)
+            queues = tuple(dict.fromkeys((*listener.outputs, *routes)))
+            if queues:
+                declared[name] = queues
+        return declared
 
     def resolve(self, names: Sequence[str]) -> list[Listener]:
         """The listeners a job names, in its order; all of them when it names none."""
@@ -153,6 +183,35 @@ class Listeners:
         if missing:
             raise ListenerError(f"no listener named {', '.join(map(repr, missing))}")
         return [self._by_name[n] for n in names]
+
+
+def _error_handling(
+    name: str,
+    on_error: Mapping[type[BaseException], str],
+    max_retries: int | None,
+    retry_delay: float | None,
+) -> ErrorHandling:
+    """A listener's error options, checked: a ListenerError names the one that is wrong."""
+    if not isinstance(on_error, Mapping):
+        raise ListenerError(f"on_error of {name!r} must map exception types to queue names")
+    for kind, queue in on_error.items():
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            raise ListenerError(f"on_error of {name!r} maps {kind!r}, which is no exception type")
+        try:
+            check_queue_name(queue)
+        except ConfigError as exc:
+            raise ListenerError(f"on_error of listener {name!r}: {exc}") from None
+    if max_retries is not None and (
+        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
+    ):
+        raise ListenerError(f"max_retries of {name!r} must be a whole number >= 0")
+    if retry_delay is not None and (
+        isinstance(retry_delay, bool)
+        or not isinstance(retry_delay, int | float)
+        or not 0 <= retry_delay <= TEN_YEARS
+    ):
+        raise ListenerError(f"retry_delay of {name!r} must be seconds from 0 to {TEN_YEARS}")
+    return ErrorHandling(tuple(on_error.items()), max_retries, retry_delay)
 
 
 def load_listeners(target: str) -> Listeners:
@@ -187,11 +246,15 @@ class Context:
         max_attempts: int,
         worker_id: str,
         release_slot: Callable[[], Awaitable[Callable[[], Awaitable[None]]]],
+        released: int = 0,
     ) -> None:
         self._client = client
         self.job_id = job_id
         self.attempt = attempt
         self.max_attempts = max_attempts
+        # retries made before this attempt (PiCloud's cur_retry): attempts less the first and
+        # those handed back unfinished (a worker stopping), which spend none of the budget
+        self.retries = attempt - 1 - released
         self.worker_id = worker_id
         self.queue = client.queue
         self._release_slot = release_slot
@@ -248,6 +311,7 @@ class SyncContext:
         self.job_id = context.job_id
         self.attempt = context.attempt
         self.max_attempts = context.max_attempts
+        self.retries = context.retries
         self.worker_id = context.worker_id
         self.queue = context.queue
 

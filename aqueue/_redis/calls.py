@@ -123,16 +123,15 @@ def finish_calls(outcomes: Sequence[Outcome]) -> Iterator[Sequence[Outcome]]:
         yield outcomes[start:]
 
 
-def pack_outputs(outputs: Sequence[tuple[str, Sequence[bytes]]]) -> bytes:
+def pack_outputs(outputs: Sequence[tuple[str, Sequence[bytes]]], tag: str = "") -> bytes:
     """A job's outputs as finish.lua stores them and the forwarder reads them (`unpack_outputs`):
-    per queue, its encoded messages in order."""
-    return cast(
-        bytes,
-        msgpack.packb([[queue, list(messages)] for queue, messages in outputs], use_bin_type=False),
-    )
+    per queue, its encoded messages in order; and a `tag` that their ids are derived with too
+    (a routed error's attempt: see the forwarder's output_id)."""
+    entries = [[queue, list(messages), tag] for queue, messages in outputs]
+    return cast(bytes, msgpack.packb(entries, use_bin_type=False))
 
 
-def unpack_outputs(packed: bytes) -> list[tuple[str, list[bytes]]]:
+def unpack_outputs(packed: bytes) -> list[tuple[str, list[bytes], str]]:
     """`pack_outputs`'s outputs; MessageError naming what is wrong with an entry this build
     cannot read (a hostile client's, a newer build's)."""
     try:
@@ -145,13 +144,16 @@ def unpack_outputs(packed: bytes) -> list[tuple[str, list[bytes]]]:
     for entry in entries:
         if (
             type(entry) is not list
-            or len(entry) != 2
+            or len(entry) != 3
             or type(entry[0]) is not bytes
             or type(entry[1]) is not list
             or any(type(m) is not bytes for m in entry[1])
+            or type(entry[2]) is not bytes
         ):
-            raise MessageError(f"an output entry is not [queue, [message, ...]]: {entry!r:.200}")
-        outputs.append((entry[0].decode("utf-8", "replace"), entry[1]))
+            raise MessageError(
+                f"an output entry is not [queue, [message, ...], tag]: {entry!r:.200}"
+            )
+        outputs.append((entry[0].decode("utf-8", "replace"), entry[1], entry[2].decode()))
     return outputs
 
 

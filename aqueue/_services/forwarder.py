@@ -35,11 +35,12 @@ LEASE_S = 30.0  # a forwarding not let go of within this long is taken again
 BATCH = 64  # jobs' outputs taken at once
 
 
-def output_id(queue: str, job_id: str, target: str, index: int) -> str:
-    """The id of output `index` of job `job_id` of `queue` to `target`: the same each time it
-    is made, as random-looking as a posted job's (32 hex digits), and no other job's."""
-    digest = hashlib.blake2b(f"{queue}\n{job_id}\n{target}\n{index}".encode(), digest_size=16)
-    return digest.hexdigest()
+def output_id(queue: str, job_id: str, target: str, index: int, tag: str = "") -> str:
+    """The id of output `index` of job `job_id` of `queue` to `target` (a routed error's:
+    `tag`, its attempt): the same each time it is made, as random-looking as a posted job's
+    (32 hex digits), and no other job's."""
+    made = f"{queue}\n{job_id}\n{target}\n{index}\n{tag}"
+    return hashlib.blake2b(made.encode(), digest_size=16).hexdigest()
 
 
 @cache
@@ -96,8 +97,8 @@ class Forwarder:
                 done.append(job_id)
                 continue
             try:
-                for target, messages in outputs:
-                    await self._post(job_id, root or job_id, target, messages)
+                for target, messages, tag in outputs:
+                    await self._post(job_id, root or job_id, target, messages, tag)
             except TooManyLanes as exc:  # the target refuses for now: its lease lapses, and
                 # it is tried again (what was posted of it stands, and is not posted twice)
                 log.warning("outputs of job %s wait: %s", job_id, exc, extra={"job_id": job_id})
@@ -107,13 +108,16 @@ class Forwarder:
             await self.store.forward_done(done)
         return 0 if len(claimed) == BATCH else due
 
-    async def _post(self, job_id: str, root: str, target: str, messages: list[bytes]) -> None:
+    async def _post(
+        self, job_id: str, root: str, target: str, messages: list[bytes], tag: str
+    ) -> None:
         """One job's outputs to one queue, in one post: they share their lineage."""
         stage = self.store.keys.queue
         common, signature, shape = _defaults(self.config.result_ttl)
         lineage = ("root", root, "parent", job_id, "stage", stage)
         jobs = [
-            (output_id(stage, job_id, target, i), "", shape.pack(m)) for i, m in enumerate(messages)
+            (output_id(stage, job_id, target, i, tag), "", shape.pack(m))
+            for i, m in enumerate(messages)
         ]
         new = NewJobs(
             signature, 0, 0, 0, False, (*common, *lineage), jobs, self.config.max_unserved_lanes

@@ -7,6 +7,7 @@ Pure: the worker's shell runs the listeners, and uploads a result too large for 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import traceback
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from aqueue import _codec
 from aqueue._redis.calls import Claimed, Outcome, pack_outputs
 from aqueue._redis.records import retry_policy
 from aqueue._states import Event
-from aqueue.errors import ConfigError, MessageError, Retry
+from aqueue.errors import ConfigError, MessageError, Retry, UnreadableData
 from aqueue.job import Output
 from aqueue.retry import DEFAULT_POLICY
 
@@ -34,6 +35,26 @@ Pieces = Sequence[bytes | memoryview]
 # a result's envelope: (value, most bytes, remedy) -> its size and pieces, or MessageError
 # when over the most (aqueue/_redis/results.py's envelope)
 Envelope = Callable[[Any, int, str], tuple[int, Pieces]]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorHandling:
+    """A listener's way with errors (see `Listeners.listener`)."""
+
+    on_error: tuple[tuple[type[BaseException], str], ...] = ()  # class -> queue
+    max_retries: int | None = None  # None: as the job's budget allows
+    retry_delay: float | None = None  # None: as the job's retry policy says
+
+    def route(self, exc: BaseException) -> str | None:
+        """The queue of the closest class of `exc`'s MRO that `on_error` names, if any."""
+        routes = dict(self.on_error)
+        for kind in type(exc).__mro__:
+            if kind in routes:
+                return routes[kind]
+        return None
+
+
+NO_HANDLING = ErrorHandling()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,14 +152,53 @@ class Outcomes:
         return job.outcome(Event.COMPLETE, 0, fields, chunked=True, outputs=outputs)
 
     def raised(
-        self, job: Claimed, exc: BaseException, retry_on: tuple[type[BaseException], ...]
+        self,
+        job: Claimed,
+        exc: BaseException,
+        retry_on: tuple[type[BaseException], ...],
+        handling: ErrorHandling | None = None,
     ) -> Outcome:
         """A listener raised `exc`: retried if it asked (`Retry`) or its `retry_on` says so;
-        failed otherwise (and always for what is no Exception: SystemExit, say)."""
+        failed otherwise (and always for what is no Exception: SystemExit, say). `handling`
+        is the listener's: its caps and delay on retries, and where a job that fails for good
+        goes (its `on_error` queue)."""
+        handling = handling or NO_HANDLING
+        retries = job.attempt - 1 - job.released  # made so far (PiCloud's cur_retry)
+        delay = None
         if isinstance(exc, Retry):
-            return self.failed(job, exc, retryable=True, delay=exc.delay)
-        retryable = isinstance(exc, Exception) and isinstance(exc, retry_on)
-        return self.failed(job, exc, retryable=retryable)
+            retryable, delay = True, exc.delay
+            if exc.max_retries is not None and retries >= exc.max_retries:
+                retryable = False
+        else:
+            retryable = isinstance(exc, Exception) and isinstance(exc, retry_on)
+            delay = handling.retry_delay
+        if handling.max_retries is not None and retries >= handling.max_retries:
+            retryable = False
+        outcome = self.failed(job, exc, retryable=retryable, delay=delay)
+        # ends for good here: failed, or a retry past its budget (finish.lua makes it dead)
+        ends = not retryable or job.attempt - job.released >= job.max_attempts
+        queue = handling.route(exc) if ends else None
+        if queue is None:
+            return outcome
+        fields = dict(zip(outcome.fields[::2], outcome.fields[1::2], strict=True))
+        try:
+            source: Any = _codec.decode(job.msg, "message")
+        except (MessageError, UnreadableData):  # (what failed it, maybe): as its raw bytes
+            source = job.msg
+        routed = {
+            "source_message": source,
+            "exc_type": fields["err_type"],
+            "exc_message": fields["err_msg"],
+            "traceback": fields["err_tb"],
+            "attempt": job.attempt,
+            "job_id": job.id,
+            "queue": self.queue,
+        }
+        # its id tagged by the attempt: a job requeued that fails again is routed again
+        packed = pack_outputs(
+            [(queue, [_codec.encode(routed, "the routed error")])], f"{job.attempt}"
+        )
+        return dataclasses.replace(outcome, outputs=packed)
 
     def failed(
         self,

@@ -111,6 +111,7 @@ class Runners:
             job_id=job.id,
             attempt=job.attempt,
             max_attempts=job.max_attempts,
+            released=job.released,
             worker_id=self.worker_id,
             release_slot=partial(self._lend_slot, running),
         )
@@ -136,14 +137,14 @@ class Runners:
             )
             return None
         except Exception as exc:
-            return self.outcomes.raised(job, exc, current.retry_on)
+            return self.outcomes.raised(job, exc, current.retry_on, current.handling)
         except BaseException as exc:
             # SystemExit, KeyboardInterrupt, a CancelledError of the listener's own making:
             # the job fails, not the daemon and the jobs beside it. A cancellation of ours
             # (cancel, lost lease, shutdown) goes on up.
             if isinstance(exc, asyncio.CancelledError) and _cancelled(running):
                 raise
-            return self.outcomes.raised(job, exc, current.retry_on)
+            return self.outcomes.raised(job, exc, current.retry_on, current.handling)
         ended = self.outcomes.returned(job, value, current.outputs, current.iter_output)
         if isinstance(ended, Upload):
             return await self._upload(client, job, ended)

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from aqueue import Client, Context, JobStatus, ListenerError, Listeners
+from aqueue import Client, Context, JobFailed, JobStatus, ListenerError, Listeners
 from aqueue._codec import encode
 from aqueue._redis.calls import pack_outputs
 from aqueue._services.forwarder import Forwarder, output_id
@@ -166,9 +166,74 @@ async def test_outputs_taken_again_after_a_forwarder_stopped_are_not_posted_twic
         assert (await client.store.claim_forwards(1000, 64))[1] == []  # all let go of
 
 
+async def test_a_failed_job_is_routed_by_its_error_s_closest_class_after_its_retries(
+    redis_url: str, queue: str
+) -> None:
+    """PiCloud's scraper: retry_on network errors up to max_retries, then on_error routes."""
+    bad, errors = f"{queue}-bad-urls", f"{queue}-errors"
+    seen: list[tuple[str, int]] = []
+    listeners = Listeners()
+
+    @listeners.listener(
+        retry_on=[ConnectionError],
+        max_retries=2,
+        retry_delay=0,
+        on_error={ValueError: bad, Exception: errors},
+    )
+    async def scrape(url: str, ctx: Context) -> str:
+        seen.append((url, ctx.retries))
+        if not url.startswith("http"):
+            raise ValueError(f"not a URL: {url}")
+        raise ConnectionError(f"{url} unreachable")
+
+    async with (
+        Client(queue, redis_url=redis_url) as client,
+        running_worker(listeners, queue=queue, redis_url=redis_url),
+    ):
+        typo = await client.post("htp:/x")
+        down = await client.post("http://down.example")
+        for job_id in (typo, down):
+            with pytest.raises(JobFailed):
+                await client.block_until_result(job_id, timeout=20)
+        await _posted(client, bad, 1)
+        await _posted(client, errors, 1)
+    assert seen.count(("htp:/x", 0)) == 1  # a ValueError earns no retry
+    assert [r for url, r in seen if url == "http://down.example"] == [0, 1, 2]  # ctx.retries
+    async with Client(bad, redis_url=redis_url) as routed:
+        [message] = [(await routed.get_job(output_id(queue, typo, bad, 0, "1"))).msg]
+    assert message["source_message"] == "htp:/x" and message["exc_type"] == "ValueError"
+    assert message["attempt"] == 1 and message["queue"] == queue
+    assert "ValueError: not a URL: htp:/x" in message["traceback"]
+    async with Client(errors, redis_url=redis_url) as routed:
+        late = await routed.get_job(output_id(queue, down, errors, 0, "3"))
+    assert late.msg["exc_type"] == "ConnectionError" and late.msg["attempt"] == 3
+    assert (late.root, late.parent, late.stage) == (down, down, queue)
+    assert (await client_status(redis_url, queue)) == "failed"
+
+
+async def client_status(redis_url: str, queue: str) -> str:
+    """The status every job of `queue` ended in (one status, or a list of them)."""
+    async with Client(queue, redis_url=redis_url) as client:
+        snapshot = await client.store.snapshot()
+    totals = {k: v for k, v in snapshot["totals"].items() if k in ("complete", "failed", "dead")}
+    return ",".join(sorted(totals))
+
+
 def test_an_output_queue_that_is_no_queue_name_is_refused_at_registration() -> None:
     listeners = Listeners()
     with pytest.raises(ListenerError, match="output of listener 'f': queue name 'no way'"):
         listeners.add(lambda msg, ctx: msg, name="f", outputs=["no way"])
     with pytest.raises(ListenerError, match="must be a list of queue names"):
         listeners.add(lambda msg, ctx: msg, name="g", outputs="doubled")
+    with pytest.raises(ListenerError, match="on_error of listener 'h': queue name"):
+        listeners.add(lambda msg, ctx: msg, name="h", on_error={ValueError: "a b"})
+    with pytest.raises(ListenerError, match="maps 'oops', which is no exception type"):
+        listeners.add(lambda msg, ctx: msg, name="i", on_error={"oops": "q"})  # type: ignore[dict-item]
+    with pytest.raises(ListenerError, match="max_retries of 'j' must be a whole number"):
+        listeners.add(lambda msg, ctx: msg, name="j", max_retries=-1)
+    with pytest.raises(ListenerError, match="retry_delay of 'k' must be seconds"):
+        listeners.add(lambda msg, ctx: msg, name="k", retry_delay=float("nan"))
+    with pytest.raises(ListenerError, match="iter_output of 'l' must be True or False"):
+        listeners.add(lambda msg, ctx: msg, name="l", iter_output="yes")  # type: ignore[arg-type]
+    with pytest.raises(ListenerError, match="on_error of 'm' must map exception types"):
+        listeners.add(lambda msg, ctx: msg, name="m", on_error=[ValueError])  # type: ignore[arg-type]

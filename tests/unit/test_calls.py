@@ -81,14 +81,16 @@ def test_outcomes_go_in_calls_cut_by_count_and_by_bytes_never_empty() -> None:
 
 def test_outputs_are_read_back_as_packed_and_a_foreign_entry_is_refused_saying_why() -> None:
     packed = pack_outputs([("doubled", [b"\x01", b"\x02"]), ("audit", [])])
-    assert unpack_outputs(packed) == [("doubled", [b"\x01", b"\x02"]), ("audit", [])]
+    assert unpack_outputs(packed) == [("doubled", [b"\x01", b"\x02"], ""), ("audit", [], "")]
+    assert unpack_outputs(pack_outputs([("errors", [b"e"])], "3")) == [("errors", [b"e"], "3")]
     bad = {
         b"\xc1": "outputs are not msgpack",
         msgpack.packb({"a": 1}): "outputs are not an array: dict",
-        msgpack.packb([["q"]]): "not \\[queue, \\[message, ...\\]\\]",
-        msgpack.packb([[1, []]]): "not \\[queue",
-        msgpack.packb([["q", "m"]], use_bin_type=False): "not \\[queue",
-        msgpack.packb([["q", [1]]], use_bin_type=False): "not \\[queue",
+        msgpack.packb([["q"]]): "not \\[queue, \\[message, ...\\], tag\\]",
+        msgpack.packb([[1, [], ""]], use_bin_type=False): "not \\[queue",
+        msgpack.packb([["q", "m", ""]], use_bin_type=False): "not \\[queue",
+        msgpack.packb([["q", [1], ""]], use_bin_type=False): "not \\[queue",
+        msgpack.packb([["q", [], 3]], use_bin_type=False): "not \\[queue",
         msgpack.packb(["q"]): "not \\[queue",
     }
     for entry, reason in bad.items():

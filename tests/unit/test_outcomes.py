@@ -13,6 +13,7 @@ from aqueue._states import Event
 from aqueue._worker.outcomes import (
     MESSAGE_LIMIT,
     TRACEBACK_LIMIT,
+    ErrorHandling,
     Outcomes,
     Upload,
     message_of,
@@ -133,7 +134,7 @@ def test_a_job_handed_back_is_released_with_no_attempt_used() -> None:
 
 
 def _outputs(outcome: Outcome | Upload) -> list[tuple[str, list[Any]]]:
-    return [(q, [_codec.decode(m) for m in ms]) for q, ms in unpack_outputs(outcome.outputs)]
+    return [(q, [_codec.decode(m) for m in ms]) for q, ms, _ in unpack_outputs(outcome.outputs)]
 
 
 def test_a_listener_s_return_value_is_a_message_to_each_of_its_output_queues() -> None:
@@ -179,3 +180,61 @@ def _field(outcome: Outcome | Upload, name: str) -> Any:
     assert isinstance(outcome, Outcome)
     fields = list(outcome.fields)
     return fields[fields.index(name) + 1]
+
+
+class BadInput(ValueError):
+    pass
+
+
+ROUTES = ErrorHandling(((ValueError, "bad-input"), (Exception, "errors")))
+
+
+def _routed(outcome: Outcome) -> tuple[str, dict[str, Any], str]:
+    [(queue, [message], tag)] = unpack_outputs(outcome.outputs)
+    return queue, _codec.decode(message), tag
+
+
+def test_a_job_that_fails_for_good_goes_to_the_queue_of_its_error_s_closest_class() -> None:
+    job = Claimed("j1", 2, _codec.encode({"url": "x"}), ("f",), 0, 5, 0, STEADY, 60, False)
+    failed = OUTCOMES.raised(job, BadInput("no scheme"), (), ROUTES)  # not retryable: ends
+    assert failed.kind is Event.FAIL
+    queue, message, tag = _routed(failed)
+    assert (queue, tag) == ("bad-input", "2")  # ValueError is closer than Exception
+    assert message["source_message"] == {"url": "x"}
+    assert message["exc_type"] == "test_outcomes.BadInput" or message["exc_type"].endswith(
+        "BadInput"
+    )
+    assert message["exc_message"] == "no scheme" and "BadInput: no scheme" in message["traceback"]
+    assert (message["attempt"], message["job_id"], message["queue"]) == (2, "j1", "q")
+    assert _routed(OUTCOMES.raised(job, KeyError("k"), (), ROUTES))[0] == "errors"
+    assert OUTCOMES.raised(job, KeyboardInterrupt(), (), ROUTES).outputs == b""  # no route
+    assert OUTCOMES.raised(job, BadInput("x"), ()).outputs == b""  # a listener without routes
+
+
+def test_retries_run_before_routing_and_a_spent_budget_routes_too() -> None:
+    early = OUTCOMES.raised(_job(attempt=1), BadInput("x"), (Exception,), ROUTES)
+    assert early.kind is Event.RETRY and early.outputs == b""  # retried: not routed yet
+    last = OUTCOMES.raised(_job(attempt=5), BadInput("x"), (Exception,), ROUTES)
+    assert last.kind is Event.RETRY  # finish.lua makes it dead: its budget of 5 is spent
+    assert _routed(last)[0] == "bad-input"
+    handed = OUTCOMES.raised(_job(attempt=5, released=1), BadInput("x"), (Exception,), ROUTES)
+    assert handed.outputs == b""  # one attempt was handed back: one left in the budget
+
+
+def test_a_listener_s_max_retries_and_retry_delay_and_retry_s_own_cap() -> None:
+    capped = ErrorHandling(max_retries=1, retry_delay=7.0)
+    assert OUTCOMES.raised(_job(attempt=1), ValueError(), (Exception,), capped).delay_ms == 7000
+    assert OUTCOMES.raised(_job(attempt=2), ValueError(), (Exception,), capped).kind is Event.FAIL
+    asked = Retry(delay=0.5, max_retries=2)
+    assert OUTCOMES.raised(_job(attempt=2), asked, ()).kind is Event.RETRY  # 1 made, 2 allowed
+    assert OUTCOMES.raised(_job(attempt=2), asked, ()).delay_ms == 500
+    assert OUTCOMES.raised(_job(attempt=3), asked, ()).kind is Event.FAIL  # 2 made: no third
+    assert OUTCOMES.raised(_job(attempt=3, released=1), asked, ()).kind is Event.RETRY
+    with pytest.raises(ValueError, match="max_retries must be a whole number"):
+        Retry(max_retries=-1)
+
+
+def test_a_message_that_cannot_be_decoded_is_routed_as_its_bytes() -> None:
+    job = Claimed("j1", 1, b"\xc1", ("f",), 0, 1, 0, STEADY, 60, False)
+    _, message, _ = _routed(OUTCOMES.raised(job, ValueError("x"), (), ROUTES))
+    assert message["source_message"] == b"\xc1"

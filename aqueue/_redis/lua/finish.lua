@@ -9,9 +9,11 @@
 --          collect): per outcome attempt (text), kind, delay ms, ttl s, calls back (0|1),
 --          max_att, n, then n items: field, value, ...; ttl, calls back and max_att are from
 --          the spec the claim handed over
--- ARGV[5]  (only where some complete here with outputs) msgpack map: job id -> its outputs,
---          as the forwarder reads them (see claim_forwards.lua); put in the forward outbox
---          with the completion, and only with it: never for a refused or repeated outcome
+-- ARGV[5]  (only where some outcome here has outputs) msgpack map: job id -> its outputs, as
+--          the forwarder reads them (see claim_forwards.lua): a completion's return values,
+--          or a failure's routed error (on_error). Put in the forward outbox as the job ends
+--          (complete, failed, dead), and only then: never for a retry, a refused or a
+--          repeated outcome
 --   kind complete: fields result, short            -> complete
 --   kind chunked:  fields result (a reference), blob (an upload token), short -> complete:
 --                  the upload `upload:<id>:<token>` becomes `blob:<id>` (aqueue/_results.py);
@@ -33,6 +35,14 @@ local prefix, worker = ARGV[1], ARGV[2]
 local ids, stream = cmsgpack.unpack(ARGV[3]), ARGV[4]
 local outputs = ARGV[5] and cmsgpack.unpack(ARGV[5]) -- nil on the plain path: nothing more
 local forwarded = false
+local function forward_outputs(id)
+  local out = outputs and outputs[id]
+  if out then
+    keyed_call('HSET', outputs_key(prefix), id, out)
+    keyed_call('RPUSH', forward_key(prefix), id)
+    forwarded = true
+  end
+end
 local read = cmsgpack.unpack_limit -- (stream, n, offset): next offset (-1: at the end), values
 local after = 0 -- where the values last read end: the next outcome starts there
 local function kept(nxt, ...)
@@ -81,21 +91,18 @@ for j = 1, #ids do
       if kind == 'chunked' then adopt_chunks(prefix, id, upload_of(first), ttl) end
       finish_terminal(prefix, jk, id, 'complete', now_s, ttl, calls_back, watched, result,
         'ran', run, fields(first, n))
-      local out = outputs and outputs[id]
-      if out then
-        keyed_call('HSET', outputs_key(prefix), id, out)
-        keyed_call('RPUSH', forward_key(prefix), id)
-        forwarded = true
-      end
+      forward_outputs(id)
     elseif kind == 'fail' then
       finish_terminal(prefix, jk, id, 'failed', now_s, ttl, calls_back, watched, nil,
         'ran', run, fields(first, n))
+      forward_outputs(id)
     else
       local _, released, alone = tries_of(keyed_call('HGET', tries_key(prefix), id))
       if kind ~= 'release' and budget_spent(attempt, released, max_att) then
         finish_terminal(prefix, jk, id, 'dead', now, ttl, calls_back, watched, nil,
           'reason', 'retry budget spent after attempt ' .. attempt, 'ran', run,
           fields(first, n))
+        forward_outputs(id)
       else
         if kind == 'release' then released = released + 1 end
         back_in_line(prefix, id, attempt, released)
