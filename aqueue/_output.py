@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from aqueue._client.trace import Trace
 from aqueue._redis.records import worker_infos
 from aqueue._redis.store import Store
 from aqueue.job import Job
@@ -225,6 +226,33 @@ def render_status(statuses: Sequence[QueueStatus], now: float, style: Style) -> 
             out.append(style.bad(f"! {s.queue}: {reason}"))
     if all(not s.attention for s in statuses):
         out.append(style.good("all queues healthy"))
+    return "\n".join(out)
+
+
+def render_trace(found: Trace) -> str:
+    """`aqueue trace`: a line per stage, then what stopped where."""
+    header = ["STAGE", "QUEUED", "ACTIVE", "COMPLETE", "FAILED", "DEAD", "ROUTED", "WORKERS"]
+    rows = [
+        [s.queue, *(str(s.counts.get(k, 0)) for k in ("queued", "active", "complete", "failed",
+         "dead")), str(s.routed), "-" if s.attention is None and not s.live_workers
+         else str(s.live_workers)]
+        for s in found.stages
+    ]  # fmt: skip
+    out = [
+        f"trace of {found.root} ({found.jobs} jobs from queue {found.queue})",
+        table(header, rows),
+    ]
+    for stage in found.stages:
+        if stage.attention:
+            out.append(f"! {stage.queue}: {stage.attention}")
+        for job in stage.stopped[:10]:
+            out.append(f"! {stage.queue}: job {job['id']} {job['status']}: {job['why']}")
+        if len(stage.stopped) > 10:
+            out.append(f"! {stage.queue}: and {len(stage.stopped) - 10} more stopped")
+    if found.truncated:
+        out.append(f"(followed the first {found.jobs} jobs only)")
+    if not found.stopped_at:
+        out.append("the line runs on: nothing stopped")
     return "\n".join(out)
 
 

@@ -22,7 +22,9 @@ import anyio
 
 from aqueue import _codec
 from aqueue._checks import check_job_id, check_key, is_number, seconds
+from aqueue._client import trace as _trace
 from aqueue._client.events import TERMINAL_NAMES, JobEvents, stored_progress
+from aqueue._client.trace import Trace
 from aqueue._options import PostKwargs, post_options
 from aqueue._redis.backoff import Backoff
 from aqueue._redis.calls import NewJobs
@@ -257,6 +259,12 @@ class Client:
             wanted = ", ".join(job.functions) or "any listener"
             reason = f"waiting for a worker with listeners: {wanted} (no live worker has them)"
         return replace(job, waiting_for=job.functions, reason=job.reason or reason)
+
+    async def trace(self, root: str) -> Trace:
+        """Where did it stop? The pipeline's jobs from `root` (a job of this queue), stage by
+        stage: per queue, its jobs by status, those that ended badly and why, errors routed
+        there, and work waiting where no live worker serves the queue (`Trace.stopped_at`)."""
+        return await _trace.trace(self.store, self.queue, check_job_id(root))
 
     async def get_progress(self, job_id: str) -> Progress | None:
         """The latest progress a listener reported, or None if none yet."""

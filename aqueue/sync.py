@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, Self, TypeVar, Unpack
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from aqueue._client.trace import Trace
 from aqueue._options import PostKwargs
 from aqueue.client import Client
 from aqueue.config import ClientConfig
@@ -83,6 +84,9 @@ class SyncClient:
 
     def get_progress(self, job_id: str) -> Progress | None:
         return self._call(self._client.get_progress, job_id)
+
+    def trace(self, root: str) -> Trace:
+        return self._call(self._client.trace, root)
 
     def get_result(self, job_id: str) -> Any:
         return self._call(self._client.get_result, job_id)

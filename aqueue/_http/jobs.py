@@ -236,6 +236,12 @@ async def get_progress(request: web.Request) -> web.Response:
     return _json({"id": job_id, "queue": client.queue, "progress": progress})
 
 
+async def get_trace(request: web.Request) -> web.Response:
+    client, job_id = await _job_client(request)
+    found = await client.trace(job_id)
+    return _json({**found.to_json(), "stopped_at": found.stopped_at})
+
+
 async def get_short_result(request: web.Request) -> web.Response:
     client, job_id = await _job_client(request)
     job = await client.get_job(job_id)

@@ -175,6 +175,32 @@ _SCHEMAS: dict[str, Any] = {
             "was": {"type": "string", "enum": _STATUSES, "description": "the status before"},
         },
     },
+    "Trace": {
+        "type": "object",
+        "required": ["root", "queue", "stages", "jobs", "truncated", "stopped_at"],
+        "properties": {
+            "root": _STRING,
+            "queue": _STRING,
+            "jobs": {**_INT, "description": "jobs followed (at most 10,000)"},
+            "truncated": {"type": "boolean"},
+            "stopped_at": {"type": "array", "items": _STRING, "description": "stages to look at"},
+            "stages": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["queue", "counts", "routed", "stopped", "live_workers"],
+                    "properties": {
+                        "queue": _STRING,
+                        "counts": {"type": "object", "additionalProperties": _INT},
+                        "routed": {**_INT, "description": "errors routed here (on_error)"},
+                        "stopped": {"type": "array", "items": {"type": "object"}},
+                        "live_workers": _INT,
+                        "attention": _nullable(_STRING),
+                    },
+                },
+            },
+        },
+    },
     "ProgressAnswer": {
         "type": "object",
         "required": ["id", "queue", "progress"],
@@ -402,6 +428,12 @@ _PATHS: dict[str, Any] = {
     "/jobs/{id}/progress": {
         "get": _job_get("The latest progress", _json(_ref("ProgressAnswer"), "null if none yet"))
     },
+    "/jobs/{id}/trace": {
+        "get": _job_get(
+            "Where did it stop? The pipeline's jobs from this root, stage by stage",
+            _json(_ref("Trace"), "per stage, its jobs by status and what stopped"),
+        )
+    },
     "/jobs/{id}/short_result": {
         "get": _job_get(
             "The short (text) result",
@@ -593,6 +625,7 @@ _OPERATION_IDS = {
     ("/jobs/{id}", "get"): "getJob",
     ("/jobs/{id}", "delete"): "cancelJob",
     ("/jobs/{id}/progress", "get"): "getProgress",
+    ("/jobs/{id}/trace", "get"): "getTrace",
     ("/jobs/{id}/short_result", "get"): "getShortResult",
     ("/jobs/{id}/result", "get"): "getResult",
     ("/jobs/{id}/result.{ext}", "get"): "getResultAs",

@@ -38,6 +38,7 @@ from aqueue._http.jobs import (
     get_queue,
     get_result,
     get_short_result,
+    get_trace,
     healthz,
     list_queues,
     openapi,
@@ -263,6 +264,7 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get("/jobs/{id}", get_job)
     app.router.add_delete("/jobs/{id}", cancel_job)
     app.router.add_get("/jobs/{id}/progress", get_progress)
+    app.router.add_get("/jobs/{id}/trace", get_trace)
     app.router.add_get("/jobs/{id}/short_result", get_short_result)
     app.router.add_get("/jobs/{id}/result", get_result)
     app.router.add_get(r"/jobs/{id}/result.{ext:[A-Za-z0-9]{1,16}}", get_result)

@@ -275,6 +275,17 @@ def _parser() -> argparse.ArgumentParser:
     _add_connection(job)
     job.add_argument("--json", action="store_true", help="machine output")
 
+    trace = commands.add_parser(
+        "trace",
+        help="where did it stop? a pipeline's jobs from a root job, stage by stage",
+        description="Follow a job's outputs queue after queue: per stage, its jobs by status, "
+        "those that failed or died and why, errors routed there, and work waiting where no "
+        "live worker serves the queue. Exit status 2 when the line stopped somewhere.",
+    )
+    trace.add_argument("job_id", help="the root: a job of --queue")
+    _add_connection(trace)
+    trace.add_argument("--json", action="store_true", help="machine output")
+
     cancel = commands.add_parser(
         "cancel",
         help="cancel a job",
@@ -386,6 +397,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 return _run(_commands.show_job, url, queue, args.job_id, args.json)
             case "cancel":
                 return _run(_commands.cancel, url, queue, args.job_id)
+            case "trace":
+                return _run(_commands.trace, url, queue, args.job_id, args.json)
             case "dlq":
                 return _run(_commands.dlq, url, queue, args.action, args.job_ids, args.json)
     except AqueueError as exc:

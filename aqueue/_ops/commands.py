@@ -116,6 +116,15 @@ async def show_job(redis_url: str | None, queue: str, job_id: str, as_json: bool
     return 0
 
 
+async def trace(redis_url: str | None, queue: str, root: str, as_json: bool) -> int:
+    """Exit status 2 where the line stopped: work with nobody to run it, or jobs that ended
+    badly (as `status` does for a queue)."""
+    async with _client(redis_url, queue) as client:
+        found = await client.trace(root)
+    print(json.dumps(found.to_json(), sort_keys=True) if as_json else _output.render_trace(found))
+    return 2 if found.stopped_at else 0
+
+
 async def cancel(redis_url: str | None, queue: str, job_id: str) -> int:
     async with _client(redis_url, queue) as client:
         before = await client.cancel(job_id)

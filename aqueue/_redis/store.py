@@ -557,9 +557,13 @@ class Store:
         ]
         return (None if due < 0 else due), claimed
 
-    async def forward_done(self, job_ids: Sequence[str]) -> int:
-        """The jobs' outputs are posted: let go of them."""
-        return int(await self._run("forward_done", list(job_ids)))
+    async def forward_done(self, forwarded: Sequence[tuple[str, bytes]]) -> int:
+        """The jobs' outputs are posted: let go of them, noting on each job's record what they
+        were forwarded as (job id, `pack_forwarded`'s)."""
+        args: list[Arg] = []
+        for job_id, summary in forwarded:
+            args += (job_id, summary)
+        return int(await self._run("forward_done", args))
 
     async def callback_log(self, job_id: str) -> list[str]:
         with redis_errors(f"reading the callback log of {job_id!r}"):
@@ -607,6 +611,24 @@ class Store:
         """Mark jobs as awaited (their status changes get published); their statuses."""
         raw = await self._run("watch", list(job_ids))
         return [None if s is None or s is False else cast(bytes, s) for s in raw]
+
+    async def lineage(
+        self, job_ids: Sequence[str]
+    ) -> list[tuple[bytes | None, bytes | None, bytes | None, bytes | None]]:
+        """Per job, in one round trip: its status (None: no record), where its outputs went
+        (`out`), and why it stopped (`err_type`, `reason`): what `trace` reads of a stage."""
+        with redis_errors("reading jobs for a trace"):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.hmget(self.keys.job(job_id), ["status", "out", "err_type", "reason"])
+                pipe.hmget(self.keys.running, list(job_ids))
+                *records, running = await _replies(pipe)
+        rows = []
+        for record, run in zip(records, running or [None] * len(job_ids), strict=True):
+            status, out, err_type, reason = record or (None, None, None, None)
+            live = live_status(status, running=status is not None and run is not None)
+            rows.append((live, out, err_type, reason))
+        return rows
 
     async def statuses(self, job_ids: Sequence[str]) -> list[bytes | None]:
         """The status of each job (None where missing), in one round trip."""

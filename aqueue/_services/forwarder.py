@@ -14,7 +14,6 @@ client, each to its queue's own slot, never inside a script.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from functools import cache
 
@@ -22,7 +21,7 @@ import anyio
 import anyio.abc
 
 from aqueue._redis.backoff import Backoff, follow
-from aqueue._redis.calls import NewJobs, unpack_outputs
+from aqueue._redis.calls import NewJobs, output_id, pack_forwarded, unpack_outputs
 from aqueue._redis.records import SpecShape, remembered_job_fields
 from aqueue._redis.store import Store
 from aqueue.config import ClientConfig
@@ -33,14 +32,6 @@ log = logging.getLogger(__name__)
 
 LEASE_S = 30.0  # a forwarding not let go of within this long is taken again
 BATCH = 64  # jobs' outputs taken at once
-
-
-def output_id(queue: str, job_id: str, target: str, index: int, tag: str = "") -> str:
-    """The id of output `index` of job `job_id` of `queue` to `target` (a routed error's:
-    `tag`, its attempt): the same each time it is made, as random-looking as a posted job's
-    (32 hex digits), and no other job's."""
-    made = f"{queue}\n{job_id}\n{target}\n{index}\n{tag}"
-    return hashlib.blake2b(made.encode(), digest_size=16).hexdigest()
 
 
 @cache
@@ -88,13 +79,13 @@ class Forwarder:
         """Forward what waits now: 0 if a full batch was taken (more may wait), else the ms
         until a lease held lapses (None: none is held)."""
         due, claimed = await self.store.claim_forwards(int(LEASE_S * 1000), BATCH)
-        done = []
+        done: list[tuple[str, bytes]] = []
         for job_id, packed, root in claimed:
             try:
                 outputs = unpack_outputs(packed)
             except MessageError as exc:  # a planted or foreign entry: it costs only itself
                 log.error("outputs of job %s dropped: %s", job_id, exc, extra={"job_id": job_id})
-                done.append(job_id)
+                done.append((job_id, pack_forwarded([])))
                 continue
             try:
                 for target, messages, tag in outputs:
@@ -103,7 +94,8 @@ class Forwarder:
                 # it is tried again (what was posted of it stands, and is not posted twice)
                 log.warning("outputs of job %s wait: %s", job_id, exc, extra={"job_id": job_id})
                 continue
-            done.append(job_id)
+            summary = [(target, len(messages), tag) for target, messages, tag in outputs]
+            done.append((job_id, pack_forwarded(summary)))
         if done:
             await self.store.forward_done(done)
         return 0 if len(claimed) == BATCH else due

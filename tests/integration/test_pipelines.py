@@ -5,6 +5,7 @@ forward outbox, never inside a script."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -12,10 +13,14 @@ import pytest
 
 from aqueue import Client, Context, JobFailed, JobStatus, ListenerError, Listeners
 from aqueue._codec import encode
-from aqueue._redis.calls import pack_outputs
-from aqueue._services.forwarder import Forwarder, output_id
+from aqueue._http.base import HttpConfig
+from aqueue._redis.calls import output_id, pack_outputs
+from aqueue._services.forwarder import Forwarder
 from aqueue.config import ClientConfig
 from aqueue.testing import running_worker, until
+
+from .test_cli import aqueue
+from .test_http import serving
 
 pytestmark = pytest.mark.every_topology
 
@@ -237,3 +242,47 @@ def test_an_output_queue_that_is_no_queue_name_is_refused_at_registration() -> N
         listeners.add(lambda msg, ctx: msg, name="l", iter_output="yes")  # type: ignore[arg-type]
     with pytest.raises(ListenerError, match="on_error of 'm' must map exception types"):
         listeners.add(lambda msg, ctx: msg, name="m", on_error=[ValueError])  # type: ignore[arg-type]
+
+
+async def test_trace_names_the_stage_where_a_line_stopped_by_cli_http_and_api(
+    redis_url: str, queue: str
+) -> None:
+    """ "Where did it stop?": three stages, and no worker serves the middle one."""
+    q = [f"{queue}-in", f"{queue}-middle", f"{queue}-out", f"{queue}-bad"]
+    listeners = Listeners()
+
+    @listeners.listener(outputs=[q[1]], iter_output=True, on_error={ValueError: q[3]}, retry_on=())
+    async def fan_out(msg: int, ctx: Context) -> list[int]:
+        if msg < 0:
+            raise ValueError(f"negative: {msg}")
+        return [msg, msg + 1, msg + 2]
+
+    async with (
+        Client(q[0], redis_url=redis_url) as client,
+        running_worker(listeners, queue=q[0], redis_url=redis_url),
+    ):
+        root = await client.post(1)
+        bad = await client.post(-1)
+        await _posted(client, q[1], 3)
+        await _posted(client, q[3], 1)
+        found = await client.trace(root)
+        assert [s.queue for s in found.stages] == [q[0], q[1]]
+        first, middle = found.stages
+        assert first.counts == {"complete": 1} and middle.counts == {"queued": 3}
+        assert middle.attention == f"3 job(s) waiting and no live worker serves {q[1]}"
+        assert found.stopped_at == [q[1]] and found.jobs == 4 and not found.truncated
+        failed = await client.trace(bad)
+        assert [(s.queue, s.counts, s.routed) for s in failed.stages] == [
+            (q[0], {"failed": 1}, 0), (q[3], {"queued": 1}, 1),
+        ]  # fmt: skip
+        assert failed.stages[0].stopped == [{"id": bad, "status": "failed", "why": "ValueError"}]
+        code, out, _ = await aqueue("trace", root, "--redis-url", redis_url, "--queue", q[0])
+        assert code == 2 and f"! {q[1]}: 3 job(s) waiting and no live worker" in out
+        code, out, _ = await aqueue(
+            "trace", root, "--json", "--redis-url", redis_url, "--queue", q[0]
+        )
+        assert json.loads(out)["stages"][1]["counts"] == {"queued": 3}
+        config = HttpConfig(port=0, redis_url=redis_url, queue=q[0])
+        async with serving(config) as api:
+            answer = await api.json("GET", f"/jobs/{root}/trace", 200)
+        assert answer["stopped_at"] == [q[1]] and answer["jobs"] == 4

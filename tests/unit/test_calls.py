@@ -14,9 +14,12 @@ from aqueue._redis.calls import (
     Outcome,
     claimed_rows,
     finish_calls,
+    output_id,
+    pack_forwarded,
     pack_outputs,
     spec_fields,
     text,
+    unpack_forwarded,
     unpack_outputs,
     values,
 )
@@ -115,3 +118,22 @@ def test_outputs_count_toward_a_finish_call_s_bytes() -> None:
         for i in range(2)
     ]
     assert [len(call) for call in finish_calls(heavy)] == [1, 1]
+
+
+def test_an_output_s_id_is_the_same_each_time_and_no_other_output_s() -> None:
+    one = output_id("numbers", "j1", "doubled", 0)
+    assert one == output_id("numbers", "j1", "doubled", 0) and len(one) == 32
+    others = {
+        output_id("numbers", "j1", "doubled", 1), output_id("numbers", "j2", "doubled", 0),
+        output_id("numbers", "j1", "tripled", 0), output_id("other", "j1", "doubled", 0),
+        output_id("numbers", "j1", "doubled", 0, "2"),
+    }  # fmt: skip
+    assert len(others) == 5 and one not in others
+    int(one, 16)  # hex, as a posted job's id
+
+
+def test_where_outputs_went_reads_back_and_a_foreign_note_reads_as_none() -> None:
+    note = pack_forwarded([("doubled", 3, ""), ("errors", 1, "2")])
+    assert unpack_forwarded(note) == [("doubled", 3, ""), ("errors", 1, "2")]
+    assert unpack_forwarded(b"\xc1") == [] and unpack_forwarded(msgpack.packb({"a": 1})) == []
+    assert unpack_forwarded(msgpack.packb([["q", "3", ""], ["r", 1, ""]])) == [("r", 1, "")]

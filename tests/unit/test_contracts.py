@@ -113,7 +113,7 @@ CALLS: dict[str, Callable[[Store], Awaitable[object]]] = {
     "callback_done": lambda s: s.callback_done("j", 1, CallbackEvent.DELIVERED, 100, 3, "note"),
     "watch": lambda s: s.watch(["a", "b"]),
     "claim_forwards": lambda s: s.claim_forwards(1000, 10),
-    "forward_done": lambda s: s.forward_done(["a", "b"]),
+    "forward_done": lambda s: s.forward_done([("a", b"\x90"), ("b", b"\x90")]),
 }
 
 
