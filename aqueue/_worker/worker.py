@@ -38,6 +38,7 @@ from aqueue._services.reaper import reap_forever
 from aqueue._states import Event
 from aqueue._worker.acks import Acks
 from aqueue._worker.claim import Claims
+from aqueue._worker.handlers import Handlers
 from aqueue._worker.leases import Running
 from aqueue._worker.outcomes import Outcomes
 from aqueue._worker.prefetch import PrefetchGauge
@@ -83,6 +84,7 @@ class Worker:
             _results.CHUNK_BYTES,
             self.client_config.max_message_bytes,
         )
+        self._handlers = Handlers(self.listeners)  # stateful listeners' setup and teardown
         self._stopping = False
         self._burst = False  # run(burst=True): stop once idle
         self._started_at = time.time()
@@ -208,6 +210,7 @@ class Worker:
                         ", ".join(self.listeners.names),
                         extra={"queue": self.config.queue, "worker": self.id},
                     )
+                    await self._handlers.setup()  # before the first job is claimed
                     self._serving = True
                     task_status.started()
                     async with anyio.create_task_group() as slots:
@@ -228,6 +231,8 @@ class Worker:
                             running.scope.cancel()  # past the grace period: hand back
                         self._runners.leave_threads()  # and threads that overran are left
                     self._runners.add = None
+                    with self._clock.shielded(5):  # (past the grace too: its resources go)
+                        await self._handlers.teardown()
                     services.cancel_scope.cancel()
                 await self._acks.send(store, final=True)
                 with self._clock.shielded(5):
@@ -289,6 +294,8 @@ class Worker:
                 "started_at": self._started_at,
                 "running": [[r.job.id, r.job.attempt, r.started] for r in self._held.started()],
                 "processed": self.processed,
+                "outputs": self.listeners.outputs,  # the pipeline as this worker declares it
+                **({"handler_error": error} if (error := self._handlers.first_error) else {}),
             }
         )
         return info

@@ -39,3 +39,32 @@ async def record(msg: dict[str, Any], ctx: Context) -> str:
         os.close(fd)
     await anyio.sleep(msg.get("seconds", 0))
     return ctx.job_id
+
+
+class Lifecycle:
+    """A stateful handler that appends `setup`, each message, and `teardown` to the file
+    AQUEUE_TEST_LIFECYCLE names (when set): what a test of SIGTERM reads back."""
+
+    def _note(self, what: str) -> None:
+        path = os.environ.get("AQUEUE_TEST_LIFECYCLE")
+        if path:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            try:
+                os.write(fd, f"{os.getpid()} {what}\n".encode())
+            finally:
+                os.close(fd)
+
+    async def setup(self) -> None:
+        self._note("setup")
+
+    async def teardown(self) -> None:
+        self._note("teardown")
+
+    async def __call__(self, msg: Any, ctx: Context) -> Any:
+        await ctx.update_progress("started")
+        await anyio.sleep(0.3)
+        self._note(f"ran {msg}")
+        return msg
+
+
+listeners.add(Lifecycle(), name="lifecycle")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import anyio
 import pytest
@@ -61,3 +62,23 @@ async def test_a_second_sigterm_hands_running_jobs_back_at_once(
             assert await worker.wait(timeout=10) == 0
         assert (await client.get_job(job_id)).status is JobStatus.QUEUED
         await client.cancel(job_id)
+
+
+async def test_sigterm_runs_a_stateful_handler_s_teardown_after_its_last_job(
+    redis_url: str,
+    queue: str,
+    start_worker: StartWorker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    marks = tmp_path / "lifecycle.log"
+    monkeypatch.setenv("AQUEUE_TEST_LIFECYCLE", str(marks))  # the worker process inherits it
+    async with Client(queue, redis_url=redis_url) as client:
+        async with start_worker(queue, redis_url) as worker:
+            job_id = await client.post("last", functions=["lifecycle"])
+            await until_active(client, job_id)
+            worker.signal(signal.SIGTERM)
+            assert await worker.wait() == 0
+        assert (await client.get_job(job_id)).status is JobStatus.COMPLETE
+    lines = [line.split(" ", 1)[1] for line in marks.read_text().splitlines()]
+    assert lines == ["setup", "ran last", "teardown"]
