@@ -134,6 +134,8 @@ class QueueStatus:
     totals: dict[str, int]
     workers: list[dict[str, Any]] = field(default_factory=list)
     node: str = ""  # where the queue is: host:port of its Redis node (a cluster's master)
+    # the queues its live workers' listeners post to (outputs, on_error): the pipeline graph
+    outputs: list[str] = field(default_factory=list)
 
     @classmethod
     def build(cls, queue: str, snapshot: dict[str, Any], infos: list[bytes]) -> QueueStatus:
@@ -164,6 +166,9 @@ class QueueStatus:
             totals=snapshot["totals"],
             workers=workers,
             node=snapshot["node"],
+            outputs=sorted(
+                {q for w in workers for qs in (w.get("outputs") or {}).values() for q in qs}
+            ),
         )
 
     @classmethod
@@ -224,9 +229,40 @@ def render_status(statuses: Sequence[QueueStatus], now: float, style: Style) -> 
             )  # fmt: skip
         for reason in s.attention:
             out.append(style.bad(f"! {s.queue}: {reason}"))
+    out += pipeline_lines(statuses)
     if all(not s.attention for s in statuses):
         out.append(style.good("all queues healthy"))
     return "\n".join(out)
+
+
+def pipeline_lines(statuses: Sequence[QueueStatus]) -> list[str]:
+    """The pipeline as the live workers declare it: each queue's outputs (and inputs), and
+    each cycle (allowed: a job may loop back, but it is worth seeing)."""
+    graph = {s.queue: s.outputs for s in statuses if s.outputs}
+    lines = []
+    for queue, outputs in graph.items():
+        inputs = sorted(q for q, outs in graph.items() if queue in outs)
+        came = f" (from {', '.join(inputs)})" if inputs else ""
+        lines.append(f"pipeline: {queue}{came} -> {', '.join(outputs)}")
+    for cycle in _cycles(graph):
+        lines.append(f"pipeline: a cycle {' -> '.join([*cycle, cycle[0]])}")
+    return lines
+
+
+def _cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """The cycles of the graph, each once (from its least queue name)."""
+    found: list[list[str]] = []
+    for start in sorted(graph):
+        _walk(graph, start, [start], found)
+    return found
+
+
+def _walk(graph: dict[str, list[str]], start: str, path: list[str], found: list[list[str]]) -> None:
+    for nxt in graph.get(path[-1], []):
+        if nxt == start:
+            found.append(list(path))
+        elif nxt > start and nxt not in path:
+            _walk(graph, start, [*path, nxt], found)
 
 
 def render_trace(found: Trace) -> str:

@@ -262,6 +262,11 @@ _SCHEMAS: dict[str, Any] = {
             "dead": _INT,
             "stalled": {**_INT, "description": "lapsed leases not yet reaped"},
             "node": {**_STRING, "description": "host:port of the Redis node holding the queue"},
+            "outputs": {
+                "type": "array",
+                "items": _STRING,
+                "description": "queues its live workers' listeners post to (the pipeline)",
+            },
             "oldest_queued_age": _nullable({"type": "number"}),
             "jobs_per_second": {"type": "number", "description": "finished, last minute"},
             "failed_last_minute": _INT,

@@ -286,3 +286,33 @@ async def test_trace_names_the_stage_where_a_line_stopped_by_cli_http_and_api(
         async with serving(config) as api:
             answer = await api.json("GET", f"/jobs/{root}/trace", 200)
         assert answer["stopped_at"] == [q[1]] and answer["jobs"] == 4
+
+
+async def test_status_shows_the_pipeline_the_workers_declare_and_a_cycle_in_it(
+    redis_url: str, queue: str
+) -> None:
+    ping, pong = f"{queue}-ping", f"{queue}-pong"
+    there, back = Listeners(), Listeners()
+
+    @there.listener(outputs=[pong])
+    async def serve(msg: int, ctx: Context) -> None:
+        return None
+
+    @back.listener(outputs=[ping], on_error={Exception: f"{queue}-errors"})
+    async def volley(msg: int, ctx: Context) -> None:
+        return None
+
+    async with (
+        running_worker(there, queue=ping, redis_url=redis_url),
+        running_worker(back, queue=pong, redis_url=redis_url),
+    ):
+        where = ["--redis-url", redis_url, "--queue", ping, "--queue", pong]
+        _, out, _ = await aqueue("status", *where)
+        assert f"pipeline: {ping} (from {pong}) -> {pong}" in out
+        assert f"pipeline: {pong} (from {ping}) -> {queue}-errors, {ping}" in out
+        assert f"pipeline: a cycle {ping} -> {pong} -> {ping}" in out
+        _, out, _ = await aqueue("status", "--json", *where)
+        assert [q["outputs"] for q in json.loads(out)["queues"]] == [
+            [pong],
+            sorted([ping, f"{queue}-errors"]),
+        ]
