@@ -99,6 +99,9 @@ class Job:
     root: str | None = None
     parent: str | None = None
     stage: str | None = None
+    # the jobs its outputs became, once forwarded: (queue, job id), in order (a routed error's
+    # too); read each with a Client of that queue
+    outputs: tuple[tuple[str, str], ...] = ()
     # fields of the stored record this build could not read -> why (each reads as its default,
     # a message, result or progress value as its raw bytes): the rest of the record is sound
     unreadable: Mapping[str, str] = field(default_factory=dict)

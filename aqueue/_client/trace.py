@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from aqueue._redis.calls import output_id, text, unpack_forwarded
-from aqueue._redis.records import worker_infos
+from aqueue._redis.calls import text
+from aqueue._redis.records import output_id, unpack_forwarded, worker_infos
 from aqueue._redis.store import Store
 from aqueue._states import GONE
 

@@ -4,7 +4,6 @@ a finish, and how a call is cut to size. Pure: store.py sends and reads them.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -124,14 +123,6 @@ def finish_calls(outcomes: Sequence[Outcome]) -> Iterator[Sequence[Outcome]]:
         yield outcomes[start:]
 
 
-def output_id(queue: str, job_id: str, target: str, index: int, tag: str = "") -> str:
-    """The id of output `index` of job `job_id` of `queue` to `target` (a routed error's:
-    `tag`, its attempt): the same each time it is made, as random-looking as a posted job's
-    (32 hex digits), and no other job's."""
-    made = f"{queue}\n{job_id}\n{target}\n{index}\n{tag}"
-    return hashlib.blake2b(made.encode(), digest_size=16).hexdigest()
-
-
 def pack_outputs(outputs: Sequence[tuple[str, Sequence[bytes]]], tag: str = "") -> bytes:
     """A job's outputs as finish.lua stores them and the forwarder reads them (`unpack_outputs`):
     per queue, its encoded messages in order; and a `tag` that their ids are derived with too
@@ -164,28 +155,6 @@ def unpack_outputs(packed: bytes) -> list[tuple[str, list[bytes], str]]:
             )
         outputs.append((entry[0].decode("utf-8", "replace"), entry[1], entry[2].decode()))
     return outputs
-
-
-def pack_forwarded(outputs: Sequence[tuple[str, int, str]]) -> bytes:
-    """What a job's outputs were forwarded as (per queue: how many, their tag), noted on its
-    record as `out` (forward_done.lua), from which `trace` derives the next stage's ids."""
-    return cast(bytes, msgpack.packb([list(entry) for entry in outputs], use_bin_type=False))
-
-
-def unpack_forwarded(packed: bytes) -> list[tuple[str, int, str]]:
-    """`pack_forwarded`'s; [] for what this build cannot read (a trace then stops there)."""
-    try:
-        entries = msgpack.unpackb(packed, raw=False)
-    except Exception:  # msgpack's errors have no common base but Exception
-        return []
-    if type(entries) is not list:
-        return []
-    return [
-        (e[0], e[1], e[2])
-        for e in entries
-        if type(e) is list and len(e) == 3 and type(e[0]) is str and type(e[1]) is int
-        and type(e[2]) is str
-    ]  # fmt: skip
 
 
 def values(items: Sequence[Arg]) -> bytes:

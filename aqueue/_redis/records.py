@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -304,6 +305,36 @@ def posted_ms(posted: bytes) -> int | None:
     return found.ms if found else None
 
 
+def output_id(queue: str, job_id: str, target: str, index: int, tag: str = "") -> str:
+    """The id of output `index` of job `job_id` of `queue` to `target` (a routed error's:
+    `tag`, its attempt): the same each time it is made, as random-looking as a posted job's
+    (32 hex digits), and no other job's."""
+    made = f"{queue}\n{job_id}\n{target}\n{index}\n{tag}"
+    return hashlib.blake2b(made.encode(), digest_size=16).hexdigest()
+
+
+def pack_forwarded(outputs: Sequence[tuple[str, int, str]]) -> bytes:
+    """What a job's outputs were forwarded as (per queue: how many, their tag), noted on its
+    record as `out` (forward_done.lua), from which `trace` derives the next stage's ids."""
+    return cast(bytes, msgpack.packb([list(entry) for entry in outputs], use_bin_type=False))
+
+
+def unpack_forwarded(packed: bytes) -> list[tuple[str, int, str]]:
+    """`pack_forwarded`'s; [] for what this build cannot read (a trace then stops there)."""
+    try:
+        entries = msgpack.unpackb(packed, raw=False)
+    except Exception:  # msgpack's errors have no common base but Exception
+        return []
+    if type(entries) is not list:
+        return []
+    return [
+        (e[0], e[1], e[2])
+        for e in entries
+        if type(e) is list and len(e) == 3 and type(e[0]) is str and type(e[1]) is int
+        and type(e[2]) is str
+    ]  # fmt: skip
+
+
 def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
     """A job from its record. Always a Job: a field that cannot be read (an older or newer
     build's, a hostile write) reads as its default, a message, result or progress value as its
@@ -354,6 +385,11 @@ def decode_job(job_id: str, queue: str, f: Mapping[str, bytes]) -> Job:
         callback_method=r.text("cbm") or "GET",
         callback_state=r.text("cb_state"),
         callback_attempts=r.number("cb_attempts"),
+        outputs=tuple(
+            (target, output_id(queue, job_id, target, i, tag))
+            for target, count, tag in unpack_forwarded(f.get("out") or b"")
+            for i in range(count)
+        ),
         root=r.text("root"),
         parent=r.text("parent"),
         stage=r.text("stage"),

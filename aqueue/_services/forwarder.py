@@ -21,8 +21,8 @@ import anyio
 import anyio.abc
 
 from aqueue._redis.backoff import Backoff, follow
-from aqueue._redis.calls import NewJobs, output_id, pack_forwarded, unpack_outputs
-from aqueue._redis.records import SpecShape, remembered_job_fields
+from aqueue._redis.calls import NewJobs, unpack_outputs
+from aqueue._redis.records import SpecShape, output_id, pack_forwarded, remembered_job_fields
 from aqueue._redis.store import Store
 from aqueue.config import ClientConfig
 from aqueue.errors import MessageError, RedisUnavailable, TooManyLanes

@@ -17,8 +17,8 @@ import pytest
 from redis.crc import key_slot
 
 from aqueue import Client, JobStatus
-from aqueue._redis.calls import output_id
 from aqueue._redis.keys import Keys
+from aqueue._redis.records import output_id
 from aqueue.testing import until
 
 from ..processes import aqueue_process

@@ -14,7 +14,8 @@ import pytest
 from aqueue import Client, Context, JobFailed, JobStatus, ListenerError, Listeners
 from aqueue._codec import encode
 from aqueue._http.base import HttpConfig
-from aqueue._redis.calls import output_id, pack_outputs
+from aqueue._redis.calls import pack_outputs
+from aqueue._redis.records import output_id
 from aqueue._services.forwarder import Forwarder
 from aqueue.config import ClientConfig
 from aqueue.testing import running_worker, until
@@ -71,6 +72,8 @@ async def test_a_thousand_numbers_through_double_give_a_thousand_doubled_once_ea
         await _posted(numbers, q["doubled"], 1000)
         for job_id in ids:
             assert (await numbers.get_job(job_id)).status is JobStatus.COMPLETE
+        first = await numbers.get_job(ids[0])  # the jobs its outputs became, once forwarded
+        assert first.outputs == ((q["doubled"], output_id(q["numbers"], ids[0], q["doubled"], 0)),)
         await anyio.sleep(0.3)  # (nothing more is to come: the count below would show it)
         assert await _count(numbers, q["doubled"]) == 1000
     async with Client(q["doubled"], redis_url=redis_url) as doubled:

@@ -14,16 +14,13 @@ from aqueue._redis.calls import (
     Outcome,
     claimed_rows,
     finish_calls,
-    output_id,
-    pack_forwarded,
     pack_outputs,
     spec_fields,
     text,
-    unpack_forwarded,
     unpack_outputs,
     values,
 )
-from aqueue._redis.records import SpecShape
+from aqueue._redis.records import SpecShape, output_id, pack_forwarded, unpack_forwarded
 from aqueue._states import Event
 from aqueue.errors import MessageError
 
