@@ -55,3 +55,16 @@ def test_the_callback_receiver_acts_on_each_outcome_once_and_refuses_forgeries(
     assert "forged delivery answered: HTTP 401" in lines
     assert "3 outcomes recorded, once each; 1 repeat ignored" in lines
     assert lines[-1] == "worker daemon exited with status 0"
+
+
+def test_picloud_s_pipeline_examples_run_as_stage_daemons(tmp_path: Path) -> None:
+    lines = run_example("pipelines.py", tmp_path)
+    assert "double: [[2], [4], [6], []]" in lines  # -1 returned None: nothing went on
+    assert "split: ['to', 'be', 'or', 'not', 'to', 'be']" in lines
+    assert "prices: [[{'item': 'apple', 'price': 0.5}], [{'item': 'fig', 'price': 1.25}]]" in lines
+    assert "scrape https://example.org: [['info@example.org']]" in lines
+    assert "scrape htp:/typo: ['bad-urls: ValueError after 1 attempt(s)']" in lines
+    assert (
+        "scrape https://down.example: ['errors: pipelines.Unreachable after 3 attempt(s)']" in lines
+    )
+    assert lines[-1] == "stage daemons exited with statuses [0, 0, 0, 0]"
