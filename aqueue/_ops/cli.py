@@ -19,6 +19,7 @@ import anyio
 from aqueue._ops import commands as _commands
 from aqueue._ops import daemon as _daemon
 from aqueue._ops import settings as _settings
+from aqueue._ops.readers import Scale, parse_processes, reader_argv
 from aqueue._options import OPTIONS, Option
 from aqueue._redis.keys import check_queue_name
 from aqueue.errors import TEN_YEARS, AqueueError, ConfigError
@@ -221,6 +222,17 @@ def _parser() -> argparse.ArgumentParser:
 
     worker.add_argument("--http", dest="http_bind", metavar="HOST:PORT",
                         help="also serve the HTTP API from this daemon")  # fmt: skip
+    worker.add_argument(
+        "--processes",
+        type=_processes,
+        metavar="N|MIN..MAX",
+        help="run the worker as N reader processes under this one (CPU-bound listeners), "
+        "or MIN..MAX of them as the backlog needs",
+    )
+    worker.add_argument(
+        "--reader-idle", type=_positive, default=20.0, metavar="SECONDS",
+        help="with MIN..MAX: a reader past MIN stops after this long with nothing to do (20)",
+    )  # fmt: skip
 
     http = commands.add_parser(
         "http", help="serve the HTTP API",
@@ -342,6 +354,13 @@ def _check_dlq(args: argparse.Namespace) -> None:
         args.dlq_parser.error("show needs one or more job ids")
 
 
+def _processes(value: str) -> Scale:
+    try:
+        return parse_processes(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _load(args: argparse.Namespace) -> _settings.Settings:
     flags = {name: getattr(args, name, None) for name in _settings.SETTINGS if hasattr(args, name)}
     if getattr(args, "queue", None):
@@ -375,6 +394,9 @@ def _main(argv: Sequence[str] | None) -> int:
         settings = _load(args)
         url, queue = settings.redis_url, settings.queues[0]
         match args.command:
+            case "worker" if args.processes is not None:
+                readers = reader_argv(sys.argv[1:] if argv is None else list(argv))
+                return _daemon.run_readers(settings, readers, args.processes, args.reader_idle)
             case "worker":
                 return _daemon.run_workers(settings)
             case "reaper":

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from aqueue._ops.journal import JournalHandler, journal_available
+from aqueue._ops.readers import Scale, Supervisor, check_scale
 from aqueue._ops.settings import Settings
 from aqueue._ops.systemd import Notifier, watchdog_loop
 from aqueue._redis.connection import open_store
@@ -195,6 +196,17 @@ def run_workers(settings: Settings) -> int:
     ]
     http = settings.http_config(listeners.names) if settings.http_bind else None
     return _run(serve_workers, workers, Notifier.from_environment(), http)
+
+
+def run_readers(settings: Settings, argv: list[str], scale: Scale, idle_s: float) -> int:
+    """The worker daemon as a supervisor of reader processes (see readers.py)."""
+    configure_logging(settings.log_level, settings.log_format)
+    if not settings.listeners:
+        raise AqueueError("no listeners given: pass module:object, or set listeners in the config")
+    load_listeners(settings.listeners)  # fails here, once, rather than in every reader
+    check_scale(scale, settings)
+    supervisor = Supervisor(settings, argv, scale, Notifier.from_environment(), idle_s)
+    return _run(_until_signalled, supervisor.run, supervisor.signal)
 
 
 async def serve_http_daemon(config: HttpConfig, notifier: Notifier) -> None:
