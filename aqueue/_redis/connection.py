@@ -15,6 +15,8 @@ from aqueue._redis.store import Store, close, connect, redis_errors
 
 log = logging.getLogger(__name__)
 
+CLOSE_WITHIN_S = 2.0  # closing the connections, however the run ended
+
 
 def embedded_directory() -> Path:
     return Path(os.environ.get("AQUEUE_HOME", ".aqueue")).resolve() / "redis"
@@ -51,7 +53,9 @@ async def open_store(
                 await store.check_topology()
             yield store
     finally:
-        with contextlib.suppress(Exception):
+        # shielded: a run cancelled outright (a worker stopped while starting) still closes
+        # its connections, rather than leave their sockets to the garbage collector
+        with anyio.move_on_after(CLOSE_WITHIN_S, shield=True), contextlib.suppress(Exception):
             await close(redis)
         if embedded is not None:  # stopped even when a deadline cut the run short
             with anyio.CancelScope(shield=True):

@@ -1,0 +1,143 @@
+"""A cluster at its edges, in one process: URLs that name the wrong thing (no cluster node
+answers, a single Redis given as a cluster, a cluster node given as a single Redis), and what
+the client, the CLI, a worker and the HTTP service then say; bad data planted in a queue's
+keys on a cluster; many queues' event streams through one HTTP service."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio.to_thread
+import pytest
+import redis
+
+from aqueue import Client, ConfigError, RedisUnavailable
+from aqueue._http.service import HttpConfig
+from aqueue._redis.keys import Keys
+from aqueue._redis.server import free_port
+from aqueue._worker.worker import Worker
+from aqueue.config import WorkerConfig
+from aqueue.testing import RedisServer, until
+
+from ..topologies import Cluster
+from .test_cli import aqueue
+from .test_connections import _listeners  # an echo listener
+from .test_http import serving
+
+
+def _nobody() -> str:
+    """A cluster URL none of whose nodes listens."""
+    return f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+
+
+def _master_of(cluster: Cluster, queue: str) -> int:
+    """The port of the master that holds the queue's slot."""
+    with redis.RedisCluster(host="127.0.0.1", port=cluster.masters[0].port) as client:
+        return int(client.get_node_from_key(Keys(queue).stats).port)
+
+
+async def _queues_on(cluster: Cluster, port: int, on: bool, count: int = 1) -> list[str]:
+    """`count` queue names whose slot is (`on`) or is not on the master at `port`."""
+
+    def pick() -> list[str]:
+        found: list[str] = []
+        with redis.RedisCluster(host="127.0.0.1", port=cluster.masters[0].port) as client:
+            for name in (f"edge-{n}" for n in range(10_000)):
+                if (client.get_node_from_key(Keys(name).stats).port == port) == on:
+                    found.append(name)
+                    if len(found) == count:
+                        return found
+        raise AssertionError(f"fewer than {count} such queues")
+
+    return await anyio.to_thread.run_sync(pick)
+
+
+# -- URLs that name the wrong thing ----------------------------------------------------------
+
+
+async def test_a_client_of_a_cluster_none_of_whose_nodes_answers_raises_redis_unavailable(
+    queue: str,
+) -> None:
+    """redis-py's RedisClusterUnreachableError is no RedisError: it left the client raw."""
+    with anyio.fail_after(10), pytest.raises(RedisUnavailable, match="unreachable"):
+        async with Client(queue, redis_url=_nobody()):
+            pass
+
+
+async def test_the_cli_says_a_cluster_that_does_not_answer_is_unreachable_without_a_traceback(
+    queue: str,
+) -> None:
+    for command in (["post", "1"], ["status"], ["check"]):
+        code, _, err = await aqueue(*command, "--redis-url", _nobody(), "--queue", queue)
+        assert code == 1, err
+        assert "Redis unreachable" in err and "Traceback" not in err, err
+
+
+async def test_a_single_redis_given_as_a_cluster_is_named_as_not_a_cluster_node(
+    redis_server: RedisServer, queue: str
+) -> None:
+    url = f"redis+cluster://127.0.0.1:{redis_server.port}"
+    with anyio.fail_after(10), pytest.raises(RedisUnavailable) as refused:
+        async with Client(queue, redis_url=url):
+            pass
+    assert "not a node of a Redis Cluster" in str(refused.value)
+    assert "redis://" in str(refused.value)  # what to give instead
+    code, _, err = await aqueue("post", "1", "--redis-url", url, "--queue", queue)
+    assert code == 1 and "not a node of a Redis Cluster" in err and "Traceback" not in err, err
+
+
+async def test_a_cluster_node_given_as_a_single_redis_is_refused_at_open_for_every_queue(
+    redis_cluster: Cluster,
+) -> None:
+    """Before, a queue on another master failed each call with 'Redis refused the command
+    (14480 127.0.0.1:15478)', and one on this master worked, without the cluster's rules
+    (no fence against a migration, no sharded pub/sub)."""
+    node = redis_cluster.masters[0]
+    [here] = await _queues_on(redis_cluster, node.port, on=True)
+    [elsewhere] = await _queues_on(redis_cluster, node.port, on=False)
+    for queue in (here, elsewhere):
+        with anyio.fail_after(10), pytest.raises(ConfigError) as refused:
+            async with Client(queue, redis_url=node.url):
+                pass
+        assert f"127.0.0.1:{node.port} is a node of a Redis Cluster" in str(refused.value)
+        assert "redis+cluster://" in str(refused.value)
+    code, _, err = await aqueue("post", "1", "--redis-url", node.url, "--queue", elsewhere)
+    assert code == 1 and "is a node of a Redis Cluster" in err, err
+
+
+async def test_a_worker_given_a_cluster_node_as_a_single_redis_says_moved_and_what_to_give(
+    redis_cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker starts without checking its Redis (it rides out one that is down), and does
+    not count as started before its first heartbeat: its failing calls name the redirect and
+    the URL to use, and it stops when told."""
+    node = redis_cluster.masters[0]
+    [elsewhere] = await _queues_on(redis_cluster, node.port, on=False)
+    worker = Worker(
+        _listeners(), WorkerConfig(queue=elsewhere, heartbeat=0.1, grace=2.0), redis_url=node.url
+    )
+
+    def moved() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "MOVED" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING), anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            said = await until(moved, 10, what="a failing call naming MOVED")
+            worker.stop()
+    assert "redis+cluster://" in said[0], said[0]
+
+
+async def test_the_http_service_on_a_cluster_that_does_not_answer_serves_and_is_not_ready(
+    queue: str,
+) -> None:
+    config = HttpConfig(port=0, redis_url=_nobody(), queue=queue, keepalive=0.3)
+    with anyio.fail_after(20):
+        async with serving(config) as api:
+            async with api.session.get("/healthz") as alive:
+                assert alive.status == 200
+            async with api.session.get("/readyz") as ready:
+                assert ready.status == 503
+            async with api.session.get("/queues") as queues:
+                assert queues.status == 503
+                assert "unreachable" in (await queues.text())
