@@ -5,11 +5,12 @@ keys on a cluster; many queues' event streams through one HTTP service."""
 
 from __future__ import annotations
 
-import logging
+import uuid
 
 import anyio.to_thread
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from aqueue import Client, ConfigError, RedisUnavailable
 from aqueue._http.service import HttpConfig
@@ -17,7 +18,7 @@ from aqueue._redis.keys import Keys
 from aqueue._redis.server import free_port
 from aqueue._worker.worker import Worker
 from aqueue.config import WorkerConfig
-from aqueue.testing import RedisServer, until
+from aqueue.testing import RedisServer
 
 from ..topologies import Cluster
 from .test_cli import aqueue
@@ -105,27 +106,41 @@ async def test_a_cluster_node_given_as_a_single_redis_is_refused_at_open_for_eve
     assert code == 1 and "is a node of a Redis Cluster" in err, err
 
 
-async def test_a_worker_given_a_cluster_node_as_a_single_redis_says_moved_and_what_to_give(
-    redis_cluster: Cluster, caplog: pytest.LogCaptureFixture
+async def test_a_worker_given_a_cluster_node_as_a_single_redis_stops_at_start_saying_so(
+    redis_cluster: Cluster,
 ) -> None:
-    """A worker starts without checking its Redis (it rides out one that is down), and does
-    not count as started before its first heartbeat: its failing calls name the redirect and
-    the URL to use, and it stops when told."""
+    """A worker opens its Redis unchecked (to ride out one that is down): it ran a queue of
+    this node's slots without a cluster's rules, and failed every call of another's."""
+    node = redis_cluster.masters[0]
+    [here] = await _queues_on(redis_cluster, node.port, on=True)
+    config = WorkerConfig(queue=here, heartbeat=0.1, grace=2.0)
+    worker = Worker(_listeners(), config, redis_url=node.url)
+    with anyio.fail_after(10), pytest.raises(ConfigError, match="is a node of a Redis Cluster"):
+        await worker.run()
+
+
+async def test_a_call_a_cluster_node_redirects_names_moved_and_the_url_to_give(
+    redis_cluster: Cluster,
+) -> None:
+    """Where the open cannot tell (an ACL user without INFO), the MOVED reply says it: it
+    read 'Redis refused the command (14480 127.0.0.1:15478)'."""
     node = redis_cluster.masters[0]
     [elsewhere] = await _queues_on(redis_cluster, node.port, on=False)
-    worker = Worker(
-        _listeners(), WorkerConfig(queue=elsewhere, heartbeat=0.1, grace=2.0), redis_url=node.url
-    )
-
-    def moved() -> list[str]:
-        return [r.getMessage() for r in caplog.records if "MOVED" in r.getMessage()]
-
-    with caplog.at_level(logging.WARNING), anyio.fail_after(20):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(worker.run)
-            said = await until(moved, 10, what="a failing call naming MOVED")
-            worker.stop()
-    assert "redis+cluster://" in said[0], said[0]
+    user = f"edge-{uuid.uuid4().hex[:8]}"  # on this node only (ACLs are per node)
+    async with aioredis.Redis(port=node.port) as admin:
+        await admin.acl_setuser(
+            user, enabled=True, nopass=True, keys=["*"], channels=["*"],
+            commands=["+@all", "-info"],
+        )  # fmt: skip
+    try:
+        url = f"redis://{user}@127.0.0.1:{node.port}/0"
+        async with Client(elsewhere, redis_url=url) as client:
+            with anyio.fail_after(10), pytest.raises(RedisUnavailable) as moved:
+                await client.post(1)
+        assert "MOVED" in str(moved.value) and "redis+cluster://" in str(moved.value)
+    finally:
+        async with aioredis.Redis(port=node.port) as admin:
+            await admin.acl_deluser(user)
 
 
 async def test_the_http_service_on_a_cluster_that_does_not_answer_serves_and_is_not_ready(
