@@ -6,19 +6,22 @@ keys on a cluster; many queues' event streams through one HTTP service."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import anyio.to_thread
+import msgpack
 import pytest
 import redis
 import redis.asyncio as aioredis
 
-from aqueue import Client, ConfigError, RedisUnavailable
+from aqueue import Client, ConfigError, JobNotFound, RedisUnavailable
 from aqueue._http.service import HttpConfig
 from aqueue._redis.keys import Keys
 from aqueue._redis.server import free_port
+from aqueue._services.reaper import reap_once
 from aqueue._worker.worker import Worker
 from aqueue.config import WorkerConfig
-from aqueue.testing import RedisServer
+from aqueue.testing import RedisServer, running_worker, until
 
 from ..topologies import Cluster
 from .test_cli import aqueue
@@ -156,3 +159,102 @@ async def test_the_http_service_on_a_cluster_that_does_not_answer_serves_and_is_
             async with api.session.get("/queues") as queues:
                 assert queues.status == 503
                 assert "unreachable" in (await queues.text())
+
+
+# -- bad data planted in a queue's keys, on a cluster ------------------------------------------
+
+
+@pytest.fixture
+async def on_cluster(redis_cluster: Cluster, queue: str) -> AsyncIterator[Client]:
+    async with Client(queue, redis_url=redis_cluster.url) as client:
+        yield client
+
+
+async def test_on_a_cluster_keys_of_the_wrong_type_leave_the_queue_listed_and_read(
+    on_cluster: Client, redis_cluster: Cluster, queue: str
+) -> None:
+    """The reads of `aqueue status` and GET /queues go through a cluster pipeline there."""
+    client = on_cluster
+    keys, redis = client.store.keys, client.store.redis
+    planted = await client.post(1, functions=["echo"])
+    await client.post(2, functions=["echo"])
+    await redis.delete(keys.job(planted))
+    await redis.rpush(keys.job(planted), "not a record")
+    await redis.set(keys.workers, "not a zset")
+    await redis.set(keys.suspects, "not a set")
+    config = HttpConfig(port=0, redis_url=redis_cluster.url, queue=queue)
+    async with serving(config) as api:
+        listed = await api.json("GET", "/queues", 200)
+        assert queue in [q["queue"] for q in listed["queues"]]
+        mine = await api.json("GET", f"/queues/{queue}", 200)
+        assert (mine["queued"], mine["workers"]) == (2, [])
+    code, out, err = await aqueue("status", "--redis-url", redis_cluster.url, "--queue", queue)
+    assert code == 2 and queue in out, err  # 2: work and no worker
+    await redis.set(keys.lanes, "not a set")  # where the queued jobs are: none found
+    assert (await client.counts())["queued"] == 0
+
+
+@pytest.mark.parametrize("key", ["lane:echo", "lanes", "idle", "scheduled"])
+async def test_on_a_cluster_a_post_meets_a_key_of_the_wrong_type_as_absent_and_its_job_runs(
+    on_cluster: Client, redis_cluster: Cluster, queue: str, key: str
+) -> None:
+    client = on_cluster
+    await client.store.redis.set(client.store.keys.prefix + key, "a string")
+    ids = [await client.post(n, functions=["echo"]) for n in range(3)]
+    ids.append(await client.post(3, functions=["echo"], delay=0.001))
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_cluster.url):
+        with anyio.fail_after(10):
+            assert [await client.block_until_result(i) for i in ids] == [0, 1, 2, 3]
+
+
+async def test_on_a_cluster_a_record_that_cannot_be_read_costs_only_itself(
+    on_cluster: Client,
+) -> None:
+    client = on_cluster
+    keys, redis = client.store.keys, client.store.redis
+    listed, garbled, kept = [await client.post(n, functions=["echo"]) for n in range(3)]
+    await redis.delete(keys.job(listed))
+    await redis.rpush(keys.job(listed), "not a record")
+    await redis.hset(keys.job(garbled), mapping={"prio": "high", "status": "zombie"})
+    await redis.hset(keys.job(kept), "status", "dead")
+    await redis.zadd(keys.dead, {listed: 1, garbled: 2, kept: 3})
+    with pytest.raises(JobNotFound):
+        await client.get_job(listed)
+    job = await client.get_job(garbled)
+    assert sorted(job.unreadable) == ["prio", "status"]
+    assert [j.id for j in await client.dead_letters()] == [garbled, kept]
+
+
+async def test_on_a_cluster_garbage_on_every_channel_a_worker_hears_is_ignored(
+    on_cluster: Client, redis_cluster: Cluster, queue: str
+) -> None:
+    """Its channels are sharded there (SSUBSCRIBE): the garbage goes by SPUBLISH."""
+    client = on_cluster
+    keys = client.store.keys
+    async with running_worker(_listeners(), queue=queue, redis_url=redis_cluster.url) as w:
+        assert await client.block_until_result(await client.post(1, functions=["echo"])) == 1
+        junk = [b"x", b"\xc1", msgpack.packb(["cancel"]), msgpack.packb(["cancel", [1]])]
+        junk += [msgpack.packb([b"id", b"1", 0, b"\xc1"]), msgpack.packb(7)]
+        for channel in (keys.control, keys.push(w.id), keys.wake, keys.callbacks):
+            for data in junk:
+                assert await client.store.redis.spublish(channel, data) == 1  # it heard
+        with anyio.fail_after(10):
+            assert await client.block_until_result(await client.post(2, functions=["echo"])) == 2
+
+
+async def test_on_a_cluster_a_lapsed_job_whose_data_cannot_be_read_is_buried_alone(
+    on_cluster: Client,
+) -> None:
+    client = on_cluster
+    keys, redis = client.store.keys, client.store.redis
+    bad_spec, bad_run, good = await client.post_many(range(3), functions=["echo"])
+    assert len((await client.store.claim("gone", 1, 3, ["echo"])).jobs) == 3
+    await redis.hset(keys.spec, bad_spec, b"\xc1 not msgpack")
+    await redis.hset(keys.running, bad_run, "garbage")
+
+    async def reaped() -> tuple[int, int, int] | None:  # once the leases (1 ms) lapsed
+        return found if any(found := await reap_once(client.store)) else None
+
+    assert await until(reaped) == (1, 2, 0)  # requeued, dead, promoted
+    assert (await client.get_job(good)).status == "queued"
+    assert sorted(j.id for j in await client.dead_letters()) == sorted([bad_spec, bad_run])
