@@ -5,8 +5,10 @@ keys on a cluster; many queues' event streams through one HTTP service."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 
 import anyio.to_thread
 import msgpack
@@ -14,7 +16,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from aqueue import Client, ConfigError, JobNotFound, RedisUnavailable
+from aqueue import Client, ConfigError, Context, JobNotFound, Listeners, RedisUnavailable
 from aqueue._http.service import HttpConfig
 from aqueue._redis.keys import Keys
 from aqueue._redis.server import free_port
@@ -258,3 +260,68 @@ async def test_on_a_cluster_a_lapsed_job_whose_data_cannot_be_read_is_buried_alo
     assert await until(reaped) == (1, 2, 0)  # requeued, dead, promoted
     assert (await client.get_job(good)).status == "queued"
     assert sorted(j.id for j in await client.dead_letters()) == sorted([bad_spec, bad_run])
+
+
+# -- many queues' event streams through one HTTP service -----------------------------------------
+
+STREAMED_QUEUES = 30
+
+
+def _ticking(go: anyio.Event) -> Listeners:
+    listeners = Listeners()
+
+    @listeners.listener
+    async def tick(msg: int, ctx: Context) -> int:
+        await go.wait()  # every stream is open: what follows reaches them by pub/sub alone
+        for step in (1, 2, 3):
+            await ctx.update_progress(step * 33, f"step {step}")
+            await anyio.sleep(0.02)
+        return msg
+
+    return listeners
+
+
+async def test_event_streams_of_many_queues_over_every_master_through_one_service_each_get_theirs(
+    redis_cluster: Cluster, queue: str
+) -> None:
+    """The service holds one sharded subscription per node for every queue's stream, joined
+    one stream after another while it reads: no stream waits on another node's quiet."""
+    queues = [f"{queue}-{n}" for n in range(STREAMED_QUEUES)]
+    go = anyio.Event()
+    config = HttpConfig(port=0, redis_url=redis_cluster.url, queue=queues[0], keepalive=0.3)
+    events: dict[str, list[str]] = {name: [] for name in queues}
+    async with serving(config) as api, contextlib.AsyncExitStack() as workers:
+        for name in queues:
+            await workers.enter_async_context(
+                running_worker(
+                    _ticking(go), queue=name, redis_url=redis_cluster.url,
+                    callbacks=None, reaper=False, concurrency=1,
+                )
+            )  # fmt: skip
+        posted = {}
+        for name in queues:
+            created = await api.post({"msg": 1, "queue": name, "functions": ["tick"]})
+            posted[name] = created["id"]
+        nodes = {(await api.json("GET", f"/queues/{name}", 200))["node"] for name in queues}
+        assert len(nodes) == 3  # the streams' channels are on every master
+
+        async def stream(name: str) -> None:
+            path = f"/jobs/{posted[name]}/events?queue={name}"
+            async with api.session.get(path) as answer:
+                assert answer.status == 200
+                async for line in answer.content:
+                    if line.startswith(b"event: "):
+                        events[name].append(line[7:].strip().decode())
+
+        def opened(name: str) -> list[str]:  # its first event: the state read once subscribed
+            return events[name]
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as streams:
+                for name in queues:  # each joins the shared subscription while it reads
+                    streams.start_soon(stream, name)
+                    await until(partial(opened, name), 10, what=f"{name}'s stream")
+                go.set()
+    starved = [name for name in queues if events[name][-1:] != ["outcome"]]
+    assert not starved, {name: events[name] for name in starved}
+    assert all(events[name].count("progress") >= 3 for name in queues), events
