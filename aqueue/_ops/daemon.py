@@ -18,7 +18,7 @@ from aqueue._ops.journal import JournalHandler, journal_available
 from aqueue._ops.readers import Scale, Supervisor, check_scale
 from aqueue._ops.settings import Settings
 from aqueue._ops.systemd import Notifier, watchdog_loop
-from aqueue._redis.connection import open_store
+from aqueue._redis.connection import open_store, until_ready
 from aqueue._services.reaper import reap_forever
 from aqueue._worker.worker import Worker
 from aqueue.errors import AqueueError
@@ -163,7 +163,9 @@ async def _reaper_for(
     settings: Settings, queue: str, interval: float, *, task_status: anyio.abc.TaskStatus[None]
 ) -> None:
     client = settings.client_config(queue)
-    async with open_store(client.redis_url, queue, 2, name=f"aqueue-reaper-{os.getpid()}") as store:
+    name = f"aqueue-reaper-{os.getpid()}"
+    async with open_store(client.redis_url, queue, 2, name=name, check=False) as store:
+        await until_ready(store, f"the reaper of {queue!r}")  # (as a worker, not exit 1)
         task_status.started()
         await reap_forever(store, interval)
 

@@ -24,6 +24,7 @@ from aqueue._redis.urls import split_hosts
 
 SCHEMES: Final = {"redis+cluster": False, "rediss+cluster": True}  # scheme: TLS
 POOL_WAIT_TIMED_OUT: Final = "No connection available."  # as redis-py's blocking pool says
+NOT_A_CLUSTER: Final = "Cluster mode is not enabled"  # as redis-py says of a single Redis
 
 
 @dataclass(frozen=True)

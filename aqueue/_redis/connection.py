@@ -10,10 +10,14 @@ from pathlib import Path
 
 import anyio.to_thread
 
+from aqueue._redis.backoff import Backoff
 from aqueue._redis.server import EmbeddedRedis
 from aqueue._redis.store import Store, close, connect, redis_errors
+from aqueue.errors import RedisUnavailable
 
 log = logging.getLogger(__name__)
+
+CLOSE_WITHIN_S = 2.0  # closing the connections, however the run ended
 
 
 def embedded_directory() -> Path:
@@ -51,8 +55,26 @@ async def open_store(
                 await store.check_topology()
             yield store
     finally:
-        with contextlib.suppress(Exception):
+        # shielded: a run cancelled outright (a worker stopped while starting) still closes
+        # its connections, rather than leave their sockets to the garbage collector
+        with anyio.move_on_after(CLOSE_WITHIN_S, shield=True), contextlib.suppress(Exception):
             await close(redis)
         if embedded is not None:  # stopped even when a deadline cut the run short
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(embedded.stop)
+
+
+async def until_ready(store: Store, what: str) -> None:
+    """Until the store's Redis answers and can carry its queue (`Store.check_topology`), tried
+    again with backoff: a daemon started while Redis is down waits for it, as a worker does.
+    A ConfigError (it never will) is raised."""
+    backoff = Backoff()
+    while True:
+        try:
+            with redis_errors("connecting"):
+                await store.redis.ping()
+            await store.check_topology()
+            return
+        except RedisUnavailable as exc:
+            log.warning("%s waits for Redis, retrying in %.2f s: %s", what, backoff.delay, exc)
+            await backoff.sleep()

@@ -68,8 +68,24 @@ def redis_errors(what: str) -> Iterator[None]:
                 f"{what}: every Redis connection of the pool stayed busy past its wait limit"
             ) from exc
         raise RedisUnavailable(f"{what}: Redis unreachable ({exc})") from exc
+    except rexc.MovedError as exc:  # (a cluster client follows MOVED: a single Redis's is raw)
+        raise RedisUnavailable(
+            f"{what}: Redis refused the command: MOVED, the queue's slot is on {exc.host}:"
+            f"{exc.port} (this Redis is a node of a Redis Cluster: give its nodes as "
+            "redis+cluster://HOST:PORT,HOST:PORT)"
+        ) from exc
     except rexc.RedisError as exc:
         raise RedisUnavailable(f"{what}: Redis refused the command ({exc})") from exc
+    except (rexc.RedisClusterUnreachableError, rexc.SlotNotCoveredError) as exc:
+        # (redis-py's cluster errors are no RedisError)
+        raise RedisUnavailable(f"{what}: Redis unreachable ({exc})") from exc
+    except rexc.RedisClusterException as exc:
+        if _NOT_A_CLUSTER in str(exc):
+            raise RedisUnavailable(
+                f"{what}: the Redis named is not a node of a Redis Cluster ({exc}): give a "
+                "single Redis as redis://HOST:PORT"
+            ) from exc
+        raise RedisUnavailable(f"{what}: the Redis Cluster refused ({exc})") from exc
     except RuntimeError as exc:
         # uvloop's "unable to perform operation on <TCPTransport closed=True>": redis-py
         # reconnecting onto a socket that dropped again (seen while Redis restarts)
@@ -79,6 +95,7 @@ def redis_errors(what: str) -> Iterator[None]:
 
 
 _POOL_WAIT_TIMED_OUT = _cluster.POOL_WAIT_TIMED_OUT  # redis-py's BlockingConnectionPool's words
+_NOT_A_CLUSTER = _cluster.NOT_A_CLUSTER
 # How long a script call waits out its queue's slot migrating (TRYAGAIN: see Store._call)
 MIGRATION_WAIT_S = 60.0
 
@@ -237,8 +254,8 @@ class Store:
             direct = Direct(pool_connection(redis.connection_pool))
         try:
             yield cls(redis, queue, direct)
-        finally:
-            with contextlib.suppress(Exception):
+        finally:  # (shielded, as the pool's close is: see `open_store`)
+            with anyio.move_on_after(1.0, shield=True), contextlib.suppress(Exception):
                 await direct.aclose()
 
     def view(self, queue: str) -> Store:
@@ -320,8 +337,21 @@ class Store:
 
     async def check_topology(self) -> None:
         """ConfigError where this Redis cannot carry aqueue as deployed: a cluster's nodes
-        before 7.0 have no sharded pub/sub (see scripts.source)."""
-        if self.sharded:
+        before 7.0 have no sharded pub/sub (see scripts.source); a cluster's node named by a
+        single Redis's URL would serve the queues of its own slots only, and those without
+        a cluster's rules (see `_call`)."""
+        if not self.sharded:
+            with redis_errors("reading INFO"):
+                try:
+                    info = await self.redis.info("cluster")
+                except rexc.NoPermissionError:  # an ACL user without +info: nothing to check
+                    return
+            if int(info.get("cluster_enabled", 0)):
+                raise ConfigError(
+                    f"{await self.node()} is a node of a Redis Cluster: give its nodes as "
+                    "redis+cluster://HOST:PORT,HOST:PORT (a redis:// URL names a single Redis)"
+                )
+        else:
             facts = await self.server_facts()
             if _version(facts["version"]) < (7, 0):
                 raise ConfigError(

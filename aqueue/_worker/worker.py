@@ -30,7 +30,7 @@ from anyio.abc import TaskStatus
 from aqueue._redis import results as _results
 from aqueue._redis.backoff import follow
 from aqueue._redis.calls import Outcome, claimed_rows
-from aqueue._redis.connection import open_store
+from aqueue._redis.connection import open_store, until_ready
 from aqueue._redis.store import Store
 from aqueue._services.callbacks import CallbackConfig, Dispatcher
 from aqueue._services.forwarder import Forwarder
@@ -185,6 +185,10 @@ class Worker:
                 store.pinned() as claims,  # the two hot loops each keep a connection
                 store.pinned() as acks,
             ):
+                # waits out a Redis that is down; a ConfigError (a cluster's node as a
+                # single Redis, say: it would serve its own slots' queues without a cluster's
+                # rules) stops the worker
+                await until_ready(store, f"worker {self.id}")
                 async with anyio.create_task_group() as services:
                     lease_ms = int(self.config.lease * 1000)
                     await services.start(
