@@ -57,6 +57,10 @@ async def _stage(
         yield worker
 
 
+async def _running(client: Client, queue: str) -> bool:
+    return bool((await client.store.view(queue).snapshot())["active"])
+
+
 async def _settled(client: Client, queue: str, expected: int) -> bool:
     """`queue` has had `expected` jobs posted, and runs none any more."""
     snapshot = await client.store.view(queue).snapshot()
@@ -73,18 +77,28 @@ async def test_sigkills_between_finishes_and_forwarding_leave_every_output_once(
     names = _on_three_masters(queue)
     env = {"AQUEUE_TEST_PIPELINE": ",".join(names)}
     logs = (tmp_path / f"worker-{n}.log" for n in itertools.count())
+    ids: list[str] = []
+
+    async def post_steadily() -> None:  # work all along the kills, at every stage
+        for start in range(0, POSTS, 10):
+            ids.extend(await client.post_many(range(start, start + 10)))
+            await anyio.sleep(0.15)
+
     async with Client(names[0], redis_url=redis_url) as client:
-        ids = await client.post_many(range(POSTS))
-        async with contextlib.AsyncExitStack() as everything:
+        async with contextlib.AsyncExitStack() as everything, anyio.create_task_group() as tg:
             stacks = []
             for stage, name in zip(STAGES, names, strict=True):
                 stack = contextlib.AsyncExitStack()
                 await stack.enter_async_context(_stage(stage, name, redis_url, next(logs), env))
                 stacks.append(stack)
             everything.push_async_callback(lambda: _close(stacks))
+            tg.start_soon(post_steadily)
+            hits = 0  # kills of a worker that was running a job
             for kill in range(KILLS):
-                await anyio.sleep(0.3)
                 k = kill % 3
+                with anyio.move_on_after(5):  # until the stage runs something, to kill it then
+                    await until(partial(_running, client, names[k]), 6, interval=0.02)
+                hits += await _running(client, names[k])
                 worker = stacks[k]
                 await worker.aclose()  # SIGKILL (aqueue_process kills what it started)
                 stacks[k] = contextlib.AsyncExitStack()
@@ -96,7 +110,8 @@ async def test_sigkills_between_finishes_and_forwarding_leave_every_output_once(
         counts = [
             (await client.store.view(name).snapshot())["totals"].get("posted", 0) for name in names
         ]
-        print(f"\nposted per stage {counts} with {KILLS} workers SIGKILLed")
+        print(f"\nposted per stage {counts} with {KILLS} workers SIGKILLed, {hits} mid-job")
+        assert hits > 0
         assert counts == [POSTS] * 3  # none lost, none posted twice
         again = 0  # jobs a kill cut short, run again: the kills did hit work in flight
         async with Client(names[1], redis_url=redis_url) as middle:
