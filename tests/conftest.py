@@ -3,7 +3,9 @@ and the blocking-call guard (tests/blocking.py) around every test."""
 
 from __future__ import annotations
 
+import os
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
@@ -79,11 +81,26 @@ def redis_url(request: pytest.FixtureRequest) -> str:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test marked `every_topology` that takes `redis_url` (itself or through `client`)
-    runs once on each topology: the core stories hold on all three."""
+    runs on each topology: the core stories hold on all three. With AQUEUE_TEST_TOPOLOGIES
+    unset (CI's bounded sample) on a single server and on one of the other two, the same one
+    each run (by the test's name: about half the stories on each); `all` runs every story on
+    all three, and a list (`standalone,cluster`) those."""
     if "redis_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
         "every_topology"
     ):
-        metafunc.parametrize("redis_url", TOPOLOGIES, indirect=True)
+        metafunc.parametrize("redis_url", _topologies(metafunc.definition.name), indirect=True)
+
+
+def _topologies(test: str) -> list[str]:
+    chosen = os.environ.get("AQUEUE_TEST_TOPOLOGIES", "")
+    if chosen == "all":
+        return list(TOPOLOGIES)
+    if chosen:
+        unknown = set(chosen.split(",")) - set(TOPOLOGIES)
+        if unknown:
+            raise pytest.UsageError(f"AQUEUE_TEST_TOPOLOGIES: unknown {sorted(unknown)}")
+        return chosen.split(",")
+    return ["standalone", TOPOLOGIES[1 + zlib.crc32(test.encode()) % 2]]
 
 
 @pytest.fixture

@@ -673,7 +673,9 @@ async def test_stopping_the_service_ends_open_event_streams(redis_url: str, queu
 
 
 # (on a cluster too: there the queues' channels are on three nodes; the Sentinel set is one)
-@pytest.mark.parametrize("redis_url", ["standalone", "cluster"], indirect=True)
+@pytest.mark.parametrize(
+    "redis_url", ["standalone", pytest.param("cluster", marks=pytest.mark.slow)], indirect=True
+)  # (on a cluster in CI's sample too: test_cluster_edges streams 30 queues over 3 masters)
 async def test_event_streams_of_300_queues_share_one_connection_and_every_endpoint_answers(
     redis_url: str, client: Client
 ) -> None:
