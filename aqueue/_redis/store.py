@@ -848,7 +848,7 @@ class Store:
     async def server_facts(self) -> dict[str, Any]:
         """Version, eviction policy and persistence, from INFO (which a least-privilege ACL
         user may read, unlike CONFIG)."""
-        with redis_errors("reading INFO"):
+        with redis_errors(f"reading INFO from the node of queue {self.keys.queue!r}"):
             info = await self._on_queue_node("INFO")
         return {
             "version": str(info.get("redis_version", "0")),

@@ -25,6 +25,7 @@ from aqueue import Client, RedisUnavailable
 from aqueue._redis.keys import Keys
 from aqueue.testing import RedisServer, until
 
+from ..integration.test_cli import aqueue
 from ..topologies import Cluster
 from .conftest import StartWorker, WorkerProcess, spawned, until_active
 from .test_stop_whatever_redis_answers import DAEMONS
@@ -325,3 +326,37 @@ async def test_a_reaper_started_while_every_node_is_down_says_so_and_reaps_once_
 
             await until(requeued, 20, what="the lapsed lease requeued by the reaper")
         assert reaper.process.returncode is None
+
+
+async def test_status_of_queues_on_the_masters_up_answers_while_the_default_queue_s_is_down(
+    cluster: Cluster, queue: str
+) -> None:
+    """With cluster-require-full-coverage no, the queues of the other masters run on. `aqueue
+    status --queue Q` opened on the queue `default`, whose master's INFO it read first, and
+    failed whatever Q's master."""
+    up = await anyio.to_thread.run_sync(_one_master_down, cluster, queue)
+    async with Client(up, redis_url=cluster.url) as client:
+
+        async def posted() -> str:
+            try:
+                return await client.post(1)
+            except RedisUnavailable:
+                return ""  # the cluster noting the master down
+
+        await until(posted, 20, interval=0.1)
+    code, out, err = await aqueue("status", "--redis-url", cluster.url, "--queue", up)
+    assert code == 2 and up in out, err  # 2: a job waits and no worker serves it
+
+
+def _one_master_down(cluster: Cluster, queue: str) -> str:
+    """The master of the queue `default` and its replica killed, the cluster told to serve
+    the slots it still can; and a queue on another master."""
+    for node in cluster.nodes:
+        with redis.Redis(port=node.port) as r:
+            r.config_set("cluster-require-full-coverage", "no")
+    down = _master_and_replica_of(cluster, "default")
+    with redis.RedisCluster(host="127.0.0.1", port=cluster.masters[0].port) as client:
+        names = (f"{queue}-{n}" for n in range(100))
+        up = next(q for q in names if client.get_node_from_key(Keys(q).stats).port != down[0].port)
+    _kill(down)
+    return up

@@ -325,3 +325,27 @@ async def test_event_streams_of_many_queues_over_every_master_through_one_servic
     starved = [name for name in queues if events[name][-1:] != ["outcome"]]
     assert not starved, {name: events[name] for name in starved}
     assert all(events[name].count("progress") >= 3 for name in queues), events
+
+
+# -- aqueue check on a cluster --------------------------------------------------------
+
+
+async def test_check_reads_the_settings_of_the_node_of_every_queue_it_is_given(
+    redis_cluster: Cluster,
+) -> None:
+    """It read the first queue's node only: another queue's master could evict its jobs."""
+    node = redis_cluster.masters[1]
+    [first] = await _queues_on(redis_cluster, node.port, on=False)
+    [evicting] = await _queues_on(redis_cluster, node.port, on=True)
+    async with aioredis.Redis(port=node.port) as admin:
+        await admin.config_set("maxmemory-policy", "allkeys-lru")
+        try:
+            code, out, err = await aqueue(
+                "check", "--redis-url", redis_cluster.url, "--queue", first, "--queue", evicting
+            )
+        finally:
+            await admin.config_set("maxmemory-policy", "noeviction")
+    assert code == 0, err
+    warned = [line for line in out.splitlines() if "allkeys-lru" in line]
+    assert len(warned) == 1 and f"127.0.0.1:{node.port}" in warned[0] and evicting in warned[0]
+    assert "ok: maxmemory-policy noeviction" in out  # the other queue's node
