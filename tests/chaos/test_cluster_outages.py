@@ -22,10 +22,12 @@ import pytest
 import redis
 
 from aqueue import Client, RedisUnavailable
+from aqueue._http.service import HttpConfig
 from aqueue._redis.keys import Keys
 from aqueue.testing import RedisServer, until
 
 from ..integration.test_cli import aqueue
+from ..integration.test_http import Api, serving
 from ..topologies import Cluster
 from .conftest import StartWorker, WorkerProcess, spawned, until_active
 from .test_stop_whatever_redis_answers import DAEMONS
@@ -355,8 +357,41 @@ def _one_master_down(cluster: Cluster, queue: str) -> str:
         with redis.Redis(port=node.port) as r:
             r.config_set("cluster-require-full-coverage", "no")
     down = _master_and_replica_of(cluster, "default")
-    with redis.RedisCluster(host="127.0.0.1", port=cluster.masters[0].port) as client:
-        names = (f"{queue}-{n}" for n in range(100))
-        up = next(q for q in names if client.get_node_from_key(Keys(q).stats).port != down[0].port)
+    up = _queue_not_on(cluster, down[0], queue)
     _kill(down)
     return up
+
+
+def _queue_not_on(cluster: Cluster, master: RedisServer, prefix: str) -> str:
+    with redis.RedisCluster(host="127.0.0.1", port=cluster.masters[0].port) as client:
+        names = (f"{prefix}-{n}" for n in range(100))
+        return next(q for q in names if client.get_node_from_key(Keys(q).stats).port != master.port)
+
+
+async def test_the_http_service_is_not_ready_while_the_cluster_is_down(
+    cluster: Cluster, queue: str
+) -> None:
+    """A master down with its replica: under cluster-require-full-coverage yes (the default)
+    every node refuses every command ('The cluster is down'), and answers PING, which was all
+    /readyz asked: it said ready."""
+    down = await anyio.to_thread.run_sync(_master_and_replica_of, cluster, queue)
+    elsewhere = await anyio.to_thread.run_sync(_queue_not_on, cluster, down[0], queue)
+    config = HttpConfig(port=0, redis_url=cluster.url, queue=queue, keepalive=0.3)
+    async with serving(config) as api:
+        await api.json("GET", "/readyz", 200)
+        await anyio.to_thread.run_sync(_kill, down)
+
+        async def refused() -> bool:  # once the other masters count it failed
+            async with api.session.get(f"/queues/{elsewhere}") as answer:
+                return answer.status == 503 and "cluster is down" in await answer.text()
+
+        await until(refused, 20, interval=0.1)
+        problem = await api.json("GET", "/readyz", 503)
+        assert "cluster_state:fail" in problem["detail"], problem
+        await anyio.to_thread.run_sync(_restart, cluster, down)
+        await until(lambda: _ready(api), 20, interval=0.1)
+
+
+async def _ready(api: Api) -> bool:
+    async with api.session.get("/readyz") as answer:
+        return answer.status == 200
