@@ -107,7 +107,12 @@ def _result_bytes(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be {exc}, got {text!r}") from None
 
 
-def _add_connection(p: argparse.ArgumentParser, *, many_queues: bool = False) -> None:
+def _add_connection(
+    p: argparse.ArgumentParser,
+    *,
+    many_queues: bool = False,
+    queues_help: str = "a queue to serve (repeat for more; default: default)",
+) -> None:
     p.add_argument("--config", type=Path, help="a TOML settings file (e.g. /etc/aqueue/gpu0.toml)")
     p.add_argument(
         "--redis-url",
@@ -122,7 +127,7 @@ def _add_connection(p: argparse.ArgumentParser, *, many_queues: bool = False) ->
             type=_queue,
             dest="queues",
             metavar="QUEUE",
-            help="a queue to serve (repeat for more; default: default)",
+            help=queues_help,
         )
     else:
         p.add_argument(
@@ -306,7 +311,12 @@ def _parser() -> argparse.ArgumentParser:
         "attention (work and no worker, dead letters growing, lapsed "
         "leases not reaped), so it can back a monitoring check.",
     )
-    _add_connection(status, many_queues=True)
+    _add_connection(
+        status,
+        many_queues=True,
+        queues_help="a queue to show (repeat for more; default: every queue that has seen a "
+        "post, which on a cluster needs every master up)",
+    )
     status.add_argument("--json", action="store_true", help="machine output")
     status.add_argument("--watch", type=_positive, metavar="SECONDS", help="refresh every SECONDS")
 
@@ -317,7 +327,12 @@ def _parser() -> argparse.ArgumentParser:
         "HTTP tokens included), then check the Redis they point at: reachable, its version, "
         "maxmemory-policy and persistence; and with module:object, that the listeners import.",
     )
-    _add_connection(check, many_queues=True)
+    _add_connection(
+        check,
+        many_queues=True,
+        queues_help="a queue whose Redis to check (repeat for more; on a cluster, each "
+        "queue's master; default: the settings' queues, or default)",
+    )
     check.add_argument("listeners", nargs="?", help="also check this module:object imports")
     return parser
 
