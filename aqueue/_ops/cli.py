@@ -20,6 +20,7 @@ from aqueue._ops import commands as _commands
 from aqueue._ops import daemon as _daemon
 from aqueue._ops import settings as _settings
 from aqueue._options import OPTIONS, Option
+from aqueue._redis.connection import shown
 from aqueue._redis.keys import check_queue_name
 from aqueue.errors import TEN_YEARS, AqueueError, ConfigError
 
@@ -97,7 +98,7 @@ def _redis_url(text: str) -> str:
     try:
         return _settings.redis_url(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"must be {exc}: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be {exc}: {shown(text)!r}") from None
 
 
 def _result_bytes(text: str) -> int:

@@ -14,6 +14,7 @@ import anyio
 
 from aqueue import _output
 from aqueue._ops.settings import HTTP_SETTINGS, Settings
+from aqueue._redis.connection import shown
 from aqueue.client import Client
 from aqueue.config import ClientConfig
 from aqueue.errors import AqueueError, JobFailed
@@ -90,7 +91,8 @@ async def check(settings: Settings, listeners: str | None) -> int:
             node: await client.store.view(queues[0]).server_facts()
             for node, queues in queues_of.items()
         }
-    print(f"ok: Redis reachable at {settings.redis_url or 'the embedded server'}")
+    where = shown(settings.redis_url) if settings.redis_url else "the embedded server"
+    print(f"ok: Redis reachable at {where}")
     for node, facts in facts_of.items():
         where = f" ({node}, of {', '.join(queues_of[node])})" if len(facts_of) > 1 else ""
         problems += _check_node(facts, where)
