@@ -186,19 +186,35 @@ async def test_a_daemon_started_while_every_node_is_paused_stops_on_sigterm(
 async def test_a_serving_daemon_whose_every_node_stops_answering_stops_on_sigterm(
     cluster: Cluster, queue: str, tmp_path: Path, daemon: str
 ) -> None:
+    """The HTTP service's request waiting on Redis is answered 503 within its shutdown
+    timeout: aiohttp waited that long, asked the handler to stop (which one waiting on Redis
+    does not hear), waited as long again, and dropped the connection unanswered."""
     args = [*DAEMONS[daemon], "--queue", queue, "--redis-url", cluster.url]
+    answers: list[tuple[int, str]] = []
     async with spawned(args, tmp_path / "daemon.log") as process:
         await until(lambda: _connected(cluster, daemon, process), 20, what="a connection")
+        if daemon == "http":  # (it connects before it listens)
+            await process.wait_for_log("HTTP service listening")
         with _paused(cluster.nodes):
             async with anyio.create_task_group() as tg:
                 if daemon == "http":  # a request of its own waits on Redis
-                    await process.wait_for_log("HTTP service listening")
                     url = f"http://127.0.0.1:{_http_port(process)}/queues"
-                    tg.start_soon(_get_and_ignore, url)
+                    tg.start_soon(_get, url, answers)
                 await _until_waiting_on(cluster, process)
                 process.signal(signal.SIGTERM)
                 assert await process.wait(timeout=15) == 0, process.text()
-                tg.cancel_scope.cancel()
+    if daemon == "http":
+        [(status, body)] = answers
+        assert status == 503 and "shutting_down" in body, answers
+
+
+async def _get(url: str, answers: list[tuple[int, str]]) -> None:
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.get(url) as answer:
+                answers.append((answer.status, await answer.text()))
+        except aiohttp.ClientError as exc:
+            answers.append((0, repr(exc)))  # dropped unanswered
 
 
 async def test_a_worker_running_a_job_whose_every_node_stops_answering_stops_after_its_grace(
@@ -214,16 +230,6 @@ async def test_a_worker_running_a_job_whose_every_node_stops_answering_stops_aft
                 worker.signal(signal.SIGTERM)
                 assert await worker.wait(timeout=20) == 0, worker.text()
     assert "stopped at its deadline" in worker.text()
-
-
-async def _get_and_ignore(url: str) -> None:
-    """A GET that the daemon answers, or drops as it stops."""
-    async with aiohttp.ClientSession() as session:
-        try:
-            async with session.get(url) as answer:
-                await answer.read()
-        except aiohttp.ClientError:
-            pass
 
 
 # -- down, and back ------------------------------------------------------------------------------
