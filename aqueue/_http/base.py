@@ -221,6 +221,8 @@ class _State:
         self.clients: OrderedDict[str, Client] = OrderedDict()
         self.closing: anyio.Event | None = None
         self.lock: anyio.Lock | None = None
+        # the requests being answered, each in a scope the shutdown gives a deadline
+        self.in_flight: set[anyio.CancelScope] = set()
 
     async def client(self, queue: str) -> Client:
         """The client of `queue`, sharing the service's connection pool and subscription."""

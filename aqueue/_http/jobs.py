@@ -26,7 +26,7 @@ from aqueue._output import QueueStatus
 from aqueue._redis.keys import check_queue_name
 from aqueue._redis.records import check_functions, worker_infos
 from aqueue._redis.results import Stored
-from aqueue._redis.store import Store, redis_errors
+from aqueue._redis.store import Store
 from aqueue.client import Client
 from aqueue.errors import (
     TEN_YEARS,
@@ -374,8 +374,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     with anyio.move_on_after(2):
-        with redis_errors("PING"):
-            await _store(request).redis.ping()
+        await _store(request).check_up()
         return _json({"status": "ready"})
     raise RedisUnavailable("Redis did not answer PING within 2 s")
 

@@ -111,10 +111,18 @@ async def _no_sniffing(request: web.Request, response: web.StreamResponse) -> No
 
 
 async def _closing(app: web.Application) -> None:
-    """On shutdown, end the event streams (their browsers reconnect elsewhere)."""
-    closing = app[STATE].closing
-    if closing is not None:
-        closing.set()
+    """On shutdown, end the event streams (their browsers reconnect elsewhere), and give the
+    other requests `shutdown_timeout` to finish: aiohttp waits that long for them, then as
+    long again once it has asked them to stop, which a handler waiting on Redis does not
+    hear (a service whose Redis stopped answering took twice its timeout to stop)."""
+    state = app[STATE]
+    if state.closing is not None:
+        state.closing.set()
+    timeout = state.config.shutdown_timeout
+    # a little inside aiohttp's wait, so that the 503 is written before it stops waiting
+    deadline = anyio.current_time() + timeout - min(0.5, timeout / 2)
+    for scope in state.in_flight:
+        scope.deadline = min(scope.deadline, deadline)
 
 
 # -- errors and auth -------------------------------------------------------------------------
@@ -130,7 +138,7 @@ async def _errors_and_auth(request: web.Request, handler: Handler) -> web.Stream
         if config.open:
             _refuse_other_sites(request, config)
         _authorize(request, config)
-        return await handler(request)
+        return await _until_shutdown(request, handler)
     except Problem as problem:
         return problem.response()
     except web.HTTPException as exc:
@@ -163,6 +171,19 @@ async def _errors_and_auth(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("HTTP %s %s failed", request.method, request.path)
         return Problem(500, "internal", "the service failed; its log says why").response()
+
+
+async def _until_shutdown(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's answer; a 503 if the service stopped before it came (see `_closing`)."""
+    state = request.app[STATE]
+    with anyio.CancelScope() as scope:
+        state.in_flight.add(scope)
+        try:
+            return await handler(request)
+        finally:
+            state.in_flight.discard(scope)
+    detail = "the service stopped before this request was answered"
+    raise Problem(503, "shutting_down", detail, {"Retry-After": "1"})
 
 
 # The names a loopback service is reached by; Host carries IPv6 ones in brackets.

@@ -21,6 +21,7 @@ from aqueue._ops import daemon as _daemon
 from aqueue._ops import settings as _settings
 from aqueue._ops.readers import Scale, parse_processes, reader_argv
 from aqueue._options import OPTIONS, Option
+from aqueue._redis.connection import shown
 from aqueue._redis.keys import check_queue_name
 from aqueue.errors import TEN_YEARS, AqueueError, ConfigError
 
@@ -98,7 +99,7 @@ def _redis_url(text: str) -> str:
     try:
         return _settings.redis_url(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"must be {exc}: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be {exc}: {shown(text)!r}") from None
 
 
 def _result_bytes(text: str) -> int:
@@ -108,7 +109,12 @@ def _result_bytes(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be {exc}, got {text!r}") from None
 
 
-def _add_connection(p: argparse.ArgumentParser, *, many_queues: bool = False) -> None:
+def _add_connection(
+    p: argparse.ArgumentParser,
+    *,
+    many_queues: bool = False,
+    queues_help: str = "a queue to serve (repeat for more; default: default)",
+) -> None:
     p.add_argument("--config", type=Path, help="a TOML settings file (e.g. /etc/aqueue/gpu0.toml)")
     p.add_argument(
         "--redis-url",
@@ -123,7 +129,7 @@ def _add_connection(p: argparse.ArgumentParser, *, many_queues: bool = False) ->
             type=_queue,
             dest="queues",
             metavar="QUEUE",
-            help="a queue to serve (repeat for more; default: default)",
+            help=queues_help,
         )
     else:
         p.add_argument(
@@ -329,7 +335,12 @@ def _parser() -> argparse.ArgumentParser:
         "attention (work and no worker, dead letters growing, lapsed "
         "leases not reaped), so it can back a monitoring check.",
     )
-    _add_connection(status, many_queues=True)
+    _add_connection(
+        status,
+        many_queues=True,
+        queues_help="a queue to show (repeat for more; default: every queue that has seen a "
+        "post, which on a cluster needs every master up)",
+    )
     status.add_argument("--json", action="store_true", help="machine output")
     status.add_argument("--watch", type=_positive, metavar="SECONDS", help="refresh every SECONDS")
 
@@ -340,7 +351,12 @@ def _parser() -> argparse.ArgumentParser:
         "HTTP tokens included), then check the Redis they point at: reachable, its version, "
         "maxmemory-policy and persistence; and with module:object, that the listeners import.",
     )
-    _add_connection(check, many_queues=True)
+    _add_connection(
+        check,
+        many_queues=True,
+        queues_help="a queue whose Redis to check (repeat for more; on a cluster, each "
+        "queue's master; default: the settings' queues, or default)",
+    )
     check.add_argument("listeners", nargs="?", help="also check this module:object imports")
     return parser
 

@@ -14,6 +14,7 @@ import anyio
 
 from aqueue import _output
 from aqueue._ops.settings import HTTP_SETTINGS, Settings
+from aqueue._redis.connection import shown
 from aqueue.client import Client
 from aqueue.config import ClientConfig
 from aqueue.errors import AqueueError, JobFailed
@@ -82,24 +83,19 @@ async def check(settings: Settings, listeners: str | None) -> int:
         names = load_listeners(target).names
         print(f"ok: listeners {target}: {', '.join(names)}")
     async with _client(settings.redis_url, settings.queues[0]) as client:
-        facts = await client.store.server_facts()
-    version, policy = facts["version"], facts["maxmemory_policy"]
-    print(f"ok: Redis reachable at {settings.redis_url or 'the embedded server'}")
-    if tuple(int(p) for p in version.split(".")[:2]) < (6, 2):
-        print(f"error: Redis {version} is too old: aqueue needs 6.2 or newer")
-        problems += 1
-    else:
-        print(f"ok: Redis {version}")
-    if policy != "noeviction":
-        print(f"warning: maxmemory-policy is {policy}: Redis may evict queued jobs; "
-              "set it to noeviction (deploy/redis.conf)")  # fmt: skip
-    else:
-        print("ok: maxmemory-policy noeviction")
-    if facts["aof_enabled"]:
-        print("ok: persistence: AOF on")
-    else:
-        print("warning: AOF is off: a crash loses the jobs accepted since the last RDB "
-              "snapshot, if any (deploy/redis.conf turns AOF on)")  # fmt: skip
+        # the node of each queue (a cluster's queues may be on as many masters)
+        queues_of: dict[str, list[str]] = {}
+        for queue in settings.queues:
+            queues_of.setdefault(await client.store.view(queue).node(), []).append(queue)
+        facts_of = {
+            node: await client.store.view(queues[0]).server_facts()
+            for node, queues in queues_of.items()
+        }
+    where = shown(settings.redis_url) if settings.redis_url else "the embedded server"
+    print(f"ok: Redis reachable at {where}")
+    for node, facts in facts_of.items():
+        where = f" ({node}, of {', '.join(queues_of[node])})" if len(facts_of) > 1 else ""
+        problems += _check_node(facts, where)
     for queue in settings.queues:
         print(f"ok: queue {queue}: {settings.worker_config(queue)}")
     if any(name in settings.sources for name in HTTP_SETTINGS):  # valid, or we would not be here
@@ -107,6 +103,28 @@ async def check(settings: Settings, listeners: str | None) -> int:
         print(f"ok: http on {settings.http_bind or '127.0.0.1:8080'}: {len(http.read_tokens)} "
               f"read-only and {len(http.write_tokens)} read-write token(s)")  # fmt: skip
     return 1 if problems else 0
+
+
+def _check_node(facts: dict[str, Any], where: str) -> int:
+    """Print what a node's INFO says of its fitness, `where` naming it; its errors."""
+    version, policy = facts["version"], facts["maxmemory_policy"]
+    errors = 0
+    if tuple(int(p) for p in version.split(".")[:2]) < (6, 2):
+        print(f"error: Redis {version} is too old{where}: aqueue needs 6.2 or newer")
+        errors += 1
+    else:
+        print(f"ok: Redis {version}{where}")
+    if policy != "noeviction":
+        print(f"warning: maxmemory-policy is {policy}{where}: Redis may evict queued jobs; "
+              "set it to noeviction (deploy/redis.conf)")  # fmt: skip
+    else:
+        print(f"ok: maxmemory-policy noeviction{where}")
+    if facts["aof_enabled"]:
+        print(f"ok: persistence: AOF on{where}")
+    else:
+        print(f"warning: AOF is off{where}: a crash loses the jobs accepted since the last RDB "
+              "snapshot, if any (deploy/redis.conf turns AOF on)")  # fmt: skip
+    return errors
 
 
 async def show_job(redis_url: str | None, queue: str, job_id: str, as_json: bool) -> int:
@@ -164,7 +182,9 @@ async def dlq(
 async def status(
     redis_url: str | None, queues: Sequence[str], as_json: bool, watch: float | None
 ) -> int:
-    async with _client(redis_url, "default") as client:
+    # opened on a queue it reads (its check reads that queue's node: on a cluster, the
+    # queue `default`'s master may be down while those asked for are not)
+    async with _client(redis_url, queues[0] if queues else "default") as client:
         while True:
             names = list(queues) or await client.store.queue_names()
             statuses = []

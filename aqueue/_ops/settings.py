@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from aqueue._checks import is_number, is_whole, whole_range
 from aqueue._redis import cluster, sentinel
+from aqueue._redis.connection import shown
 from aqueue._redis.keys import check_queue_name
 from aqueue._services.callback_guard import parse_networks
 from aqueue._services.callbacks import CallbackConfig
@@ -310,8 +311,9 @@ def resolve(
             try:
                 values[name] = SETTINGS[name](raw)
             except ValueError as exc:
+                said = shown(raw) if name == "redis_url" and isinstance(raw, str) else raw
                 raise ConfigError(
-                    f"{name} = {raw!r} in {where} is invalid: must be {exc}"
+                    f"{name} = {said!r} in {where} is invalid: must be {exc}"
                 ) from None
             sources[name] = where
     worker: dict[str, Any] = {

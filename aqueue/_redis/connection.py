@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio.to_thread
 
@@ -18,6 +19,16 @@ from aqueue.errors import RedisUnavailable
 log = logging.getLogger(__name__)
 
 CLOSE_WITHIN_S = 2.0  # closing the connections, however the run ended
+
+
+def shown(url: str) -> str:
+    """`url` as messages and logs may show it: its password masked."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 def embedded_directory() -> Path:
@@ -48,7 +59,7 @@ async def open_store(
     redis = connect(url, max_connections, name, pool_timeout)
     try:
         if check:
-            with redis_errors(f"connecting to {url}"):
+            with redis_errors(f"connecting to {shown(url)}"):
                 await redis.ping()
         async with Store.opened(redis, queue) as store:
             if check:

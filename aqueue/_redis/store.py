@@ -108,7 +108,7 @@ def connect(url: str, max_connections: int, name: str, pool_timeout: float | Non
     free connection up to `pool_timeout` seconds (None: as long as it takes, rather than fail
     under load), then fails with RedisUnavailable. A Sentinel URL (see `_redis.sentinel`)
     gives a client of its current master; a cluster URL (`_redis.cluster`), a client of the
-    cluster, with `max_connections` to each node."""
+    cluster, with `max_connections` commands in flight over all its nodes."""
     options: dict[str, Any] = {
         "client_name": name,
         "max_connections": max_connections,
@@ -358,6 +358,19 @@ class Store:
                     f"aqueue on a Redis Cluster needs Redis 7.0 or later (sharded pub/sub): "
                     f"the node of queue {self.keys.queue!r} runs {facts['version']}"
                 )
+
+    async def check_up(self) -> None:
+        """RedisUnavailable unless Redis answers PING; on a cluster, unless the node asked also
+        says the cluster is up: a cluster with a slot unserved (under Redis's default
+        `cluster-require-full-coverage yes`) answers PING on every node, and refuses the rest."""
+        state = "ok"
+        with redis_errors("PING"):
+            await self.redis.ping()
+            if isinstance(self.redis, RedisCluster):
+                info = await self.redis.cluster_info(target_nodes=RedisCluster.DEFAULT_NODE)
+                state = str(info.get("cluster_state", "?"))
+        if state != "ok":
+            raise RedisUnavailable(f"the Redis Cluster is down (cluster_state:{state})")
 
     async def check_durable(self, durable: Durability) -> None:
         """ConfigError if this server cannot confirm `durable` (see _waits)."""
@@ -911,7 +924,7 @@ class Store:
     async def server_facts(self) -> dict[str, Any]:
         """Version, eviction policy and persistence, from INFO (which a least-privilege ACL
         user may read, unlike CONFIG)."""
-        with redis_errors("reading INFO"):
+        with redis_errors(f"reading INFO from the node of queue {self.keys.queue!r}"):
             info = await self._on_queue_node("INFO")
         return {
             "version": str(info.get("redis_version", "0")),

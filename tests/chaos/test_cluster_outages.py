@@ -22,9 +22,12 @@ import pytest
 import redis
 
 from aqueue import Client, RedisUnavailable
+from aqueue._http.service import HttpConfig
 from aqueue._redis.keys import Keys
 from aqueue.testing import RedisServer, until
 
+from ..integration.test_cli import aqueue
+from ..integration.test_http import Api, serving
 from ..topologies import Cluster
 from .conftest import StartWorker, WorkerProcess, spawned, until_active
 from .test_stop_whatever_redis_answers import DAEMONS
@@ -183,19 +186,35 @@ async def test_a_daemon_started_while_every_node_is_paused_stops_on_sigterm(
 async def test_a_serving_daemon_whose_every_node_stops_answering_stops_on_sigterm(
     cluster: Cluster, queue: str, tmp_path: Path, daemon: str
 ) -> None:
+    """The HTTP service's request waiting on Redis is answered 503 within its shutdown
+    timeout: aiohttp waited that long, asked the handler to stop (which one waiting on Redis
+    does not hear), waited as long again, and dropped the connection unanswered."""
     args = [*DAEMONS[daemon], "--queue", queue, "--redis-url", cluster.url]
+    answers: list[tuple[int, str]] = []
     async with spawned(args, tmp_path / "daemon.log") as process:
         await until(lambda: _connected(cluster, daemon, process), 20, what="a connection")
+        if daemon == "http":  # (it connects before it listens)
+            await process.wait_for_log("HTTP service listening")
         with _paused(cluster.nodes):
             async with anyio.create_task_group() as tg:
                 if daemon == "http":  # a request of its own waits on Redis
-                    await process.wait_for_log("HTTP service listening")
                     url = f"http://127.0.0.1:{_http_port(process)}/queues"
-                    tg.start_soon(_get_and_ignore, url)
+                    tg.start_soon(_get, url, answers)
                 await _until_waiting_on(cluster, process)
                 process.signal(signal.SIGTERM)
                 assert await process.wait(timeout=15) == 0, process.text()
-                tg.cancel_scope.cancel()
+    if daemon == "http":
+        [(status, body)] = answers
+        assert status == 503 and "shutting_down" in body, answers
+
+
+async def _get(url: str, answers: list[tuple[int, str]]) -> None:
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.get(url) as answer:
+                answers.append((answer.status, await answer.text()))
+        except aiohttp.ClientError as exc:
+            answers.append((0, repr(exc)))  # dropped unanswered
 
 
 async def test_a_worker_running_a_job_whose_every_node_stops_answering_stops_after_its_grace(
@@ -211,16 +230,6 @@ async def test_a_worker_running_a_job_whose_every_node_stops_answering_stops_aft
                 worker.signal(signal.SIGTERM)
                 assert await worker.wait(timeout=20) == 0, worker.text()
     assert "stopped at its deadline" in worker.text()
-
-
-async def _get_and_ignore(url: str) -> None:
-    """A GET that the daemon answers, or drops as it stops."""
-    async with aiohttp.ClientSession() as session:
-        try:
-            async with session.get(url) as answer:
-                await answer.read()
-        except aiohttp.ClientError:
-            pass
 
 
 # -- down, and back ------------------------------------------------------------------------------
@@ -325,3 +334,70 @@ async def test_a_reaper_started_while_every_node_is_down_says_so_and_reaps_once_
 
             await until(requeued, 20, what="the lapsed lease requeued by the reaper")
         assert reaper.process.returncode is None
+
+
+async def test_status_of_queues_on_the_masters_up_answers_while_the_default_queue_s_is_down(
+    cluster: Cluster, queue: str
+) -> None:
+    """With cluster-require-full-coverage no, the queues of the other masters run on. `aqueue
+    status --queue Q` opened on the queue `default`, whose master's INFO it read first, and
+    failed whatever Q's master."""
+    up = await anyio.to_thread.run_sync(_one_master_down, cluster, queue)
+    async with Client(up, redis_url=cluster.url) as client:
+
+        async def posted() -> str:
+            try:
+                return await client.post(1)
+            except RedisUnavailable:
+                return ""  # the cluster noting the master down
+
+        await until(posted, 20, interval=0.1)
+    code, out, err = await aqueue("status", "--redis-url", cluster.url, "--queue", up)
+    assert code == 2 and up in out, err  # 2: a job waits and no worker serves it
+
+
+def _one_master_down(cluster: Cluster, queue: str) -> str:
+    """The master of the queue `default` and its replica killed, the cluster told to serve
+    the slots it still can; and a queue on another master."""
+    for node in cluster.nodes:
+        with redis.Redis(port=node.port) as r:
+            r.config_set("cluster-require-full-coverage", "no")
+    down = _master_and_replica_of(cluster, "default")
+    up = _queue_not_on(cluster, down[0], queue)
+    _kill(down)
+    return up
+
+
+def _queue_not_on(cluster: Cluster, master: RedisServer, prefix: str) -> str:
+    with redis.RedisCluster(host="127.0.0.1", port=cluster.masters[0].port) as client:
+        names = (f"{prefix}-{n}" for n in range(100))
+        return next(q for q in names if client.get_node_from_key(Keys(q).stats).port != master.port)
+
+
+async def test_the_http_service_is_not_ready_while_the_cluster_is_down(
+    cluster: Cluster, queue: str
+) -> None:
+    """A master down with its replica: under cluster-require-full-coverage yes (the default)
+    every node refuses every command ('The cluster is down'), and answers PING, which was all
+    /readyz asked: it said ready."""
+    down = await anyio.to_thread.run_sync(_master_and_replica_of, cluster, queue)
+    elsewhere = await anyio.to_thread.run_sync(_queue_not_on, cluster, down[0], queue)
+    config = HttpConfig(port=0, redis_url=cluster.url, queue=queue, keepalive=0.3)
+    async with serving(config) as api:
+        await api.json("GET", "/readyz", 200)
+        await anyio.to_thread.run_sync(_kill, down)
+
+        async def refused() -> bool:  # once the other masters count it failed
+            async with api.session.get(f"/queues/{elsewhere}") as answer:
+                return answer.status == 503 and "cluster is down" in await answer.text()
+
+        await until(refused, 20, interval=0.1)
+        problem = await api.json("GET", "/readyz", 503)
+        assert "cluster_state:fail" in problem["detail"], problem
+        await anyio.to_thread.run_sync(_restart, cluster, down)
+        await until(lambda: _ready(api), 20, interval=0.1)
+
+
+async def _ready(api: Api) -> bool:
+    async with api.session.get("/readyz") as answer:
+        return answer.status == 200

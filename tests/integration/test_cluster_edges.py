@@ -325,3 +325,51 @@ async def test_event_streams_of_many_queues_over_every_master_through_one_servic
     starved = [name for name in queues if events[name][-1:] != ["outcome"]]
     assert not starved, {name: events[name] for name in starved}
     assert all(events[name].count("progress") >= 3 for name in queues), events
+
+
+# -- aqueue check on a cluster --------------------------------------------------------
+
+
+async def test_check_reads_the_settings_of_the_node_of_every_queue_it_is_given(
+    redis_cluster: Cluster,
+) -> None:
+    """It read the first queue's node only: another queue's master could evict its jobs."""
+    node = redis_cluster.masters[1]
+    [first] = await _queues_on(redis_cluster, node.port, on=False)
+    [evicting] = await _queues_on(redis_cluster, node.port, on=True)
+    async with aioredis.Redis(port=node.port) as admin:
+        await admin.config_set("maxmemory-policy", "allkeys-lru")
+        try:
+            code, out, err = await aqueue(
+                "check", "--redis-url", redis_cluster.url, "--queue", first, "--queue", evicting
+            )
+        finally:
+            await admin.config_set("maxmemory-policy", "noeviction")
+    assert code == 0, err
+    warned = [line for line in out.splitlines() if "allkeys-lru" in line]
+    assert len(warned) == 1 and f"127.0.0.1:{node.port}" in warned[0] and evicting in warned[0]
+    assert "ok: maxmemory-policy noeviction" in out  # the other queue's node
+
+
+async def test_a_url_s_password_is_never_shown_in_what_is_said_of_it(
+    redis_cluster: Cluster, redis_server: RedisServer, queue: str
+) -> None:
+    """'connecting to redis+cluster://bob:secret@...: the Redis Cluster refused (invalid
+    username-password pair...)': the password went to the caller's logs and the terminal."""
+    for where in (f"127.0.0.1:{redis_cluster.masters[0].port}", f"127.0.0.1:{redis_server.port}"):
+        scheme = "redis+cluster" if where.endswith(str(redis_cluster.masters[0].port)) else "redis"
+        url = f"{scheme}://bob:s3cr3t-pw@{where}"
+        with anyio.fail_after(10), pytest.raises(RedisUnavailable) as refused:
+            async with Client(queue, redis_url=url):
+                pass
+        assert "s3cr3t-pw" not in str(refused.value) and "bob:***@" in str(refused.value)
+        code, out, err = await aqueue("check", "--redis-url", url, "--queue", queue)
+        assert code == 1 and "s3cr3t-pw" not in out + err, out + err
+    code, out, err = await aqueue(
+        "check", "--redis-url", redis_cluster.url.replace("//", "//:pw-only@"), "--queue", queue
+    )
+    assert "pw-only" not in out + err, out + err
+    invalid = "redis+cluster://bob:s3cr3t-pw@127.0.0.1"  # no port: refused as it is read
+    for given in (["--redis-url", invalid], []):
+        code, _, err = await aqueue("status", *given, env={"AQUEUE_REDIS_URL": invalid})
+        assert code in (1, 64) and "HOST:PORT" in err and "s3cr3t-pw" not in err, err
