@@ -195,9 +195,13 @@ def run_driver(spec: PeerSpec, case: Case, url: str, log: Path, timeout: float) 
     """One measurement in a fresh driver process; its JSON result, or {"error": ...}."""
     argv = [str(spec.python), str(PEERS_DIR / f"{spec.name}_driver.py"), *case.args]
     argv += ["--url", url, "--log", str(log)]
+    env = dict(os.environ)
+    if not spec.requirements:  # aqueue: this checkout's tree, whichever one the .venv installed
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         argv,
         cwd=PEERS_DIR,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -379,6 +383,23 @@ def table(report: dict[str, Any]) -> str:
         revision += f", then {end['commit']} (tree {end['tree']}): its code changed during the run"
     if "note" in revisions:
         revision += f" ({revisions['note']})"
+    sizes = report["sizes"]
+    round_trips = pipelines = pipeline_budget = ""
+    if "roundtrip-tuned" in sizes:
+        round_trips = (
+            f"Round trips: up to {sizes['roundtrip-tuned']:,} in a row or "
+            f"{report['roundtrip_seconds']:g} s; `n=` when fewer than 100 fitted. "
+        )
+    if "pipeline-throughput" in sizes or "pipeline-latency" in sizes:
+        budget = report["pipeline_seconds"]
+        pipeline_budget = (
+            f"; a pipeline after {budget:g} s of posting, then as long again for the rest, "
+            f"or after {budget:g} s one by one"
+        )
+        pipelines = (
+            "Pipeline: a hop is stage k's handler to stage k+1's (see benchmarks/README.md); "
+            "streaQ's stages share one queue. "
+        )
     footer = [
         "",
         f"{report['started']}, {report['mode']} run, median of {report['repeats']} "
@@ -387,17 +408,13 @@ def table(report: dict[str, Any]) -> str:
         f"aqueue at {revision}.",
         "",
         "`*`: measured on fewer jobs than the row says: a measurement stops posting, or draining, "
-        f"after {report['seconds']:g} s (a pipeline after {report.get('pipeline_seconds', 0):g} "
-        "s of posting, then as long for the rest; the rate and per-job figures are over what "
-        "it did). "
-        "`n/a`: the peer has no such API or mode (see benchmarks/README.md). Round trips: "
-        f"up to {report['sizes'].get('roundtrip-tuned', 0):,} in a row or "
-        f"{report['roundtrip_seconds']:g} s; `n=` when fewer than 100 fitted. Pipeline: a hop "
-        "is stage k's handler to stage k+1's (see benchmarks/README.md); streaQ's stages "
-        "share one queue. Redis figures: "
-        "`post` is one awaited post, `bulk post` its share of a call of 1,000 (the peers "
-        "without a batch API: n/a), `run` the drain window; commands include those Lua "
-        "scripts run.",
+        f"after {report['seconds']:g} s{pipeline_budget} (the rate and per-job figures are over "
+        "what it did). `n/a`: the peer has no such API or mode (see benchmarks/README.md). "
+        + round_trips
+        + pipelines
+        + "Redis figures: `post` is one awaited post, `bulk post` its share of a call of 1,000 "
+        "(the peers without a batch API: n/a), `run` the drain window; commands include those "
+        "Lua scripts run.",
         *(f"- {note}" for note in dict.fromkeys(notes)),
     ]
     return "\n".join(lines + footer) + "\n"
