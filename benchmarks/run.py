@@ -1,6 +1,6 @@
 """The benchmark suite: aqueue against arq, SAQ, streaQ, taskiq, Dramatiq, RQ and Celery.
 
-    .venv/bin/python benchmarks/run.py                      # the full run (~25 minutes)
+    .venv/bin/python benchmarks/run.py                      # the full run (~22 minutes)
     .venv/bin/python benchmarks/run.py --smoke              # tiny sizes, once (~2 minutes)
     .venv/bin/python benchmarks/run.py --peers aqueue arq --scenarios drain roundtrip
 
