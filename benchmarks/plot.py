@@ -65,6 +65,13 @@ PANELS = [
     Panel("Redis commands per job, post + run", _post_and_run("redis_cmds_per_job"), "lower"),
     Panel("Redis CPU per job, post + run (µs)", _post_and_run("redis_cpu_us_per_job"), "lower"),
     Panel("worker peak RSS, no-op drain (MiB)", _field("drain-1", "worker_peak_rss_mb"), "lower"),
+    Panel("3-stage pipeline, end to end (messages/s)", _field("pipeline-throughput", "rate")),
+    Panel(
+        "pipeline hop p50, one message at a time (ms)",
+        _field("pipeline-latency", "hop_p50_ms"),
+        "lower",
+        True,
+    ),
 ]
 
 

@@ -33,6 +33,21 @@ those waits on memory, which an instruction count does not show.
 redis+cluster:// URL: what a cluster's master does more per job than a plain server (checking
 the slot of each key a script touches, keeping its keys indexed by slot), and nothing else. Run
 it beside a plain run to compare.
+
+    .venv/bin/python benchmarks/redis_cost.py --hops
+
+`--hops` then drives a pipeline's hop, from queue cost-a to cost-b, after the plain phases (so
+that both are counted in the same run), as its stages' daemons make it:
+
+  run, with outputs   Store.claim 64 jobs of cost-a, Store.finish them with one output each
+                      to cost-b (`pack_outputs`, as a listener with outputs=["cost-b"] does)
+  forward             Forwarder.forward_once until the outbox is empty: claim_forwards 64 at
+                      a time, one post to cost-b per job, forward_done per 64
+  run of the outputs  Store.claim and Store.finish of cost-b's jobs, 64 at a time
+
+A hop is what getting a job's output into the next stage and running it there costs beyond
+running the job: (run, with outputs - run) + forward + run of the outputs. It is set beside a
+plain job's post + run (a single awaited post, as the forwarder's are) and bulk post + run.
 """
 
 from __future__ import annotations
@@ -54,15 +69,20 @@ import msgpack
 import redis
 
 from aqueue import Client
-from aqueue._codec import encode
+from aqueue._codec import decode, encode
 from aqueue._redis import scripts as _scripts
-from aqueue._redis.records import SpecShape
+from aqueue._redis.calls import pack_outputs, unpack_outputs
+from aqueue._redis.records import SpecShape, pack_forwarded
 from aqueue._redis.server import find_redis_server, free_port, ping
 from aqueue._redis.store import Store
+from aqueue._services import forwarder as _forwarder
+from aqueue._services.forwarder import Forwarder
 from aqueue._states import Event
 from aqueue.testing import RedisServer
 
 QUEUE = "cost"
+HOP_FROM, HOP_TO = "cost-a", "cost-b"  # the hop's two stages (--hops)
+PARTS_FROM, PARTS_TO = "cost-c", "cost-d"  # the same again, its forwarding in parts
 
 
 def start_under_callgrind(
@@ -195,6 +215,93 @@ async def drive(
         await phase_done("post")
 
 
+async def run_queue(
+    store: Store, worker_id: str, jobs: int, batch: int, outputs_to: str | None = None
+) -> None:
+    """Claim and finish `jobs` jobs of `store`'s queue, `batch` at a time, as a worker does; with
+    `outputs_to`, each completion carries its message as an output to that queue, as a
+    listener with `outputs=[outputs_to]` returning its message makes it."""
+    done = 0
+    while done < jobs:
+        claim = await store.claim(worker_id, 60_000, batch, ["noop"])
+        if not claim.jobs:
+            raise SystemExit(f"{store.keys.queue}: {jobs - done} of {jobs} jobs are missing")
+        outcomes = []
+        for job in claim.jobs:
+            value = decode(job.msg, "message") if outputs_to else None
+            encoded = encode(value, "result")
+            outputs = pack_outputs([(outputs_to, [encode(value)])]) if outputs_to else b""
+            outcomes.append(job.outcome(Event.COMPLETE, 0, ["result", encoded], outputs=outputs))
+        if not all(await store.finish(worker_id, outcomes)):
+            raise SystemExit(f"{store.keys.queue}: a completion was refused")
+        done += len(claim.jobs)
+
+
+async def drive_hops(
+    url: str, jobs: int, batch: int, phase_done: Callable[[str], Awaitable[None]]
+) -> None:
+    """A hop from HOP_FROM to HOP_TO (see --hops): its three phases; then another, from
+    PARTS_FROM to PARTS_TO, whose forwarding is counted in its three parts."""
+    async with Client(HOP_FROM, redis_url=url) as client:
+        source = await stage_input(client, HOP_TO, jobs, batch, phase_done, "run, with outputs")
+        forwarder = Forwarder(source, client.config)
+        while await forwarder.forward_once() == 0:  # 0: it took a full batch, more may wait
+            pass
+        await phase_done("forward")
+        await run_queue(source.view(HOP_TO), "w2", jobs, batch)
+        await phase_done("run of the outputs")
+    async with Client(PARTS_FROM, redis_url=url) as client:
+        source = await stage_input(client, PARTS_TO, jobs, batch, phase_done, "setup")
+        await forward_in_parts(Forwarder(source, client.config), phase_done)
+
+
+async def stage_input(
+    client: Client,
+    target: str,
+    jobs: int,
+    batch: int,
+    phase_done: Callable[[str], Awaitable[None]],
+    phase: str,
+) -> Store:
+    """`jobs` jobs posted to `client`'s queue and run (counted as `phase`), each completion
+    with an output to `target`: the store of that queue."""
+    source = client.store
+    # a daemon serves each stage: the outputs' lane is served, never refused
+    await source.heartbeat("w1", 60_000, b"\x80", [], ["noop"])
+    await source.view(target).heartbeat("w2", 60_000, b"\x80", [], ["noop"])
+    for start in range(0, jobs, 1000):
+        await client.post_many(range(start, min(jobs, start + 1000)), functions=["noop"])
+    await phase_done("setup")  # not a hop's: stage 1's input, posted as in `bulk post`
+    await run_queue(source, "w1", jobs, batch, outputs_to=target)
+    await phase_done(phase)
+    return source
+
+
+async def forward_in_parts(
+    forwarder: Forwarder, phase_done: Callable[[str], Awaitable[None]]
+) -> None:
+    """What Forwarder.forward_once does, one step at a time over every job: all the claims
+    (claim_forwards), all the posts, all the let-gos (forward_done), each counted alone. The
+    leases held then grow to every job, not a batch: their zset's lookups cost a little more."""
+    store, claimed = forwarder.store, []
+    while True:
+        _, taken = await store.claim_forwards(int(_forwarder.LEASE_S * 1000), _forwarder.BATCH)
+        claimed += taken
+        if len(taken) < _forwarder.BATCH:
+            break
+    await phase_done("forward: claim_forwards")
+    done = []
+    for job_id, packed, root in claimed:
+        outputs = unpack_outputs(packed)
+        for target, messages, tag in outputs:
+            await forwarder._post(job_id, root or job_id, target, messages, tag)
+        done.append((job_id, pack_forwarded([(t, len(m), tag) for t, m, tag in outputs])))
+    await phase_done("forward: posts")
+    for start in range(0, len(done), _forwarder.BATCH):
+        await store.forward_done(done[start : start + _forwarder.BATCH])
+    await phase_done("forward: forward_done")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=4000)
@@ -211,6 +318,9 @@ async def main() -> None:
     )
     parser.add_argument(
         "--cluster", action="store_true", help="the server in cluster mode, one node, every slot"
+    )
+    parser.add_argument(
+        "--hops", action="store_true", help="then a pipeline's hop: outputs, forward, their run"
     )
     args = parser.parse_args()
     if args.cluster and (args.backlog or args.junk_lanes):
@@ -236,6 +346,8 @@ async def main() -> None:
                 else f"redis://127.0.0.1:{port}/0"
             )
             await drive(url, args.jobs, args.batch, phase_done)
+            if args.hops:
+                await drive_hops(url, args.jobs, args.batch, phase_done)
         finally:
             process.terminate()
             process.wait(30)
@@ -248,13 +360,34 @@ async def main() -> None:
         behind += ", a one-node cluster"
     print(f"Redis instructions per job ({args.jobs} jobs{behind}, callgrind):")
     for phase, counts in rows:
+        if phase.startswith("forward: "):
+            continue  # printed with the hop
         line = f"  {phase:<28} {counts['Ir'] / args.jobs / 1000:6.1f}k"
         if args.cache_sim:
             misses = (counts.get("DLmr", 0) + counts.get("DLmw", 0)) / args.jobs
             line += f"   last-level cache misses {misses:5.1f}"
         print(line)
-    bulk_run = sum(c["Ir"] for phase, c in rows if phase in ("bulk post", "run")) / args.jobs
+    per = {phase: counts["Ir"] / args.jobs for phase, counts in rows}
+    bulk_run, post_run = per["bulk post"] + per["run"], per["post"] + per["run"]
     print(f"  {'bulk post + run':<28} {bulk_run / 1000:6.1f}k")
+    print(f"  {'post + run':<28} {post_run / 1000:6.1f}k")
+    if args.hops:
+        outputs = per["run, with outputs"] - per["run"]
+        hop = outputs + per["forward"] + per["run of the outputs"]
+        print(
+            f"  {'hop':<28} {hop / 1000:6.1f}k   = outputs at finish {outputs / 1000:.1f}k"
+            f" + forward {per['forward'] / 1000:.1f}k"
+            f" + run of the outputs {per['run of the outputs'] / 1000:.1f}k"
+        )
+        parts = {
+            p.removeprefix("forward: "): v for p, v in per.items() if p.startswith("forward: ")
+        }
+        print(
+            f"  {'forward, in parts':<28} {sum(parts.values()) / 1000:6.1f}k   = "
+            + " + ".join(f"{name} {value / 1000:.1f}k" for name, value in parts.items())
+        )
+        print(f"  {'hop / (post + run)':<28} {hop / post_run:6.2f}x")
+        print(f"  {'hop / (bulk post + run)':<28} {hop / bulk_run:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The benchmark suite: aqueue against arq, SAQ, streaQ, taskiq, Dramatiq, RQ and Celery.
 
-    .venv/bin/python benchmarks/run.py                      # the full run (~20 minutes)
+    .venv/bin/python benchmarks/run.py                      # the full run (~22 minutes)
     .venv/bin/python benchmarks/run.py --smoke              # tiny sizes, once (~2 minutes)
     .venv/bin/python benchmarks/run.py --peers aqueue arq --scenarios drain roundtrip
 
@@ -86,12 +86,15 @@ class Sizes:
     drain: int
     sleep: int
     roundtrip: int
+    pipeline: int  # messages through the 3 stages at once
+    pipeline_trips: int  # messages through them one at a time
     seconds: float  # time budget of one measurement (and of a drain's pre-filling)
     roundtrip_seconds: float
+    pipeline_seconds: float  # of posting the pipeline's inputs, then of waiting for them
 
 
-FULL = Sizes(20_000, 20_000, 5_000, 1_000, seconds=3.0, roundtrip_seconds=4.0)
-SMOKE = Sizes(300, 500, 200, 30, seconds=1.5, roundtrip_seconds=1.0)
+FULL = Sizes(20_000, 20_000, 5_000, 1_000, 3_000, 500, 3.0, 4.0, pipeline_seconds=10.0)
+SMOKE = Sizes(300, 500, 200, 30, 200, 20, 1.5, 1.0, pipeline_seconds=5.0)
 
 
 def cases(sizes: Sizes) -> list[Case]:
@@ -102,6 +105,8 @@ def cases(sizes: Sizes) -> list[Case]:
     drain = ("drain", *budget(sizes.drain, sizes.seconds), "--processes")
     sleep = ("drain", *budget(sizes.sleep, sizes.seconds), "--kind", "sleep")
     roundtrip = ("roundtrip", *budget(sizes.roundtrip, sizes.roundtrip_seconds), "--config")
+    through = ("pipeline", *budget(sizes.pipeline, sizes.pipeline_seconds), "--mode")
+    trips = ("pipeline", *budget(sizes.pipeline_trips, sizes.pipeline_seconds), "--mode")
     return [
         Case("enqueue-serial", "enqueue", (*enqueue, "serial")),
         Case("enqueue-concurrent", "enqueue", (*enqueue, "concurrent")),
@@ -111,6 +116,8 @@ def cases(sizes: Sizes) -> list[Case]:
         Case("sleep", "sleep", sleep),
         Case("roundtrip-default", "roundtrip", (*roundtrip, "default")),
         Case("roundtrip-tuned", "roundtrip", (*roundtrip, "tuned")),
+        Case("pipeline-throughput", "pipeline", (*through, "throughput")),
+        Case("pipeline-latency", "pipeline", (*trips, "latency")),
     ]
 
 
@@ -188,9 +195,13 @@ def run_driver(spec: PeerSpec, case: Case, url: str, log: Path, timeout: float) 
     """One measurement in a fresh driver process; its JSON result, or {"error": ...}."""
     argv = [str(spec.python), str(PEERS_DIR / f"{spec.name}_driver.py"), *case.args]
     argv += ["--url", url, "--log", str(log)]
+    env = dict(os.environ)
+    if not spec.requirements:  # aqueue: this checkout's tree, whichever one the .venv installed
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         argv,
         cwd=PEERS_DIR,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -295,6 +306,9 @@ def table(report: dict[str, Any]) -> str:
     def figure(field: str, digits: int = 0) -> Any:
         return lambda r: _num(r[field], digits)
 
+    def spread(prefix: str) -> Any:
+        return lambda r: f"{_num(r[prefix + '_p50_ms'], 1)} / {_num(r[prefix + '_p99_ms'], 1)}"
+
     rows: list[tuple[str, list[str]]] = []
     size = {case: f"{count:,}" for case, count in report["sizes"].items()}
     for case, title, render in [
@@ -330,6 +344,33 @@ def table(report: dict[str, Any]) -> str:
         ]:
             render = both(field, posted="enqueue-bulk")
             rows.append((title, [render(p) or "n/a" for p in peers]))
+    for case, title, render in [
+        (
+            "pipeline-throughput",
+            f"pipeline of 3 stages, {size.get('pipeline-throughput')} messages: post to the "
+            "end of stage 3 (messages/s)",
+            rate,
+        ),
+        ("pipeline-latency", "pipeline hop p50 / p99, one message at a time (ms)", latency),
+        ("pipeline-latency", "pipeline post to stage 3 p50 / p99, one by one (ms)", spread("e2e")),
+        (
+            "pipeline-throughput",
+            "pipeline worker CPU per message, 3 stages (µs)",
+            figure("worker_cpu_us_per_job"),
+        ),
+        (
+            "pipeline-throughput",
+            "pipeline Redis commands per message: post + 3 stages",
+            figure("redis_cmds_per_job", 1),
+        ),
+        (
+            "pipeline-throughput",
+            "pipeline Redis CPU per message: post + 3 stages (µs)",
+            figure("redis_cpu_us_per_job", 1),
+        ),
+    ]:
+        if case in med:
+            rows.append((title, [cell(case, p, render) for p in peers]))
 
     lines = ["| | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
     lines += ["| " + title + " | " + " | ".join(cells) + " |" for title, cells in rows]
@@ -342,6 +383,23 @@ def table(report: dict[str, Any]) -> str:
         revision += f", then {end['commit']} (tree {end['tree']}): its code changed during the run"
     if "note" in revisions:
         revision += f" ({revisions['note']})"
+    sizes = report["sizes"]
+    round_trips = pipelines = pipeline_budget = ""
+    if "roundtrip-tuned" in sizes:
+        round_trips = (
+            f"Round trips: up to {sizes['roundtrip-tuned']:,} in a row or "
+            f"{report['roundtrip_seconds']:g} s; `n=` when fewer than 100 fitted. "
+        )
+    if "pipeline-throughput" in sizes or "pipeline-latency" in sizes:
+        budget = report["pipeline_seconds"]
+        pipeline_budget = (
+            f"; a pipeline after {budget:g} s of posting, then as long again for the rest, "
+            f"or after {budget:g} s one by one"
+        )
+        pipelines = (
+            "Pipeline: a hop is stage k's handler to stage k+1's (see benchmarks/README.md); "
+            "streaQ's stages share one queue. "
+        )
     footer = [
         "",
         f"{report['started']}, {report['mode']} run, median of {report['repeats']} "
@@ -350,13 +408,13 @@ def table(report: dict[str, Any]) -> str:
         f"aqueue at {revision}.",
         "",
         "`*`: measured on fewer jobs than the row says: a measurement stops posting, or draining, "
-        f"after {report['seconds']:g} s (the rate and per-job figures are over what it did). "
-        "`n/a`: the peer has no such API or mode (see benchmarks/README.md). Round trips: "
-        f"up to {report['sizes'].get('roundtrip-tuned', 0):,} in a row or "
-        f"{report['roundtrip_seconds']:g} s; `n=` when fewer than 100 fitted. Redis figures: "
-        "`post` is one awaited post, `bulk post` its share of a call of 1,000 (the peers "
-        "without a batch API: n/a), `run` the drain window; commands include those Lua "
-        "scripts run.",
+        f"after {report['seconds']:g} s{pipeline_budget} (the rate and per-job figures are over "
+        "what it did). `n/a`: the peer has no such API or mode (see benchmarks/README.md). "
+        + round_trips
+        + pipelines
+        + "Redis figures: `post` is one awaited post, `bulk post` its share of a call of 1,000 "
+        "(the peers without a batch API: n/a), `run` the drain window; commands include those "
+        "Lua scripts run.",
         *(f"- {note}" for note in dict.fromkeys(notes)),
     ]
     return "\n".join(lines + footer) + "\n"
@@ -370,7 +428,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition")
-    scenarios = ["enqueue", "drain", "sleep", "roundtrip"]
+    scenarios = ["enqueue", "drain", "sleep", "roundtrip", "pipeline"]
     parser.add_argument("--scenarios", nargs="+", choices=scenarios)
     parser.add_argument("--peers", nargs="+", choices=[p.name for p in PEERS])
     parser.add_argument("--repeats", type=int, help="default: 3 (1 with --smoke)")
@@ -447,6 +505,7 @@ def main() -> int:
         "repeats": repeats,
         "seconds": sizes.seconds,
         "roundtrip_seconds": sizes.roundtrip_seconds,
+        "pipeline_seconds": sizes.pipeline_seconds,
         "sizes": {c.key: int(c.args[c.args.index("--jobs") + 1]) for c in selected},
         "machine": machine(),
         "redis_version": redis_version,

@@ -7,6 +7,7 @@ calls `main(peer)`. The driver prints one line, `BENCH-RESULT {json}`, and nothi
     python <peer>_driver.py enqueue   --url URL --jobs N --seconds S --mode serial|concurrent|bulk
     python <peer>_driver.py drain     --url URL --jobs N --seconds S --kind noop|sleep --processes P
     python <peer>_driver.py roundtrip --url URL --jobs N --seconds S --config default|tuned
+    python <peer>_driver.py pipeline  --url URL --jobs N --seconds S --mode throughput|latency
     python <peer>_driver.py versions
 
 `--jobs` is an upper bound and `--seconds` a time budget for the measured part: a slow peer is
@@ -28,6 +29,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -47,10 +49,35 @@ SLEEP_SECONDS = 0.01  # what the "sleep" job awaits
 POLL_INTERVAL = 0.05  # how often a drain is sampled...
 POLL_INTERVAL_NEAR_END = 0.005  # ...and how often once the end is under ~100 ms away
 RESULT_MARK = "BENCH-RESULT "
+PIPELINE_QUEUES = (f"{QUEUE}-1", f"{QUEUE}-2", f"{QUEUE}-3")  # the pipeline's stages, in order
+PIPELINE_RECORD = "BENCH_PIPELINE_RECORD"  # the last stage's environment: its record file
+WARMUP, MEASURED = 0, 1  # a pipeline message's label: [label, posted at, stage 1 ran at, ...]
 
 
 class Unsupported(Exception):
     """The peer has no way to do this (no bulk API, no concurrency in one process, ...)."""
+
+
+# -- what the pipeline's stages run, in every peer ---------------------------------------------
+
+
+def pipeline_step(message: list[Any]) -> list[Any]:
+    """Stages 1 and 2: note when this stage ran, and pass the message on (its return value).
+    The clock is CLOCK_MONOTONIC, one clock for every process of the machine."""
+    return [*message, time.monotonic()]
+
+
+_record_fd: int | None = None
+
+
+def pipeline_end(message: list[Any]) -> None:
+    """Stage 3: note when it ran, as one line of the record file with the message's times
+    (one write(2) with O_APPEND: whole lines, whichever thread or process writes them)."""
+    global _record_fd
+    if _record_fd is None:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        _record_fd = os.open(os.environ[PIPELINE_RECORD], flags, 0o644)
+    os.write(_record_fd, (json.dumps([*message, time.monotonic()]) + "\n").encode())
 
 
 # -- Redis, as the measurer sees it --------------------------------------------------------
@@ -329,6 +356,24 @@ class Peer(abc.ABC):
         """For peers whose worker is started through their driver (`<driver> worker ...`)."""
         raise Unsupported("this peer's worker is started by its own command")
 
+    def pipeline_workers(self, record: Path) -> list[WorkerCommand]:
+        """The worker processes of a 3-stage pipeline (PIPELINE_QUEUES), one per stage, at the
+        throughput settings: stages 1 and 2 run `pipeline_step`, stage 3 `pipeline_end`, with
+        PIPELINE_RECORD=`record` in its environment."""
+        raise Unsupported("no pipelines (a job whose result becomes the next job's message)")
+
+    async def pipeline_post(self, message: list[Any]) -> None:
+        """Post `message` as the input of the pipeline, awaited."""
+        raise Unsupported("no pipelines")
+
+    def pipeline_post_blocking(self, message: list[Any]) -> None:
+        """The same for a blocking client, called from threads."""
+        raise Unsupported("no blocking client")
+
+    async def pipeline_post_many(self, messages: list[list[Any]]) -> None:
+        """Post `messages` as the pipeline's inputs in one call of the peer's bulk API."""
+        raise Unsupported("no bulk API for pipelines")
+
 
 # -- the scenarios ----------------------------------------------------------------------------
 
@@ -563,6 +608,183 @@ async def scenario_roundtrip(
     }
 
 
+class PipelineRecord:
+    """The lines stage 3 has written to the record file so far (read on from where it was)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[list[Any]] = []
+        self.measured = 0  # lines labelled MEASURED
+        self._file: Any = None
+        self._partial = b""
+
+    def read(self) -> PipelineRecord:
+        """Take in what was written since."""
+        if self._file is None:
+            try:
+                self._file = self.path.open("rb")
+            except FileNotFoundError:  # stage 3 has run nothing yet
+                return self
+        *whole, self._partial = (self._partial + self._file.read()).split(b"\n")
+        for line in whole:
+            self.lines.append(json.loads(line))
+            self.measured += self.lines[-1][0] == MEASURED
+        return self
+
+    @property
+    def total(self) -> int:
+        return len(self.lines)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+async def _pipeline_post_all(peer: Peer, message: list[Any], budget: Budget) -> None:
+    """Post `message` as the pipeline's input as often as `budget` allows, the fastest way the
+    peer has: bulk, else concurrently."""
+    first = budget.take(BULK_CHUNK)
+    try:
+        await peer.pipeline_post_many([message] * first)
+    except Unsupported:
+        budget.posted -= first  # none was posted: the peer has no bulk API
+    else:
+        while n := budget.take(BULK_CHUNK):
+            await peer.pipeline_post_many([message] * n)
+        return
+    if peer.blocking:
+
+        def post_some() -> None:
+            while budget.take():
+                peer.pipeline_post_blocking(message)
+
+        with ThreadPoolExecutor(CONCURRENT_THREADS) as pool:
+            for future in [pool.submit(post_some) for _ in range(CONCURRENT_THREADS)]:
+                future.result()
+        return
+
+    async def post_some_async() -> None:
+        while budget.take():
+            await peer.pipeline_post(message)
+
+    await asyncio.gather(*(post_some_async() for _ in range(min(CONCURRENT_TASKS, budget.count))))
+
+
+async def _until_arrived(
+    record: PipelineRecord, count: int, workers: Workers, timeout: float, interval: float
+) -> bool:
+    """Wait until the record has `count` measured lines (False: not within `timeout` s)."""
+    deadline = time.perf_counter() + timeout
+    while record.read().measured < count:
+        workers.check()
+        if time.perf_counter() > deadline:
+            return False
+        await asyncio.sleep(interval)
+    return True
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50_ms": 1e3 * statistics.median(ordered),
+        "p99_ms": 1e3 * _percentile(ordered, 0.99),
+        "max_ms": 1e3 * ordered[-1],
+    }
+
+
+def _latencies(lines: list[list[Any]]) -> dict[str, Any]:
+    """From measured lines [label, posted, stage 1 ran, stage 2 ran, stage 3 ran]: a hop is
+    stage k's handler to stage k+1's (both hops pooled); end to end, the post to stage 3."""
+    hops = [line[k + 1] - line[k] for line in lines for k in (2, 3)]
+    figures: dict[str, Any] = {f"hop_{name}": v for name, v in _spread(hops).items()}
+    figures |= {f"hop1_{name}": v for name, v in _spread([x[3] - x[2] for x in lines]).items()}
+    figures |= {f"hop2_{name}": v for name, v in _spread([x[4] - x[3] for x in lines]).items()}
+    figures |= {f"first_{name}": v for name, v in _spread([x[2] - x[1] for x in lines]).items()}
+    figures |= {f"e2e_{name}": v for name, v in _spread([x[4] - x[1] for x in lines]).items()}
+    return figures
+
+
+async def scenario_pipeline(
+    peer: Peer, redis: RawRedis, jobs: int, mode: str, seconds: float, log: Path
+) -> dict[str, Any]:
+    """Three stages of no-op handlers, one worker process each, started and warmed up (a
+    message through all three, then 20 more) before anything is measured.
+
+    `throughput`: post `jobs` inputs at once (the fastest way the peer has; no more once
+    `seconds` have gone), and wait for stage 3 to have run them all (or `seconds` more): the
+    rate is messages from the first post to the last stage-3 run. `latency`: one message at a
+    time, the next posted once stage 3 has run the last, up to `jobs` or `seconds`. Each stage
+    notes when its handler ran in the message (stage 3 in the record file): a hop is stage k's
+    handler to stage k+1's, so it holds stage k's completion, the output's post, and stage
+    k+1's claim of it. Worker CPU, Redis CPU and commands are per message, over all stages.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as folder:
+        record = PipelineRecord(Path(folder) / "record.jsonl")
+        commands = peer.pipeline_workers(record.path)
+        with Workers(commands, log) as workers, contextlib.closing(record):
+            # the workers start in any order: a message waits in its queue meanwhile
+            for count in (1, 20):
+                before = record.total
+                await _pipeline_post_all(peer, [WARMUP, time.monotonic()], Budget(count, 60))
+                deadline = time.perf_counter() + 60
+                while record.read().total < before + count:
+                    workers.check()
+                    if time.perf_counter() > deadline:
+                        raise RuntimeError(f"{count} messages did not go through in 60 s")
+                    await asyncio.sleep(0.01)
+            if mode == "throughput":
+                return await _pipeline_throughput(peer, redis, record, workers, jobs, seconds)
+            return await _pipeline_latency(peer, record, workers, jobs, seconds)
+
+
+async def _pipeline_throughput(
+    peer: Peer, redis: RawRedis, record: PipelineRecord, workers: Workers, jobs: int, seconds: float
+) -> dict[str, Any]:
+    before, cpu0 = redis_stats(redis), workers.cpu()
+    t0 = time.monotonic()
+    budget = Budget(jobs, seconds)
+    await _pipeline_post_all(peer, [MEASURED, t0], budget)
+    posted_s = time.monotonic() - t0
+    done = await _until_arrived(record, budget.posted, workers, seconds, POLL_INTERVAL_NEAR_END)
+    after, cpu1 = redis_stats(redis), workers.cpu()
+    lines = [line for line in record.lines if line[0] == MEASURED]
+    last = max(line[4] for line in lines)
+    return {
+        "jobs": budget.posted,
+        "arrived": len(lines),
+        "capped": not done,
+        "rate": len(lines) / (last - t0),
+        "posting_seconds": posted_s,
+        "wall_seconds": last - t0,
+        "worker_cpu_us_per_job": 1e6 * (cpu1 - cpu0) / len(lines),
+        **per_job(before, after, len(lines), own={"info": 1}),
+        **{f"loaded_{name}": v for name, v in _latencies(lines).items()},
+    }
+
+
+async def _pipeline_latency(
+    peer: Peer, record: PipelineRecord, workers: Workers, jobs: int, seconds: float
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    count = 0
+    while count < jobs and time.perf_counter() - started < seconds:
+        if peer.blocking:
+            peer.pipeline_post_blocking([MEASURED, time.monotonic()])
+        else:
+            await peer.pipeline_post([MEASURED, time.monotonic()])
+        count += 1
+        if not await _until_arrived(record, count, workers, 30, 0.0005):
+            raise RuntimeError(f"message {count} did not reach stage 3 in 30 s")
+    lines = [line for line in record.lines if line[0] == MEASURED]
+    figures = _latencies(lines)
+    return {
+        "samples": len(lines),
+        "p50_ms": figures["hop_p50_ms"],  # the table's latency columns: a hop
+        "p99_ms": figures["hop_p99_ms"],
+        **figures,
+    }
+
+
 def versions(peer: Peer) -> dict[str, str]:
     found = {}
     for name in peer.packages:
@@ -577,7 +799,7 @@ def versions(peer: Peer) -> dict[str, str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("enqueue", "drain", "roundtrip"):
+    for name in ("enqueue", "drain", "roundtrip", "pipeline"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--url", required=True)
         cmd.add_argument("--jobs", type=int, required=True)
@@ -590,6 +812,8 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--processes", type=int, default=1)
         if name == "roundtrip":
             cmd.add_argument("--config", choices=["default", "tuned"], required=True)
+        if name == "pipeline":
+            cmd.add_argument("--mode", choices=["throughput", "latency"], required=True)
     sub.add_parser("versions")
     sub.add_parser("worker", help="run a worker (the options are the peer's own)")
     return parser
@@ -613,6 +837,10 @@ async def _measure(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
         if args.command == "drain":
             return await scenario_drain(
                 peer, redis, args.jobs, args.kind, args.processes, args.seconds, args.log
+            )
+        if args.command == "pipeline":
+            return await scenario_pipeline(
+                peer, redis, args.jobs, args.mode, args.seconds, args.log
             )
         return await scenario_roundtrip(peer, args.jobs, args.config, args.seconds, args.log)
     finally:

@@ -6,6 +6,10 @@ over pub/sub. Default worker: `celery worker` (prefork pool, one child per core)
 no-op drains): `--pool solo` (jobs run in the worker process itself) with gossip, mingle and
 heartbeats off. The sleep jobs (celery has no asyncio) are `time.sleep(0.01)` on `--pool threads
 --concurrency 100`. Bulk: `group(...).apply_async()`, which still sends one message per job.
+Pipeline: `chain(stage1.s(msg), stage2.s(), stage3.s())`, each signature routed to its stage's
+queue, one `--pool solo` worker per queue (`-Q bench-1` ...), no result backend: a worker that
+finishes a task of a chain sends the chain's next task itself (with the return value as its
+first argument). Inputs in bulk: `group(chain(...), ...).apply_async()` in calls of 1,000.
 """
 
 from __future__ import annotations
@@ -14,9 +18,20 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from _harness import QUEUE, SLEEP_SECONDS, Peer, WorkerCommand, main
-from celery import Celery, group
+from _harness import (
+    PIPELINE_QUEUES,
+    PIPELINE_RECORD,
+    QUEUE,
+    SLEEP_SECONDS,
+    Peer,
+    WorkerCommand,
+    main,
+    pipeline_end,
+    pipeline_step,
+)
+from celery import Celery, chain, group
 from redis import Redis
 
 
@@ -44,6 +59,21 @@ def noop() -> None:
 @app.task(name="sleep")
 def sleep() -> None:
     time.sleep(SLEEP_SECONDS)
+
+
+@app.task(name="stage1")
+def stage1(msg: list[Any]) -> list[Any]:
+    return pipeline_step(msg)
+
+
+@app.task(name="stage2")
+def stage2(msg: list[Any]) -> list[Any]:
+    return pipeline_step(msg)
+
+
+@app.task(name="stage3")
+def stage3(msg: list[Any]) -> None:
+    pipeline_end(msg)
 
 
 class CeleryPeer(Peer):
@@ -98,6 +128,33 @@ class CeleryPeer(Peer):
                 argv += ["--pool", "solo"]
             if config == "tuned":
                 argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+            commands.append(WorkerCommand(argv, env))
+        return commands
+
+    def _chain(self, message: list[Any]) -> Any:
+        first, second, third = (
+            self.app.signature(f"stage{n}", queue=queue)
+            for n, queue in enumerate(PIPELINE_QUEUES, 1)
+        )
+        return chain(first.clone(args=(message,)), second, third)
+
+    def pipeline_post_blocking(self, message: list[Any]) -> None:
+        self._chain(message).apply_async()
+
+    async def pipeline_post(self, message: list[Any]) -> None:
+        self.pipeline_post_blocking(message)
+
+    async def pipeline_post_many(self, messages: list[list[Any]]) -> None:
+        group(self._chain(m) for m in messages).apply_async()
+
+    def pipeline_workers(self, record: Path) -> list[WorkerCommand]:
+        celery = str(Path(sys.executable).with_name("celery"))
+        commands = []
+        for n, queue in enumerate(PIPELINE_QUEUES, 1):
+            argv = [celery, "-A", "celery_driver", "worker", "-Q", queue, "-n", f"s{n}@%h"]
+            argv += ["--loglevel", "WARNING", "--pool", "solo"]
+            argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+            env = {"BENCH_REDIS_URL": self.url, "BENCH_RESULTS": "0", PIPELINE_RECORD: str(record)}
             commands.append(WorkerCommand(argv, env))
         return commands
 

@@ -62,6 +62,9 @@ class RqPeer(Peer):
             finished, failed = pipe.execute()
         return posted - int(finished) - int(failed)
 
+    def pipeline_workers(self, record: Path) -> list[WorkerCommand]:
+        raise Unsupported("no pipelines: depends_on orders jobs, but passes no result on")
+
     def worker_commands(
         self, *, kind: str, processes: int, config: str, purpose: str
     ) -> list[WorkerCommand]:

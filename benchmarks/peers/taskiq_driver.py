@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _harness import QUEUE, SLEEP_SECONDS, Peer, WorkerCommand, main
+from _harness import QUEUE, SLEEP_SECONDS, Peer, Unsupported, WorkerCommand, main
 from redis.asyncio import Redis
 from taskiq import AsyncBroker
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend
@@ -82,6 +82,9 @@ class TaskiqPeer(Peer):
         # so the at most 100 a worker holds are not counted (a no-op one ends within microseconds,
         # a sleep one within 10 ms).
         return int(await self.redis.llen(QUEUE))
+
+    def pipeline_workers(self, record: Path) -> list[WorkerCommand]:
+        raise Unsupported("pipelines are a package of their own (taskiq-pipelines): not installed")
 
     def worker_commands(
         self, *, kind: str, processes: int, config: str, purpose: str
