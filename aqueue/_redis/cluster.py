@@ -116,6 +116,12 @@ def node_of(cluster: RedisCluster, key: str) -> ClusterNode:
     return node
 
 
+async def master_of(cluster: RedisCluster, key: str) -> ClusterNode:
+    """`node_of`, once the client has read the slot map (it does on its first command)."""
+    await cluster.initialize()  # (a no-op once done)
+    return node_of(cluster, key)
+
+
 def connection_to(cluster: RedisCluster, key: str) -> Callable[[], AbstractConnection]:
     """Makes a connection to the master of `key`'s slot, found anew each time it is called
     (so a direct connection dropped after MOVED reconnects to the slot's new owner)."""

@@ -873,8 +873,7 @@ class Store:
             batch: list[bytes] = []
             where: dict[str, Any] = {}
             if isinstance(self.redis, RedisCluster):  # the queue's keys are on its node only
-                await self.redis.initialize()
-                where["target_nodes"] = _cluster.node_of(self.redis, self.keys.stats)
+                where["target_nodes"] = await _cluster.master_of(self.redis, self.keys.stats)
             async for key in self.redis.scan_iter(match=self.keys.pattern, count=1000, **where):
                 batch.append(key)
                 if len(batch) >= 1000:
@@ -942,8 +941,7 @@ class Store:
         """A keyless command's reply from the queue's node (a cluster's master of its slot)."""
         redis: Any = self.redis  # (redis-py leaves execute_command untyped)
         if isinstance(self.redis, RedisCluster):
-            await self.redis.initialize()  # (once: a client reads the map on first use)
-            node = _cluster.node_of(self.redis, self.keys.stats)
+            node = await _cluster.master_of(self.redis, self.keys.stats)
             return await redis.execute_command(*command, target_nodes=node)
         return await redis.execute_command(*command)
 
@@ -951,8 +949,7 @@ class Store:
         """Where the queue lives: `host:port` of its node (a cluster's master of its slot)."""
         if isinstance(self.redis, RedisCluster):
             with redis_errors("finding the queue's node"):
-                await self.redis.initialize()
-                return str(_cluster.node_of(self.redis, self.keys.stats).name)
+                return str((await _cluster.master_of(self.redis, self.keys.stats)).name)
         pool = self.redis.connection_pool
         if isinstance(pool, _sentinel.BlockingSentinelPool):  # the master the sentinels name
             with redis_errors("asking the sentinels for the master"):

@@ -91,8 +91,8 @@ class Outcomes:
         With `outputs` (queues), the value (or each of its elements, with `iter_output`) is
         also a message to post to each: encoded here, so that one that cannot be fails its
         job, saying why, and never the forwarder."""
-        if iter_output and not isinstance(value, Output | str | bytes | dict) and _iterable(value):
-            value = list(value)  # a generator is read once: its elements are the result too
+        if iter_output and (elements := _elements(value)) is not None:
+            value = elements  # a generator is read once: its elements are the result too
         try:
             packed = self.outputs_of(value, outputs, iter_output) if outputs else b""
         except MessageError as exc:
@@ -123,12 +123,13 @@ class Outcomes:
         if isinstance(value, Output):
             value = value.result
         if iter_output:
-            if isinstance(value, str | bytes | dict) or not _iterable(value):
+            elements = _elements(value)
+            if elements is None:
                 raise MessageError(
                     f"a listener with iter_output must return an iterable (a list, a "
                     f"generator), not {type(value).__name__}"
                 )
-            messages = list(value)
+            messages = elements
         else:
             messages = [] if value is None else [value]
         encoded = []
@@ -246,12 +247,15 @@ class Outcomes:
         return job.outcome(Event.RELEASE)
 
 
-def _iterable(value: Any) -> bool:
+def _elements(value: Any) -> list[Any] | None:
+    """The elements of what an iter_output listener returned; None for what is no list of
+    messages (no iterable; text, bytes and mappings, which iterate but are one message)."""
+    if isinstance(value, Output | str | bytes | dict):
+        return None
     try:
-        iter(value)
+        return list(value)
     except TypeError:
-        return False
-    return True
+        return None
 
 
 def message_of(exc: BaseException) -> str:

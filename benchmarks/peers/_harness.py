@@ -403,11 +403,22 @@ async def _serially(peer: Peer, kind: str, budget: Budget) -> None:
 
 
 async def _concurrently(peer: Peer, kind: str, budget: Budget) -> None:
+    await _post_at_once(peer, budget, lambda: peer.post_blocking(kind), lambda: peer.post(kind))
+
+
+async def _post_at_once(
+    peer: Peer,
+    budget: Budget,
+    post_blocking: Callable[[], object],
+    post: Callable[[], Awaitable[object]],
+) -> None:
+    """Post as `budget` allows, many at once: from threads for a blocking peer, else from
+    tasks."""
     if peer.blocking:
 
         def post_some() -> None:
             while budget.take():
-                peer.post_blocking(kind)
+                post_blocking()
 
         with ThreadPoolExecutor(CONCURRENT_THREADS) as pool:
             for future in [pool.submit(post_some) for _ in range(CONCURRENT_THREADS)]:
@@ -416,7 +427,7 @@ async def _concurrently(peer: Peer, kind: str, budget: Budget) -> None:
 
     async def post_some_async() -> None:
         while budget.take():
-            await peer.post(kind)
+            await post()
 
     tasks = min(CONCURRENT_TASKS, budget.count)
     await asyncio.gather(*(post_some_async() for _ in range(tasks)))
@@ -652,22 +663,12 @@ async def _pipeline_post_all(peer: Peer, message: list[Any], budget: Budget) -> 
         while n := budget.take(BULK_CHUNK):
             await peer.pipeline_post_many([message] * n)
         return
-    if peer.blocking:
-
-        def post_some() -> None:
-            while budget.take():
-                peer.pipeline_post_blocking(message)
-
-        with ThreadPoolExecutor(CONCURRENT_THREADS) as pool:
-            for future in [pool.submit(post_some) for _ in range(CONCURRENT_THREADS)]:
-                future.result()
-        return
-
-    async def post_some_async() -> None:
-        while budget.take():
-            await peer.pipeline_post(message)
-
-    await asyncio.gather(*(post_some_async() for _ in range(min(CONCURRENT_TASKS, budget.count))))
+    await _post_at_once(
+        peer,
+        budget,
+        lambda: peer.pipeline_post_blocking(message),
+        lambda: peer.pipeline_post(message),
+    )
 
 
 async def _until_arrived(

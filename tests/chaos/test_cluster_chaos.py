@@ -19,12 +19,13 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from aqueue import Client, JobNotFound, JobStatus, NotDurable, RedisUnavailable
+from aqueue import Client, JobStatus, NotDurable, RedisUnavailable
 from aqueue._redis.keys import Keys
 from aqueue.testing import RedisServer, until
 
 from ..topologies import Cluster
 from .conftest import StartWorker, WorkerProcess
+from .test_sentinel_failover import _result
 
 pytestmark = pytest.mark.chaos
 
@@ -84,16 +85,6 @@ class Posting:
 
     def ran(self) -> set[str]:
         return set(self.runs.read_text().split())
-
-
-async def _result(client: Client, job_id: str) -> bool:
-    """Its result came (True), or the job is gone (False: its post was lost with the old
-    master). An outage reaching here fails the test: the client rides them out itself."""
-    try:
-        assert await client.block_until_result(job_id) == job_id
-    except JobNotFound:
-        return False
-    return True
 
 
 async def _stop(worker: WorkerProcess) -> None:

@@ -11,8 +11,7 @@ import contextlib
 import os
 import re
 import signal
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -28,7 +27,7 @@ from aqueue.testing import RedisServer, until
 
 from ..integration.test_cli import aqueue
 from ..integration.test_http import Api, serving
-from ..topologies import Cluster
+from ..topologies import Cluster, _until
 from .conftest import StartWorker, WorkerProcess, spawned, until_active
 from .test_stop_whatever_redis_answers import DAEMONS
 
@@ -71,21 +70,7 @@ def _restart(cluster: Cluster, nodes: Sequence[RedisServer]) -> None:
                     return False
         return True
 
-    _wait(ok, 20, "cluster_state:ok on every node again")
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll, in a thread of its own (the nodes are started outside the event loop)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if condition():
-                return
-        except redis.RedisError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
+    _until(ok, 20, "cluster_state:ok on every node again")
 
 
 def _master_and_replica_of(cluster: Cluster, queue: str) -> list[RedisServer]:
